@@ -1,0 +1,25 @@
+"""Backfill: run the daily computation for each day of a past range, in order."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger
+
+from flows.daily_scoring import daily_scoring
+from lof.calendar import days_between, format_day, parse_day
+from lof.errors import DataError
+
+
+@flow(name="backfill")
+def backfill(start: str, end: str) -> list[dict[str, Any]]:
+    """Score every day from ``start`` to ``end`` (YYYYMMDD, both included)."""
+    first, last = parse_day(start, what="--start"), parse_day(end, what="--end")
+    if last < first:
+        raise DataError(f"--end {end} is before --start {start}; give the earlier day first")
+    logger = get_run_logger()
+    results = []
+    for day in days_between(first, last):
+        logger.info("backfilling %s", format_day(day))
+        results.append(daily_scoring(date=format_day(day)))
+    return results

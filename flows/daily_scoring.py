@@ -1,0 +1,170 @@
+"""Daily scoring: yesterday's events and LEB2 state in, today's at-risk predictions out."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.tasks import exponential_backoff
+
+from lof import model as lof_model
+from lof import registry, scoring, tracking
+from lof.calendar import format_day, parse_day, yesterday_local
+from lof.config import Settings, get_settings
+from lof.errors import LofError
+from lof.sources import leb2
+from lof.stores import open_feature_store, open_prediction_store
+
+
+def _not_a_clear_failure(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry unexpected errors only: a LofError already went through the adapter's own retries."""
+    try:
+        state.result()
+    except LofError:
+        return False
+    except Exception:
+        return True
+    return False
+
+
+io_task = task(
+    retries=2,
+    retry_delay_seconds=exponential_backoff(backoff_factor=5),
+    retry_jitter_factor=0.5,
+    retry_condition_fn=_not_a_clear_failure,
+    cache_policy=NO_CACHE,
+)
+
+
+@io_task
+def find_ongoing_classes(settings: Settings, engine: Any, day: date) -> Any:
+    return leb2.ongoing_classes(engine, day=day, window_months=settings.ongoing_window_months)
+
+
+@task(cache_policy=NO_CACHE)
+def load_model(settings: Settings) -> tuple[Any, str]:
+    model, version = registry.load_production_model(settings=settings)
+    lof_model.check_model_features(model)
+    return model, version
+
+
+@io_task
+def build_features(
+    settings: Settings, engine: Any, feature_store: Any, day: date, classes: Any
+) -> scoring.DayFeatures:
+    return scoring.compute_day_features(
+        settings=settings, engine=engine, feature_store=feature_store, day=day, classes=classes
+    )
+
+
+@io_task
+def write_features(feature_store: Any, day_features: scoring.DayFeatures) -> None:
+    feature_store.write_day(
+        day=day_features.day, increments=day_features.increment, states=day_features.states
+    )
+
+
+@task(cache_policy=NO_CACHE)
+def predict(settings: Settings, model: Any, version: str, day_features: scoring.DayFeatures) -> Any:
+    predictions = lof_model.predict_frame(
+        model=model,
+        features=day_features.scaled,
+        required_levels=day_features.classes[["class_id", "required_level"]],
+        threshold=settings.risk_threshold,
+    )
+    return scoring.attach_model_and_features(
+        predictions, raw=day_features.raw, model_name=settings.model_name, model_version=version
+    )
+
+
+@io_task
+def write_predictions(prediction_store: Any, day: date, predictions: Any) -> None:
+    prediction_store.write_day(day=day, predictions=predictions)
+
+
+@io_task
+def log_to_mlflow(
+    settings: Settings, summary: scoring.DaySummary, day_features: scoring.DayFeatures
+) -> str:
+    return tracking.log_scoring_run(
+        settings=settings,
+        day=summary.day,
+        model_name=settings.model_name,
+        model_version=summary.model_version,
+        metrics=summary.metrics | scoring.feature_metrics(day_features.raw),
+        raw_features=day_features.raw,
+    )
+
+
+def fill_missing_days(
+    settings: Settings, engine: Any, feature_store: Any, day: date, classes: Any
+) -> list[date]:
+    """Catch up: build the features store day by day up to D-1 so day D reads D-1's state."""
+    missing = scoring.days_to_fill(feature_store=feature_store, classes=classes, day=day)
+    if missing:
+        get_run_logger().info(
+            "features store is behind: filling %d day(s) %s..%s first",
+            len(missing),
+            format_day(missing[0]),
+            format_day(missing[-1]),
+        )
+    for past in missing:
+        past_classes = find_ongoing_classes(settings, engine, past)
+        write_features(
+            feature_store, build_features(settings, engine, feature_store, past, past_classes)
+        )
+    return missing
+
+
+@flow(name="daily-scoring", log_prints=True)
+def daily_scoring(date: str | None = None) -> dict[str, Any]:
+    """Score day ``date`` (YYYYMMDD; default yesterday in LOF_TIMEZONE) for every ongoing class."""
+    settings = get_settings()
+    day = parse_day(date, what="--date") if date else yesterday_local(settings.tz)
+    logger = get_run_logger()
+    engine = leb2.connect(settings.leb2_url)
+    feature_store = open_feature_store(settings.store_url)
+    prediction_store = open_prediction_store(settings.store_url)
+
+    model, version = load_model(settings)
+    classes = find_ongoing_classes(settings, engine, day)
+    filled = fill_missing_days(settings, engine, feature_store, day, classes)
+    day_features = build_features(settings, engine, feature_store, day, classes)
+    predictions = predict(settings, model, version, day_features)
+    summary = scoring.summarize_day(day=day, predictions=predictions, model_version=version)
+
+    write_features(feature_store, day_features)
+    write_predictions(prediction_store, day, predictions)
+    run_id = log_to_mlflow(settings, summary, day_features)
+
+    per_class = summary.per_class.merge(classes[["class_id", "code"]], on="class_id", how="left")
+    create_table_artifact(
+        key="daily-scoring-summary",
+        table=[
+            {
+                "class": f"{row.code} ({row.class_id})",
+                "students scored": int(row.students),
+                "at risk": int(row.at_risk),
+            }
+            for row in per_class.itertuples()
+        ],
+        description=f"lof predictions for {format_day(day)} with {settings.model_name} v{version}",
+    )
+    logger.info(
+        "scored %s: %d classes, %d students, %d at risk (model v%s)",
+        format_day(day),
+        len(summary.per_class),
+        int(summary.metrics["students"]),
+        int(summary.metrics["at_risk"]),
+        version,
+    )
+    return {
+        "day": format_day(day),
+        "model_version": version,
+        "filled_days": [format_day(d) for d in filled],
+        "per_class": per_class.to_dict(orient="records"),
+        "mlflow_run_id": run_id,
+    }

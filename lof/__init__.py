@@ -1,0 +1,3 @@
+"""lof — the learning-outcome forecaster."""
+
+__version__ = "0.1.0"

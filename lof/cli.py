@@ -1,0 +1,268 @@
+"""The `lof` command: each command runs the same Prefect flow its deployment runs."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from lof.errors import ConfigError, LofError
+
+app = typer.Typer(
+    name="lof",
+    help="lof — the learning-outcome forecaster: daily at-risk predictions for OBEM classes.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console(stderr=True)
+out = Console()
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _quiet_prefect() -> None:
+    """Terminal defaults: no analytics, and warnings only unless LOF_VERBOSE is set."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+    if not os.environ.get("LOF_VERBOSE"):
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+        os.environ.setdefault("PREFECT_LOGGING_LOG_PRINTS", "false")
+        logging.getLogger("mlflow").setLevel(logging.ERROR)
+
+
+def clear_failures(command: F) -> F:
+    """Print a LofError as one line and exit 1; keep tracebacks for real bugs."""
+
+    @wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        _quiet_prefect()
+        try:
+            return command(*args, **kwargs)
+        except LofError as exc:
+            console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            console.print("interrupted")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _settings() -> Any:
+    from lof.config import get_settings
+
+    return get_settings()
+
+
+def day_progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[detail]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+@app.command()
+@clear_failures
+def synth(
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same data.")] = 7,
+    students: Annotated[int | None, typer.Option(help="Students in the university.")] = None,
+    classes: Annotated[int | None, typer.Option(help="Classes per semester.")] = None,
+    days: Annotated[int | None, typer.Option(help="Days of data in the ongoing semester.")] = None,
+    events_per_student_day: Annotated[
+        float | None, typer.Option(help="Mean Amplitude events per active student-day.")
+    ] = None,
+    today: Annotated[str | None, typer.Option(help="Pretend today is YYYYMMDD.")] = None,
+    replace: Annotated[bool, typer.Option(help="Overwrite an existing synthetic LEB2.")] = True,
+) -> None:
+    """Write a synthetic LEB2 database and Amplitude exports (the demo's size by default)."""
+    summary = run_synth(
+        seed=seed,
+        students=students,
+        classes=classes,
+        days=days,
+        events_per_student_day=events_per_student_day,
+        today=today,
+        replace=replace,
+    )
+    print_synth_summary(summary)
+
+
+def run_synth(**options: Any) -> Any:
+    from lof import synth as synth_module
+    from lof.calendar import parse_day
+
+    settings = _settings()
+    if settings.amplitude_is_http:
+        raise ConfigError(
+            "LOF_AMPLITUDE_SOURCE is an Export API URL; lof synth writes files: "
+            "set it to a folder (or unset it for the default under LOF_HOME)"
+        )
+    knobs = {k: v for k, v in options.items() if v is not None and k not in ("today", "replace")}
+    if options.get("today"):
+        knobs["today"] = parse_day(options["today"], what="--today")
+    settings.home.mkdir(parents=True, exist_ok=True)
+    with day_progress() as progress:
+        task_id = progress.add_task("synthesizing", total=None, detail="")
+
+        def report(done: int, total: int | None = None, detail: str = "") -> None:
+            progress.update(task_id, completed=done, total=total, detail=detail)
+
+        return synth_module.synthesize(
+            leb2_url=settings.leb2_url,
+            amplitude_dir=Path(settings.amplitude_source),
+            replace=options.get("replace", True),
+            progress=report,
+            **knobs,
+        )
+
+
+def print_synth_summary(summary: Any) -> None:
+    out.print(f"[bold]Synthetic university[/bold] written: {summary}")
+
+
+@app.command()
+@clear_failures
+def daily(
+    date: Annotated[
+        str | None, typer.Option("--date", help="Day to score, YYYYMMDD (default: yesterday).")
+    ] = None,
+) -> None:
+    """Score one day (default yesterday in LOF_TIMEZONE) for every ongoing class."""
+    from flows.daily_scoring import daily_scoring
+
+    result = daily_scoring(date=date)
+    print_day_result(result)
+
+
+def print_day_result(result: dict[str, Any]) -> None:
+    table = Table(title=f"Predictions for {result['day']} (model v{result['model_version']})")
+    for column in ("class", "students", "at risk"):
+        table.add_column(column, justify="right" if column != "class" else "left")
+    for row in result["per_class"]:
+        table.add_row(
+            f"{row['code']} ({row['class_id']})", str(row["students"]), str(row["at_risk"])
+        )
+    out.print(table)
+
+
+@app.command()
+@clear_failures
+def backfill(
+    start: Annotated[str, typer.Option("--start", help="First day, YYYYMMDD.")],
+    end: Annotated[str, typer.Option("--end", help="Last day, YYYYMMDD.")],
+) -> None:
+    """Run the daily computation for every day from --start to --end."""
+    from flows.backfill import backfill as backfill_flow
+
+    for result in backfill_flow(start=start, end=end):
+        print_day_result(result)
+
+
+@app.command()
+@clear_failures
+def retrain(
+    semester: Annotated[
+        list[str] | None,
+        typer.Option("--semester", help="Semester slug, e.g. 1/2025 (repeatable)."),
+    ] = None,
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="Train as if run on YYYYMMDD.")
+    ] = None,
+    dataset: Annotated[
+        Path | None, typer.Option(help="Extra training rows in the legacy CSV format.")
+    ] = None,
+) -> None:
+    """Train candidates on finished semesters, log them to MLflow, register the best."""
+    from flows.retrain import retrain as retrain_flow
+
+    result = retrain_flow(
+        semesters=semester or None, as_of=as_of, dataset=str(dataset) if dataset else None
+    )
+    out.print(_describe(result))
+
+
+@app.command()
+@clear_failures
+def promote(
+    version: Annotated[str, typer.Option("--version", help="Registered model version.")],
+    force: Annotated[bool, typer.Option(help="Promote even if the gate refuses.")] = False,
+) -> None:
+    """Move a registered version to Production (the next daily run uses it)."""
+    from flows.promote import promote as promote_flow
+
+    result = promote_flow(version=version, force=force, reason="manual")
+    out.print(_describe(result))
+
+
+@app.command()
+@clear_failures
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """Serve the predictions API (uvicorn)."""
+    from lof.api import serve as serve_api
+
+    serve_api(host=host, port=port)
+
+
+@app.command()
+@clear_failures
+def show(
+    date: Annotated[str, typer.Option("--date", help="Day, YYYYMMDD.")],
+    class_id: Annotated[int, typer.Option("--class-id", help="LEB2 class id.")],
+) -> None:
+    """Print a class's predictions for a day as the API's JSON body."""
+    from lof.calendar import format_day, parse_day
+    from lof.errors import DataError
+    from lof.stores import open_prediction_store
+
+    day = parse_day(date, what="--date")
+    store = open_prediction_store(_settings().store_url)
+    records = store.read_class_day(day=day, class_id=class_id)
+    if not records:
+        days = store.list_days(class_id=class_id)
+        latest = (
+            f"the latest day with predictions is {format_day(days[-1])}"
+            if days
+            else ("it has no predictions on any day")
+        )
+        raise DataError(f"no predictions for class {class_id} on {format_day(day)}; {latest}")
+    sys.stdout.write(json.dumps(records, indent=2, ensure_ascii=False) + "\n")
+
+
+def _describe(result: Any) -> str:
+    if hasattr(result, "describe"):
+        return result.describe()
+    return str(result)
+
+
+@app.command()
+@clear_failures
+def demo(
+    seed: Annotated[int, typer.Option(help="Random seed of the synthetic university.")] = 7,
+) -> None:
+    """Synthesize a university, retrain, promote, score the ongoing semester, print a summary."""
+    from lof.demo import run_demo
+
+    run_demo(seed=seed, console=console, out=out)
+
+
+def main() -> None:  # pragma: no cover - console script entry
+    app()

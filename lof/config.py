@@ -1,0 +1,164 @@
+"""Settings: one pydantic-settings class read from the environment (DESIGN 3.2)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlparse
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from lof.errors import ConfigError
+
+LabelRule = Literal["attainment", "max", "mean"]
+
+
+def _check_sql_url(value: str, variable: str) -> str:
+    try:
+        make_url(value)
+    except ArgumentError:
+        raise ValueError(
+            f"{variable}={_redact(value)!r} is not a database URL; "
+            "expected e.g. sqlite:///path/file.db or mysql+pymysql://user:pw@host/db"
+        ) from None
+    return value
+
+
+def _redact(url: str) -> str:
+    """The URL with any password replaced, safe for messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        parsed = urlparse(url)
+        if parsed.password:
+            return url.replace(parsed.password, "***")
+        return url
+
+
+class Settings(BaseSettings):
+    """Every setting lof reads; defaults make the embedded demo work with no configuration."""
+
+    model_config = SettingsConfigDict(env_prefix="LOF_", extra="ignore", populate_by_name=True)
+
+    home: Path = Path(".lof")
+    leb2_url: str | None = None
+    amplitude_source: str | None = None
+    amplitude_api_key: SecretStr | None = None
+    amplitude_secret_key: SecretStr | None = None
+    amplitude_project_id: int = 100001
+    store_url: str | None = None
+    mlflow_tracking_uri: str | None = Field(
+        default=None, validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "mlflow_tracking_uri")
+    )
+    model_name: str = "lof-outcome"
+    model_stage: str = "Production"
+    timezone: str = "Asia/Bangkok"
+    label_rule: LabelRule = "attainment"
+    api_keys: SecretStr | None = None
+    webhook_secret: SecretStr | None = None
+    mlflow_webhook_secret: SecretStr | None = None
+
+    ongoing_window_months: int = Field(default=4, ge=1, le=24)
+    risk_threshold: float = Field(default=0.5, gt=0.0, lt=1.0)
+    malformed_max_fraction: float = Field(default=0.001, ge=0.0, le=1.0)
+    promote_margin: float = Field(default=0.02, ge=0.0, le=1.0)
+    http_timeout_seconds: float = Field(default=60.0, gt=0)
+    http_retries: int = Field(default=5, ge=1, le=20)
+
+    @field_validator("timezone")
+    @classmethod
+    def _valid_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"LOF_TIMEZONE={value!r} is not an IANA time zone; expected e.g. Asia/Bangkok"
+            ) from None
+        return value
+
+    @field_validator("leb2_url")
+    @classmethod
+    def _valid_leb2_url(cls, value: str | None) -> str | None:
+        return None if value is None else _check_sql_url(value, "LOF_LEB2_URL")
+
+    @field_validator("store_url")
+    @classmethod
+    def _valid_store_url(cls, value: str | None) -> str | None:
+        if value is None or value.startswith("dynamodb://"):
+            return value
+        return _check_sql_url(value, "LOF_STORE_URL")
+
+    @field_validator("amplitude_source")
+    @classmethod
+    def _valid_amplitude_source(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parsed = urlparse(value)
+        if parsed.scheme in ("http", "https") and not parsed.netloc:
+            raise ValueError(f"LOF_AMPLITUDE_SOURCE={value!r} is a URL without a host")
+        if parsed.scheme not in ("", "file", "http", "https") and len(parsed.scheme) > 1:
+            raise ValueError(
+                f"LOF_AMPLITUDE_SOURCE={value!r}: expected a folder path or an http(s) base URL"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _fill_embedded_defaults(self) -> Settings:
+        home = self.home.expanduser().resolve()
+        self.home = home
+        if self.leb2_url is None:
+            self.leb2_url = f"sqlite:///{home / 'leb2-demo.db'}"
+        if self.amplitude_source is None:
+            self.amplitude_source = str(home / "amplitude")
+        if self.store_url is None:
+            self.store_url = f"sqlite:///{home / 'lof.db'}"
+        if self.mlflow_tracking_uri is None:
+            self.mlflow_tracking_uri = f"sqlite:///{home / 'mlflow.db'}"
+        return self
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def amplitude_is_http(self) -> bool:
+        return urlparse(self.amplitude_source or "").scheme in ("http", "https")
+
+    @property
+    def api_key_list(self) -> list[str]:
+        if self.api_keys is None:
+            return []
+        return [k.strip() for k in self.api_keys.get_secret_value().split(",") if k.strip()]
+
+    def redacted(self, url: str) -> str:
+        return _redact(url)
+
+
+_ENV_NAMES = {"mlflow_tracking_uri": "MLFLOW_TRACKING_URI"}
+
+
+def get_settings(**overrides: object) -> Settings:
+    """Read the settings; a malformed value raises ConfigError naming the variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = str(err["loc"][0]) if err["loc"] else "?"
+            variable = _ENV_NAMES.get(field, f"LOF_{field.upper()}")
+            message = err["msg"].removeprefix("Value error, ")
+            if variable not in message:
+                message = f"{variable}: {message}"
+            problems.append(message)
+        raise ConfigError("invalid settings: " + "; ".join(problems)) from None

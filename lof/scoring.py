@@ -1,0 +1,177 @@
+"""The daily computation: features as of day D for the ongoing classes, then predictions.
+
+Plain functions over the adapters so they can be tested and reused without Prefect; the daily
+and backfill flows only orchestrate them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+import pandas as pd
+
+from lof import features as feat
+from lof.calendar import end_of_day
+from lof.config import Settings
+from lof.sources import amplitude, leb2
+from lof.stores.base import FeatureStore
+
+
+@dataclass
+class DayFeatures:
+    """What one day's feature update produced (nothing is written yet)."""
+
+    day: date
+    classes: pd.DataFrame
+    increment: pd.DataFrame
+    states: pd.DataFrame
+    raw: pd.DataFrame
+    scaled: pd.DataFrame
+
+
+@dataclass
+class DaySummary:
+    """Per-class counts of one scored day, for logs, artifacts and the CLI."""
+
+    day: date
+    model_version: str
+    per_class: pd.DataFrame
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def empty_engagement() -> pd.DataFrame:
+    frame = pd.DataFrame({column: pd.Series(dtype="int64") for column in feat.ENGAGEMENT_COLUMNS})
+    for column in feat.SET_COLUMNS:
+        frame[column] = frame[column].astype(object)
+    return frame
+
+
+def first_day_needed(classes: pd.DataFrame) -> date | None:
+    """The earliest local day whose events count for these classes (their first activity start)."""
+    if classes.empty:
+        return None
+    return pd.Timestamp(classes["first_start"].min()).date()
+
+
+def days_to_fill(*, feature_store: FeatureStore, classes: pd.DataFrame, day: date) -> list[date]:
+    """Days before ``day`` the features store lacks, in order, so day ``day`` can build on D-1."""
+    last = feature_store.last_complete_day()
+    if last is not None and last >= day - timedelta(days=1):
+        return []
+    start = first_day_needed(classes) if last is None else last + timedelta(days=1)
+    if start is None:
+        return []
+    return [start + timedelta(days=n) for n in range((day - start).days)]
+
+
+def compute_day_features(
+    *,
+    settings: Settings,
+    engine: Any,
+    feature_store: FeatureStore,
+    day: date,
+    classes: pd.DataFrame | None = None,
+    progress: bool = False,
+) -> DayFeatures:
+    """Yesterday's state + today's increment -> today's state, raw and scaled features."""
+    if classes is None:
+        classes = leb2.ongoing_classes(
+            engine, day=day, window_months=settings.ongoing_window_months
+        )
+    class_ids: list[int] = [int(c) for c in classes["class_id"]]
+    if not class_ids:
+        empty = empty_engagement()
+        no_features = pd.DataFrame(columns=["class_id", "user_id", *feat.FEATURES])
+        return DayFeatures(day, classes, empty, empty, no_features, no_features)
+    previous = read_previous_states(feature_store=feature_store, day=day, class_ids=class_ids)
+    increment = amplitude.day_increments(
+        settings=settings, day=day, class_ids=class_ids, progress=progress
+    )
+    increment = only_started_classes(increment, classes=classes, day=day)
+    states = feat.accumulate(previous=previous, increment=increment)
+    records = leb2.assessed_records(engine, class_ids=class_ids, until=end_of_day(day))
+    raw = feat.combine(
+        engagement=feat.engagement_features(states=states),
+        assessment=feat.assessment_features(records=records),
+        cohort_class_ids=class_ids,
+    )
+    scaled = feat.scale_within_class(features=raw)
+    return DayFeatures(day, classes, increment, states, raw, scaled)
+
+
+def read_previous_states(
+    *, feature_store: FeatureStore, day: date, class_ids: Collection[int]
+) -> pd.DataFrame:
+    yesterday = day - timedelta(days=1)
+    if not feature_store.is_complete(day=yesterday):
+        return empty_engagement()
+    return feature_store.read_states(day=yesterday, class_ids=class_ids)
+
+
+def only_started_classes(
+    increment: pd.DataFrame, *, classes: pd.DataFrame, day: date
+) -> pd.DataFrame:
+    """Events count from the local day of a class's first activity start (DESIGN 2.3)."""
+    started = {
+        int(row.class_id)
+        for row in classes.itertuples()
+        if pd.Timestamp(row.first_start).date() <= day
+    }
+    return increment[increment["class_id"].isin(started)].reset_index(drop=True)
+
+
+def attach_model_and_features(
+    predictions: pd.DataFrame, *, raw: pd.DataFrame, model_name: str, model_version: str
+) -> pd.DataFrame:
+    """Add the model identity and the raw feature snapshot a teacher reads to see why."""
+    snapshot = raw.set_index(["class_id", "user_id"])[list(feat.FEATURES)]
+    keys = list(zip(predictions["class_id"], predictions["user_id"], strict=True))
+    rows = snapshot.loc[keys].to_dict(orient="records")
+    out = predictions.copy()
+    out["features"] = [{name: float(value) for name, value in row.items()} for row in rows]
+    out["model_name"] = model_name
+    out["model_version"] = str(model_version)
+    return out
+
+
+def summarize_day(*, day: date, predictions: pd.DataFrame, model_version: str) -> DaySummary:
+    """Students scored and at risk per class, and the day's metrics for MLflow."""
+    if predictions.empty:
+        per_class = pd.DataFrame(columns=["class_id", "students", "at_risk", "share_at_risk"])
+    else:
+        per_class = (
+            predictions.groupby("class_id")
+            .agg(students=("user_id", "nunique"), at_risk=("at_risk", "sum"))
+            .reset_index()
+        )
+        per_class["at_risk"] = per_class["at_risk"].astype(int)
+        per_class["share_at_risk"] = per_class["at_risk"] / per_class["students"]
+    metrics: dict[str, float] = {
+        "classes": float(len(per_class)),
+        "students": float(per_class["students"].sum()) if len(per_class) else 0.0,
+        "at_risk": float(per_class["at_risk"].sum()) if len(per_class) else 0.0,
+    }
+    metrics["share_at_risk"] = (
+        metrics["at_risk"] / metrics["students"] if metrics["students"] else 0.0
+    )
+    for row in per_class.itertuples():
+        metrics[f"share_at_risk.class_{row.class_id}"] = float(row.share_at_risk)
+    return DaySummary(
+        day=day, model_version=str(model_version), per_class=per_class, metrics=metrics
+    )
+
+
+def feature_metrics(raw: pd.DataFrame) -> dict[str, float]:
+    """Mean and quartiles of each raw feature, to watch for drift in MLflow."""
+    metrics: dict[str, float] = {}
+    if raw.empty:
+        return metrics
+    for name in feat.FEATURES:
+        column = raw[name].astype(float)
+        metrics[f"feature.{name}.mean"] = float(column.mean())
+        for q in (0.25, 0.5, 0.75):
+            metrics[f"feature.{name}.q{int(q * 100)}"] = float(column.quantile(q))
+    return metrics

@@ -1,0 +1,138 @@
+"""Session-wide real servers: MariaDB, PostgreSQL, moto_server, Prefect, and a per-test LOF_HOME."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+
+MARIADB_ROOT = "mysql+pymysql://root@127.0.0.1:3306"
+POSTGRES_ROOT = "postgresql+psycopg2://postgres@127.0.0.1:5432"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(
+    port: int, *, timeout: float = 30.0, proc: subprocess.Popen | None = None
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server on port {port} exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+def _scratch_database(root_url: str, *, quote: str) -> Iterator[str]:
+    """Create a uniquely named database on a real server and drop it afterwards."""
+    from sqlalchemy import create_engine, text
+
+    name = f"lof_test_{uuid.uuid4().hex[:10]}"
+    engine = create_engine(
+        f"{root_url}/{'postgres' if 'postgresql' in root_url else ''}", isolation_level="AUTOCOMMIT"
+    )
+    with engine.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {quote}{name}{quote}"))
+    try:
+        yield f"{root_url}/{name}"
+    finally:
+        with engine.connect() as conn:
+            if "postgresql" in root_url:
+                conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            else:
+                conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+        engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def mariadb_url() -> Iterator[str]:
+    """A fresh database on the MariaDB server of 127.0.0.1:3306 (started if it is down)."""
+    try:
+        wait_for_port(3306, timeout=0.5)
+    except RuntimeError:
+        subprocess.run(
+            [
+                "start-stop-daemon",
+                "--start",
+                "--oknodo",
+                "--background",
+                "--exec",
+                "/usr/sbin/mariadbd",
+            ],
+            check=False,
+        )
+        wait_for_port(3306, timeout=30)
+    yield from _scratch_database(MARIADB_ROOT, quote="`")
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh database on the PostgreSQL server of 127.0.0.1:5432."""
+    yield from _scratch_database(POSTGRES_ROOT, quote='"')
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real moto_server over HTTP on a loopback port (DynamoDB, S3, SQS)."""
+    port = free_port()
+    log = (tmp_path_factory.mktemp("moto") / "moto.log").open("w")
+    exe = shutil.which("moto_server", path=str(Path(sys.executable).parent)) or "moto_server"
+    proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log)
+    try:
+        wait_for_port(port, proc=proc)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        log.close()
+
+
+@pytest.fixture(autouse=True)
+def _aws_test_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fake credentials so boto3 never looks for real ones; requests only go to moto_server."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+
+
+@pytest.fixture
+def lof_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A clean LOF_HOME with the embedded defaults; the caller's LOF_* variables are cleared."""
+    for name in list(os.environ):
+        if name.startswith("LOF_") or name == "MLFLOW_TRACKING_URI":
+            monkeypatch.delenv(name)
+    home = tmp_path / "lof-home"
+    home.mkdir()
+    monkeypatch.setenv("LOF_HOME", str(home))
+    return home
+
+
+@pytest.fixture(scope="session")
+def prefect_api() -> Iterator[None]:
+    """The session's one Prefect test server; tests that run flows depend on it."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
