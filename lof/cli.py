@@ -118,22 +118,40 @@ def run_synth(**options: Any) -> Any:
         knobs["today"] = parse_day(options["today"], what="--today")
     settings.home.mkdir(parents=True, exist_ok=True)
     with day_progress() as progress:
-        task_id = progress.add_task("synthesizing", total=None, detail="")
+        tasks: dict[str, Any] = {}
 
-        def report(done: int, total: int | None = None, detail: str = "") -> None:
-            progress.update(task_id, completed=done, total=total, detail=detail)
+        def report(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                label = "LEB2 classes" if stage == "leb2" else "Amplitude days"
+                tasks[stage] = progress.add_task(label, total=total, detail="")
+            progress.update(tasks[stage], completed=done, total=total)
 
         return synth_module.synthesize(
             leb2_url=settings.leb2_url,
             amplitude_dir=Path(settings.amplitude_source),
             replace=options.get("replace", True),
             progress=report,
+            timezone_name=settings.timezone,
+            project_id=settings.amplitude_project_id,
             **knobs,
         )
 
 
 def print_synth_summary(summary: Any) -> None:
-    out.print(f"[bold]Synthetic university[/bold] written: {summary}")
+    table = Table(title="Synthetic university")
+    for column in ("semester", "days", "state"):
+        table.add_column(column)
+    for sem in summary.semester_ranges:
+        table.add_row(
+            sem.slug, f"{sem.first_day} .. {sem.last_day}", "ongoing" if sem.ongoing else "finished"
+        )
+    out.print(table)
+    out.print(
+        f"{summary.classes_obem} OBEM and {summary.classes_other} other classes, "
+        f"{summary.students} students, {summary.enrolments} enrolments, "
+        f"{summary.activities} activities, {summary.records} assessed records, "
+        f"{summary.events} Amplitude events in {summary.amplitude_files} files"
+    )
 
 
 @app.command()

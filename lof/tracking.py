@@ -13,6 +13,28 @@ from lof.config import Settings
 DAILY_EXPERIMENT = "lof-daily-scoring"
 
 
+def local_artifact_location(*, settings: Settings, name: str) -> str | None:
+    """Artifacts of a local (sqlite/file) tracking store go under LOF_HOME, not the working dir.
+
+    A tracking server decides its own artifact store (S3 in production), so None there.
+    """
+    uri = settings.mlflow_tracking_uri or ""
+    if not (uri.startswith("sqlite:") or uri.startswith("file:") or "://" not in uri):
+        return None
+    return (settings.home / "mlartifacts" / name).as_uri()
+
+
+def ensure_experiment(*, settings: Settings, name: str) -> str:
+    """The id of experiment ``name``, created on first use."""
+    client = mlflow.MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    return client.create_experiment(
+        name, artifact_location=local_artifact_location(settings=settings, name=name)
+    )
+
+
 def log_scoring_run(
     *,
     settings: Settings,
@@ -23,13 +45,7 @@ def log_scoring_run(
     raw_features: pd.DataFrame,
 ) -> str:
     """One run per scored day, tagged with the day; returns the run id."""
-    client = mlflow.MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
-    experiment = client.get_experiment_by_name(DAILY_EXPERIMENT)
-    experiment_id = (
-        experiment.experiment_id
-        if experiment is not None
-        else client.create_experiment(DAILY_EXPERIMENT)
-    )
+    experiment_id = ensure_experiment(settings=settings, name=DAILY_EXPERIMENT)
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     with mlflow.start_run(
         experiment_id=experiment_id,
