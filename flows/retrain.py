@@ -1,0 +1,82 @@
+"""Retrain: examples from finished classes, candidates compared in MLflow, the winner registered.
+
+The flow never promotes: the new version waits for `lof promote` (or the upload event).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.tasks import exponential_backoff
+
+from lof import training
+from lof.calendar import parse_day
+from lof.config import Settings, get_settings
+from lof.errors import LofError
+
+
+def _not_a_clear_failure(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry unexpected errors only: a LofError already went through the adapter's own retries."""
+    try:
+        state.result()
+    except LofError:
+        return False
+    except Exception:
+        return True
+    return False
+
+
+@task(
+    retries=2,
+    retry_delay_seconds=exponential_backoff(backoff_factor=10),
+    retry_jitter_factor=0.5,
+    retry_condition_fn=_not_a_clear_failure,
+    cache_policy=NO_CACHE,
+)
+def build_training_set(
+    settings: Settings, semesters: list[str] | None, as_of: str | None, dataset: str | None
+) -> training.TrainingSet:
+    return training.build_training_set(
+        settings=settings,
+        semesters=semesters,
+        as_of=parse_day(as_of, what="--as-of") if as_of else None,
+        dataset=dataset,
+    )
+
+
+@task(cache_policy=NO_CACHE)
+def train_and_register(settings: Settings, training_set: training.TrainingSet) -> Any:
+    # No task retries: a retry would start a second parent run; MLflow calls retry themselves.
+    return training.train_and_register(settings=settings, training=training_set)
+
+
+@flow(name="retrain", log_prints=True)
+def retrain(
+    semesters: list[str] | None = None, as_of: str | None = None, dataset: str | None = None
+) -> training.RetrainResult:
+    """Train on ``semesters`` (default: every finished one) as of day ``as_of`` (YYYYMMDD)."""
+    settings = get_settings()
+    logger = get_run_logger()
+    if as_of:
+        parse_day(as_of, what="--as-of")  # fail before any I/O on a malformed day
+    training_set = build_training_set(settings, semesters, as_of, dataset)
+    logger.info(
+        "training on %s: %d examples from %d classes (%d days from the features store, "
+        "%d from Amplitude)",
+        ", ".join(training_set.semesters),
+        len(training_set.examples),
+        len(training_set.classes),
+        training_set.days_from_store,
+        training_set.days_from_amplitude,
+    )
+    result = train_and_register(settings, training_set)
+    create_markdown_artifact(
+        key="retrain-comparison",
+        markdown=result.markdown(),
+        description=f"candidates compared for {settings.model_name} v{result.version}",
+    )
+    logger.info(result.describe())
+    return result

@@ -1,0 +1,502 @@
+"""Promotion: resolve an uploaded artifact to a registered version, gate it, move it to Production.
+
+The promote flow, the ``lof promote`` command and the webhooks share these functions. Rules:
+
+- An S3 key is resolved to the registered version whose artifacts it belongs to: MLflow 3 keeps a
+  logged model's files under ``.../models/<model_id>/artifacts/`` (older layouts under
+  ``.../<run_id>/artifacts/<path>/``). Only the ``MLmodel`` file and the serialized model file
+  start a promotion; any other key is ignored with a log line.
+- MLflow uploads a model in several PUTs (the model file after ``MLmodel``) and registers the
+  version after the upload, so resolution and the file check wait, with a bound.
+- The gate scores the candidate and the current Production version on the latest held-out data
+  recorded at retrain and refuses when the candidate is worse by more than
+  ``settings.promote_margin`` (unless forced). A refusal changes nothing.
+- Idempotent: an event already recorded on a version, or a version already at Production with
+  the ``production`` alias, is a no-op. S3 delivers at least once, and setting the alias from the
+  promote flow fires the MLflow alias webhook again.
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import math
+import re
+import socket
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+from urllib.parse import unquote_plus
+
+import pandas as pd
+import yaml
+
+from lof import model as lof_model
+from lof import registry
+from lof.config import Settings
+from lof.errors import ModelError
+from lof.retry import call_with_retries
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+EVENT_NAME = "lof.model.uploaded"
+PRODUCTION_ALIAS = registry.PRODUCTION_ALIAS
+GATE_METRIC = lof_model.SELECTION_METRIC
+FALLBACK_METRIC = "macro_f1"
+MODEL_FILE_NAMES = frozenset({"model.skops", "model.pkl", "model.cloudpickle", "model.joblib"})
+TRIGGER_FILE_NAMES = MODEL_FILE_NAMES | {"MLmodel"}
+REGISTRATION_WAIT_SECONDS = 30.0  # retrain registers right after the upload
+FILES_WAIT_SECONDS = 120.0  # a large model file may land well after MLmodel
+POLL_SECONDS = 2.0
+HOLDOUT_LOOKBACK = 5
+
+_MODEL_KEY = re.compile(r"(?:^|/)models/(?P<model_id>m-[0-9a-f]{32})/artifacts/(?P<file>[^/]+)$")
+_RUN_KEY = re.compile(
+    r"(?:^|/)(?P<run_id>[0-9a-f]{32})/artifacts/(?:(?P<path>.+)/)?(?P<file>[^/]+)$"
+)
+
+Status = Literal["promoted", "already", "ignored", "refused"]
+
+
+@dataclass(frozen=True)
+class ArtifactKey:
+    """Where an S3 key sits in MLflow's artifact layout."""
+
+    bucket: str
+    key: str
+    file_name: str
+    model_id: str | None = None
+    run_id: str | None = None
+    artifact_path: str | None = None
+
+    @property
+    def starts_promotion(self) -> bool:
+        return self.file_name in TRIGGER_FILE_NAMES
+
+    @property
+    def owner(self) -> str:
+        if self.model_id:
+            return f"logged model {self.model_id}"
+        return f"run {self.run_id} ({self.artifact_path or '.'})"
+
+
+@dataclass(frozen=True)
+class GateReport:
+    """Both versions' scores on one holdout, and the decision."""
+
+    candidate: str
+    production: str | None
+    holdout_version: str | None
+    metric: str
+    candidate_score: float | None
+    production_score: float | None
+    margin: float
+    rows: int
+    passed: bool
+    forced: bool = False
+
+    def describe(self) -> str:
+        if self.production is None:
+            return f"no version is at Production yet; v{self.candidate} passes the gate"
+        if self.candidate_score is None or self.production_score is None:
+            return f"gate skipped for v{self.candidate} (forced)"
+        verdict = "passes" if self.passed else "fails"
+        return (
+            f"gate {verdict}: v{self.candidate} {self.metric}={self.candidate_score:.4f} vs "
+            f"Production v{self.production} {self.production_score:.4f} on the holdout of "
+            f"v{self.holdout_version} ({self.rows} rows, margin {self.margin:g})"
+            + (" (forced)" if self.forced else "")
+        )
+
+
+@dataclass
+class PromotionResult:
+    """What a promotion did; ``describe`` is the line the CLI prints."""
+
+    status: Status
+    message: str
+    version: str | None = None
+    previous: str | None = None
+    event_id: str | None = None
+    gate: GateReport | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        return self.message
+
+
+# --- registry access --------------------------------------------------------------------------
+
+
+def _transient(exc: BaseException) -> bool:
+    """Dropped connections and HTTP 429/5xx from a tracking server are worth a retry."""
+    from mlflow.exceptions import MlflowException
+
+    if isinstance(exc, ConnectionError | TimeoutError):
+        return True
+    if type(exc).__name__ in ("ConnectionError", "ReadTimeout", "ConnectTimeout"):
+        return True
+    if isinstance(exc, MlflowException):
+        text = f"{getattr(exc, 'error_code', '')} {exc}"
+        return any(
+            marker in text
+            for marker in (
+                "TEMPORARILY_UNAVAILABLE",
+                "429",
+                "500",
+                "502",
+                "503",
+                "504",
+                "Max retries",
+            )
+        )
+    return False
+
+
+def _call(fn: Callable[[], T], *, what: str) -> T:
+    return call_with_retries(fn, is_transient=_transient, attempts=4, max_delay=8.0, what=what)
+
+
+def _not_found(exc: BaseException) -> bool:
+    text = f"{getattr(exc, 'error_code', '')} {exc}".lower()
+    return "resource_does_not_exist" in text or "not found" in text or "does not exist" in text
+
+
+def _use_registry(settings: Settings) -> None:
+    """``models:/`` URIs resolve through the process-wide MLflow URIs."""
+    import mlflow
+
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    mlflow.set_registry_uri(settings.mlflow_tracking_uri)
+
+
+def all_versions(*, settings: Settings) -> list[Any]:
+    """Every registered version of ``settings.model_name`` (empty if the model is unknown)."""
+    client = registry.client(settings=settings)
+    name = settings.model_name.replace("'", "\\'")
+
+    def search() -> list[Any]:
+        try:
+            return list(client.search_model_versions(f"name='{name}'"))
+        except Exception as exc:
+            if _not_found(exc):
+                return []
+            raise
+
+    return _call(search, what=f"list versions of {settings.model_name}")
+
+
+def stage_version(*, settings: Settings) -> str | None:
+    """The version at ``settings.model_stage`` by stage only (the alias may lag or lead)."""
+    stage = settings.model_stage
+    versions = [v for v in all_versions(settings=settings) if (v.current_stage or "") == stage]
+    return str(max(int(v.version) for v in versions)) if versions else None
+
+
+def _alias_version(*, settings: Settings) -> str | None:
+    client = registry.client(settings=settings)
+    try:
+        return str(client.get_model_version_by_alias(settings.model_name, PRODUCTION_ALIAS).version)
+    except Exception as exc:
+        if _not_found(exc):
+            return None
+        raise
+
+
+# --- resolving an S3 object -------------------------------------------------------------------
+
+
+def normalize_key(key: str) -> str:
+    """Decode a key still URL-encoded as S3 notifications send it ('+' is a space).
+
+    MLflow's own keys never hold a literal '%', so decoding a key that has one is safe.
+    """
+    return unquote_plus(key) if "%" in key else key
+
+
+def parse_artifact_key(*, bucket: str, key: str) -> ArtifactKey | None:
+    """Place an S3 key in MLflow's artifact layout; None for an unrelated key."""
+    key = normalize_key(key)
+    match = _MODEL_KEY.search(key)
+    if match:
+        return ArtifactKey(
+            bucket=bucket, key=key, file_name=match["file"], model_id=match["model_id"]
+        )
+    match = _RUN_KEY.search(key)
+    if match:
+        return ArtifactKey(
+            bucket=bucket,
+            key=key,
+            file_name=match["file"],
+            run_id=match["run_id"],
+            artifact_path=match["path"],
+        )
+    return None
+
+
+def _belongs_to(version: Any, ref: ArtifactKey) -> bool:
+    source = str(version.source or "")
+    if ref.model_id:
+        return (
+            getattr(version, "model_id", None) == ref.model_id
+            or source == f"models:/{ref.model_id}"
+            or f"/models/{ref.model_id}/artifacts" in source
+        )
+    if version.run_id != ref.run_id:
+        return False
+    path = (ref.artifact_path or "").strip("/")
+    return source.rstrip("/").endswith(f"/{ref.run_id}/artifacts/{path}".rstrip("/")) or (
+        source.rstrip("/") == f"runs:/{ref.run_id}/{path}".rstrip("/")
+    )
+
+
+def find_version(*, settings: Settings, ref: ArtifactKey) -> str | None:
+    """The registered version the artifact belongs to (highest if registered twice)."""
+    matches = [int(v.version) for v in all_versions(settings=settings) if _belongs_to(v, ref)]
+    return str(max(matches)) if matches else None
+
+
+def artifact_is_known(*, settings: Settings, ref: ArtifactKey) -> bool:
+    """Whether MLflow knows the logged model (or run) the key belongs to."""
+    client = registry.client(settings=settings)
+
+    def lookup() -> bool:
+        try:
+            if ref.model_id:
+                client.get_logged_model(ref.model_id)
+            else:
+                client.get_run(ref.run_id)
+        except Exception as exc:
+            if _not_found(exc) or "INVALID_PARAMETER_VALUE" in str(getattr(exc, "error_code", "")):
+                return False
+            raise
+        return True
+
+    return _call(lookup, what=f"look up {ref.owner}")
+
+
+def wait_for_version(
+    *,
+    settings: Settings,
+    ref: ArtifactKey,
+    wait_seconds: float = REGISTRATION_WAIT_SECONDS,
+    poll_seconds: float = POLL_SECONDS,
+) -> str | None:
+    """Resolve ``ref`` to a version, polling while the upload's registration may still come."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        version = find_version(settings=settings, ref=ref)
+        if version is not None or time.monotonic() >= deadline:
+            return version
+        time.sleep(poll_seconds)
+
+
+def missing_model_files(*, settings: Settings, version: str) -> list[str]:
+    """Files of the version's MLflow model not (yet) in the artifact store; [] when complete."""
+    import mlflow.artifacts
+
+    _use_registry(settings)
+    uri = f"models:/{settings.model_name}/{version}"
+    names = {
+        info.path.rsplit("/", 1)[-1]
+        for info in _call(
+            lambda: mlflow.artifacts.list_artifacts(artifact_uri=uri), what=f"list {uri}"
+        )
+    }
+    if "MLmodel" not in names:
+        return ["MLmodel"]
+    text = _call(lambda: mlflow.artifacts.load_text(f"{uri}/MLmodel"), what=f"read {uri}/MLmodel")
+    flavors = (yaml.safe_load(text) or {}).get("flavors", {})
+    listed = {
+        str(conf[key]).rsplit("/", 1)[-1]
+        for conf, key in (
+            (flavors.get("sklearn", {}), "pickled_model"),
+            (flavors.get("python_function", {}), "model_path"),
+        )
+        if conf.get(key)
+    }
+    return sorted(listed - names)
+
+
+def wait_for_model_files(
+    *,
+    settings: Settings,
+    version: str,
+    wait_seconds: float = FILES_WAIT_SECONDS,
+    poll_seconds: float = POLL_SECONDS,
+) -> None:
+    """Return once MLmodel and the model file it lists are stored; ModelError after the bound."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        missing = missing_model_files(settings=settings, version=version)
+        if not missing:
+            return
+        if time.monotonic() >= deadline:
+            raise ModelError(
+                f"version {version} of {settings.model_name!r} still lacks {', '.join(missing)} "
+                f"after {wait_seconds:g}s; the upload may have failed: check the artifact store, "
+                f"then rerun `lof promote --version {version}`"
+            )
+        time.sleep(poll_seconds)
+
+
+# --- idempotence ------------------------------------------------------------------------------
+
+
+def already_done(*, settings: Settings, version: str, event_id: str | None) -> str | None:
+    """Why promoting ``version`` for ``event_id`` would change nothing, or None."""
+    versions = {str(v.version): v for v in all_versions(settings=settings)}
+    if event_id:
+        for number, info in sorted(versions.items(), key=lambda kv: int(kv[0])):
+            if (info.tags or {}).get("promotion_event_id") == event_id:
+                return f"event {event_id} already promoted version {number}; nothing to do"
+    info = versions.get(str(version))
+    if info is None:
+        raise ModelError(
+            f"model {settings.model_name!r} has no version {version}; "
+            "list versions in the MLflow UI or run `lof retrain`"
+        )
+    if (info.current_stage or "") == settings.model_stage and _alias_version(
+        settings=settings
+    ) == str(version):
+        return f"version {version} is already at {settings.model_stage}; nothing to do"
+    return None
+
+
+# --- the gate ---------------------------------------------------------------------------------
+
+
+def latest_holdout(*, settings: Settings) -> tuple[str, pd.DataFrame] | None:
+    """The held-out examples of the newest version that recorded them at retrain."""
+    client = registry.client(settings=settings)
+    candidates = sorted(all_versions(settings=settings), key=lambda v: -int(v.version))
+    for info in candidates[:HOLDOUT_LOOKBACK]:
+        if not info.run_id:
+            continue
+        listed = _call(
+            lambda info=info: client.list_artifacts(info.run_id, "holdout"),
+            what=f"list holdout of version {info.version}",
+        )
+        if any(item.path.endswith("holdout.parquet") for item in listed):
+            version = str(info.version)
+            return version, registry.load_holdout(settings=settings, version=version)
+    return None
+
+
+def holdout_score(*, model: Any, holdout: pd.DataFrame, threshold: float) -> tuple[str, float]:
+    """The gate metric of a model on a holdout (macro-F1 at 50% progress, else overall)."""
+    metrics = lof_model.evaluate(model=model, examples=holdout, threshold=threshold)
+    value = metrics.get(GATE_METRIC)
+    if value is not None and not math.isnan(value):
+        return GATE_METRIC, float(value)
+    return FALLBACK_METRIC, float(metrics[FALLBACK_METRIC])
+
+
+def gate_passes(*, candidate_score: float, production_score: float, margin: float) -> bool:
+    """Refuse only a candidate worse by more than the margin (a tie or small loss passes)."""
+    return candidate_score >= production_score - margin - 1e-12
+
+
+def load_version(*, settings: Settings, version: str) -> Any:
+    _use_registry(settings)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = registry.load_model_version(settings=settings, version=version)
+    lof_model.check_model_features(model)
+    return model
+
+
+def run_gate(
+    *, settings: Settings, candidate: str, production: str | None, force: bool
+) -> GateReport:
+    """Score both versions on the latest holdout; ``passed`` unless worse by > the margin."""
+    margin = settings.promote_margin
+    candidate_model = load_version(settings=settings, version=candidate)
+    if production is None or production == candidate:
+        return GateReport(candidate, None, None, GATE_METRIC, None, None, margin, 0, True, force)
+    if force:
+        return GateReport(
+            candidate, production, None, GATE_METRIC, None, None, margin, 0, True, True
+        )
+    found = latest_holdout(settings=settings)
+    if found is None:
+        raise ModelError(
+            f"no held-out data is recorded with the recent versions of {settings.model_name!r}, "
+            f"so v{candidate} cannot be compared with Production v{production}; nothing changed; "
+            f"retrain with `lof retrain` or promote anyway with "
+            f"`lof promote --version {candidate} --force`"
+        )
+    holdout_version, holdout = found
+    production_model = load_version(settings=settings, version=production)
+    metric, candidate_score = holdout_score(
+        model=candidate_model, holdout=holdout, threshold=settings.risk_threshold
+    )
+    _, production_score = holdout_score(
+        model=production_model, holdout=holdout, threshold=settings.risk_threshold
+    )
+    passed = gate_passes(
+        candidate_score=candidate_score, production_score=production_score, margin=margin
+    )
+    return GateReport(
+        candidate=candidate,
+        production=production,
+        holdout_version=holdout_version,
+        metric=metric,
+        candidate_score=candidate_score,
+        production_score=production_score,
+        margin=margin,
+        rows=len(holdout),
+        passed=passed,
+    )
+
+
+def refusal_message(report: GateReport, *, settings: Settings) -> str:
+    return (
+        f"refused to promote version {report.candidate} of {settings.model_name!r}: "
+        f"{report.metric} {report.candidate_score:.4f} is worse than Production "
+        f"v{report.production}'s {report.production_score:.4f} by more than the margin "
+        f"{report.margin:g} (LOF_PROMOTE_MARGIN) on the holdout of v{report.holdout_version}; "
+        f"nothing changed; to promote anyway run `lof promote --version {report.candidate} --force`"
+    )
+
+
+def restore_alias(*, settings: Settings, production: str | None) -> None:
+    """Point the alias back at the Production version (after a refused alias promotion)."""
+    client = registry.client(settings=settings)
+    name = settings.model_name
+    if production is None:
+        _call(
+            lambda: client.delete_registered_model_alias(name, PRODUCTION_ALIAS),
+            what="remove alias",
+        )
+    else:
+        _call(
+            lambda: client.set_registered_model_alias(name, PRODUCTION_ALIAS, production),
+            what="restore alias",
+        )
+
+
+def promoter(*, reason: str, event_id: str | None) -> str:
+    """Who or what promoted: the operator for a manual promotion, else the event source."""
+    if reason == "manual":
+        try:
+            user = getpass.getuser()
+        except Exception:
+            user = "unknown"
+        return f"{user}@{socket.gethostname()} (lof promote)"
+    return f"lof promote flow ({reason}{', event ' + event_id if event_id else ''})"
+
+
+def transition(
+    *, settings: Settings, version: str, reason: str, event_id: str | None, promoted_by: str
+) -> None:
+    registry.transition_to_production(
+        settings=settings,
+        version=version,
+        reason=reason,
+        event_id=event_id,
+        promoted_by=promoted_by,
+    )

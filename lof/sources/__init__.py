@@ -1,0 +1,1 @@
+"""Adapters to the systems lof reads: LEB2 (MySQL) and Amplitude."""

@@ -1,0 +1,688 @@
+"""LEB2 adapter: the subset of the LMS database lof reads (DESIGN 2.1), through SQLAlchemy Core.
+
+Every query is parameterized, ignores soft-deleted rows (``deleted_at`` set) and returns the
+same frame on SQLite and MySQL/MariaDB. LEB2 datetimes are naive local times.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Collection, Iterable, Sequence
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Engine,
+    Index,
+    Integer,
+    MetaData,
+    Select,
+    String,
+    Table,
+    and_,
+    create_engine,
+    func,
+    inspect,
+    select,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    InterfaceError,
+    NoSuchModuleError,
+    OperationalError,
+    SQLAlchemyError,
+)
+
+from lof.errors import DataError, SourceError
+from lof.retry import call_with_retries
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+TABLE_NAMES: tuple[str, ...] = (
+    "semesters",
+    "classes",
+    "course_outcomes",
+    "activities",
+    "criterias",
+    "cri_levels",
+    "act_sub_points",
+    "activity_submissions",
+)
+LabelRule = Literal["attainment", "max", "mean"]
+ULTI = "ulti"
+OBEM = "obem"
+# Far enough in the future to mean "no cutoff" and still fit a MySQL DATETIME.
+NO_CUTOFF = datetime(9999, 1, 1)
+_CHUNK = 500
+
+
+def leb2_tables(metadata: MetaData) -> dict[str, Table]:
+    """Define the DESIGN 2.1 tables on ``metadata`` (used by the synthetic university too)."""
+
+    def deleted_at() -> Column:
+        return Column("deleted_at", DateTime, nullable=True)
+
+    tables = [
+        Table(
+            "semesters",
+            metadata,
+            Column("id", Integer, primary_key=True),
+            Column("slug", String(32), nullable=False),
+        ),
+        Table(
+            "classes",
+            metadata,
+            Column("id", Integer, primary_key=True),
+            Column("code", String(64), nullable=False),
+            Column("type", String(32), nullable=False),
+            Column("semester_id", Integer, nullable=False, index=True),
+            deleted_at(),
+        ),
+        Table(
+            "course_outcomes",
+            metadata,
+            Column("id", Integer, primary_key=True),
+            Column("class_id", Integer, nullable=False, index=True),
+            Column("course_id", Integer, nullable=True),
+            Column("clo_id", Integer, nullable=True),
+            Column("type", String(32), nullable=False),
+            deleted_at(),
+        ),
+        Table(
+            "activities",
+            metadata,
+            Column("id", Integer, primary_key=True),
+            Column("class_id", Integer, nullable=False, index=True),
+            Column("type", String(16), nullable=False),
+            Column("start_date", DateTime, nullable=False),
+            Column("due_date", DateTime, nullable=True),
+            deleted_at(),
+        ),
+        Table(
+            "criterias",
+            metadata,
+            Column("id", Integer, primary_key=True),
+            Column("clo_id", Integer, nullable=False, index=True),
+            deleted_at(),
+        ),
+        Table(
+            "cri_levels",
+            metadata,
+            Column("id", Integer, primary_key=True),
+            Column("cri_id", Integer, nullable=False, index=True),
+            Column("level", Integer, nullable=False),
+            Column("flag", Integer, nullable=False, default=0),
+            deleted_at(),
+        ),
+        Table(
+            "act_sub_points",
+            metadata,
+            Column("id", Integer, primary_key=True),
+            Column("activity_id", Integer, nullable=False),
+            Column("user_id", Integer, nullable=False),
+            Column("cri_id", Integer, nullable=False),
+            Column("cri_level_id", Integer, nullable=False),
+            Index("ix_act_sub_points_activity_user", "activity_id", "user_id"),
+        ),
+        Table(
+            "activity_submissions",
+            metadata,
+            Column("id", Integer, primary_key=True),
+            Column("activity_id", Integer, nullable=False),
+            Column("user_id", Integer, nullable=False),
+            Column("submitted_at", DateTime, nullable=False),
+            Column("spent_time", String(16), nullable=True),
+            deleted_at(),
+            Index("ix_activity_submissions_activity_user", "activity_id", "user_id"),
+        ),
+    ]
+    return {table.name: table for table in tables}
+
+
+METADATA = MetaData()
+TABLES = leb2_tables(METADATA)
+semesters_t = TABLES["semesters"]
+classes_t = TABLES["classes"]
+outcomes_t = TABLES["course_outcomes"]
+activities_t = TABLES["activities"]
+criterias_t = TABLES["criterias"]
+levels_t = TABLES["cri_levels"]
+points_t = TABLES["act_sub_points"]
+submissions_t = TABLES["activity_submissions"]
+
+
+# --- connection --------------------------------------------------------------------------------
+
+# MySQL client/server codes that mean "try again": server gone away, lost connection, can't
+# connect (restart), lock wait timeout, deadlock, too many connections.
+_TRANSIENT_MYSQL_CODES = {1040, 1205, 1213, 2003, 2006, 2013, 2055}
+_TRANSIENT_WORDS = (
+    "server has gone away",
+    "lost connection",
+    "connection reset",
+    "broken pipe",
+    "database is locked",
+    "connection refused",
+    "timed out",
+)
+
+
+def _redact(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable URL>"
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a database error is worth retrying (dropped connection, deadlock, restart)."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    if not isinstance(exc, OperationalError | InterfaceError):
+        return False
+    orig = getattr(exc, "orig", None)
+    args = getattr(orig, "args", ())
+    if args and isinstance(args[0], int):
+        return args[0] in _TRANSIENT_MYSQL_CODES
+    text = str(orig or exc).lower()
+    return any(word in text for word in _TRANSIENT_WORDS)
+
+
+def _reason(exc: BaseException, url: str) -> str:
+    """The driver's own one-line reason, with any password removed."""
+    orig = getattr(exc, "orig", None) or exc
+    text = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
+    try:
+        password = make_url(url).password
+    except ArgumentError:
+        password = None
+    if password:
+        text = text.replace(str(password), "***")
+    return text
+
+
+def _engine_url(engine: Engine) -> str:
+    return engine.url.render_as_string(hide_password=True)
+
+
+def _run(engine: Engine, what: str, fn: Callable[[Any], T]) -> T:
+    """Run ``fn(connection)`` with retries on transient errors; others become one SourceError."""
+
+    def attempt() -> T:
+        with engine.connect() as conn:
+            return fn(conn)
+
+    try:
+        return call_with_retries(attempt, is_transient=is_transient, what=f"LEB2 {what}")
+    except SQLAlchemyError as exc:
+        raise SourceError(
+            f"LEB2 {what} failed on LOF_LEB2_URL={_engine_url(engine)}: "
+            f"{_reason(exc, engine.url.render_as_string(hide_password=False))}; "
+            "check that LOF_LEB2_URL points at the LEB2 database and the server is up"
+        ) from None
+
+
+def connect(url: str) -> Engine:
+    """An engine on LEB2, checked: it answers and holds the tables lof reads."""
+    shown = _redact(url)
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise SourceError(
+            f"LOF_LEB2_URL={shown} is not a database URL; "
+            "expected e.g. mysql+pymysql://user:password@host/leb2 or sqlite:///path/leb2.db"
+        ) from None
+    shown = parsed.render_as_string(hide_password=True)
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ""
+        on_disk = database not in ("", ":memory:") and not database.startswith("file:")
+        if on_disk and not Path(database).is_file():
+            raise SourceError(
+                f"LOF_LEB2_URL={shown}: no such SQLite file {database}; "
+                "point LOF_LEB2_URL at the LEB2 database (or run `lof synth` for a demo one)"
+            )
+    try:
+        engine = create_engine(parsed, pool_pre_ping=True)
+    except (ArgumentError, NoSuchModuleError, ImportError) as exc:
+        raise SourceError(
+            f"LOF_LEB2_URL={shown} cannot be used ({type(exc).__name__}: {_reason(exc, url)}); "
+            "expected e.g. mysql+pymysql://user:password@host/leb2"
+        ) from None
+
+    def tables(conn: Any) -> set[str]:
+        return set(inspect(conn).get_table_names())
+
+    try:
+        present = call_with_retries(
+            lambda: _with_connection(engine, tables),
+            is_transient=is_transient,
+            attempts=3,
+            what="LEB2 connection",
+        )
+    except SQLAlchemyError as exc:
+        engine.dispose()
+        raise SourceError(
+            f"cannot connect to LEB2 at LOF_LEB2_URL={shown}: {_reason(exc, url)}; "
+            "check the host, the credentials and the database name in LOF_LEB2_URL"
+        ) from None
+    missing = [name for name in TABLE_NAMES if name not in present]
+    if missing:
+        engine.dispose()
+        raise SourceError(
+            f"LEB2 at LOF_LEB2_URL={shown} lacks the tables {', '.join(missing)}; "
+            "point LOF_LEB2_URL at the LEB2 database (or run `lof synth` for a demo one)"
+        )
+    return engine
+
+
+def _with_connection(engine: Engine, fn: Callable[[Any], T]) -> T:
+    with engine.connect() as conn:
+        return fn(conn)
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def _chunks(values: Iterable[int], size: int = _CHUNK) -> list[list[int]]:
+    items = sorted({int(v) for v in values})
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _fetch(engine: Engine, what: str, statements: Sequence[Select]) -> list[tuple]:
+    def run(conn: Any) -> list[tuple]:
+        rows: list[tuple] = []
+        for stmt in statements:
+            rows.extend(tuple(row) for row in conn.execute(stmt))
+        return rows
+
+    return _run(engine, what, run)
+
+
+def _frame(rows: list[tuple], columns: Sequence[str]) -> pd.DataFrame:
+    return pd.DataFrame.from_records(rows, columns=list(columns))
+
+
+def _datetimes(values: pd.Series) -> pd.Series:
+    return pd.to_datetime(values, errors="coerce").astype("datetime64[ns]")
+
+
+_HMS = re.compile(r"^\s*(\d+):([0-5]?\d):([0-5]?\d)\s*$")
+
+
+def parse_spent_time(values: pd.Series) -> pd.Series:
+    """'H:MM:SS' strings to seconds (float); NULL or anything else becomes NaN."""
+    parts = values.astype("string").str.extract(_HMS)
+    hours, minutes, seconds = (pd.to_numeric(parts[i], errors="coerce") for i in range(3))
+    return (hours * 3600 + minutes * 60 + seconds).astype("float64").rename(values.name)
+
+
+def _live(*tables: Table) -> list[Any]:
+    return [table.c.deleted_at.is_(None) for table in tables]
+
+
+def _month_back(moment: datetime, months: int) -> datetime:
+    """``moment`` minus whole months, the day clamped to the target month's length."""
+    month_index = moment.year * 12 + moment.month - 1 - months
+    year, month = divmod(month_index, 12)
+    month += 1
+    next_month = date(year + (month == 12), month % 12 + 1, 1)
+    last_day = (next_month - timedelta(days=1)).day
+    return moment.replace(year=year, month=month, day=min(moment.day, last_day))
+
+
+def _end_of_day(day: date) -> datetime:
+    return datetime.combine(day + timedelta(days=1), time.min)
+
+
+def _ulti_outcome_join(class_col: Any) -> Any:
+    return and_(
+        outcomes_t.c.class_id == class_col,
+        outcomes_t.c.type == ULTI,
+        outcomes_t.c.deleted_at.is_(None),
+    )
+
+
+def _required_by_criterion(engine: Engine, class_ids: list[int], what: str) -> pd.DataFrame:
+    """class_id, cri_id, required_level (max flag=1 level) for the live ulti criteria."""
+    statements = [
+        select(outcomes_t.c.class_id, criterias_t.c.id, func.max(levels_t.c.level))
+        .select_from(
+            outcomes_t.join(criterias_t, criterias_t.c.clo_id == outcomes_t.c.id).join(
+                levels_t, levels_t.c.cri_id == criterias_t.c.id
+            )
+        )
+        .where(
+            outcomes_t.c.class_id.in_(chunk),
+            outcomes_t.c.type == ULTI,
+            levels_t.c.flag == 1,
+            *_live(outcomes_t, criterias_t, levels_t),
+        )
+        .group_by(outcomes_t.c.class_id, criterias_t.c.id)
+        for chunk in _chunks(class_ids)
+    ]
+    frame = _frame(_fetch(engine, what, statements), ["class_id", "cri_id", "required_level"])
+    return frame.astype("int64")
+
+
+# --- queries -------------------------------------------------------------------------------------
+
+
+def required_levels(engine: Engine, *, class_ids: Collection[int]) -> pd.DataFrame:
+    """class_id, required_level: the highest flag=1 level over the class's ulti criteria."""
+    per_cri = _required_by_criterion(engine, list(class_ids), "required levels")
+    out = per_cri.groupby("class_id", as_index=False)["required_level"].max()
+    return out.sort_values("class_id").reset_index(drop=True).astype("int64")
+
+
+def _first_starts(engine: Engine, *, extra: Sequence[Any], what: str) -> pd.DataFrame:
+    """Live OBEM classes with a live ulti outcome: code, slug, first activity start, stats."""
+    has_ulti = select(outcomes_t.c.id).where(_ulti_outcome_join(classes_t.c.id)).exists()
+    stmt = (
+        select(
+            classes_t.c.id,
+            classes_t.c.code,
+            semesters_t.c.slug,
+            func.min(activities_t.c.start_date),
+            func.max(activities_t.c.start_date),
+            func.max(activities_t.c.due_date),
+            func.count(activities_t.c.id),
+        )
+        .select_from(
+            classes_t.join(activities_t, activities_t.c.class_id == classes_t.c.id).join(
+                semesters_t, semesters_t.c.id == classes_t.c.semester_id
+            )
+        )
+        .where(classes_t.c.type == OBEM, has_ulti, *_live(classes_t, activities_t), *extra)
+        .group_by(classes_t.c.id, classes_t.c.code, semesters_t.c.slug)
+        .order_by(classes_t.c.id)
+    )
+    columns = ["class_id", "code", "semester", "first_start", "last_start", "last_due", "n"]
+    frame = _frame(_fetch(engine, what, [stmt]), columns)
+    for column in ("first_start", "last_start", "last_due"):
+        frame[column] = _datetimes(frame[column])
+    frame["class_id"] = frame["class_id"].astype("int64")
+    frame["n"] = frame["n"].astype("int64")
+    return frame
+
+
+def ongoing_classes(engine: Engine, *, day: date, window_months: int) -> pd.DataFrame:
+    """Classes ongoing on ``day`` (DESIGN 2.1) with their first activity start and required level.
+
+    Ongoing: OBEM, live, with a live ulti outcome and a live activity that started within the
+    ``window_months`` months before the end of ``day`` (and not after it). A class without a
+    required level (no flag=1 level on its ulti criteria) cannot be scored and is left out.
+    """
+    until = _end_of_day(day)
+    since = _month_back(until, window_months)
+    recent_t = activities_t.alias("recent")
+    recent = (
+        select(recent_t.c.id)
+        .where(
+            recent_t.c.class_id == classes_t.c.id,
+            recent_t.c.deleted_at.is_(None),
+            recent_t.c.start_date >= since,
+            recent_t.c.start_date < until,
+        )
+        .exists()
+    )
+    frame = _first_starts(engine, extra=[recent], what="ongoing classes")
+    required = required_levels(engine, class_ids=frame["class_id"].tolist())
+    out = frame.merge(required, on="class_id", how="left")
+    missing = out[out["required_level"].isna()]
+    if len(missing):
+        log.warning(
+            "LEB2 classes %s are ongoing but have no required level (flag=1) on their ulti "
+            "criteria; they are not scored",
+            ", ".join(str(c) for c in missing["class_id"]),
+        )
+    out = out.dropna(subset=["required_level"])
+    out = out[["class_id", "code", "semester", "first_start", "required_level"]]
+    out = out.astype({"class_id": "int64", "required_level": "int64"})
+    return out.sort_values("class_id").reset_index(drop=True)
+
+
+def finished_classes(
+    engine: Engine, *, as_of: date, semesters: list[str] | None = None
+) -> pd.DataFrame:
+    """OBEM ulti classes with more than one activity, all started and due before ``as_of``."""
+    extra: list[Any] = []
+    if semesters is not None:
+        known = set(_semester_slugs(engine))
+        unknown = [s for s in semesters if s not in known]
+        if unknown:
+            raise DataError(
+                f"semester {', '.join(unknown)} not found in LEB2 (known: "
+                f"{', '.join(sorted(known)) or 'none'}); pass slugs like 1/2022"
+            )
+        extra.append(semesters_t.c.slug.in_(list(semesters)))
+    frame = _first_starts(engine, extra=extra, what="finished classes")
+    cutoff = pd.Timestamp(datetime.combine(as_of, time.min))
+    last = frame[["last_start", "last_due"]].max(axis=1)
+    done = (
+        (frame["n"] > 1)
+        & (frame["last_start"] < cutoff)
+        & (frame["last_due"].isna() | (frame["last_due"] < cutoff))
+    )
+    out = frame.assign(last_day=last.dt.date, n_activities=frame["n"])[done]
+    out = out[["class_id", "code", "semester", "first_start", "last_day", "n_activities"]]
+    return out.sort_values("class_id").reset_index(drop=True)
+
+
+def _semester_slugs(engine: Engine) -> list[str]:
+    rows = _fetch(engine, "semesters", [select(semesters_t.c.slug)])
+    return [str(row[0]) for row in rows]
+
+
+def semesters(engine: Engine) -> pd.DataFrame:
+    """semester_id, slug, first_start, last_day (from the live classes' live activities)."""
+    stmt = (
+        select(
+            semesters_t.c.id,
+            semesters_t.c.slug,
+            func.min(activities_t.c.start_date),
+            func.max(activities_t.c.start_date),
+            func.max(activities_t.c.due_date),
+        )
+        .select_from(
+            semesters_t.outerjoin(
+                classes_t,
+                and_(classes_t.c.semester_id == semesters_t.c.id, classes_t.c.deleted_at.is_(None)),
+            ).outerjoin(
+                activities_t,
+                and_(
+                    activities_t.c.class_id == classes_t.c.id,
+                    activities_t.c.deleted_at.is_(None),
+                ),
+            )
+        )
+        .group_by(semesters_t.c.id, semesters_t.c.slug)
+        .order_by(semesters_t.c.id)
+    )
+    columns = ["semester_id", "slug", "first_start", "last_start", "last_due"]
+    frame = _frame(_fetch(engine, "semesters", [stmt]), columns)
+    for column in ("first_start", "last_start", "last_due"):
+        frame[column] = _datetimes(frame[column])
+    last = frame[["last_start", "last_due"]].max(axis=1)
+    frame["last_day"] = [None if pd.isna(v) else v.date() for v in last]
+    frame["semester_id"] = frame["semester_id"].astype("int64")
+    frame["slug"] = frame["slug"].astype(str)
+    return frame[["semester_id", "slug", "first_start", "last_day"]].reset_index(drop=True)
+
+
+RECORD_COLUMNS: tuple[str, ...] = (
+    "class_id",
+    "user_id",
+    "activity_id",
+    "activity_start",
+    "due_date",
+    "cri_id",
+    "level",
+    "required_level",
+    "submission_id",
+    "submitted_at",
+    "spent_seconds",
+)
+
+
+def assessed_records(
+    engine: Engine, *, class_ids: Collection[int], until: datetime | None
+) -> pd.DataFrame:
+    """The assessed records (DESIGN 2.1) of ``class_ids`` as they stood just before ``until``.
+
+    One row per act_sub_points row whose activity, ulti criterion, level row and the student's
+    latest submission (before ``until``) are all live; ``until`` is naive local time, None = now.
+    """
+    cutoff = NO_CUTOFF if until is None else until
+    ids = list(class_ids)
+    point_statements = [
+        select(
+            activities_t.c.class_id,
+            points_t.c.user_id,
+            points_t.c.activity_id,
+            activities_t.c.start_date,
+            activities_t.c.due_date,
+            points_t.c.cri_id,
+            levels_t.c.level,
+            points_t.c.id,
+        )
+        .select_from(
+            points_t.join(activities_t, activities_t.c.id == points_t.c.activity_id)
+            .join(classes_t, classes_t.c.id == activities_t.c.class_id)
+            .join(criterias_t, criterias_t.c.id == points_t.c.cri_id)
+            .join(outcomes_t, outcomes_t.c.id == criterias_t.c.clo_id)
+            .join(
+                levels_t,
+                and_(
+                    levels_t.c.id == points_t.c.cri_level_id, levels_t.c.cri_id == points_t.c.cri_id
+                ),
+            )
+        )
+        .where(
+            activities_t.c.class_id.in_(chunk),
+            activities_t.c.start_date < cutoff,
+            outcomes_t.c.class_id == activities_t.c.class_id,
+            outcomes_t.c.type == ULTI,
+            *_live(classes_t, activities_t, criterias_t, outcomes_t, levels_t),
+        )
+        for chunk in _chunks(ids)
+    ]
+    submission_statements = [
+        select(
+            submissions_t.c.activity_id,
+            submissions_t.c.user_id,
+            submissions_t.c.id,
+            submissions_t.c.submitted_at,
+            submissions_t.c.spent_time,
+        )
+        .select_from(
+            submissions_t.join(activities_t, activities_t.c.id == submissions_t.c.activity_id)
+        )
+        .where(
+            activities_t.c.class_id.in_(chunk),
+            activities_t.c.deleted_at.is_(None),
+            activities_t.c.start_date < cutoff,
+            submissions_t.c.deleted_at.is_(None),
+            submissions_t.c.submitted_at < cutoff,
+        )
+        for chunk in _chunks(ids)
+    ]
+
+    def run(conn: Any) -> tuple[list[tuple], list[tuple]]:
+        points = [tuple(r) for stmt in point_statements for r in conn.execute(stmt)]
+        subs = [tuple(r) for stmt in submission_statements for r in conn.execute(stmt)]
+        return points, subs
+
+    point_rows, sub_rows = _run(engine, "assessed records", run)
+    points = _frame(
+        point_rows,
+        [
+            "class_id",
+            "user_id",
+            "activity_id",
+            "activity_start",
+            "due_date",
+            "cri_id",
+            "level",
+            "point_id",
+        ],
+    )
+    subs = _frame(
+        sub_rows, ["activity_id", "user_id", "submission_id", "submitted_at", "spent_time"]
+    )
+    subs["submitted_at"] = _datetimes(subs["submitted_at"])
+    latest = subs.sort_values(
+        ["activity_id", "user_id", "submitted_at", "submission_id"]
+    ).drop_duplicates(["activity_id", "user_id"], keep="last")
+    records = points.merge(latest, on=["activity_id", "user_id"], how="inner")
+    required = _required_by_criterion(engine, ids, "required levels")
+    by_class = required.groupby("class_id")["required_level"].max()
+    records = records.merge(required[["cri_id", "required_level"]], on="cri_id", how="left")
+    fallback = records["class_id"].map(by_class)
+    records["required_level"] = records["required_level"].fillna(fallback)
+    if records["required_level"].notna().all():
+        records["required_level"] = records["required_level"].astype("int64")
+    records["activity_start"] = _datetimes(records["activity_start"])
+    records["due_date"] = _datetimes(records["due_date"])
+    records["spent_seconds"] = parse_spent_time(records["spent_time"])
+    for column in ("class_id", "user_id", "activity_id", "cri_id", "level", "submission_id"):
+        records[column] = records[column].astype("int64")
+    records = records.sort_values(["class_id", "user_id", "activity_id", "cri_id", "point_id"])
+    return records[list(RECORD_COLUMNS)].reset_index(drop=True)
+
+
+def _round_half_up(values: pd.Series) -> pd.Series:
+    return np.floor(values.astype(float) + 0.5 + 1e-9).clip(1, 5).astype("int64")
+
+
+def labels_from_records(records: pd.DataFrame, *, rule: LabelRule) -> pd.DataFrame:
+    """class_id, user_id, label (DESIGN 2.4) from assessed records; pure, for tests and reuse."""
+    if rule not in ("attainment", "max", "mean"):
+        raise DataError(
+            f"label rule {rule!r} is unknown; set LOF_LABEL_RULE to attainment, max or mean"
+        )
+    keys = ["class_id", "user_id"]
+    if records.empty:
+        return pd.DataFrame({"class_id": [], "user_id": [], "label": []}, dtype="int64")
+    if rule == "max":
+        out = records.groupby(keys, as_index=False)["level"].max()
+    elif rule == "mean":
+        out = records.groupby(keys, as_index=False)["level"].mean()
+        out["level"] = _round_half_up(out["level"])
+    else:
+        per_activity = records.groupby([*keys, "activity_id"], as_index=False)["level"].mean()
+        grid = (
+            records[["class_id", "activity_id"]]
+            .drop_duplicates()
+            .merge(records[keys].drop_duplicates(), on="class_id")
+        )
+        full = grid.merge(per_activity, on=[*keys, "activity_id"], how="left")
+        full["level"] = full["level"].fillna(1.0)  # not submitting is not attaining
+        out = full.groupby(keys, as_index=False)["level"].mean()
+        out["level"] = _round_half_up(out["level"])
+    out = out.rename(columns={"level": "label"}).astype("int64")
+    return out.sort_values(keys).reset_index(drop=True)
+
+
+def final_levels(
+    engine: Engine,
+    *,
+    class_ids: Collection[int],
+    rule: LabelRule = "attainment",
+    until: datetime | None = None,
+) -> pd.DataFrame:
+    """class_id, user_id, label: each assessed student's final ulti level by ``rule``."""
+    if rule not in ("attainment", "max", "mean"):
+        raise DataError(
+            f"label rule {rule!r} is unknown; set LOF_LABEL_RULE to attainment, max or mean"
+        )
+    records = assessed_records(engine, class_ids=class_ids, until=until)
+    return labels_from_records(records, rule=rule)

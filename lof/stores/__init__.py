@@ -1,0 +1,56 @@
+"""The features and predictions stores (DESIGN 3.4), opened from LOF_STORE_URL.
+
+* a SQLAlchemy URL (``sqlite:///path/lof.db`` — the embedded default, its folder is created —,
+  ``postgresql+psycopg2://...``, ``mysql+pymysql://...``): ``lof.stores.sql``;
+* ``dynamodb://`` with optional query ``endpoint=http://...``, ``prefix=`` (table name prefix,
+  default ``lof_``) and ``region=``: ``lof.stores.dynamodb``.
+
+Tables are created on first use. Anything unusable (unknown scheme, unreachable server, missing
+rights) raises one StoreError line naming LOF_STORE_URL, password redacted.
+"""
+
+from __future__ import annotations
+
+from lof.errors import StoreError
+from lof.stores.base import FeatureStore, PredictionRecord, PredictionStore
+
+__all__ = [
+    "FeatureStore",
+    "PredictionRecord",
+    "PredictionStore",
+    "open_feature_store",
+    "open_prediction_store",
+]
+
+
+def _kind(url: str) -> str:
+    if not isinstance(url, str) or not url.strip():
+        raise StoreError(
+            "LOF_STORE_URL is empty; set it to a database URL such as sqlite:///path/lof.db "
+            "or to dynamodb://"
+        )
+    if url.startswith("dynamodb:"):
+        return "dynamodb"
+    return "sql"
+
+
+def open_feature_store(url: str) -> FeatureStore:
+    """The features store at ``url`` (tables created if missing)."""
+    if _kind(url) == "dynamodb":
+        from lof.stores.dynamodb import DynamoFeatureStore
+
+        return DynamoFeatureStore(url)
+    from lof.stores.sql import SqlFeatureStore
+
+    return SqlFeatureStore(url)
+
+
+def open_prediction_store(url: str) -> PredictionStore:
+    """The predictions store at ``url`` (tables created if missing)."""
+    if _kind(url) == "dynamodb":
+        from lof.stores.dynamodb import DynamoPredictionStore
+
+        return DynamoPredictionStore(url)
+    from lof.stores.sql import SqlPredictionStore
+
+    return SqlPredictionStore(url)

@@ -1,0 +1,303 @@
+"""The two logical stores of DESIGN 3.4, as protocols both backends implement.
+
+Besides the protocols this module holds what the SQL and DynamoDB backends share: turning the
+pandas frames the flows write into plain rows (validated once, so a bad frame fails before
+anything is written) and back, and the crash hook the tests use.
+
+Both backends keep the same promises:
+
+* writing day D replaces everything stored for D (rerun = same content, no stale rows);
+* a reader never sees a half-written day: until the write of D completes, D reads as missing
+  (or, on a rewrite, as its previous complete content);
+* reading one day touches only that day, whatever the history length.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection, Iterable, Mapping
+from datetime import date, datetime
+from typing import Any, Protocol
+
+import numpy as np
+import orjson
+import pandas as pd
+
+from lof.errors import DataError
+from lof.features import COUNT_COLUMNS, ENGAGEMENT_COLUMNS, SET_COLUMNS
+
+PredictionRecord = dict[str, Any]
+"""One stored prediction as the API returns it: ``predicted_dt`` (YYYYMMDD str), ``class_id``,
+``user_id`` (int), ``predicted_label`` (int 1-5), ``predicted_prob`` (dict level str -> float),
+``risk_prob`` (float), ``at_risk`` (bool), ``required_level`` (int), ``model_name`` (str),
+``model_version`` (str), ``features`` (dict feature name -> raw float)."""
+
+PREDICTION_COLUMNS: tuple[str, ...] = (
+    "class_id",
+    "user_id",
+    "predicted_label",
+    "predicted_prob",
+    "risk_prob",
+    "at_risk",
+    "required_level",
+    "model_name",
+    "model_version",
+    "features",
+)
+RECORD_KEYS: tuple[str, ...] = ("predicted_dt", *PREDICTION_COLUMNS)
+
+
+class FeatureStore(Protocol):
+    def write_day(self, *, day: date, increments: pd.DataFrame, states: pd.DataFrame) -> None:
+        """Replace day ``day`` with these engagement frames and mark it complete, atomically."""
+
+    def read_states(self, *, day: date, class_ids: Collection[int] | None = None) -> pd.DataFrame:
+        """Cumulative engagement states as of a complete day (empty if D is not complete)."""
+
+    def read_increments(
+        self, *, day: date, class_ids: Collection[int] | None = None
+    ) -> pd.DataFrame:
+        """The day's engagement increments (empty frame if the day is not complete)."""
+
+    def last_complete_day(self) -> date | None:
+        """The latest day written completely, or None on an empty store."""
+
+    def is_complete(self, *, day: date) -> bool: ...
+
+
+class PredictionStore(Protocol):
+    def write_day(self, *, day: date, predictions: pd.DataFrame) -> None:
+        """Replace day ``day``'s predictions atomically (columns: ``PREDICTION_COLUMNS``)."""
+
+    def read_class_day(self, *, day: date, class_id: int) -> list[PredictionRecord]:
+        """The class's predictions of that day, by user_id ([] if none)."""
+
+    def read_student_history(self, *, class_id: int, user_id: int) -> list[PredictionRecord]:
+        """The student's predictions in the class, oldest day first."""
+
+    def list_days(self, *, class_id: int) -> list[date]:
+        """Days with predictions for the class, oldest first."""
+
+    def last_complete_day(self) -> date | None:
+        """The latest day whose predictions were written completely (None if none)."""
+
+    def is_complete(self, *, day: date) -> bool: ...
+
+    def ping(self) -> None:
+        """Raise StoreError if the backend cannot be reached."""
+
+
+class SimulatedCrash(RuntimeError):
+    """Raised by the ``_fail_after_rows`` test hook of ``write_day`` to imitate a crash."""
+
+
+def crash_check(written: int, fail_after_rows: int | None) -> None:
+    """The test hook: stop a write once ``fail_after_rows`` rows are written."""
+    if fail_after_rows is not None and written >= fail_after_rows:
+        raise SimulatedCrash(f"simulated crash after {written} rows")
+
+
+# --- days -------------------------------------------------------------------------------------
+
+
+def day_key(day: date) -> str:
+    return day.strftime("%Y%m%d")
+
+
+def parse_day_key(text: str) -> date:
+    return datetime.strptime(text, "%Y%m%d").date()
+
+
+def as_date(value: Any) -> date:
+    """SQL drivers return DATE as date, datetime or ISO string depending on the dialect."""
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value)[:10])
+
+
+# --- engagement frames ------------------------------------------------------------------------
+
+
+def encode_ids(ids: Iterable[int]) -> str:
+    return ",".join(str(i) for i in ids)
+
+
+def decode_ids(text: str | None) -> tuple[int, ...]:
+    if not text:
+        return ()
+    return tuple(int(part) for part in text.split(","))
+
+
+def _id_tuple(value: Any, *, column: str, what: str) -> tuple[int, ...]:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ()
+    if isinstance(value, str):
+        return tuple(sorted(set(decode_ids(value))))
+    try:
+        return tuple(sorted({int(v) for v in value}))
+    except (TypeError, ValueError):
+        raise DataError(
+            f"{what}: column {column} holds {value!r}, expected a tuple of ints; "
+            "build the frame with lof.features"
+        ) from None
+
+
+def _require_columns(frame: pd.DataFrame, columns: Iterable[str], *, what: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise DataError(
+            f"{what} lacks column(s) {', '.join(missing)}; expected {', '.join(columns)}"
+        )
+
+
+def _require_unique(frame: pd.DataFrame, keys: list[str], *, what: str) -> None:
+    duplicated = frame.duplicated(subset=keys, keep=False)
+    if duplicated.any():
+        first = frame.loc[duplicated, keys].iloc[0].to_dict()
+        raise DataError(
+            f"{what} has {int(duplicated.sum())} rows sharing a key, e.g. {first}; "
+            "expected one row per " + ", ".join(keys)
+        )
+
+
+def engagement_rows(frame: pd.DataFrame, *, what: str) -> list[dict[str, Any]]:
+    """Validated plain rows (ints, sorted id tuples) of an engagement frame."""
+    _require_columns(frame, ENGAGEMENT_COLUMNS, what=what)
+    _require_unique(frame, ["class_id", "user_id"], what=what)
+    rows: list[dict[str, Any]] = []
+    columns = {c: frame[c].tolist() for c in ENGAGEMENT_COLUMNS}
+    for i in range(len(frame)):
+        try:
+            row: dict[str, Any] = {
+                "class_id": int(columns["class_id"][i]),
+                "user_id": int(columns["user_id"][i]),
+            }
+            for c in COUNT_COLUMNS:
+                row[c] = int(columns[c][i])
+        except (TypeError, ValueError):
+            bad = {c: columns[c][i] for c in ("class_id", "user_id", *COUNT_COLUMNS)}
+            raise DataError(f"{what}: row {i} has a non-integer id or count: {bad}") from None
+        for c in SET_COLUMNS:
+            row[c] = _id_tuple(columns[c][i], column=c, what=what)
+        rows.append(row)
+    return rows
+
+
+def engagement_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """The engagement frame of ``lof.features`` (sorted by class_id, user_id) from plain rows."""
+    rows = sorted(rows, key=lambda r: (r["class_id"], r["user_id"]))
+    data: dict[str, Any] = {}
+    for c in ("class_id", "user_id", *COUNT_COLUMNS):
+        data[c] = pd.Series([r[c] for r in rows], dtype="int64")
+    for c in SET_COLUMNS:
+        data[c] = pd.Series([tuple(r[c]) for r in rows], dtype=object)
+    return pd.DataFrame(data, columns=list(ENGAGEMENT_COLUMNS))
+
+
+# --- predictions ------------------------------------------------------------------------------
+
+
+def _float_map(value: Any, *, column: str, what: str, row: int) -> dict[str, float]:
+    if isinstance(value, str):
+        try:
+            value = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            raise DataError(
+                f"{what}: row {row} column {column} is {value[:60]!r}, expected a dict"
+            ) from None
+    if not isinstance(value, Mapping):
+        raise DataError(f"{what}: row {row} column {column} is {value!r}, expected a dict")
+    try:
+        return {str(k): float(v) for k, v in value.items()}
+    except (TypeError, ValueError):
+        raise DataError(
+            f"{what}: row {row} column {column} has a non-numeric value: {dict(value)!r}"
+        ) from None
+
+
+def prediction_rows(frame: pd.DataFrame, *, what: str = "predictions") -> list[dict[str, Any]]:
+    """Validated plain rows of a predictions frame, by (class_id, user_id)."""
+    _require_columns(frame, PREDICTION_COLUMNS, what=what)
+    _require_unique(frame, ["class_id", "user_id"], what=what)
+    columns = {c: frame[c].tolist() for c in PREDICTION_COLUMNS}
+    rows: list[dict[str, Any]] = []
+    for i in range(len(frame)):
+        try:
+            row = {
+                "class_id": int(columns["class_id"][i]),
+                "user_id": int(columns["user_id"][i]),
+                "predicted_label": int(columns["predicted_label"][i]),
+                "risk_prob": float(columns["risk_prob"][i]),
+                "at_risk": bool(columns["at_risk"][i]),
+                "required_level": int(columns["required_level"][i]),
+                "model_name": str(columns["model_name"][i]),
+                "model_version": str(columns["model_version"][i]),
+            }
+        except (TypeError, ValueError):
+            bad = {c: columns[c][i] for c in PREDICTION_COLUMNS}
+            raise DataError(f"{what}: row {i} has a malformed value: {bad}") from None
+        row["predicted_prob"] = _float_map(
+            columns["predicted_prob"][i], column="predicted_prob", what=what, row=i
+        )
+        row["features"] = _float_map(columns["features"][i], column="features", what=what, row=i)
+        rows.append(row)
+    rows.sort(key=lambda r: (r["class_id"], r["user_id"]))
+    return rows
+
+
+def prediction_record(row: Mapping[str, Any], *, day: date) -> PredictionRecord:
+    """The API's record (plain python types, keys in RECORD_KEYS order)."""
+    record: PredictionRecord = {"predicted_dt": day_key(day)}
+    record["class_id"] = int(row["class_id"])
+    record["user_id"] = int(row["user_id"])
+    record["predicted_label"] = int(row["predicted_label"])
+    record["predicted_prob"] = {
+        str(k): _float(v) for k, v in _as_map(row["predicted_prob"]).items()
+    }
+    record["risk_prob"] = float(row["risk_prob"])
+    record["at_risk"] = bool(row["at_risk"])
+    record["required_level"] = int(row["required_level"])
+    record["model_name"] = str(row["model_name"])
+    record["model_version"] = str(row["model_version"])
+    record["features"] = {str(k): _float(v) for k, v in _as_map(row["features"]).items()}
+    return record
+
+
+def _as_map(value: Any) -> Mapping[str, Any]:
+    return orjson.loads(value) if isinstance(value, str) else value
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON; floats in shortest round-trip form, so they read back bit for bit
+    (NaN is written as null and read back as NaN)."""
+    return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY, default=_json_default).decode()
+
+
+def loads(text: str) -> Any:
+    return orjson.loads(text)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, tuple | set | frozenset):
+        return sorted(value)
+    raise TypeError(f"cannot store {type(value).__name__}")
+
+
+def _float(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+__all__ = [
+    "PREDICTION_COLUMNS",
+    "RECORD_KEYS",
+    "FeatureStore",
+    "PredictionRecord",
+    "PredictionStore",
+    "SimulatedCrash",
+]

@@ -1,0 +1,92 @@
+"""Property-based run of the app against its own OpenAPI: no 5xx, no undocumented answers.
+
+Bounded by example count (not by wall-clock deadlines, which would make the suite depend on the
+machine's load); the pytest timeout caps the whole run.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, Phase, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from lof.api import create_app
+
+from ._data import KEYS, fill, settings_for
+
+_CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+]
+
+
+# The app is built at collection (no I/O: the store opens on the first request); the module
+# fixture below fills its store before any case runs. (schemathesis' lazy `from_fixture` does not
+# run under pytest 9.)
+_HOME = Path(tempfile.mkdtemp(prefix="lof-schemathesis-"))
+_URL = f"sqlite:///{_HOME / 'lof.db'}"
+_APP = create_app(settings_for(_HOME, _URL))
+# only this module's endpoints: /webhooks/* belong to lof.webhooks and are tested there
+schema = schemathesis.openapi.from_asgi("/openapi.json", _APP).exclude(path_regex="^/webhooks")
+
+
+_SEEN: set[tuple[str, int]] = set()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _filled_store(registry_template: Path) -> Iterator[None]:
+    fill(_URL)
+    shutil.copy(registry_template, _HOME / "mlflow.db")  # so /readyz can answer 200
+    yield
+    _APP.state.store_holder.close()
+    shutil.rmtree(_HOME, ignore_errors=True)
+
+
+@schema.parametrize()
+@settings(
+    max_examples=50,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    phases=[Phase.explicit, Phase.generate],
+    derandomize=True,
+)
+@pytest.mark.timeout(300)
+def test_api_conforms_to_its_openapi(case) -> None:
+    response = case.call_and_validate(headers={"x-api-key": KEYS[0]}, checks=_CHECKS)
+    _SEEN.add((case.path, response.status_code))
+
+
+@schema.parametrize()
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    phases=[Phase.generate],
+    derandomize=True,
+)
+@pytest.mark.timeout(300)
+def test_api_without_key_conforms_to_its_openapi(case) -> None:
+    response = case.call_and_validate(checks=_CHECKS)
+    if case.path in ("/predictions", "/classes/{class_id}/students/{user_id}/history"):
+        assert response.status_code == 401
+
+
+def test_generated_requests_reached_answers_and_refusals() -> None:
+    """The run above is meaningful only if it got real data back as well as 422s (runs after it)."""
+    assert ("/predictions", 200) in _SEEN
+    assert ("/predictions", 422) in _SEEN
+    assert ("/readyz", 200) in _SEEN
+    assert ("/classes/{class_id}/students/{user_id}/history", 422) in _SEEN

@@ -1,0 +1,175 @@
+"""The retrain flow end to end on a synthetic university: real SQLite LEB2, Amplitude export
+folder, MLflow sqlite tracking under tmp_path and the session's Prefect test server."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from datetime import date, timedelta
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+
+from lof import registry, synth, training
+from lof.config import get_settings
+from lof.errors import DataError, ModelError
+from lof.features import FEATURES
+
+TODAY = date(2025, 3, 1)
+
+
+@pytest.fixture(scope="module")
+def university(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Two finished semesters and an ongoing one (seed 7), written once for the module."""
+    root = tmp_path_factory.mktemp("university")
+    leb2_url = f"sqlite:///{root / 'leb2.db'}"
+    summary = synth.synthesize(
+        leb2_url=leb2_url, amplitude_dir=root / "amplitude", seed=7, today=TODAY
+    )
+    return {"root": root, "leb2_url": leb2_url, "summary": summary}
+
+
+@pytest.fixture
+def settings(lof_home: Path, university: dict, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("LOF_LEB2_URL", university["leb2_url"])
+    monkeypatch.setenv("LOF_AMPLITUDE_SOURCE", str(university["root"] / "amplitude"))
+    return get_settings()
+
+
+def _versions(settings) -> list:
+    return registry.client(settings=settings).search_model_versions(f"name='{settings.model_name}'")
+
+
+def test_retrain_flow_registers_a_model_that_beats_the_baseline(settings, university, prefect_api):
+    from flows.retrain import retrain
+
+    result = retrain(as_of="20250301")
+
+    finished = [s.slug for s in university["summary"].finished]
+    assert result.semesters == finished
+    assert result.holdout_kind == "time"
+    comparison = result.comparison.set_index("candidate")
+    assert set(comparison.index) == {"logreg", "hist_gb", "hist_gb_calibrated", "mlp_baseline"}
+    # The bar: the chosen model beats the legacy MLP at mid-course on the held-out classes.
+    assert result.candidate != "mlp_baseline"
+    chosen = comparison.loc[result.candidate, "holdout_macro_f1_at_50"]
+    baseline = comparison.loc["mlp_baseline", "holdout_macro_f1_at_50"]
+    assert chosen > baseline, result.describe()
+
+    client = registry.client(settings=settings)
+    experiment = client.get_experiment_by_name(training.RETRAIN_EXPERIMENT)
+    runs = client.search_runs([experiment.experiment_id])
+    parent = client.get_run(result.run_id)
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == result.run_id]
+    assert {r.data.tags["lof.candidate"] for r in children} == set(comparison.index)
+    for child in children:
+        assert "cv.macro_f1_at_50" in child.data.metrics
+        assert "holdout.at_risk_recall_at_25" in child.data.metrics
+        plots = {a.path for a in client.list_artifacts(child.info.run_id, "plots")}
+        assert plots == {
+            "plots/confusion_matrix.png",
+            "plots/metrics_by_progress.png",
+            "plots/calibration_curve.png",
+        }
+    assert parent.data.params["semesters"] == ",".join(finished)
+    contexts = {
+        tag.value
+        for dataset_input in parent.inputs.dataset_inputs
+        for tag in dataset_input.tags
+        if tag.key == "mlflow.data.context"
+    }
+    assert contexts == {"training", "holdout"}
+
+    versions = _versions(settings)
+    assert [str(v.version) for v in versions] == [result.version] == ["1"]
+    tags = versions[0].tags
+    assert tags["semester"] == ",".join(finished)
+    assert tags["candidate"] == result.candidate
+    assert tags["selection_metric"] == "macro_f1_at_50"
+    assert tags["holdout_kind"] == "time"
+    assert len(tags["training_fingerprint"]) == 64
+    assert float(tags["macro_f1_at_50"]) == pytest.approx(chosen)
+    assert versions[0].run_id == result.run_id
+    assert registry.production_version(settings=settings) is None  # retrain never promotes
+
+    holdout = registry.load_holdout(settings=settings, version="1")
+    assert list(holdout.columns) == list(training.HOLDOUT_COLUMNS)
+    assert sorted(holdout["progress"].unique()) == [0.25, 0.5, 0.75, 1.0]
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{settings.model_name}/1")
+    assert len(pyfunc.predict(holdout[list(FEATURES)].head(7))) == 7
+
+
+def test_semester_without_finished_classes_is_a_clear_error(settings, university):
+    ongoing = university["summary"].ongoing.slug
+    with pytest.raises(DataError, match=f"semester {ongoing} has no finished"):
+        training.run_retrain(settings=settings, semesters=[ongoing], as_of=TODAY)
+    with pytest.raises(DataError, match="semester 9/1999 not found"):
+        training.run_retrain(settings=settings, semesters=["9/1999"], as_of=TODAY)
+    assert _versions(settings) == []
+
+
+def test_dataset_with_wrong_columns_registers_nothing(settings, tmp_path):
+    bad = tmp_path / "legacy.csv"
+    pd.DataFrame({"Target": [1, 2], **{f: [0.1, 0.2] for f in FEATURES[:-1]}}).to_csv(
+        bad, index=False
+    )
+    with pytest.raises(DataError, match="lacks column\\(s\\) avglevel"):
+        training.run_retrain(settings=settings, as_of=TODAY, dataset=bad)
+    assert _versions(settings) == []
+
+
+def test_class_without_labels_is_named(settings, university, tmp_path, monkeypatch):
+    copy = tmp_path / "leb2.db"
+    shutil.copy(university["root"] / "leb2.db", copy)
+    with sqlite3.connect(copy) as conn:
+        class_id = conn.execute(
+            "SELECT c.id FROM classes c JOIN semesters s ON s.id = c.semester_id "
+            "WHERE c.type = 'obem' AND c.deleted_at IS NULL ORDER BY c.id LIMIT 1"
+        ).fetchone()[0]
+        conn.execute(
+            "DELETE FROM act_sub_points WHERE activity_id IN "
+            "(SELECT id FROM activities WHERE class_id = ?)",
+            (class_id,),
+        )
+    monkeypatch.setenv("LOF_LEB2_URL", f"sqlite:///{copy}")
+    with pytest.raises(DataError, match=f"class\\(es\\) {class_id} .* have no labels"):
+        training.run_retrain(settings=get_settings(), as_of=TODAY)
+    assert _versions(settings) == []
+
+
+def test_failure_after_training_registers_nothing(settings, monkeypatch):
+    """A plot that fails mid-run (fault injected into lof.model.plot_calibration, as no real
+    part fails on demand there) leaves the run failed and the registry without a version."""
+    from lof import model as lof_model
+
+    def broken(**kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(lof_model, "plot_calibration", broken)
+    with pytest.raises(ModelError, match="nothing was registered"):
+        training.run_retrain(
+            settings=settings,
+            as_of=TODAY,
+            candidate_names=["logreg", "mlp_baseline"],
+            mlp_max_iter=5,
+            n_splits=2,
+        )
+    assert _versions(settings) == []
+    client = registry.client(settings=settings)
+    experiment = client.get_experiment_by_name(training.RETRAIN_EXPERIMENT)
+    runs = client.search_runs([experiment.experiment_id])
+    assert runs and all(
+        r.info.status == "FAILED" for r in runs if "lof.candidate" not in r.data.tags
+    )
+
+
+def test_as_of_backtest_uses_only_what_was_known(settings, university):
+    first = university["summary"].finished[0]
+    built = training.build_training_set(
+        settings=settings, semesters=None, as_of=first.last_day + timedelta(days=1)
+    )
+    assert built.semesters == [first.slug]
+    assert set(built.examples["semester"]) == {first.slug}
+    assert built.examples["label"].between(1, 5).all()

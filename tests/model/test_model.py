@@ -1,0 +1,203 @@
+"""Code tests of lof.model: predictions frame, feature check, metrics, selection, plots."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from model_examples import make_examples
+
+from lof import model as lof_model
+from lof.errors import DataError, ModelError
+from lof.features import FEATURES, LEVELS
+
+
+@pytest.fixture(scope="module")
+def fitted_logreg():
+    examples = make_examples(n_classes=4, students=25, seed=1)
+    estimator = lof_model.make_candidates(names=["logreg"])["logreg"]
+    return lof_model.fit(estimator=estimator, examples=examples)
+
+
+def test_predict_frame_shapes_probabilities_and_risk(fitted_logreg, examples):
+    features = examples[examples["progress"] == 0.5][["class_id", "user_id", *FEATURES]]
+    required = {int(c): 3 for c in features["class_id"].unique()}
+    out = lof_model.predict_frame(
+        model=fitted_logreg, features=features, required_levels=required, threshold=0.5
+    )
+    assert list(out.columns) == list(lof_model.PREDICTION_OUTPUT)
+    assert len(out) == len(features)
+    assert out["user_id"].tolist() == features["user_id"].tolist()
+    for row in out.itertuples():
+        assert set(row.predicted_prob) == {"1", "2", "3", "4", "5"}
+        assert sum(row.predicted_prob.values()) == pytest.approx(1.0)
+        assert row.risk_prob == pytest.approx(row.predicted_prob["1"] + row.predicted_prob["2"])
+        assert row.at_risk == (row.risk_prob >= 0.5)
+        assert row.predicted_label == int(max(row.predicted_prob, key=row.predicted_prob.get))
+        assert row.required_level == 3
+
+
+def test_predict_frame_accepts_required_levels_frame_and_fills_missing_levels(examples):
+    # A model trained on levels 2 and 4 only still yields all five keys, 0 for the others.
+    subset = examples.copy()
+    subset["label"] = np.where(subset["label"] >= 3, 4, 2)
+    model = lof_model.fit(
+        estimator=lof_model.make_candidates(names=["logreg"])["logreg"], examples=subset
+    )
+    features = subset[["class_id", "user_id", *FEATURES]].head(20)
+    levels = pd.DataFrame({"class_id": [100], "required_level": [4]})
+    out = lof_model.predict_frame(
+        model=model, features=features, required_levels=levels, threshold=0.3
+    )
+    assert all(p["1"] == 0.0 and p["3"] == 0.0 and p["5"] == 0.0 for p in out["predicted_prob"])
+    assert set(out["predicted_label"]) <= {2, 4}
+    np.testing.assert_allclose(out["risk_prob"], [p["2"] for p in out["predicted_prob"]])
+
+
+def test_predict_frame_empty_and_bad_inputs(fitted_logreg, examples):
+    empty = lof_model.predict_frame(
+        model=fitted_logreg,
+        features=examples.head(0)[["class_id", "user_id", *FEATURES]],
+        required_levels={},
+        threshold=0.5,
+    )
+    assert empty.empty and list(empty.columns) == list(lof_model.PREDICTION_OUTPUT)
+
+    with pytest.raises(DataError, match="avglevel"):
+        lof_model.predict_frame(
+            model=fitted_logreg,
+            features=examples.drop(columns=["avglevel"]),
+            required_levels={100: 3},
+            threshold=0.5,
+        )
+    with pytest.raises(DataError, match=r"no required level for class\(es\) \[101"):
+        lof_model.predict_frame(
+            model=fitted_logreg,
+            features=examples[examples["class_id"].isin([100, 101])],
+            required_levels={100: 3},
+            threshold=0.5,
+        )
+    nan = examples.head(3).copy()
+    nan.loc[nan.index[1], "avglevel"] = np.nan
+    with pytest.raises(DataError, match="NaN"):
+        lof_model.predict_frame(
+            model=fitted_logreg, features=nan, required_levels={100: 3}, threshold=0.5
+        )
+
+
+def test_check_model_features(fitted_logreg, examples):
+    lof_model.check_model_features(fitted_logreg)
+    from sklearn.linear_model import LogisticRegression
+
+    wrong = LogisticRegression().fit(
+        examples[list(FEATURES[:12])].rename(columns={"avglevel": "x"}), examples["label"]
+    )
+    with pytest.raises(ModelError, match="missing \\['avglevel'\\]"):
+        lof_model.check_model_features(wrong)
+    shuffled = LogisticRegression().fit(examples[list(reversed(FEATURES))], examples["label"])
+    with pytest.raises(ModelError, match="another order"):
+        lof_model.check_model_features(shuffled)
+
+
+def test_score_known_values():
+    labels = np.array([1, 2, 3, 4])
+    proba = np.eye(5)[[0, 1, 2, 2]]  # last one wrong: predicts 3 for a 4
+    metrics = lof_model.score(labels=labels, proba=proba, required=np.array([3, 3, 3, 3]))
+    assert metrics["balanced_accuracy"] == pytest.approx(0.75)
+    assert metrics["at_risk_recall"] == 1.0 and metrics["at_risk_precision"] == 1.0
+    assert metrics["brier"] == pytest.approx(0.5)  # (1 + 1) / 4
+    assert metrics["risk_brier"] == 0.0
+    assert metrics["log_loss"] > 5  # one certain miss
+
+
+def test_evaluate_reports_every_progress_point(fitted_logreg, examples):
+    metrics = lof_model.evaluate(model=fitted_logreg, examples=examples)
+    for point in (25, 50, 75, 100):
+        for name in lof_model.METRICS:
+            assert f"{name}_at_{point}" in metrics
+        assert metrics[f"n_at_{point}"] == len(examples) / 4
+    # The features reveal more of the skill late in the class than early.
+    assert metrics["macro_f1_at_100"] > metrics["macro_f1_at_25"]
+    with pytest.raises(DataError, match="label"):
+        lof_model.evaluate(model=fitted_logreg, examples=examples.drop(columns=["label"]))
+
+
+def test_grouped_cv_keeps_classes_apart(examples):
+    """lof.model.fit is wrapped (not replaced) to record the classes each fold trains on."""
+    seen: list[set[int]] = []
+    estimator = lof_model.make_candidates(names=["logreg"])["logreg"]
+    original = lof_model.fit
+
+    def spying_fit(*, estimator, examples):
+        seen.append(set(examples["class_id"]))
+        return original(estimator=estimator, examples=examples)
+
+    lof_model.fit = spying_fit
+    try:
+        proba = lof_model.grouped_cv_probabilities(
+            estimator=estimator, examples=examples, n_splits=3
+        )
+    finally:
+        lof_model.fit = original
+    assert len(seen) == 3
+    all_classes = set(examples["class_id"])
+    for trained in seen:
+        assert trained and trained != all_classes
+    assert np.allclose(proba.sum(axis=1), 1.0)
+    with pytest.raises(DataError, match="at least 2 classes"):
+        lof_model.grouped_cv_probabilities(
+            estimator=estimator, examples=examples[examples["class_id"] == 100]
+        )
+
+
+def test_select_candidate_rule():
+    scores = {
+        "mlp_baseline": {"macro_f1_at_50": 0.50, "log_loss": 0.9},
+        "hist_gb": {"macro_f1_at_50": 0.62, "log_loss": 1.1},
+        "logreg": {"macro_f1_at_50": 0.615, "log_loss": 0.8},
+        "hist_gb_calibrated": {"macro_f1_at_50": float("nan"), "log_loss": 0.1},
+    }
+    assert lof_model.select_candidate(scores) == "hist_gb"
+    # With a tolerance, logreg ties with the best and wins on the lower log loss.
+    assert lof_model.select_candidate(scores, tolerance=0.01) == "logreg"
+    scores["logreg"]["macro_f1_at_50"] = 0.62
+    assert lof_model.select_candidate(scores) == "logreg"
+    with pytest.raises(ModelError):
+        lof_model.select_candidate({})
+    table = lof_model.comparison_table(scores)
+    assert list(table["candidate"]) == list(scores)
+
+
+def test_unknown_candidate():
+    with pytest.raises(DataError, match="unknown candidate"):
+        lof_model.make_candidates(names=["xgboost"])
+
+
+def test_calibrated_candidate_falls_back_with_rare_levels(examples):
+    rare = examples.copy()
+    rare.loc[rare.index[:2], "label"] = 5
+    rare.loc[rare.index[2:], "label"] = rare.loc[rare.index[2:], "label"].clip(upper=4)
+    estimator = lof_model.make_candidates(names=["hist_gb_calibrated"])["hist_gb_calibrated"]
+    fitted = lof_model.fit(estimator=estimator, examples=rare)
+    assert lof_model.model_classes(fitted) == [1, 2, 3, 4, 5]
+
+
+def test_plots_write_png(tmp_path, fitted_logreg, examples):
+    proba = lof_model.level_probabilities(model=fitted_logreg, features=examples)
+    labels = examples["label"].to_numpy()
+    required = examples["required_level"].to_numpy()
+    metrics = lof_model.score_examples(examples=examples, proba=proba)
+    paths = [
+        lof_model.plot_confusion(
+            labels=labels, proba=proba, title="t", path=tmp_path / "confusion.png"
+        ),
+        lof_model.plot_metrics_by_progress(
+            metrics=metrics, title="t", path=tmp_path / "by_progress.png"
+        ),
+        lof_model.plot_calibration(
+            labels=labels, proba=proba, required=required, title="t", path=tmp_path / "cal.png"
+        ),
+    ]
+    for path in paths:
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert LEVELS == (1, 2, 3, 4, 5)
