@@ -125,11 +125,11 @@ def daily_scoring(date: str | None = None) -> dict[str, Any]:
     settings = get_settings()
     day = parse_day(date, what="--date") if date else yesterday_local(settings.tz)
     logger = get_run_logger()
+    model, version = load_model(settings)
     engine = leb2.connect(settings.leb2_url)
     feature_store = open_feature_store(settings.store_url)
     prediction_store = open_prediction_store(settings.store_url)
 
-    model, version = load_model(settings)
     classes = find_ongoing_classes(settings, engine, day)
     filled = fill_missing_days(settings, engine, feature_store, day, classes)
     day_features = build_features(settings, engine, feature_store, day, classes)

@@ -77,10 +77,7 @@ def run_demo(*, seed: int, console: Console, out: Console) -> dict[str, Any]:
             progress.advance(task_id)
 
     last = results[-1]
-    table = Table(
-        title=f"At-risk students on {last['day']} (model {settings.model_name} "
-        f"v{last['model_version']})"
-    )
+    table = Table(title=f"At risk on {last['day']}, {settings.model_name} v{last['model_version']}")
     for column in ("class", "students", "at risk", "share"):
         table.add_column(column, justify="left" if column == "class" else "right")
     for row in last["per_class"]:

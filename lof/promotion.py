@@ -25,7 +25,6 @@ import re
 import socket
 import time
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 from urllib.parse import unquote_plus
@@ -37,7 +36,6 @@ from lof import model as lof_model
 from lof import registry
 from lof.config import Settings
 from lof.errors import ModelError
-from lof.retry import call_with_retries
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -131,40 +129,6 @@ class PromotionResult:
 # --- registry access --------------------------------------------------------------------------
 
 
-def _transient(exc: BaseException) -> bool:
-    """Dropped connections and HTTP 429/5xx from a tracking server are worth a retry."""
-    from mlflow.exceptions import MlflowException
-
-    if isinstance(exc, ConnectionError | TimeoutError):
-        return True
-    if type(exc).__name__ in ("ConnectionError", "ReadTimeout", "ConnectTimeout"):
-        return True
-    if isinstance(exc, MlflowException):
-        text = f"{getattr(exc, 'error_code', '')} {exc}"
-        return any(
-            marker in text
-            for marker in (
-                "TEMPORARILY_UNAVAILABLE",
-                "429",
-                "500",
-                "502",
-                "503",
-                "504",
-                "Max retries",
-            )
-        )
-    return False
-
-
-def _call(fn: Callable[[], T], *, what: str) -> T:
-    return call_with_retries(fn, is_transient=_transient, attempts=4, max_delay=8.0, what=what)
-
-
-def _not_found(exc: BaseException) -> bool:
-    text = f"{getattr(exc, 'error_code', '')} {exc}".lower()
-    return "resource_does_not_exist" in text or "not found" in text or "does not exist" in text
-
-
 def _use_registry(settings: Settings) -> None:
     """``models:/`` URIs resolve through the process-wide MLflow URIs."""
     import mlflow
@@ -182,11 +146,11 @@ def all_versions(*, settings: Settings) -> list[Any]:
         try:
             return list(client.search_model_versions(f"name='{name}'"))
         except Exception as exc:
-            if _not_found(exc):
+            if registry.not_found(exc):
                 return []
             raise
 
-    return _call(search, what=f"list versions of {settings.model_name}")
+    return registry.call(search, what=f"list versions of {settings.model_name}")
 
 
 def stage_version(*, settings: Settings) -> str | None:
@@ -201,7 +165,7 @@ def _alias_version(*, settings: Settings) -> str | None:
     try:
         return str(client.get_model_version_by_alias(settings.model_name, PRODUCTION_ALIAS).version)
     except Exception as exc:
-        if _not_found(exc):
+        if registry.not_found(exc):
             return None
         raise
 
@@ -270,12 +234,14 @@ def artifact_is_known(*, settings: Settings, ref: ArtifactKey) -> bool:
             else:
                 client.get_run(ref.run_id)
         except Exception as exc:
-            if _not_found(exc) or "INVALID_PARAMETER_VALUE" in str(getattr(exc, "error_code", "")):
+            if registry.not_found(exc) or "INVALID_PARAMETER_VALUE" in str(
+                getattr(exc, "error_code", "")
+            ):
                 return False
             raise
         return True
 
-    return _call(lookup, what=f"look up {ref.owner}")
+    return registry.call(lookup, what=f"look up {ref.owner}")
 
 
 def wait_for_version(
@@ -302,13 +268,15 @@ def missing_model_files(*, settings: Settings, version: str) -> list[str]:
     uri = f"models:/{settings.model_name}/{version}"
     names = {
         info.path.rsplit("/", 1)[-1]
-        for info in _call(
+        for info in registry.call(
             lambda: mlflow.artifacts.list_artifacts(artifact_uri=uri), what=f"list {uri}"
         )
     }
     if "MLmodel" not in names:
         return ["MLmodel"]
-    text = _call(lambda: mlflow.artifacts.load_text(f"{uri}/MLmodel"), what=f"read {uri}/MLmodel")
+    text = registry.call(
+        lambda: mlflow.artifacts.load_text(f"{uri}/MLmodel"), what=f"read {uri}/MLmodel"
+    )
     flavors = (yaml.safe_load(text) or {}).get("flavors", {})
     listed = {
         str(conf[key]).rsplit("/", 1)[-1]
@@ -376,7 +344,7 @@ def latest_holdout(*, settings: Settings) -> tuple[str, pd.DataFrame] | None:
     for info in candidates[:HOLDOUT_LOOKBACK]:
         if not info.run_id:
             continue
-        listed = _call(
+        listed = registry.call(
             lambda info=info: client.list_artifacts(info.run_id, "holdout"),
             what=f"list holdout of version {info.version}",
         )
@@ -468,12 +436,12 @@ def restore_alias(*, settings: Settings, production: str | None) -> None:
     client = registry.client(settings=settings)
     name = settings.model_name
     if production is None:
-        _call(
+        registry.call(
             lambda: client.delete_registered_model_alias(name, PRODUCTION_ALIAS),
             what="remove alias",
         )
     else:
-        _call(
+        registry.call(
             lambda: client.set_registered_model_alias(name, PRODUCTION_ALIAS, production),
             what="restore alias",
         )

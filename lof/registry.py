@@ -38,7 +38,7 @@ def client(*, settings: Settings) -> Any:
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
-def _is_transient(exc: BaseException) -> bool:
+def is_transient(exc: BaseException) -> bool:
     """HTTP 429/5xx and dropped connections to a tracking server are worth a retry."""
     from mlflow.exceptions import MlflowException
 
@@ -57,15 +57,16 @@ def _is_transient(exc: BaseException) -> bool:
     return False
 
 
-def _call(fn: Callable[[], T], *, what: str) -> T:
-    return call_with_retries(fn, is_transient=_is_transient, attempts=4, max_delay=8.0, what=what)
+def call(fn: Callable[[], T], *, what: str) -> T:
+    """Call the tracking server, retrying what is transient with bounded backoff."""
+    return call_with_retries(fn, is_transient=is_transient, attempts=4, max_delay=8.0, what=what)
 
 
 def _where(settings: Settings) -> str:
     return f"registry {settings.redacted(settings.mlflow_tracking_uri or '')}"
 
 
-def _not_found(exc: BaseException) -> bool:
+def not_found(exc: BaseException) -> bool:
     from mlflow.exceptions import MlflowException
 
     return isinstance(exc, MlflowException) and (
@@ -89,7 +90,7 @@ def production_version(*, settings: Settings) -> str | None:
                 warnings.simplefilter("ignore")
                 versions = mlflow_client.get_latest_versions(name, stages=[stage])
         except Exception as exc:
-            if _not_found(exc):
+            if not_found(exc):
                 return None
             raise
         if versions:
@@ -97,12 +98,12 @@ def production_version(*, settings: Settings) -> str | None:
         try:
             return str(mlflow_client.get_model_version_by_alias(name, stage.lower()).version)
         except Exception as exc:
-            if _not_found(exc):
+            if not_found(exc):
                 return None
             raise
 
     try:
-        return _call(find, what=f"find {name} at {stage}")
+        return call(find, what=f"find {name} at {stage}")
     except Exception as exc:
         raise ModelError(
             f"cannot read model {name!r} at stage {stage} from {_where(settings)}: "
@@ -125,9 +126,9 @@ def load_model_version(*, settings: Settings, version: str) -> Any:
             return mlflow.sklearn.load_model(uri)
 
     try:
-        return _call(load, what=f"load {uri}")
+        return call(load, what=f"load {uri}")
     except Exception as exc:
-        if _not_found(exc):
+        if not_found(exc):
             raise ModelError(
                 f"model {name!r} has no version {version} in {_where(settings)}; "
                 "list versions in the MLflow UI or run `lof retrain`"
@@ -154,12 +155,12 @@ def version_info(*, settings: Settings, version: str) -> Any:
     """The registry's ModelVersion (tags, run_id, stage, aliases)."""
     mlflow_client = client(settings=settings)
     try:
-        return _call(
+        return call(
             lambda: mlflow_client.get_model_version(settings.model_name, str(version)),
             what=f"read version {version}",
         )
     except Exception as exc:
-        if _not_found(exc):
+        if not_found(exc):
             raise ModelError(
                 f"model {settings.model_name!r} has no version {version} in {_where(settings)}; "
                 "run `lof retrain` or pick an existing version"
@@ -177,7 +178,7 @@ def load_holdout(*, settings: Settings, version: str) -> pd.DataFrame:
     info = version_info(settings=settings, version=version)
     with tempfile.TemporaryDirectory(prefix="lof-holdout-") as tmp:
         try:
-            path = _call(
+            path = call(
                 lambda: mlflow.artifacts.download_artifacts(
                     run_id=info.run_id,
                     artifact_path=HOLDOUT_ARTIFACT,
@@ -249,7 +250,12 @@ def log_holdout(*, holdout: pd.DataFrame) -> None:
 
 
 def register_version(
-    *, settings: Settings, model_uri: str, run_id: str, tags: Mapping[str, Any]
+    *,
+    settings: Settings,
+    model_uri: str,
+    run_id: str,
+    tags: Mapping[str, Any],
+    model_id: str | None = None,
 ) -> str:
     """Register a logged model as a new version of ``settings.model_name`` with its tags.
 
@@ -260,14 +266,14 @@ def register_version(
     string_tags = {str(k): str(v) for k, v in tags.items()}
     try:
         try:
-            _call(lambda: mlflow_client.get_registered_model(name), what=f"read {name}")
+            call(lambda: mlflow_client.get_registered_model(name), what=f"read {name}")
         except Exception as exc:
-            if not _not_found(exc):
+            if not not_found(exc):
                 raise
             mlflow_client.create_registered_model(name)
-        version = _call(
+        version = call(
             lambda: mlflow_client.create_model_version(
-                name=name, source=model_uri, run_id=run_id, tags=string_tags
+                name=name, source=model_uri, run_id=run_id, tags=string_tags, model_id=model_id
             ),
             what=f"register {name}",
         )
@@ -309,7 +315,7 @@ def transition_to_production(
             mlflow_client.set_model_version_tag(name, str(version), key, value)
 
     try:
-        _call(move, what=f"promote {name} v{version}")
+        call(move, what=f"promote {name} v{version}")
     except Exception as exc:
         raise ModelError(
             f"cannot move version {version} of {name!r} to {stage} in {_where(settings)}: "

@@ -42,13 +42,6 @@ class DaySummary:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
-def empty_engagement() -> pd.DataFrame:
-    frame = pd.DataFrame({column: pd.Series(dtype="int64") for column in feat.ENGAGEMENT_COLUMNS})
-    for column in feat.SET_COLUMNS:
-        frame[column] = frame[column].astype(object)
-    return frame
-
-
 def first_day_needed(classes: pd.DataFrame) -> date | None:
     """The earliest local day whose events count for these classes (their first activity start)."""
     if classes.empty:
@@ -83,7 +76,7 @@ def compute_day_features(
         )
     class_ids: list[int] = [int(c) for c in classes["class_id"]]
     if not class_ids:
-        empty = empty_engagement()
+        empty = feat.empty_engagement()
         no_features = pd.DataFrame(columns=["class_id", "user_id", *feat.FEATURES])
         return DayFeatures(day, classes, empty, empty, no_features, no_features)
     previous = read_previous_states(feature_store=feature_store, day=day, class_ids=class_ids)
@@ -107,7 +100,7 @@ def read_previous_states(
 ) -> pd.DataFrame:
     yesterday = day - timedelta(days=1)
     if not feature_store.is_complete(day=yesterday):
-        return empty_engagement()
+        return feat.empty_engagement()
     return feature_store.read_states(day=yesterday, class_ids=class_ids)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from datetime import date
 
 import mlflow
@@ -57,6 +58,8 @@ def log_scoring_run(
         )
         mlflow.log_metrics(metrics)
         if not raw_features.empty:
-            dataset = mlflow.data.from_pandas(raw_features, name=f"features-{format_day(day)}")
-            mlflow.log_input(dataset, context="scoring")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", category=UserWarning)  # int id columns, by design
+                dataset = mlflow.data.from_pandas(raw_features, name=f"features-{format_day(day)}")
+                mlflow.log_input(dataset, context="scoring")
         return run.info.run_id

@@ -36,7 +36,7 @@ import pandas as pd
 
 from lof import features as feat
 from lof import model as lof_model
-from lof import registry
+from lof import registry, tracking
 from lof.calendar import end_of_day, format_day, today_local
 from lof.config import Settings
 from lof.errors import DataError, LofError, ModelError
@@ -64,6 +64,18 @@ HOLDOUT_COLUMNS: tuple[str, ...] = (
     "label",
     "required_level",
 )
+
+
+SHORT_COLUMN_NAMES = {
+    "candidate": "candidate",
+    f"cv_{lof_model.SELECTION_METRIC}": "cv F1@50%",
+    f"holdout_{lof_model.SELECTION_METRIC}": "holdout F1@50%",
+    "holdout_macro_f1": "holdout F1",
+    "holdout_at_risk_recall": "at-risk recall",
+    "holdout_at_risk_precision": "at-risk precision",
+    "holdout_brier": "Brier",
+}
+"""The comparison columns a terminal shows (the full table is in MLflow and the artifact)."""
 
 
 @dataclass
@@ -94,12 +106,15 @@ class RetrainResult:
     n_classes: int = 0
 
     def describe(self) -> str:
-        table = self.comparison.to_string(index=False, float_format=lambda v: f"{v:.3f}")
+        table = self.comparison.rename(columns=SHORT_COLUMN_NAMES)[
+            list(SHORT_COLUMN_NAMES.values())
+        ]
         return (
             f"registered {self.candidate} as version {self.version} "
             f"(semesters {', '.join(self.semesters)}, {self.n_examples} examples from "
             f"{self.n_classes} classes, holdout {self.holdout_kind}); "
-            f"promote it with `lof promote --version {self.version}`\n{table}"
+            f"promote it with `lof promote --version {self.version}`\n"
+            + table.to_string(index=False, float_format=lambda v: f"{v:.3f}")
         )
 
     def markdown(self) -> str:
@@ -442,14 +457,6 @@ def compare_candidates(
     return out
 
 
-def _experiment_id(settings: Settings) -> str:
-    mlflow_client = registry.client(settings=settings)
-    experiment = mlflow_client.get_experiment_by_name(RETRAIN_EXPERIMENT)
-    if experiment is not None:
-        return experiment.experiment_id
-    return mlflow_client.create_experiment(RETRAIN_EXPERIMENT)
-
-
 def _prefixed(prefix: str, metrics: dict[str, float]) -> dict[str, float]:
     return {f"{prefix}{k}": float(v) for k, v in metrics.items() if not math.isnan(float(v))}
 
@@ -534,7 +541,7 @@ def _train_and_register(
 
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     mlflow.set_registry_uri(settings.mlflow_tracking_uri)
-    experiment_id = _experiment_id(settings)
+    experiment_id = tracking.ensure_experiment(settings=settings, name=RETRAIN_EXPERIMENT)
     run_name = f"retrain-{format_day(training.as_of)}"
     with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as parent:
         mlflow.set_tags(
@@ -637,7 +644,11 @@ def _train_and_register(
             "candidate_run_id": best["run_id"],
         }
         version = registry.register_version(
-            settings=settings, model_uri=logged.model_uri, run_id=parent.info.run_id, tags=tags
+            settings=settings,
+            model_uri=logged.model_uri,
+            run_id=parent.info.run_id,
+            tags=tags,
+            model_id=logged.model_id,
         )
         mlflow.set_tag("lof.registered_version", version)
     return RetrainResult(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import warnings
 from datetime import date
 from pathlib import Path
@@ -82,13 +81,6 @@ def settings_for(
         mlflow_tracking_uri=f"sqlite:///{home / 'mlflow.db'}",
         **extra,
     )
-
-
-def free_port_number() -> int:
-    """A loopback port nothing listens on (bound then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 REGISTERED_VERSION = "2"

@@ -16,12 +16,12 @@ from fastapi.testclient import TestClient
 from lof.api import create_app
 from lof.config import get_settings
 from lof.errors import StoreError
+from tests.servers import free_port
 
 from ._data import (
     KEYS,
     REGISTERED_VERSION,
     UNPROMOTED_MODEL,
-    free_port_number,
     settings_for,
 )
 
@@ -71,7 +71,7 @@ def test_readyz_503_when_model_has_no_production_version(
 def _unreachable_urls(tmp_path: Path, moto_endpoint: str) -> dict[str, str]:
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the store's folder should be")
-    closed = free_port_number()
+    closed = free_port()
     return {
         "sqlite under a file": f"sqlite:///{blocker / 'lof.db'}",
         "postgresql closed port": f"postgresql+psycopg2://postgres:s3cret@127.0.0.1:{closed}/lof",

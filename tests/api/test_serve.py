@@ -10,13 +10,15 @@ from pathlib import Path
 
 import httpx
 
-from ._data import KEYS, USERS_A, fill, free_port_number
+from tests.servers import free_port
+
+from ._data import KEYS, USERS_A, fill
 
 
 def test_serve_runs_uvicorn_over_the_environment_settings(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'lof.db'}"
     fill(url)
-    port = free_port_number()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOF_")}
     env.update(LOF_HOME=str(tmp_path), LOF_STORE_URL=url, LOF_API_KEYS=KEYS[1])
     proc = subprocess.Popen(

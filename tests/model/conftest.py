@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from model_examples import make_examples
+
+from .model_examples import make_examples
 
 
 @pytest.fixture

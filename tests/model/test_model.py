@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from model_examples import make_examples
 
 from lof import model as lof_model
 from lof.errors import DataError, ModelError
 from lof.features import FEATURES, LEVELS
+
+from .model_examples import make_examples
 
 
 @pytest.fixture(scope="module")

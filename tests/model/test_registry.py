@@ -5,13 +5,14 @@ from __future__ import annotations
 import mlflow
 import pandas as pd
 import pytest
-from model_examples import make_examples
 
 from lof import model as lof_model
 from lof import registry
 from lof.config import get_settings
 from lof.errors import ModelError
 from lof.features import FEATURES
+
+from .model_examples import make_examples
 
 
 @pytest.fixture

@@ -6,11 +6,12 @@ from datetime import date
 
 import pandas as pd
 import pytest
-from model_examples import make_examples
 
 from lof import training
 from lof.errors import DataError
 from lof.features import FEATURES
+
+from .model_examples import make_examples
 
 
 def test_snapshot_days_cover_the_window():

@@ -22,7 +22,6 @@ from typing import Any
 import boto3
 import httpx
 import pytest
-from conftest import free_port, wait_for_port
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -30,6 +29,7 @@ from flows.promote import promote
 from lof import registry
 from lof.config import Settings, get_settings
 from lof.webhooks import router
+from tests.servers import free_port, wait_for_port
 
 from ._support import register, version
 

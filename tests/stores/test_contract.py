@@ -7,10 +7,8 @@ what is asserted here is exactly what the flows and the API rely on.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from datetime import date, timedelta
 from pathlib import Path
@@ -23,26 +21,9 @@ from lof.errors import DataError, StoreError
 from lof.features import ENGAGEMENT_COLUMNS, FEATURES
 from lof.stores import open_feature_store, open_prediction_store
 from lof.stores.base import RECORD_KEYS, SimulatedCrash
+from tests.servers import free_port, wait_for_port
 
 D1, D2, D3 = date(2023, 3, 1), date(2023, 3, 2), date(2023, 3, 3)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(port: int, *, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"moto_server exited with {proc.returncode}"
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"moto_server did not listen on {port}")
 
 
 def _drop_sql_tables(url: str) -> None:
