@@ -8,38 +8,17 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.tasks import exponential_backoff
 
+from flows.tasks import io_task
 from lof import model as lof_model
 from lof import registry, scoring, tracking
 from lof.calendar import format_day, parse_day, yesterday_local
 from lof.config import Settings, get_settings
-from lof.errors import LofError
 from lof.sources import leb2
 from lof.stores import open_feature_store, open_prediction_store
 
 
-def _not_a_clear_failure(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry unexpected errors only: a LofError already went through the adapter's own retries."""
-    try:
-        state.result()
-    except LofError:
-        return False
-    except Exception:
-        return True
-    return False
-
-
-io_task = task(
-    retries=2,
-    retry_delay_seconds=exponential_backoff(backoff_factor=5),
-    retry_jitter_factor=0.5,
-    retry_condition_fn=_not_a_clear_failure,
-    cache_policy=NO_CACHE,
-)
-
-
-@io_task
+@io_task(backoff_seconds=5)
 def find_ongoing_classes(settings: Settings, engine: Any, day: date) -> Any:
     return leb2.ongoing_classes(engine, day=day, window_months=settings.ongoing_window_months)
 
@@ -51,7 +30,7 @@ def load_model(settings: Settings) -> tuple[Any, str]:
     return model, version
 
 
-@io_task
+@io_task(backoff_seconds=5)
 def build_features(
     settings: Settings, engine: Any, feature_store: Any, day: date, classes: Any
 ) -> scoring.DayFeatures:
@@ -60,7 +39,7 @@ def build_features(
     )
 
 
-@io_task
+@io_task(backoff_seconds=5)
 def write_features(feature_store: Any, day_features: scoring.DayFeatures) -> None:
     feature_store.write_day(
         day=day_features.day, increments=day_features.increment, states=day_features.states
@@ -80,12 +59,12 @@ def predict(settings: Settings, model: Any, version: str, day_features: scoring.
     )
 
 
-@io_task
+@io_task(backoff_seconds=5)
 def write_predictions(prediction_store: Any, day: date, predictions: Any) -> None:
     prediction_store.write_day(day=day, predictions=predictions)
 
 
-@io_task
+@io_task(backoff_seconds=5)
 def log_to_mlflow(
     settings: Settings, summary: scoring.DaySummary, day_features: scoring.DayFeatures
 ) -> str:

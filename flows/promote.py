@@ -2,39 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
-from prefect.tasks import exponential_backoff
 
+from flows.tasks import io_task
 from lof import promotion
 from lof.config import Settings, get_settings
-from lof.errors import DataError, LofError, ModelError
+from lof.errors import DataError, ModelError
 
 
-def _not_a_clear_failure(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry unexpected errors only: a LofError already went through the adapter's retries."""
-    try:
-        state.result()
-    except LofError:
-        return False
-    except Exception:
-        return True
-    return False
-
-
-io_task = task(
-    retries=2,
-    retry_delay_seconds=exponential_backoff(backoff_factor=2),
-    retry_jitter_factor=0.5,
-    retry_condition_fn=_not_a_clear_failure,
-    cache_policy=NO_CACHE,
-)
-
-
-@io_task
+@io_task(backoff_seconds=2)
 def resolve_candidate(settings: Settings, bucket: str, key: str) -> str | None:
     """The registered version an uploaded object belongs to, or None (logged why)."""
     logger = get_run_logger()
@@ -57,17 +35,17 @@ def resolve_candidate(settings: Settings, bucket: str, key: str) -> str | None:
     return version
 
 
-@io_task
+@io_task(backoff_seconds=2)
 def wait_for_model_files(settings: Settings, version: str) -> None:
     promotion.wait_for_model_files(settings=settings, version=version)
 
 
-@io_task
+@io_task(backoff_seconds=2)
 def check_already_done(settings: Settings, version: str, event_id: str | None) -> str | None:
     return promotion.already_done(settings=settings, version=version, event_id=event_id)
 
 
-@io_task
+@io_task(backoff_seconds=2)
 def find_production(settings: Settings) -> str | None:
     return promotion.stage_version(settings=settings)
 
@@ -81,7 +59,7 @@ def score_gate(
     )
 
 
-@io_task
+@io_task(backoff_seconds=2)
 def move_to_production(
     settings: Settings, version: str, reason: str, event_id: str | None, promoted_by: str
 ) -> None:
@@ -94,7 +72,7 @@ def move_to_production(
     )
 
 
-@io_task
+@io_task(backoff_seconds=2)
 def restore_alias(settings: Settings, production: str | None) -> None:
     promotion.restore_alias(settings=settings, production=production)
 

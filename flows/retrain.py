@@ -10,32 +10,14 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.tasks import exponential_backoff
 
+from flows.tasks import io_task
 from lof import training
 from lof.calendar import parse_day
 from lof.config import Settings, get_settings
-from lof.errors import LofError
 
 
-def _not_a_clear_failure(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry unexpected errors only: a LofError already went through the adapter's own retries."""
-    try:
-        state.result()
-    except LofError:
-        return False
-    except Exception:
-        return True
-    return False
-
-
-@task(
-    retries=2,
-    retry_delay_seconds=exponential_backoff(backoff_factor=10),
-    retry_jitter_factor=0.5,
-    retry_condition_fn=_not_a_clear_failure,
-    cache_policy=NO_CACHE,
-)
+@io_task(backoff_seconds=10)
 def build_training_set(
     settings: Settings, semesters: list[str] | None, as_of: str | None, dataset: str | None
 ) -> training.TrainingSet:

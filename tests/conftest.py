@@ -17,7 +17,7 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 
-from tests.servers import free_port, wait_for_port
+from tests.servers import free_port, running, wait_for_port
 
 MARIADB_ROOT = "mysql+pymysql://root@127.0.0.1:3306"
 POSTGRES_ROOT = "postgresql+psycopg2://postgres@127.0.0.1:5432"
@@ -75,16 +75,10 @@ def postgres_url() -> Iterator[str]:
 def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real moto_server over HTTP on a loopback port (DynamoDB, S3, SQS)."""
     port = free_port()
-    log = (tmp_path_factory.mktemp("moto") / "moto.log").open("w")
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
     exe = shutil.which("moto_server", path=str(Path(sys.executable).parent)) or "moto_server"
-    proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log)
-    try:
-        wait_for_port(port, proc=proc)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        log.close()
+    with running([exe, "-H", "127.0.0.1", "-p", str(port)], port=port, log=log) as url:
+        yield url
 
 
 @pytest.fixture(autouse=True)
@@ -122,33 +116,20 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real `mlflow server` on loopback with a sqlite backend and local artifacts."""
     root = tmp_path_factory.mktemp("mlflow-server")
     port = free_port()
-    log = (root / "server.log").open("w")
     exe = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or "mlflow"
-    proc = subprocess.Popen(
-        [
-            exe,
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-            "--backend-store-uri",
-            f"sqlite:///{root / 'mlflow.db'}",
-            "--artifacts-destination",
-            (root / "artifacts").as_uri(),
-        ],
-        stdout=log,
-        stderr=log,
-    )
-    try:
-        wait_for_port(port, timeout=90, proc=proc)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+    command = [
+        exe,
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--backend-store-uri",
+        f"sqlite:///{root / 'mlflow.db'}",
+        "--artifacts-destination",
+        (root / "artifacts").as_uri(),
+    ]
+    with running(command, port=port, log=root / "server.log", timeout=90) as url:
+        yield url

@@ -5,6 +5,9 @@ from __future__ import annotations
 import socket
 import subprocess
 import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 
 
 def free_port() -> int:
@@ -26,3 +29,30 @@ def wait_for_port(
         except OSError:
             time.sleep(0.1)
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+@contextmanager
+def running(
+    command: Sequence[str],
+    *,
+    port: int,
+    log: Path,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float = 30.0,
+) -> Iterator[str]:
+    """Start ``command`` (a server that listens on ``port``), yield its URL, stop it after."""
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            list(command), env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT
+        )
+        try:
+            wait_for_port(port, timeout=timeout, proc=proc)
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

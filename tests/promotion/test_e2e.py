@@ -29,7 +29,7 @@ from flows.promote import promote
 from lof import registry
 from lof.config import Settings, get_settings
 from lof.webhooks import router
-from tests.servers import free_port, wait_for_port
+from tests.servers import free_port, running
 
 from ._support import register, version
 
@@ -76,30 +76,21 @@ def s3_mlflow_server(
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": "us-east-1",
     }
-    log = (home / "server.log").open("w")
-    proc = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "mlflow"),
-            "server",
-            "--backend-store-uri",
-            f"sqlite:///{home / 'mlflow.db'}",
-            "--artifacts-destination",
-            f"s3://{BUCKET}/mlflow",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
-        env=env,
-        cwd=home,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_port(port, timeout=90, proc=proc)
+    command = [
+        str(Path(sys.executable).parent / "mlflow"),
+        "server",
+        "--backend-store-uri",
+        f"sqlite:///{home / 'mlflow.db'}",
+        "--artifacts-destination",
+        f"s3://{BUCKET}/mlflow",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+    with running(command, port=port, log=home / "server.log", env=env, cwd=home, timeout=90) as url:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
@@ -109,10 +100,6 @@ def s3_mlflow_server(
                 pass
             time.sleep(0.2)
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-        log.close()
 
 
 def read_notifications(queue: str, *, endpoint: str, until_key_endswith: str) -> list[str]:

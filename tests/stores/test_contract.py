@@ -7,7 +7,6 @@ what is asserted here is exactly what the flows and the API rely on.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import uuid
 from datetime import date, timedelta
@@ -21,7 +20,7 @@ from lof.errors import DataError, StoreError
 from lof.features import ENGAGEMENT_COLUMNS, FEATURES
 from lof.stores import open_feature_store, open_prediction_store
 from lof.stores.base import RECORD_KEYS, SimulatedCrash
-from tests.servers import free_port, wait_for_port
+from tests.servers import free_port, running
 
 D1, D2, D3 = date(2023, 3, 1), date(2023, 3, 2), date(2023, 3, 3)
 
@@ -387,19 +386,11 @@ def test_postgres_without_create_rights_is_a_clear_error(postgres_url: str) -> N
 def moto_with_auth(tmp_path_factory: pytest.TempPathFactory):
     """A second moto_server that checks credentials (INITIAL_NO_AUTH_ACTION_COUNT=0)."""
     port = free_port()
-    log = (tmp_path_factory.mktemp("moto-auth") / "moto.log").open("w")
+    log = tmp_path_factory.mktemp("moto-auth") / "moto.log"
     exe = str(Path(sys.executable).parent / "moto_server")
     env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"}
-    proc = subprocess.Popen(
-        [exe, "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log, env=env
-    )
-    try:
-        wait_for_port(port, proc=proc)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        log.close()
+    with running([exe, "-H", "127.0.0.1", "-p", str(port)], port=port, log=log, env=env) as url:
+        yield url
 
 
 def test_dynamodb_refused_credentials_are_a_clear_error(moto_with_auth: str) -> None:
