@@ -221,8 +221,34 @@ def _ids(value: Any) -> frozenset[int]:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return frozenset()
     if isinstance(value, str):
-        return frozenset(int(p) for p in value.split(",") if p)
-    return frozenset(int(v) for v in value)
+        return frozenset(map(int, filter(None, value.split(","))))
+    return frozenset(map(int, value))
+
+
+def sorted_ids(value: Any) -> tuple[int, ...]:
+    """A set column's value as a sorted tuple of distinct ints (the stores' and frames' form).
+
+    lof's own frames already hold such tuples; they are passed through after a C-speed check.
+    """
+    if isinstance(value, tuple) and (not value or type(value[0]) is int):
+        listed = list(value)
+        if listed == sorted(listed) and len(set(listed)) == len(listed):
+            return value
+    return tuple(sorted(_ids(value)))
+
+
+def _union(previous: Any, today: Any) -> tuple[int, ...]:
+    """Yesterday's ids plus today's. A student with nothing new today keeps yesterday's tuple
+    untouched, so quiet students cost nothing however long the history."""
+    if not isinstance(today, tuple | list | set | frozenset | str) or not today:
+        return previous if isinstance(previous, tuple) else sorted_ids(previous)
+    if not isinstance(previous, tuple | list | set | frozenset | str) or not previous:
+        return sorted_ids(today)
+    return tuple(sorted(_ids(previous).union(_ids(today))))
+
+
+def _count(value: Any) -> int:
+    return len(value) if isinstance(value, tuple) else len(_ids(value))
 
 
 def _normalized(frame: pd.DataFrame | None) -> pd.DataFrame:
@@ -256,7 +282,7 @@ def accumulate(*, previous: pd.DataFrame | None, increment: pd.DataFrame | None)
         for column in ("class_id", "user_id", *COUNT_COLUMNS):
             out[column] = out[column].astype(np.int64)
         for column in SET_COLUMNS:
-            out[column] = _object_series([tuple(sorted(_ids(v))) for v in out[column]])
+            out[column] = _object_series([_union(v, ()) for v in out[column]])
         return out.sort_values(KEYS, kind="stable").reset_index(drop=True)
 
     merged = prev.merge(inc, on=KEYS, how="outer", suffixes=("_p", "_i"), sort=True)
@@ -272,7 +298,7 @@ def accumulate(*, previous: pd.DataFrame | None, increment: pd.DataFrame | None)
     for column in SET_COLUMNS:
         data[column] = _object_series(
             [
-                tuple(sorted(_ids(a) | _ids(b)))
+                _union(a, b)
                 for a, b in zip(merged[f"{column}_p"], merged[f"{column}_i"], strict=True)
             ]
         )
@@ -291,11 +317,9 @@ def engagement_features(*, states: pd.DataFrame | None) -> pd.DataFrame:
     for column in COUNT_COLUMNS:
         out[column] = frame[column].astype(np.float64).to_numpy()
     out["specific_activity_view"] = np.array(
-        [len(_ids(v)) for v in frame["activity_ids"]], dtype=np.float64
+        [_count(v) for v in frame["activity_ids"]], dtype=np.float64
     )
-    out["session_id_count"] = np.array(
-        [len(_ids(v)) for v in frame["session_ids"]], dtype=np.float64
-    )
+    out["session_id_count"] = np.array([_count(v) for v in frame["session_ids"]], dtype=np.float64)
     return out.sort_values(KEYS, kind="stable").reset_index(drop=True)
 
 

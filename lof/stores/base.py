@@ -24,7 +24,7 @@ import orjson
 import pandas as pd
 
 from lof.errors import DataError
-from lof.features import COUNT_COLUMNS, ENGAGEMENT_COLUMNS, SET_COLUMNS
+from lof.features import COUNT_COLUMNS, ENGAGEMENT_COLUMNS, SET_COLUMNS, sorted_ids
 
 PredictionRecord = dict[str, Any]
 """One stored prediction as the API returns it: ``predicted_dt`` (YYYYMMDD str), ``class_id``,
@@ -121,22 +121,18 @@ def as_date(value: Any) -> date:
 
 
 def encode_ids(ids: Iterable[int]) -> str:
-    return ",".join(str(i) for i in ids)
+    return ",".join(map(str, ids))
 
 
 def decode_ids(text: str | None) -> tuple[int, ...]:
     if not text:
         return ()
-    return tuple(int(part) for part in text.split(","))
+    return tuple(map(int, text.split(",")))
 
 
 def _id_tuple(value: Any, *, column: str, what: str) -> tuple[int, ...]:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ()
-    if isinstance(value, str):
-        return tuple(sorted(set(decode_ids(value))))
     try:
-        return tuple(sorted({int(v) for v in value}))
+        return sorted_ids(value)
     except (TypeError, ValueError):
         raise DataError(
             f"{what}: column {column} holds {value!r}, expected a tuple of ints; "
