@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -42,6 +41,8 @@ from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
+
+from measure import loadavg, peak_rss_mb
 
 SEMESTER_START = date(2025, 1, 6)  # a Monday: day 5 is a Friday, day 60 a Thursday
 SCALING_DAYS = 61  # the ongoing semester's days of data (today = start + 61)
@@ -60,21 +61,6 @@ PHASES = (
 def semester_day(n: int) -> date:
     """Day ``n`` (1-based) of the ongoing semester."""
     return SEMESTER_START + timedelta(days=n - 1)
-
-
-def loadavg() -> str:
-    return "/".join(f"{v:.2f}" for v in os.getloadavg())
-
-
-def peak_rss_mb() -> float:
-    """This process's peak RSS since exec (VmHWM; ru_maxrss would include the parent's)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 # --- inside the subprocesses ------------------------------------------------------------------

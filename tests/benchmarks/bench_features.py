@@ -19,7 +19,6 @@ import gzip
 import json
 import os
 import random
-import resource
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import orjson
+from measure import peak_rss_mb
 
 DAY = date(2023, 3, 25)  # Asia/Bangkok: UTC hours 2023-03-24T17 .. 2023-03-25T16
 PID = 187520
@@ -279,17 +279,6 @@ def child(name: str, folder: Path) -> None:
     result["seconds"] = time.process_time() - cpu_began
     result["peak_rss_mb"] = peak_rss_mb()
     print(json.dumps(result))
-
-
-def peak_rss_mb() -> float:
-    """This process's peak RSS since exec (VmHWM; ru_maxrss would include the parent's)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def measure(name: str, folder: Path, *, repeat: int) -> dict:

@@ -16,13 +16,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 from datetime import date
 from pathlib import Path
+
+from measure import peak_rss_mb
 
 TODAY = date(2025, 3, 1)
 
@@ -45,7 +46,7 @@ def child(home: str, folds: int) -> None:
     began = time.perf_counter()
     result = training.train_and_register(settings=settings, training=built, n_splits=folds)
     train_s = time.perf_counter() - began
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mb = peak_rss_mb()
     print(
         json.dumps(
             {
