@@ -25,6 +25,7 @@ import pandas as pd
 
 from lof.errors import DataError
 from lof.features import COUNT_COLUMNS, ENGAGEMENT_COLUMNS, SET_COLUMNS, sorted_ids
+from lof.model import PREDICTION_OUTPUT
 
 PredictionRecord = dict[str, Any]
 """One stored prediction as the API returns it: ``predicted_dt`` (YYYYMMDD str), ``class_id``,
@@ -33,13 +34,7 @@ PredictionRecord = dict[str, Any]
 ``model_version`` (str), ``features`` (dict feature name -> raw float)."""
 
 PREDICTION_COLUMNS: tuple[str, ...] = (
-    "class_id",
-    "user_id",
-    "predicted_label",
-    "predicted_prob",
-    "risk_prob",
-    "at_risk",
-    "required_level",
+    *PREDICTION_OUTPUT,
     "model_name",
     "model_version",
     "features",

@@ -29,7 +29,7 @@ from flows.promote import promote
 from lof import registry
 from lof.config import Settings, get_settings
 from lof.webhooks import router
-from tests.servers import free_port, running
+from tests.servers import free_port, running, stop
 
 from ._support import register, version
 
@@ -173,12 +173,7 @@ def served_promote(e2e_settings: Settings, tmp_path: Path) -> Iterator[str]:
     try:
         yield name
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
         log.close()
 
 
