@@ -73,7 +73,9 @@ def log_to_mlflow(
         day=summary.day,
         model_name=settings.model_name,
         model_version=summary.model_version,
-        metrics=summary.metrics | scoring.feature_metrics(day_features.raw),
+        metrics=summary.metrics
+        | scoring.feature_metrics(day_features.raw)
+        | scoring.source_metrics(day_features),
         raw_features=day_features.raw,
     )
 

@@ -30,6 +30,7 @@ class DayFeatures:
     states: pd.DataFrame
     raw: pd.DataFrame
     scaled: pd.DataFrame
+    amplitude: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -83,6 +84,7 @@ def compute_day_features(
     increment = amplitude.day_increments(
         settings=settings, day=day, class_ids=class_ids, progress=progress
     )
+    read_counts = dict(increment.attrs.get("amplitude", {}))
     increment = only_started_classes(increment, classes=classes, day=day)
     states = feat.accumulate(previous=previous, increment=increment)
     records = leb2.assessed_records(engine, class_ids=class_ids, until=end_of_day(day))
@@ -92,7 +94,7 @@ def compute_day_features(
         cohort_class_ids=class_ids,
     )
     scaled = feat.scale_within_class(features=raw)
-    return DayFeatures(day, classes, increment, states, raw, scaled)
+    return DayFeatures(day, classes, increment, states, raw, scaled, read_counts)
 
 
 def read_previous_states(
@@ -155,6 +157,15 @@ def summarize_day(*, day: date, predictions: pd.DataFrame, model_version: str) -
     return DaySummary(
         day=day, model_version=str(model_version), per_class=per_class, metrics=metrics
     )
+
+
+def source_metrics(day_features: DayFeatures) -> dict[str, float]:
+    """What the day's Amplitude read saw (lines, malformed, duplicates...), for operators."""
+    return {
+        f"amplitude.{name}": float(value)
+        for name, value in day_features.amplitude.items()
+        if isinstance(value, int | float) and not isinstance(value, bool)
+    }
 
 
 def feature_metrics(raw: pd.DataFrame) -> dict[str, float]:

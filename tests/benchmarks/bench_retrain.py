@@ -62,9 +62,13 @@ def child(home: str, folds: int) -> None:
 
 
 def measure(*, enrolments: int, classes: int, events: float, folds: int) -> dict:
+    with tempfile.TemporaryDirectory(prefix="lof-bench-retrain-") as home:
+        return _measure_in(home, enrolments=enrolments, classes=classes, events=events, folds=folds)
+
+
+def _measure_in(home: str, *, enrolments: int, classes: int, events: float, folds: int) -> dict:
     from lof import synth
 
-    home = tempfile.mkdtemp(prefix="lof-bench-retrain-")
     students = max(10, round(enrolments / 2.5))
     began = time.perf_counter()
     summary = synth.synthesize(

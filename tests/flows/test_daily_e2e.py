@@ -247,6 +247,8 @@ def test_each_day_has_an_mlflow_run_naming_the_promoted_version(scored: dict, en
         students = sum(len(records) for records in scored["snapshot"][day].values())
         assert run.data.metrics["students"] == students
         assert run.inputs.dataset_inputs, f"no feature table logged for {day}"
+        metrics = run.data.metrics
+        assert metrics["amplitude.lines"] >= metrics["amplitude.counted"] > 0
 
 
 def test_the_skipped_day_was_filled_first(scored: dict, env: dict) -> None:
