@@ -7,7 +7,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from flows.tasks import io_task
-from lof import promotion
+from lof import promotion, registry
 from lof.config import Settings, get_settings
 from lof.errors import DataError, ModelError
 
@@ -63,7 +63,7 @@ def score_gate(
 def move_to_production(
     settings: Settings, version: str, reason: str, event_id: str | None, promoted_by: str
 ) -> None:
-    promotion.transition(
+    registry.transition_to_production(
         settings=settings,
         version=version,
         reason=reason,

@@ -214,7 +214,7 @@ def retrain(
     result = retrain_flow(
         semesters=semester or None, as_of=as_of, dataset=str(dataset) if dataset else None
     )
-    out.print(_describe(result))
+    out.print(result.describe())
 
 
 @app.command()
@@ -227,7 +227,7 @@ def promote(
     from flows.promote import promote as promote_flow
 
     result = promote_flow(version=version, force=force, reason="manual")
-    out.print(_describe(result))
+    out.print(result.describe())
 
 
 @app.command()
@@ -265,12 +265,6 @@ def show(
         )
         raise DataError(f"no predictions for class {class_id} on {format_day(day)}; {latest}")
     sys.stdout.write(json.dumps(records, indent=2, ensure_ascii=False) + "\n")
-
-
-def _describe(result: Any) -> str:
-    if hasattr(result, "describe"):
-        return result.describe()
-    return str(result)
 
 
 @app.command()

@@ -59,11 +59,11 @@ def run_demo(*, seed: int, console: Console, out: Console) -> dict[str, Any]:
 
     out.rule("2/4 retrain on the finished semesters")
     trained = retrain()
-    out.print(trained.describe() if hasattr(trained, "describe") else trained)
+    out.print(trained.describe())
 
     out.rule(f"3/4 promote version {trained.version} to Production")
     promoted = promote(version=str(trained.version), reason="lof demo")
-    out.print(promoted.describe() if hasattr(promoted, "describe") else promoted)
+    out.print(promoted.describe())
 
     ongoing = summary.ongoing
     days = list(days_between(ongoing.first_day, ongoing.last_day))

@@ -456,15 +456,3 @@ def promoter(*, reason: str, event_id: str | None) -> str:
             user = "unknown"
         return f"{user}@{socket.gethostname()} (lof promote)"
     return f"lof promote flow ({reason}{', event ' + event_id if event_id else ''})"
-
-
-def transition(
-    *, settings: Settings, version: str, reason: str, event_id: str | None, promoted_by: str
-) -> None:
-    registry.transition_to_production(
-        settings=settings,
-        version=version,
-        reason=reason,
-        event_id=event_id,
-        promoted_by=promoted_by,
-    )
