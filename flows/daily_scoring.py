@@ -14,6 +14,7 @@ from lof import model as lof_model
 from lof import registry, scoring, tracking
 from lof.calendar import format_day, parse_day, yesterday_local
 from lof.config import Settings, get_settings
+from lof.progress import count_bar, interactive
 from lof.sources import leb2
 from lof.stores import open_feature_store, open_prediction_store
 
@@ -92,11 +93,14 @@ def fill_missing_days(
             format_day(missing[0]),
             format_day(missing[-1]),
         )
-    for past in missing:
-        past_classes = find_ongoing_classes(settings, engine, past)
-        write_features(
-            feature_store, build_features(settings, engine, feature_store, past, past_classes)
-        )
+    with count_bar(interactive() and bool(missing), what="filling missed days") as advance:
+        for n, past in enumerate(missing, start=1):
+            past_classes = find_ongoing_classes(settings, engine, past)
+            write_features(
+                feature_store, build_features(settings, engine, feature_store, past, past_classes)
+            )
+            if advance is not None:
+                advance(n, len(missing))
     return missing
 
 
@@ -117,8 +121,10 @@ def daily_scoring(date: str | None = None) -> dict[str, Any]:
     predictions = predict(settings, model, version, day_features)
     summary = scoring.summarize_day(day=day, predictions=predictions, model_version=version)
 
-    write_features(feature_store, day_features)
+    # Predictions first: the features store's last complete day is what catch-up trusts, so it
+    # may only move to D once D's predictions are stored.
     write_predictions(prediction_store, day, predictions)
+    write_features(feature_store, day_features)
     run_id = log_to_mlflow(settings, summary, day_features)
 
     per_class = summary.per_class.merge(classes[["class_id", "code"]], on="class_id", how="left")

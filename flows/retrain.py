@@ -15,6 +15,7 @@ from flows.tasks import io_task
 from lof import training
 from lof.calendar import parse_day
 from lof.config import Settings, get_settings
+from lof.progress import interactive
 
 
 @io_task(backoff_seconds=10)
@@ -26,6 +27,7 @@ def build_training_set(
         semesters=semesters,
         as_of=parse_day(as_of, what="--as-of") if as_of else None,
         dataset=dataset,
+        progress=interactive(),
     )
 
 

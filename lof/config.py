@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -72,6 +73,7 @@ class Settings(BaseSettings):
     ongoing_window_months: int = Field(default=4, ge=1, le=24)
     risk_threshold: float = Field(default=0.5, gt=0.0, lt=1.0)
     malformed_max_fraction: float = Field(default=0.001, ge=0.0, le=1.0)
+    dedupe_lookback_hours: int = Field(default=3, ge=0, le=24)
     promote_margin: float = Field(default=0.02, ge=0.0, le=1.0)
     http_timeout_seconds: float = Field(default=60.0, gt=0)
     http_retries: int = Field(default=5, ge=1, le=20)
@@ -98,6 +100,21 @@ class Settings(BaseSettings):
         if value is None or value.startswith("dynamodb://"):
             return value
         return _check_sql_url(value, "LOF_STORE_URL")
+
+    @field_validator("mlflow_tracking_uri")
+    @classmethod
+    def _valid_tracking_uri(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        scheme = urlparse(value).scheme.split("+")[0]
+        if scheme in ("http", "https") and not urlparse(value).netloc:
+            raise ValueError(f"MLFLOW_TRACKING_URI={_redact(value)!r} is a URL without a host")
+        if scheme not in _TRACKING_SCHEMES:
+            raise ValueError(
+                f"MLFLOW_TRACKING_URI={_redact(value)!r}: expected an http(s) server, "
+                "a sqlite:/// (or other database) URL, or a file: path"
+            )
+        return value
 
     @field_validator("amplitude_source")
     @classmethod
@@ -143,6 +160,17 @@ class Settings(BaseSettings):
 
     def redacted(self, url: str) -> str:
         return _redact(url)
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        # URLs may carry passwords: a repr (in a log, a traceback, a Prefect task) shows none.
+        for name, value in super().__repr_args__():
+            yield name, (_redact(value) if name in _URL_FIELDS and value else value)
+
+
+_TRACKING_SCHEMES = frozenset(
+    {"", "file", "http", "https", "databricks", "sqlite", "postgresql", "mysql", "mssql"}
+)
+_URL_FIELDS = frozenset({"leb2_url", "store_url", "mlflow_tracking_uri", "amplitude_source"})
 
 
 _ENV_NAMES = {"mlflow_tracking_uri": "MLFLOW_TRACKING_URI"}

@@ -118,12 +118,15 @@ class EngagementAggregator:
         "unattributed",
     )
 
-    def __init__(self, *, class_ids: Collection[int] | None = None) -> None:
+    def __init__(
+        self, *, class_ids: Collection[int] | None = None, seen: set[str] | None = None
+    ) -> None:
+        """``seen``: uuids already counted elsewhere (an earlier day), skipped as duplicates."""
         self.class_ids: frozenset[int] | None = (
             None if class_ids is None else frozenset(int(c) for c in class_ids)
         )
         self._state: dict[tuple[int, int], list[Any]] = {}
-        self._seen: set[str] = set()
+        self._seen: set[str] = set() if seen is None else seen
         self._urls: dict[str, Any] = {}
         self.counted = 0
         self.duplicates = 0
@@ -177,6 +180,10 @@ class EngagementAggregator:
             state[6].add(session)
         self.counted += 1
         return True
+
+    @property
+    def seen_uuids(self) -> set[str]:
+        return self._seen
 
     def frame(self) -> pd.DataFrame:
         """The increment as an engagement frame (sorted by class_id, user_id)."""
@@ -333,6 +340,7 @@ RECORD_COLUMNS: tuple[str, ...] = (
     "submission_id",
     "submitted_at",
     "spent_seconds",
+    "submissions",
 )
 
 
@@ -349,7 +357,9 @@ def assessment_features(*, records: pd.DataFrame | None) -> pd.DataFrame:
     """The 6 assessment features of the assessed records as of a day (DESIGN 2.3, 8-13).
 
     Per-submission features (time spent, seconds early) average over distinct submissions,
-    not over records: a submission assessed on three criteria is one submission.
+    not over records: a submission assessed on three criteria is one submission. The assessed
+    submission is the student's latest on the activity; ``total_submission`` also counts the
+    earlier ones (``submissions``), so resubmitting shows.
     """
     if records is None or len(records) == 0:
         return _empty_features(ASSESSMENT_FEATURES)
@@ -369,7 +379,6 @@ def assessment_features(*, records: pd.DataFrame | None) -> pd.DataFrame:
 
     per_record = rec.groupby(KEYS, sort=True).agg(
         activity_count_per_class=("activity_id", "nunique"),
-        total_submission=("submission_id", "nunique"),
         expectation_met_count=("met", "sum"),
         avglevel=("level", "mean"),
     )
@@ -379,8 +388,11 @@ def assessment_features(*, records: pd.DataFrame | None) -> pd.DataFrame:
     due = pd.to_datetime(subs["due_date"])
     submitted = pd.to_datetime(subs["submitted_at"])
     subs["early"] = (due - submitted).dt.total_seconds().fillna(0.0)
+    subs["submissions"] = pd.to_numeric(subs["submissions"], errors="coerce").fillna(1.0)
     per_submission = subs.groupby(KEYS, sort=True).agg(
-        avgspent_time=("spent", "mean"), avgseconds_early=("early", "mean")
+        total_submission=("submissions", "sum"),
+        avgspent_time=("spent", "mean"),
+        avgseconds_early=("early", "mean"),
     )
 
     out = per_record.join(per_submission, how="left").reset_index()

@@ -51,14 +51,26 @@ def first_day_needed(classes: pd.DataFrame) -> date | None:
 
 
 def days_to_fill(*, feature_store: FeatureStore, classes: pd.DataFrame, day: date) -> list[date]:
-    """Days before ``day`` the features store lacks, in order, so day ``day`` can build on D-1."""
+    """Days before ``day`` the features store lacks, in order, so day ``day`` can build on D-1.
+
+    Usually none (D-1 is there) or the days after the last complete one. Rerunning a past day
+    over a hole, or before the store's first day, walks back to the nearest complete day (or
+    the classes' first day) instead of starting the cumulative state from nothing.
+    """
+    first = first_day_needed(classes)
+    if first is None:
+        return []
+    yesterday = day - timedelta(days=1)
     last = feature_store.last_complete_day()
-    if last is not None and last >= day - timedelta(days=1):
-        return []
-    start = first_day_needed(classes) if last is None else last + timedelta(days=1)
-    if start is None:
-        return []
-    return [start + timedelta(days=n) for n in range((day - start).days)]
+    if last is None or last < yesterday:
+        start = first if last is None else max(first, last + timedelta(days=1))
+        return [start + timedelta(days=n) for n in range((day - start).days)]
+    missing: list[date] = []
+    past = yesterday
+    while past >= first and not feature_store.is_complete(day=past):
+        missing.append(past)
+        past -= timedelta(days=1)
+    return missing[::-1]
 
 
 def compute_day_features(

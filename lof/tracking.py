@@ -62,4 +62,26 @@ def log_scoring_run(
                 warnings.simplefilter("ignore", category=UserWarning)  # int id columns, by design
                 dataset = mlflow.data.from_pandas(raw_features, name=f"features-{format_day(day)}")
                 mlflow.log_input(dataset, context="scoring")
-        return run.info.run_id
+    _retire_earlier_runs(
+        settings=settings,
+        experiment_id=experiment_id,
+        day=day,
+        model_name=model_name,
+        keep=run.info.run_id,
+    )
+    return run.info.run_id
+
+
+def _retire_earlier_runs(
+    *, settings: Settings, experiment_id: str, day: date, model_name: str, keep: str
+) -> None:
+    """A rerun of day D replaces its record: earlier runs of D move to MLflow's deleted runs
+    (restorable there), so the experiment shows one run per day."""
+    client = mlflow.MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
+    earlier = client.search_runs(
+        [experiment_id],
+        f"tags.`lof.day` = '{format_day(day)}' and params.model_name = '{model_name}'",
+    )
+    for run in earlier:
+        if run.info.run_id != keep:
+            client.delete_run(run.info.run_id)

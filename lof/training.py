@@ -24,8 +24,7 @@ import logging
 import math
 import tempfile
 import warnings
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
@@ -40,6 +39,7 @@ from lof import registry, tracking
 from lof.calendar import end_of_day, format_day, today_local
 from lof.config import Settings
 from lof.errors import DataError, LofError, ModelError
+from lof.progress import count_bar
 from lof.sources import amplitude, leb2
 
 log = logging.getLogger(__name__)
@@ -355,7 +355,7 @@ def build_training_set(
     legacy = read_legacy_dataset(dataset) if dataset else None
     classes = pick_classes(engine=engine, semesters=chosen, as_of=as_of)
     feature_store = open_feature_store(settings.store_url)
-    with _progress_bar(progress, what="building training examples") as advance:
+    with count_bar(progress, what="building training examples") as advance:
         examples, counts = build_examples(
             settings=settings,
             engine=engine,
@@ -374,19 +374,6 @@ def build_training_set(
         legacy_rows=0 if legacy is None else len(legacy),
         **counts,
     )
-
-
-@contextmanager
-def _progress_bar(enabled: bool, *, what: str) -> Iterator[Callable[[int, int], None] | None]:
-    """A transient rich bar over the days read, or nothing."""
-    if not enabled:
-        yield None
-        return
-    from rich.progress import Progress
-
-    with Progress(transient=True) as bar:
-        task = bar.add_task(what, total=None)
-        yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
 # --- split, compare, register -----------------------------------------------------------------

@@ -233,8 +233,15 @@ def emit_promotion_event(
     bucket: str | None = None,
     key: str | None = None,
 ) -> str:
-    """Emit ``lof.model.uploaded``; returns the Prefect event id (503 if events are off)."""
-    from prefect.events import emit_event
+    """Emit ``lof.model.uploaded`` and wait for the server to take it; returns its event id.
+
+    POST /api/events answers only once the event is accepted, unlike the fire-and-forget
+    ``emit_event``: a 202 to the sender therefore means a promotion will be considered, and any
+    failure is a 503 so S3/SNS/EventBridge deliver again.
+    """
+    import httpx
+    from prefect.client.orchestration import get_client
+    from prefect.events import Event
     from prefect.settings import PREFECT_API_URL
 
     if not PREFECT_API_URL.value():
@@ -250,7 +257,7 @@ def emit_promotion_event(
     if bucket is not None:
         labels["lof.s3.bucket"] = bucket
         labels["lof.s3.key"] = key or ""
-    event = emit_event(
+    event = Event(
         event=promotion.EVENT_NAME,
         resource=labels,
         payload={
@@ -262,10 +269,14 @@ def emit_promotion_event(
             "reason": reason,
         },
     )
-    if event is None:
+    try:
+        with get_client(sync_client=True) as prefect:
+            prefect.request("POST", "/events", json=[event.model_dump(mode="json")])
+    except (httpx.HTTPError, OSError) as exc:
+        log.warning("Prefect refused or missed a promotion event: %s", type(exc).__name__)
         raise WebhookRejected(
-            503, "Prefect events are unavailable (check PREFECT_API_URL); retry later"
-        )
+            503, "Prefect did not take the promotion event (check PREFECT_API_URL); retry later"
+        ) from None
     log.info(
         "emitted %s for %s v%s (%s)", promotion.EVENT_NAME, settings.model_name, version, event_id
     )

@@ -49,6 +49,8 @@ def test_environment_overrides(lof_home: Path, monkeypatch: pytest.MonkeyPatch) 
         ("LOF_AMPLITUDE_SOURCE", "https://"),
         ("LOF_LABEL_RULE", "median"),
         ("LOF_RISK_THRESHOLD", "1.5"),
+        ("MLFLOW_TRACKING_URI", "ftp://mlflow.example"),
+        ("MLFLOW_TRACKING_URI", "https://"),
     ],
 )
 def test_malformed_values_fail_naming_the_variable(
@@ -71,6 +73,20 @@ def test_secrets_are_never_printed(lof_home: Path, monkeypatch: pytest.MonkeyPat
     for secret in ("amp-s3cr3t", "api-s3cr3t", "hook-s3cr3t"):
         assert secret not in shown
     assert settings.amplitude_secret_key.get_secret_value() == "amp-s3cr3t"
+
+
+def test_passwords_in_urls_are_not_in_the_settings_repr(
+    lof_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LOF_LEB2_URL", "mysql+pymysql://reader:hunter2@db.example/leb2")
+    monkeypatch.setenv("LOF_STORE_URL", "postgresql+psycopg2://lof:pgpass@db.example/lof")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "https://ops:mlpass@mlflow.example")
+    settings = get_settings()
+    shown = repr(settings) + str(settings)
+    for password in ("hunter2", "pgpass", "mlpass"):
+        assert password not in shown
+    assert "reader:***@db.example" in shown
+    assert settings.leb2_url.endswith("reader:hunter2@db.example/leb2")
 
 
 def test_database_password_is_redacted_in_errors(

@@ -558,22 +558,30 @@ def day_increments(
     if class_ids is not None and len(class_ids) == 0:
         return empty_engagement()
     start, end = day_window(day=day, tz=settings.tz)
-    aggregator = EngagementAggregator(class_ids=class_ids)
-    stats = ReadStats()
     began = time.perf_counter()
-    if settings.amplitude_is_http:
-        _credentials(settings)
-        with tempfile.TemporaryDirectory(prefix="lof-amplitude-") as tmp:
-            for archive in export_archives(
-                settings=settings, start=start, end=end, workdir=Path(tmp), progress=progress
-            ):
-                read_archive(archive, aggregator=aggregator, stats=stats, label=archive.name)
-    else:
-        source = settings.amplitude_source or ""
-        root = Path(source.removeprefix("file://"))
-        _read_folder(
-            root=root, start=start, end=end, aggregator=aggregator, stats=stats, progress=progress
+    # Re-sent events can cross the day boundary: the last hours of D-1, already counted there,
+    # seed the uuids seen so their copies uploaded on D count once in all.
+    lookback = EngagementAggregator(class_ids=class_ids)
+    if settings.dedupe_lookback_hours:
+        lookback_start = start - timedelta(hours=settings.dedupe_lookback_hours)
+        _read_window(
+            settings=settings,
+            start=lookback_start,
+            end=start - timedelta(hours=1),
+            aggregator=lookback,
+            stats=ReadStats(),
+            progress=False,
         )
+    aggregator = EngagementAggregator(class_ids=class_ids, seen=lookback.seen_uuids)
+    stats = ReadStats()
+    _read_window(
+        settings=settings,
+        start=start,
+        end=end,
+        aggregator=aggregator,
+        stats=stats,
+        progress=progress,
+    )
     check_malformed(stats=stats, max_fraction=settings.malformed_max_fraction, day=day)
     frame = aggregator.frame()
     frame.attrs["amplitude"] = {
@@ -590,6 +598,30 @@ def day_increments(
     }
     log.info("Amplitude %s: %s", f"{day:%Y%m%d}", frame.attrs["amplitude"])
     return frame
+
+
+def _read_window(
+    *,
+    settings: Settings,
+    start: datetime,
+    end: datetime,
+    aggregator: EngagementAggregator,
+    stats: ReadStats,
+    progress: bool,
+) -> None:
+    """Feed every event uploaded in the UTC hours ``start..end`` to ``aggregator``."""
+    if settings.amplitude_is_http:
+        _credentials(settings)
+        with tempfile.TemporaryDirectory(prefix="lof-amplitude-") as tmp:
+            for archive in export_archives(
+                settings=settings, start=start, end=end, workdir=Path(tmp), progress=progress
+            ):
+                read_archive(archive, aggregator=aggregator, stats=stats, label=archive.name)
+    else:
+        root = Path((settings.amplitude_source or "").removeprefix("file://"))
+        _read_folder(
+            root=root, start=start, end=end, aggregator=aggregator, stats=stats, progress=progress
+        )
 
 
 __all__ = [

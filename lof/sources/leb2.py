@@ -530,6 +530,7 @@ RECORD_COLUMNS: tuple[str, ...] = (
     "submission_id",
     "submitted_at",
     "spent_seconds",
+    "submissions",
 )
 
 
@@ -552,7 +553,7 @@ def assessed_records(
             activities_t.c.due_date,
             points_t.c.cri_id,
             levels_t.c.level,
-            points_t.c.id,
+            points_t.c.cri_level_id,
         )
         .select_from(
             points_t.join(activities_t, activities_t.c.id == points_t.c.activity_id)
@@ -612,16 +613,19 @@ def assessed_records(
             "due_date",
             "cri_id",
             "level",
-            "point_id",
+            "cri_level_id",
         ],
     )
     subs = _frame(
         sub_rows, ["activity_id", "user_id", "submission_id", "submitted_at", "spent_time"]
     )
     subs["submitted_at"] = _datetimes(subs["submitted_at"])
+    # The latest submission is the one assessed; the count keeps resubmissions for feature 9.
+    submissions = subs.groupby(["activity_id", "user_id"]).size().rename("submissions")
     latest = subs.sort_values(
         ["activity_id", "user_id", "submitted_at", "submission_id"]
     ).drop_duplicates(["activity_id", "user_id"], keep="last")
+    latest = latest.join(submissions, on=["activity_id", "user_id"])
     records = points.merge(latest, on=["activity_id", "user_id"], how="inner")
     required = _required_by_criterion(engine, ids, "required levels")
     by_class = required.groupby("class_id")["required_level"].max()
@@ -633,9 +637,10 @@ def assessed_records(
     records["activity_start"] = _datetimes(records["activity_start"])
     records["due_date"] = _datetimes(records["due_date"])
     records["spent_seconds"] = parse_spent_time(records["spent_time"])
-    for column in ("class_id", "user_id", "activity_id", "cri_id", "level", "submission_id"):
+    integer_columns = ("class_id", "user_id", "activity_id", "cri_id", "level", "submission_id")
+    for column in (*integer_columns, "submissions"):
         records[column] = records[column].astype("int64")
-    records = records.sort_values(["class_id", "user_id", "activity_id", "cri_id", "point_id"])
+    records = records.sort_values(["class_id", "user_id", "activity_id", "cri_id", "cri_level_id"])
     return records[list(RECORD_COLUMNS)].reset_index(drop=True)
 
 

@@ -23,10 +23,12 @@ Key design (both tables; ``D`` = day as YYYYMMDD, ``G`` = generation id of one w
 
 Idempotence and atomicity: ``write_day`` records D as pending under a fresh generation G, writes
 every item of G (BatchWriteItem in parallel, UnprocessedItems retried with backoff), then flips
-the day manifest to G with one PutItem — the single atomic step readers consult — and finally
-deletes the previous generation's items. A crash before the flip leaves D as it was (missing,
-or its previous complete content); items of the dead generation are invisible and the next
-write of D deletes them. Throttling and 5xx are retried by botocore (``standard`` mode).
+the day manifest to G with one PutItem — the single atomic step readers consult. The manifest
+also names the generation it replaced: that one stays until the next write of D deletes it, so
+a reader that fetched the old manifest just before the flip still finds every item it points
+at. A crash before the flip leaves D as it was (missing, or its previous complete content);
+items of the dead generation are invisible and the next write of D deletes them. Throttling
+and 5xx are retried by botocore (``standard`` mode).
 """
 
 from __future__ import annotations
@@ -309,7 +311,10 @@ class _DynamoBase:
         item = self._get("DAY", base.day_key(day))
         if item is None:
             return None
-        return {"gen": item["gen"]["S"], "classes": _ids(item["classes"]["S"])}
+        manifest = {"gen": item["gen"]["S"], "classes": _ids(item["classes"]["S"])}
+        if "prev_gen" in item:
+            manifest["prev"] = (item["prev_gen"]["S"], _ids(item["prev_classes"]["S"]))
+        return manifest
 
     def _data_pk(self, part: str, class_id: int, day: date, gen: str) -> str:
         return f"{part}#{class_id}#{base.day_key(day)}#{gen}"
@@ -350,6 +355,9 @@ class _DynamoBase:
             if pending is not None and (current is None or pending["gen"]["S"] != current["gen"]):
                 # Leftovers of a write of this day that crashed before its flip.
                 self._delete_generation(day, pending["gen"]["S"], _ids(pending["classes"]["S"]))
+            if current is not None and "prev" in current:
+                # Two generations old now: no reader can still be on its way to it.
+                self._delete_generation(day, *current["prev"])
             gen = new_generation()
             self.client.put_item(
                 TableName=self.table,
@@ -383,19 +391,18 @@ class _DynamoBase:
                 raise base.SimulatedCrash(f"simulated crash after {fail_after_rows} rows")
             self._batch_write(requests, what=what)
             rows = sum(len(r) for parts in items.values() for r in parts.values())
-            self.client.put_item(
-                TableName=self.table,
-                Item={
-                    "pk": {"S": "DAY"},
-                    "sk": {"S": key},
-                    "gen": {"S": gen},
-                    "classes": {"S": base.encode_ids(classes)},
-                    "rows": {"N": str(rows)},
-                    "written_at": {"S": datetime.now(UTC).isoformat(timespec="seconds")},
-                },
-            )
+            manifest = {
+                "pk": {"S": "DAY"},
+                "sk": {"S": key},
+                "gen": {"S": gen},
+                "classes": {"S": base.encode_ids(classes)},
+                "rows": {"N": str(rows)},
+                "written_at": {"S": datetime.now(UTC).isoformat(timespec="seconds")},
+            }
             if current is not None:
-                self._delete_generation(day, current["gen"], current["classes"])
+                manifest["prev_gen"] = {"S": current["gen"]}
+                manifest["prev_classes"] = {"S": base.encode_ids(current["classes"])}
+            self.client.put_item(TableName=self.table, Item=manifest)
             try:
                 self.client.delete_item(
                     TableName=self.table,

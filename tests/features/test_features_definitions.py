@@ -160,6 +160,7 @@ def records_frame(rows: list[dict]) -> pd.DataFrame:
         "required_level": 3,
         "spent_seconds": np.nan,
         "due_date": pd.NaT,
+        "submissions": 1,
     }
     frame = pd.DataFrame([{**defaults, **r} for r in rows])
     for column in ("due_date", "submitted_at", "activity_start"):
@@ -181,9 +182,10 @@ def test_assessment_features_each_definition():
             dict(class_id=1, user_id=7, activity_id=11, cri_id=1, level=3, submission_id=101,
                  submitted_at="2023-03-05 12:30", due_date="2023-03-05 12:00",
                  spent_seconds=np.nan),
-            # submission 102: no due date (early = 0)
+            # submission 102: no due date (early = 0), the latest of three on activity 12
             dict(class_id=1, user_id=7, activity_id=12, cri_id=1, level=1, submission_id=102,
-                 submitted_at="2023-03-06 08:00", due_date=None, spent_seconds=300.0),
+                 submitted_at="2023-03-06 08:00", due_date=None, spent_seconds=300.0,
+                 submissions=3),
             # another student and another class
             dict(class_id=1, user_id=8, activity_id=10, cri_id=1, level=5, submission_id=200,
                  submitted_at="2023-03-02 09:00", due_date="2023-03-02 12:00",
@@ -196,7 +198,7 @@ def test_assessment_features_each_definition():
     assert list(out.columns) == ["class_id", "user_id", *feat.ASSESSMENT_FEATURES]
     got = row(out, 1, 7)
     assert got["activity_count_per_class"] == 3
-    assert got["total_submission"] == 3
+    assert got["total_submission"] == 5  # 1 + 1 + 3, resubmissions included
     assert got["avgspent_time"] == pytest.approx((600 + 0 + 300) / 3)  # per submission
     assert got["avgseconds_early"] == pytest.approx((7200 - 1800 + 0) / 3)
     assert got["expectation_met_count"] == 2  # levels 4 and 3 >= required 3

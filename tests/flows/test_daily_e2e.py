@@ -19,8 +19,8 @@ from pathlib import Path
 
 import orjson
 import pytest
-from mlflow import MlflowClient
 
+from lof import registry, tracking
 from lof.config import get_settings
 from lof.stores import open_feature_store, open_prediction_store
 from lof.tracking import DAILY_EXPERIMENT
@@ -199,7 +199,7 @@ def expected_cohorts(settings, day: date) -> dict[int, set[int]]:
 
 def test_promote_went_through_the_promote_flow(scored: dict, env: dict) -> None:
     settings = env["settings"]
-    client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
+    client = registry.client(settings=settings)
     version = client.get_model_version(settings.model_name, scored["version"])
     assert version.current_stage == "Production"
     assert (
@@ -234,7 +234,7 @@ def test_every_cohort_student_of_every_ongoing_class_is_scored_each_day(
 
 def test_each_day_has_an_mlflow_run_naming_the_promoted_version(scored: dict, env: dict) -> None:
     settings = env["settings"]
-    client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
+    client = registry.client(settings=settings)
     experiment = client.get_experiment_by_name(DAILY_EXPERIMENT)
     runs = client.search_runs(
         [experiment.experiment_id], f"params.model_name = '{settings.model_name}'"
@@ -269,6 +269,15 @@ def test_rerunning_days_gives_identical_results(scored: dict, env: dict) -> None
         again = predictions_by_class(scored["store"], day, scored["class_ids"])
         assert again == scored["snapshot"][day]
     assert features.read_states(day=last).equals(states_before)
+    # The rerun's MLflow run replaces the day's earlier one: one live run per day.
+    client = registry.client(settings=env["settings"])
+    experiment = client.get_experiment_by_name(DAILY_EXPERIMENT)
+    for day in (middle, last):
+        runs = client.search_runs(
+            [experiment.experiment_id],
+            f"params.model_name = '{env['settings'].model_name}' and params.day = '{ymd(day)}'",
+        )
+        assert len(runs) == 1, f"{len(runs)} live MLflow runs for {day}"
 
 
 # --- clear failures, nothing written ------------------------------------------------------------
@@ -313,7 +322,6 @@ def test_a_model_expecting_other_features_fails_before_writing(
     from sklearn.linear_model import LogisticRegression
 
     from flows.daily_scoring import daily_scoring
-    from lof import registry
     from lof.errors import ModelError
     from lof.features import FEATURES
 
@@ -324,7 +332,8 @@ def test_a_model_expecting_other_features_fails_before_writing(
     frame = pd.DataFrame(rng.random((60, len(columns))), columns=columns)
     legacy = LogisticRegression().fit(frame, np.resize([1, 2, 3, 4, 5], 60))
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    with mlflow.start_run(run_name="legacy-shaped model"):
+    experiment_id = tracking.ensure_experiment(settings=settings, name="lof-e2e-legacy")
+    with mlflow.start_run(experiment_id=experiment_id, run_name="legacy-shaped model"):
         logged = registry.log_model(model=legacy, input_example=frame.head(3))
         version = registry.register_version(
             settings=settings,
@@ -375,3 +384,35 @@ def test_unreachable_amplitude_fails_with_the_cause_and_writes_nothing(
         daily_scoring(date=ymd(day))
     assert "Amplitude" in str(failure.value) and secret not in str(failure.value)
     assert_nothing_written(scored, env, day)
+
+
+def test_a_store_failure_mid_write_leaves_both_stores_as_they_were(
+    scored: dict, env: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The predictions store dies after part of day D: D stays invisible everywhere, the
+    features store does not move past D-1 (so catch-up redoes D), and a rerun completes it."""
+    from flows.daily_scoring import daily_scoring
+    from lof.errors import StoreError
+    from lof.stores.base import SimulatedCrash
+    from lof.stores.sql import SqlPredictionStore
+
+    write_day = SqlPredictionStore.write_day
+
+    def dies_midway(self, **kwargs) -> None:
+        try:
+            write_day(self, **kwargs, _fail_after_rows=5)
+        except SimulatedCrash:
+            raise StoreError("predictions store went away mid-write") from None
+
+    monkeypatch.setattr(SqlPredictionStore, "write_day", dies_midway)
+    day = TODAY - timedelta(days=1)
+    with pytest.raises(StoreError, match="mid-write"):
+        daily_scoring(date=ymd(day))
+    assert_nothing_written(scored, env, day)
+
+    monkeypatch.setattr(SqlPredictionStore, "write_day", write_day)
+    daily_scoring(date=ymd(day))
+    assert open_feature_store(env["settings"].store_url).last_complete_day() == day
+    scored_today = predictions_by_class(scored["store"], day, scored["class_ids"])
+    cohorts = {cid: {r["user_id"] for r in records} for cid, records in scored_today.items()}
+    assert cohorts == expected_cohorts(env["settings"], day)

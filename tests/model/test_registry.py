@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from lof import model as lof_model
-from lof import registry
+from lof import registry, tracking
 from lof.config import get_settings
 from lof.errors import ModelError
 from lof.features import FEATURES
@@ -27,7 +27,8 @@ def _register(settings, *, candidate: str = "logreg", seed: int = 0) -> tuple[st
         examples=examples,
     )
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    with mlflow.start_run() as run:
+    experiment_id = tracking.ensure_experiment(settings=settings, name="lof-registry-tests")
+    with mlflow.start_run(experiment_id=experiment_id) as run:
         info = registry.log_model(model=fitted, input_example=examples[list(FEATURES)].head(3))
         registry.log_holdout(holdout=examples)
     version = registry.register_version(

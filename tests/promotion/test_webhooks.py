@@ -240,6 +240,11 @@ def test_bad_requests_get_a_reason_and_emit_nothing(
 
     with temporary_settings(restore_defaults={PREFECT_API_URL}):
         assert "PREFECT_API_URL" in refused(503)
+    # A Prefect server that is down: the event is not taken, so the answer is no 202.
+    from tests.servers import free_port
+
+    with temporary_settings({PREFECT_API_URL: f"http://127.0.0.1:{free_port()}/api"}):
+        assert "retry later" in refused(503)
 
     # The sentinel: once its event is on the server, it is the only one.
     accepted = client.post("/webhooks/s3", content=good, headers=H)

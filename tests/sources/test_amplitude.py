@@ -83,6 +83,32 @@ def test_boundary_hours_16_and_17_utc_fall_on_different_local_days(lof_home, tmp
     assert day25.attrs["amplitude"]["files"] == 2
 
 
+def test_an_event_re_sent_after_midnight_counts_on_its_first_day_only(lof_home, tmp_path):
+    root = tmp_path / "amplitude"
+    write_hour(root, "2023-03-24", 15, [event("a", f"{BASE}/class/1/activity/5")])
+    write_hour(root, "2023-03-24", 16, [event("b", f"{BASE}/class/1")])
+    # Both re-sent in the next local day's first hours, beside a new event.
+    write_hour(
+        root,
+        "2023-03-24",
+        17,
+        [event("a", f"{BASE}/class/1/activity/5"), event("c", f"{BASE}/class/1", session=2)],
+    )
+    write_hour(root, "2023-03-24", 18, [event("b", f"{BASE}/class/1")])
+    settings = settings_for(root)
+    day24 = amplitude.day_increments(settings=settings, day=date(2023, 3, 24), class_ids=[1])
+    day25 = amplitude.day_increments(settings=settings, day=date(2023, 3, 25), class_ids=[1])
+    assert counts(day24) == {(1, 7): 2}
+    assert counts(day25) == {(1, 7): 1} and day25["session_ids"].iloc[0] == (2,)
+    assert day25["activity_ids"].iloc[0] == ()
+    assert day25.attrs["amplitude"]["duplicates"] == 2
+
+    # The look-back is a setting: without it the copies count again.
+    no_lookback = settings_for(root, dedupe_lookback_hours=0)
+    again = amplitude.day_increments(settings=no_lookback, day=date(2023, 3, 25), class_ids=[1])
+    assert counts(again) == {(1, 7): 3}
+
+
 def test_folder_day_filters_dedupes_and_ignores_other_events(lof_home, tmp_path):
     root = tmp_path / "amplitude"
     write_hour(

@@ -184,6 +184,7 @@ def http_settings(base: str, **overrides):
         "amplitude_secret_key": SECRET,
         "http_retries": 3,
         "http_timeout_seconds": 5.0,
+        "dedupe_lookback_hours": 0,  # one request per day; the look-back has its own test
     }
     return get_settings(**(values | overrides))
 
@@ -218,12 +219,12 @@ def test_exports_the_local_day_with_basic_auth_and_cleans_up(
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     monkeypatch.setattr(amplitude.tempfile, "tempdir", str(scratch))
-    frame = amplitude.day_increments(
-        settings=http_settings(base), day=DAY, class_ids=[1, 2], progress=True
-    )
-    assert state.requests == [("20230324T17", "20230325T16")]
+    settings = http_settings(base, dedupe_lookback_hours=3)
+    frame = amplitude.day_increments(settings=settings, day=DAY, class_ids=[1, 2], progress=True)
+    # The previous day's last three hours first (their uuids only), then the day itself.
+    assert state.requests == [("20230324T14", "20230324T16"), ("20230324T17", "20230325T16")]
     expected_auth = "Basic " + base64.b64encode(f"{KEY}:{SECRET}".encode()).decode()
-    assert state.auth_headers == [expected_auth]
+    assert state.auth_headers == [expected_auth] * 2
     assert views(frame) == {(1, 7): 3, (2, 8): 1}  # "a" twice in the day counts once
     one = frame[frame["class_id"] == 1].iloc[0]
     assert one["activity_ids"] == (4,) and one["session_ids"] == (1, 2)

@@ -417,6 +417,8 @@ def test_assessed_records_as_of_day(engine) -> None:
         (604, 1001, 108, 3, 2, 13, ts("2024-02-05 08:00"), 2400.0, None),
         (604, 1004, 100, 3, 3, 14, ts("2024-03-09 08:00"), 2400.0, ts("2024-03-10 23:59")),
     ]
+    # 601 submitted 1000 twice (both live, before D); 603's second submission was withdrawn
+    assert got["submissions"].tolist() == [2, 1, 1, 1, 1, 1, 1, 1, 1, 1]
     assert got["activity_start"].tolist()[0] == ts("2024-01-10 09:00")
     assert {str(got[c].dtype) for c in ("activity_start", "due_date", "submitted_at")} == {
         "datetime64[ns]"
@@ -430,6 +432,7 @@ def test_assessed_records_without_cutoff_include_later_submissions(engine) -> No
     assert len(got) == 11
     # an earlier cutoff hides what was submitted or started later
     early = leb2.assessed_records(engine, class_ids=[1], until=datetime(2024, 1, 17))
+    assert early["submissions"].tolist() == [1, 1]  # 601's resubmission came later
     assert _records(early) == [
         (
             601,

@@ -47,6 +47,25 @@ def test_dynamodb_reads_touch_one_day_without_scans(moto_endpoint: str) -> None:
     assert calls == ["Query"]
 
 
+def test_dynamodb_reader_in_flight_during_a_rewrite_still_reads_a_whole_day(
+    moto_endpoint: str,
+) -> None:
+    """A reader that fetched D's manifest just before a rewrite flips it finds all its items."""
+    preds = open_prediction_store(_dynamo_url(moto_endpoint))
+    first = predictions([(1, 10, 2), (1, 11, 3), (1, 12, 4)])
+    preds.write_day(day=DAYS[0], predictions=first)
+    before_flip = preds._manifest(DAYS[0])
+    preds.write_day(day=DAYS[0], predictions=predictions([(1, 10, 5)]))
+    old_items = preds._query(preds._data_pk("P", 1, DAYS[0], before_flip["gen"]))
+    assert sorted(int(i["sk"]["S"]) for i in old_items) == [10, 11, 12]
+    assert [r["user_id"] for r in preds.read_class_day(day=DAYS[0], class_id=1)] == [10]
+
+    # The next rewrite removes that generation: a day never keeps more than two.
+    preds.write_day(day=DAYS[0], predictions=predictions([(1, 10, 1)]))
+    assert preds._query(preds._data_pk("P", 1, DAYS[0], before_flip["gen"])) == []
+    assert [r["predicted_label"] for r in preds.read_class_day(day=DAYS[0], class_id=1)] == [1]
+
+
 def test_sql_reads_are_one_statement_on_one_day(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'lof.db'}"
     features, preds = open_feature_store(url), open_prediction_store(url)

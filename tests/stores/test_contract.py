@@ -420,7 +420,11 @@ def test_mysql_smoke(mariadb_url: str) -> None:
 
 
 def _stored_rows(url: str, kind: str) -> int:
-    """Every data row/item physically stored (live or leftover), to catch stale generations."""
+    """Every data row/item physically stored (live or leftover), to catch stale generations.
+
+    On DynamoDB a day keeps the generation its last write replaced, for readers in flight (the
+    backend's docstring); those items are not stale and are left out of the count.
+    """
     if url.startswith("dynamodb://"):
         from lof.stores.dynamodb import parse_url
 
@@ -437,7 +441,8 @@ def _stored_rows(url: str, kind: str) -> int:
             if "LastEvaluatedKey" not in page:
                 break
             request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        data = [i for i in items if "data" in i]
+        replaced = {i["prev_gen"]["S"] for i in items if "prev_gen" in i}
+        data = [i for i in items if "data" in i and i["pk"]["S"].rsplit("#", 1)[1] not in replaced]
         pending = [i for i in items if i["pk"]["S"] == "PENDING"]
         assert pending == [], "a finished write leaves no pending generation"
         return len(data)

@@ -1,0 +1,56 @@
+"""Catch-up planning of the daily computation, on a real SQLite features store."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from pathlib import Path
+
+import pandas as pd
+
+from lof import features as feat
+from lof.scoring import days_to_fill
+from lof.stores import open_feature_store
+
+FIRST = date(2024, 1, 10)
+CLASSES = pd.DataFrame({"class_id": [1], "first_start": [pd.Timestamp("2024-01-10 09:00")]})
+
+
+def day(n: int) -> date:
+    return FIRST + timedelta(days=n)
+
+
+def store_with(tmp_path: Path, days: list[int]):
+    store = open_feature_store(f"sqlite:///{tmp_path / 'lof.db'}")
+    empty = feat.empty_engagement()
+    for n in days:
+        store.write_day(day=day(n), increments=empty, states=empty)
+    return store
+
+
+def test_an_empty_store_fills_from_the_classes_first_day(tmp_path: Path) -> None:
+    store = store_with(tmp_path, [])
+    assert days_to_fill(feature_store=store, classes=CLASSES, day=day(3)) == [
+        day(0),
+        day(1),
+        day(2),
+    ]
+    assert days_to_fill(feature_store=store, classes=CLASSES, day=day(0)) == []
+
+
+def test_a_store_that_is_behind_fills_after_its_last_day(tmp_path: Path) -> None:
+    store = store_with(tmp_path, [0, 1])
+    assert days_to_fill(feature_store=store, classes=CLASSES, day=day(4)) == [day(2), day(3)]
+    assert days_to_fill(feature_store=store, classes=CLASSES, day=day(2)) == []
+
+
+def test_rerunning_a_day_over_a_hole_fills_the_hole(tmp_path: Path) -> None:
+    store = store_with(tmp_path, [0, 1, 4, 5, 6])
+    assert days_to_fill(feature_store=store, classes=CLASSES, day=day(4)) == [day(2), day(3)]
+    assert days_to_fill(feature_store=store, classes=CLASSES, day=day(6)) == []
+
+
+def test_rerunning_before_the_stores_first_day_starts_at_the_class(tmp_path: Path) -> None:
+    store = store_with(tmp_path, [3, 4])
+    assert days_to_fill(feature_store=store, classes=CLASSES, day=day(2)) == [day(0), day(1)]
+    no_classes = CLASSES.iloc[:0]
+    assert days_to_fill(feature_store=store, classes=no_classes, day=day(2)) == []
