@@ -774,7 +774,18 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         from mangum import Mangum
 
         _handler = Mangum(get_app(), lifespan="off")
-    return _handler(event, context)
+    return _handler(_without_accept_encoding(event), context)
+
+
+def _without_accept_encoding(event: dict[str, Any]) -> dict[str, Any]:
+    """Behind API Gateway the app never gzips: Mangum would return the gzip bytes base64-encoded,
+    which a REST API without binary media types hands to the client as text. API Gateway's own
+    compression (minimumCompressionSize) does that job there."""
+    out = dict(event)
+    for field in ("headers", "multiValueHeaders"):
+        if isinstance(out.get(field), dict):
+            out[field] = {k: v for k, v in out[field].items() if k.lower() != "accept-encoding"}
+    return out
 
 
 def serve(host: str = "127.0.0.1", port: int = 8000) -> None:

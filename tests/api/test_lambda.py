@@ -122,3 +122,16 @@ def test_http_v2_event_and_errors(lambda_env: Path) -> None:
     health = api.handler(http_v2_event("/healthz", "", {}), CONTEXT)
     assert health["statusCode"] == 200
     assert json.loads(health["body"]) == {"status": "ok"}
+
+
+def test_lambda_answers_in_plain_json_even_when_gzip_is_accepted(lambda_env: Path) -> None:
+    """A gzip body would leave Mangum base64-encoded, which a REST API returns as text."""
+    headers = {"x-api-key": KEYS[0], "Accept-Encoding": "gzip, deflate"}
+    for event in (
+        rest_v1_event("/predictions", {"predicted_dt": "20230325", "class_id": "12"}, headers),
+        http_v2_event("/predictions", "predicted_dt=20230325&class_id=12", headers),
+    ):
+        response = api.handler(event, CONTEXT)
+        assert response["statusCode"] == 200 and not response["isBase64Encoded"]
+        assert "content-encoding" not in response["headers"]
+        assert len(json.loads(response["body"])) == len(USERS_A)
