@@ -259,7 +259,9 @@ def register_version(
 ) -> str:
     """Register a logged model as a new version of ``settings.model_name`` with its tags.
 
-    The version is created with its tags in one call, so a failure leaves no untagged version.
+    The version is created with its tags in one call, so a failure leaves no untagged version;
+    each attempt first looks for the run's version, so a retried call whose first try did reach
+    the server registers no second one.
     """
     mlflow_client = client(settings=settings)
     name = settings.model_name
@@ -271,12 +273,16 @@ def register_version(
             if not not_found(exc):
                 raise
             mlflow_client.create_registered_model(name)
-        version = call(
-            lambda: mlflow_client.create_model_version(
+
+        def create_once() -> Any:
+            found = mlflow_client.search_model_versions(f"name='{name}' and run_id='{run_id}'")
+            if found:
+                return found[0]
+            return mlflow_client.create_model_version(
                 name=name, source=model_uri, run_id=run_id, tags=string_tags, model_id=model_id
-            ),
-            what=f"register {name}",
-        )
+            )
+
+        version = call(create_once, what=f"register {name}")
     except Exception as exc:
         raise ModelError(
             f"cannot register {model_uri} as {name!r} in {_where(settings)}: "

@@ -1,8 +1,10 @@
 """Model behaviour tests: properties every registered candidate should have, apart from the
-code tests. Models are trained on a small synthetic cohort where a latent skill drives both
-engagement and the final level, as in the synthetic university."""
+code tests. The candidates are trained on the examples the retrain code path builds from a
+small synthetic university (LEB2 in SQLite, Amplitude export files), as a retrain would."""
 
 from __future__ import annotations
+
+from datetime import date
 
 import numpy as np
 import pandas as pd
@@ -10,39 +12,47 @@ import pytest
 
 from lof import features as feat
 from lof import model as lof_model
+from lof import synth, training
+from lof.config import get_settings
 
 CANDIDATES = ("logreg", "hist_gb", "hist_gb_calibrated", "mlp_baseline")
-
-
-def _examples(*, n_classes: int = 6, students: int = 40, seed: int = 0) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    frames = []
-    for c in range(n_classes):
-        skill = rng.uniform(0, 1, students)
-        raw = pd.DataFrame(
-            {
-                name: np.clip(skill * rng.uniform(5, 50) + rng.normal(0, 3, students), 0, None)
-                for name in feat.FEATURES
-            }
-        )
-        raw.insert(0, "user_id", np.arange(students) + 1000)
-        raw.insert(0, "class_id", 100 + c)
-        scaled = feat.scale_within_class(features=raw)
-        scaled["label"] = np.clip(np.round(1 + 4 * skill + rng.normal(0, 0.5, students)), 1, 5)
-        scaled["label"] = scaled["label"].astype(int)
-        scaled["required_level"] = 3
-        scaled["progress"] = 0.5
-        frames.append(scaled)
-    return pd.concat(frames, ignore_index=True)
+TODAY = date(2025, 3, 1)
 
 
 @pytest.fixture(scope="module")
-def models() -> dict:
-    examples = _examples()
+def examples(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
+    root = tmp_path_factory.mktemp("behaviour-university")
+    leb2_url = f"sqlite:///{root / 'leb2.db'}"
+    synth.synthesize(
+        leb2_url=leb2_url,
+        amplitude_dir=root / "amplitude",
+        seed=11,
+        today=TODAY,
+        students=160,
+        classes=6,
+    )
+    settings = get_settings(home=root, leb2_url=leb2_url, amplitude_source=str(root / "amplitude"))
+    return training.build_training_set(settings=settings, semesters=None, as_of=TODAY).examples
+
+
+@pytest.fixture(scope="module")
+def models(examples: pd.DataFrame) -> dict:
     return {
         name: lof_model.fit(estimator=estimator, examples=examples)
         for name, estimator in lof_model.make_candidates(mlp_max_iter=300).items()
     }
+
+
+def _raw_cohorts(*, seed: int) -> pd.DataFrame:
+    """Unscaled features of two class cohorts, as the daily flow has them before scaling."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for class_id in (100, 101):
+        raw = pd.DataFrame({name: rng.poisson(20, 40).astype(float) for name in feat.FEATURES})
+        raw.insert(0, "user_id", np.arange(40) + 1000)
+        raw.insert(0, "class_id", class_id)
+        frames.append(raw)
+    return pd.concat(frames, ignore_index=True)
 
 
 def _expected_level(model, frame: pd.DataFrame) -> np.ndarray:
@@ -51,8 +61,8 @@ def _expected_level(model, frame: pd.DataFrame) -> np.ndarray:
 
 
 @pytest.mark.parametrize("name", CANDIDATES)
-def test_more_engagement_does_not_lower_the_predicted_level(models, name):
-    frame = _examples(n_classes=2, seed=5)
+def test_more_engagement_does_not_lower_the_predicted_level(models, examples, name):
+    frame = examples[examples["progress"] == 0.5]
     busier = frame.copy()
     events = list(feat.EVENT_FEATURES)
     busier[events] = np.clip(busier[events] + 0.25, 0, 1)
@@ -63,18 +73,20 @@ def test_more_engagement_does_not_lower_the_predicted_level(models, name):
 
 @pytest.mark.parametrize("name", CANDIDATES)
 def test_predictions_do_not_depend_on_student_order(models, name):
-    frame = _examples(n_classes=2, seed=6)
+    """Shuffled before the within-class scaling, as rows may come from a store in any order."""
+    raw = _raw_cohorts(seed=6)
     keys = ["class_id", "user_id"]
-    cols = [*keys, *feat.FEATURES]
-    straight = lof_model.predict_frame(
-        model=models[name], features=frame[cols], required_levels={100: 3, 101: 2}, threshold=0.5
-    )
-    shuffled_in = frame[cols].sample(frac=1.0, random_state=1)
-    shuffled = lof_model.predict_frame(
-        model=models[name], features=shuffled_in, required_levels={100: 3, 101: 2}, threshold=0.5
-    )
-    a = straight.sort_values(keys).reset_index(drop=True)
-    b = shuffled.sort_values(keys).reset_index(drop=True)
+    required = {100: 3, 101: 2}
+
+    def predict(frame: pd.DataFrame) -> pd.DataFrame:
+        scaled = feat.scale_within_class(features=frame)
+        out = lof_model.predict_frame(
+            model=models[name], features=scaled, required_levels=required, threshold=0.5
+        )
+        return out.sort_values(keys).reset_index(drop=True)
+
+    a = predict(raw)
+    b = predict(raw.sample(frac=1.0, random_state=1))
     pd.testing.assert_frame_equal(
         a.drop(columns="predicted_prob"), b.drop(columns="predicted_prob")
     )

@@ -28,20 +28,15 @@ from measure import peak_rss_mb
 TODAY = date(2025, 3, 1)
 
 
-def child(home: str, folds: int) -> None:
-    """Run inside the subprocess: the retrain, timed by phase."""
+def child(home: str, folds: int, semester: str) -> None:
+    """Run inside the subprocess: the retrain of one semester, timed by phase."""
     os.environ["LOF_HOME"] = home
     from lof import training
     from lof.config import get_settings
 
     settings = get_settings()
     began = time.perf_counter()
-    built = training.build_training_set(settings=settings, semesters=None, as_of=TODAY)
-    # Train on the latest finished semester only, so "a semester" is what is measured.
-    latest = built.semesters[-1]
-    built.examples = built.examples[built.examples["semester"] == latest].reset_index(drop=True)
-    built.classes = built.classes[built.classes["semester"] == latest].reset_index(drop=True)
-    built.semesters = [latest]
+    built = training.build_training_set(settings=settings, semesters=[semester], as_of=TODAY)
     examples_s = time.perf_counter() - began
     began = time.perf_counter()
     result = training.train_and_register(settings=settings, training=built, n_splits=folds)
@@ -81,8 +76,9 @@ def _measure_in(home: str, *, enrolments: int, classes: int, events: float, fold
         events_per_student_day=events,
     )
     synth_s = time.perf_counter() - began
+    latest = [sem.slug for sem in summary.semester_ranges if not sem.ongoing][-1]
     out = subprocess.run(
-        [sys.executable, __file__, "--child", home, "--folds", str(folds)],
+        [sys.executable, __file__, "--child", home, "--folds", str(folds), "--semester", latest],
         check=True,
         capture_output=True,
         text=True,
@@ -101,9 +97,10 @@ def main() -> None:
     parser.add_argument("--events", type=float, default=2.0, help="page views/student/day")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--semester", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.folds)
+        child(args.child, args.folds, args.semester)
         return
     base = measure(
         enrolments=args.enrolments // 10,

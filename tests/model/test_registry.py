@@ -98,3 +98,15 @@ def test_model_requirements_are_pinned():
     requirements = registry.pip_requirements()
     assert any(r.startswith("scikit-learn==") for r in requirements)
     assert all("==" in r for r in requirements)
+
+
+def test_registering_a_run_again_returns_its_version(settings):
+    """A registration retried after its first try reached the server makes no second version."""
+    version, _ = _register(settings)
+    client = registry.client(settings=settings)
+    first = client.get_model_version(settings.model_name, version)
+    again = registry.register_version(
+        settings=settings, model_uri=first.source, run_id=first.run_id, tags={}
+    )
+    assert again == version
+    assert len(client.search_model_versions(f"name='{settings.model_name}'")) == 1
