@@ -30,6 +30,7 @@ from sqlalchemy import (
     func,
     inspect,
     select,
+    type_coerce,
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import (
@@ -301,7 +302,7 @@ def _fetch(engine: Engine, what: str, statements: Sequence[Select]) -> list[tupl
     def run(conn: Any) -> list[tuple]:
         rows: list[tuple] = []
         for stmt in statements:
-            rows.extend(tuple(row) for row in conn.execute(stmt))
+            rows.extend(tuple(row) for row in conn.execute(stmt).fetchall())
         return rows
 
     return _run(engine, what, run)
@@ -311,8 +312,19 @@ def _frame(rows: list[tuple], columns: Sequence[str]) -> pd.DataFrame:
     return pd.DataFrame.from_records(rows, columns=list(columns))
 
 
+def _as_text(column: Any) -> Any:
+    """A DATETIME column read without SQLAlchemy's per-value conversion (SQLite keeps text;
+    pymysql still returns datetimes): ``_datetimes`` converts the whole column at once."""
+    return type_coerce(column, String).label(column.name)
+
+
 def _datetimes(values: pd.Series) -> pd.Series:
-    return pd.to_datetime(values, errors="coerce").astype("datetime64[ns]")
+    if pd.api.types.is_datetime64_dtype(values):
+        return values.astype("datetime64[ns]")
+    # cache=False: deciding whether to cache walks the values as Python objects, which costs
+    # more than converting them
+    converted = pd.to_datetime(values, errors="coerce", format="ISO8601", cache=False)
+    return converted.astype("datetime64[ns]")
 
 
 _HMS = re.compile(r"^\s*(\d+):([0-5]?\d):([0-5]?\d)\s*$")
@@ -549,8 +561,8 @@ def assessed_records(
             activities_t.c.class_id,
             points_t.c.user_id,
             points_t.c.activity_id,
-            activities_t.c.start_date,
-            activities_t.c.due_date,
+            _as_text(activities_t.c.start_date),
+            _as_text(activities_t.c.due_date),
             points_t.c.cri_id,
             levels_t.c.level,
             points_t.c.cri_level_id,
@@ -581,7 +593,7 @@ def assessed_records(
             submissions_t.c.activity_id,
             submissions_t.c.user_id,
             submissions_t.c.id,
-            submissions_t.c.submitted_at,
+            _as_text(submissions_t.c.submitted_at),
             submissions_t.c.spent_time,
         )
         .select_from(
@@ -598,8 +610,9 @@ def assessed_records(
     ]
 
     def run(conn: Any) -> tuple[list[tuple], list[tuple]]:
-        points = [tuple(r) for stmt in point_statements for r in conn.execute(stmt)]
-        subs = [tuple(r) for stmt in submission_statements for r in conn.execute(stmt)]
+        # fetchall: one driver call per statement, not a Python round trip per row
+        points = [tuple(r) for stmt in point_statements for r in conn.execute(stmt).fetchall()]
+        subs = [tuple(r) for stmt in submission_statements for r in conn.execute(stmt).fetchall()]
         return points, subs
 
     point_rows, sub_rows = _run(engine, "assessed records", run)

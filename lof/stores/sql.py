@@ -331,7 +331,7 @@ class SqlFeatureStore(_SqlBase):
 
         def read() -> list[dict[str, Any]]:
             with self._read() as conn:
-                rows = [dict(r._mapping) for r in conn.execute(query)]
+                rows = [dict(r._mapping) for r in conn.execute(query).fetchall()]
             for row in rows:
                 row["activity_ids"] = base.decode_ids(row["activity_ids"])
                 row["session_ids"] = base.decode_ids(row["session_ids"])
@@ -372,7 +372,7 @@ class SqlPredictionStore(_SqlBase):
             with self._read() as conn:
                 return [
                     base.prediction_record(r._mapping, day=base.as_date(r.day))
-                    for r in conn.execute(query)
+                    for r in conn.execute(query).fetchall()
                 ]
 
         return self._run(read, what=what)
