@@ -102,10 +102,11 @@ class EngagementAggregator:
     (besides the day's uuids). Parsed URLs are cached: a day has far fewer distinct pages
     than page views.
 
-    Events are deduplicated by ``uuid`` within the aggregator (one day): the first occurrence
-    wins, later copies are counted in ``duplicates``. Events without a numeric ``user_id``
-    (anonymous visitors) cannot be attributed and are counted in ``unattributed``. Negative
-    ``session_id`` values (Amplitude's "out of session") are not sessions and are not counted.
+    Events are deduplicated by ``uuid`` within the aggregator (one day, plus the uuids it is
+    seeded with): the first occurrence wins, later copies are counted in ``duplicates``.
+    Events without a numeric ``user_id`` (anonymous visitors) cannot be attributed and are
+    counted in ``unattributed``. Negative ``session_id`` values (Amplitude's "out of session")
+    are not sessions and are not counted.
     """
 
     __slots__ = (

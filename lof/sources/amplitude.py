@@ -3,8 +3,8 @@
 A local day D (``settings.tz``) is the set of UTC upload hours whose start falls on D
 (DESIGN 2.2: for Asia/Bangkok ``(D-1)T17`` to ``DT16``); each upload hour belongs to exactly one
 day, so a day window is read once and events are deduplicated by ``uuid`` within the day.
-Cross-day duplicates (an event re-uploaded in a later day's hours) are not removed: that would
-need every uuid ever seen, and re-uploads across a day boundary are rare.
+An event re-uploaded in the first hours of the next day counts once too: each day first reads
+the last ``LOF_DEDUPE_LOOKBACK_HOURS`` upload hours of the day before, for their uuids only.
 
 Both sources go through the same streaming reader (gzip NDJSON files, one event per line):
 lines are pre-filtered on bytes before JSON parsing, so the cost is close to decompression.
@@ -553,7 +553,8 @@ def day_increments(
 
     Reads the folder source or the Export API (``LOF_AMPLITUDE_SOURCE``), counts only
     ``Page Load`` events of the given classes (all classes when ``class_ids`` is None),
-    deduplicated by uuid within the day. ``frame.attrs["amplitude"]`` holds the read counts.
+    deduplicated by uuid within the day and against the previous day's last upload hours
+    (``LOF_DEDUPE_LOOKBACK_HOURS``). ``frame.attrs["amplitude"]`` holds the read counts.
     """
     if class_ids is not None and len(class_ids) == 0:
         return empty_engagement()
