@@ -727,6 +727,9 @@ def create_app(
         return {"class_id": cid, "user_id": uid, "days": [_record_point(r) for r in records]}
 
     _include_webhooks(app)
+    from lof.pages import include_pages
+
+    include_pages(app, settings)
     return app
 
 

@@ -78,6 +78,38 @@ class Settings(BaseSettings):
     http_timeout_seconds: float = Field(default=60.0, gt=0)
     http_retries: int = Field(default=5, ge=1, le=20)
 
+    # class pages opened from the LMS through signed links (lof.links, lof.pages)
+    link_secret: SecretStr | None = None
+    link_ttl_seconds: int = Field(default=86_400, ge=60, le=90 * 86_400)
+    public_url: str = "http://127.0.0.1:8000"
+    frame_ancestors: str = "'self'"
+
+    @field_validator("link_secret")
+    @classmethod
+    def _valid_link_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("LOF_LINK_SECRET is too short; use at least 16 random characters")
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _valid_public_url(cls, value: str) -> str:
+        parsed = urlparse(value)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise ValueError(
+                f"LOF_PUBLIC_URL={value!r} is not an http(s) base URL; expected e.g. "
+                "https://lof.example.ac.th"
+            )
+        return value.rstrip("/")
+
+    @field_validator("frame_ancestors")
+    @classmethod
+    def _valid_frame_ancestors(cls, value: str) -> str:
+        from lof.links import frame_ancestors_directive
+
+        frame_ancestors_directive(value)  # raises ValueError naming the bad origin
+        return value
+
     @field_validator("timezone")
     @classmethod
     def _valid_timezone(cls, value: str) -> str:

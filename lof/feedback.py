@@ -1,0 +1,213 @@
+"""Teachers' feedback on warnings: what a record is, how input is checked, what retrain logs.
+
+A teacher says of one student's prediction on one day whether the warning was ``useful``,
+``not_useful`` or ``already_known``, with an optional short note. One record per
+(class, day, student, teacher): a second answer replaces the first. The record keeps the
+prediction's model version and at-risk flag, so the share of useful warnings can be judged per
+model version without joining the predictions again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from lof.calendar import parse_day
+from lof.errors import DataError
+from lof.links import TEACHER_ID, TEACHER_ID_FORM
+
+log = logging.getLogger(__name__)
+
+VERDICTS: tuple[str, ...] = ("useful", "not_useful", "already_known")
+Verdict = Literal["useful", "not_useful", "already_known"]
+NOTE_MAX_CHARS = 500
+_MAX_ID = 2**63 - 1
+
+
+class FeedbackInvalid(ValueError):
+    """Input that cannot be stored; the message is one line naming the field (-> 422)."""
+
+
+class FeedbackIn(BaseModel):
+    """A teacher's verdict on one student's warning (the body of ``POST /feedback``)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "class_id": 12,
+                    "predicted_dt": "20230325",
+                    "user_id": 4501,
+                    "teacher_id": "t-0042",
+                    "verdict": "useful",
+                    "note": "talked to the student on Monday",
+                }
+            ]
+        }
+    )
+
+    class_id: int = Field(gt=0, le=_MAX_ID)
+    predicted_dt: str = Field(description="the day of the prediction, YYYYMMDD")
+    user_id: int = Field(gt=0, le=_MAX_ID)
+    teacher_id: str = Field(description=TEACHER_ID_FORM, min_length=1, max_length=64)
+    verdict: Verdict
+    note: str | None = Field(default=None, max_length=NOTE_MAX_CHARS)
+
+
+class FeedbackRecord(FeedbackIn):
+    """A stored verdict, with the prediction it is about."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    model_version: str = Field(description="the model version that made the prediction")
+    at_risk: bool = Field(description="whether the prediction warned about the student")
+    updated_at: str = Field(description="when the verdict was last changed, ISO 8601 UTC")
+    source: Literal["page", "api"] = "api"
+
+
+def _text(data: Mapping[str, Any], name: str) -> str | None:
+    value = data.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise FeedbackInvalid(f"{name} must be text; got {type(value).__name__}")
+    return str(value).strip()
+
+
+def positive_id(data: Mapping[str, Any], name: str) -> int:
+    text = _text(data, name)
+    if not text:
+        raise FeedbackInvalid(f"{name} is required: a positive integer, e.g. 12")
+    text = text.strip('"').strip("'")
+    if text.isascii() and text.isdigit() and 0 < int(text) <= _MAX_ID:
+        return int(text)
+    raise FeedbackInvalid(f"{name} must be a positive integer, e.g. 12; got {text[:40]!r}")
+
+
+def parse_feedback(
+    data: Mapping[str, Any], *, teacher_id: str | None = None, class_id: int | None = None
+) -> FeedbackIn:
+    """Check one submission (JSON body or form fields); FeedbackInvalid names the first problem.
+
+    ``teacher_id`` / ``class_id`` come from a signed link and override what the form says.
+    """
+    cid = class_id if class_id is not None else positive_id(data, "class_id")
+    uid = positive_id(data, "user_id")
+    day_text = _text(data, "predicted_dt")
+    if not day_text:
+        raise FeedbackInvalid("predicted_dt is required: a date as YYYYMMDD, e.g. 20230325")
+    try:
+        day = parse_day(day_text, what="predicted_dt")
+    except DataError as exc:
+        raise FeedbackInvalid(str(exc)) from None
+    teacher = teacher_id if teacher_id is not None else _text(data, "teacher_id")
+    if not teacher:
+        raise FeedbackInvalid(f"teacher_id is required: {TEACHER_ID_FORM}")
+    if not TEACHER_ID.match(teacher):
+        raise FeedbackInvalid(f"teacher_id must be {TEACHER_ID_FORM}; got {teacher[:70]!r}")
+    verdict = _text(data, "verdict")
+    if verdict not in VERDICTS:
+        shown = "nothing" if not verdict else repr(verdict[:40])
+        raise FeedbackInvalid(f"verdict must be one of {', '.join(VERDICTS)}; got {shown}")
+    note = _text(data, "note") or None
+    if note is not None and len(note) > NOTE_MAX_CHARS:
+        raise FeedbackInvalid(
+            f"note is at most {NOTE_MAX_CHARS} characters; got {len(note)}: shorten it"
+        )
+    return FeedbackIn(
+        class_id=cid,
+        predicted_dt=day.strftime("%Y%m%d"),
+        user_id=uid,
+        teacher_id=teacher,
+        verdict=verdict,  # type: ignore[arg-type]
+        note=note,
+    )
+
+
+def make_record(
+    entry: FeedbackIn, *, prediction: Mapping[str, Any], source: Literal["page", "api"]
+) -> FeedbackRecord:
+    """The stored form of ``entry`` about ``prediction`` (a store record of that student-day)."""
+    return FeedbackRecord(
+        **entry.model_dump(),
+        model_version=str(prediction["model_version"]),
+        at_risk=bool(prediction["at_risk"]),
+        updated_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        source=source,
+    )
+
+
+def summarize(records: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per model version: verdict counts and the share of useful warnings.
+
+    ``useful_share`` is over feedback on warnings (``at_risk``) only: a verdict on a student the
+    model did not warn about says nothing about its warnings.
+    """
+    counts: dict[str, Counter[str]] = defaultdict(Counter)
+    for record in records:
+        version = str(record["model_version"])
+        counts[version]["count"] += 1
+        counts[version][str(record["verdict"])] += 1
+        if record["at_risk"]:
+            counts[version]["warnings"] += 1
+            counts[version]["useful_warnings"] += record["verdict"] == "useful"
+    out: dict[str, dict[str, float]] = {}
+    for version, c in sorted(counts.items()):
+        row = {"count": float(c["count"]), **{v: float(c[v]) for v in VERDICTS}}
+        row["warnings"] = float(c["warnings"])
+        if c["warnings"]:
+            row["useful_share"] = c["useful_warnings"] / c["warnings"]
+        out[version] = row
+    return out
+
+
+def _metric_key(version: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in version)
+
+
+def log_feedback_metrics(*, settings: Any) -> dict[str, dict[str, float]]:
+    """Log teachers' feedback per model version to the active MLflow run (called by retrain).
+
+    Feedback is a signal about models already in use, not an input of training: a store that
+    cannot be read is logged as a warning and never fails the retrain.
+    """
+    import mlflow
+
+    from lof.stores.feedback import open_feedback_store
+
+    try:
+        store = open_feedback_store(settings.store_url or "")
+        try:
+            summary = summarize(r.model_dump() for r in store.read_all())
+        finally:
+            store.close()
+    except Exception as exc:  # any backend failure: retrain goes on without these metrics
+        log.warning("feedback metrics skipped: %s", str(exc).splitlines()[0][:200] if exc else "")
+        return {}
+    metrics = {
+        f"feedback.v{_metric_key(version)}.{name}": value
+        for version, row in summary.items()
+        for name, value in row.items()
+    }
+    metrics["feedback.count"] = float(sum(row["count"] for row in summary.values()))
+    mlflow.log_metrics(metrics)
+    return summary
+
+
+__all__ = [
+    "NOTE_MAX_CHARS",
+    "VERDICTS",
+    "FeedbackIn",
+    "FeedbackInvalid",
+    "FeedbackRecord",
+    "log_feedback_metrics",
+    "make_record",
+    "parse_feedback",
+    "positive_id",
+    "summarize",
+]
