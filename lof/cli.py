@@ -278,5 +278,31 @@ def demo(
     run_demo(seed=seed, console=console, out=out)
 
 
+@app.command()
+@clear_failures
+def link(
+    class_id: Annotated[int, typer.Option("--class-id", help="LEB2 class id.")],
+    ttl: Annotated[
+        str | None,
+        typer.Option(help="Validity, e.g. 3600, 45m, 8h, 7d (default LOF_LINK_TTL_SECONDS)."),
+    ] = None,
+    teacher_id: Annotated[
+        str | None, typer.Option("--teacher-id", help="Teacher the link is for (optional).")
+    ] = None,
+) -> None:
+    """Print a signed, expiring URL of a class page (LOF_LINK_SECRET, LOF_PUBLIC_URL)."""
+    from datetime import UTC, datetime
+
+    from lof.links import parse_ttl
+    from lof.pages import make_link
+
+    settings = _settings()
+    seconds = settings.link_ttl_seconds if ttl is None else parse_ttl(ttl, what="--ttl")
+    made = make_link(settings, class_id=class_id, teacher_id=teacher_id, ttl_seconds=seconds)
+    until = datetime.fromtimestamp(made.expires_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    console.print(f"class {class_id} page, valid until {until}:", highlight=False)
+    sys.stdout.write(made.url + "\n")
+
+
 def main() -> None:  # pragma: no cover - console script entry
     app()

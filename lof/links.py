@@ -21,7 +21,7 @@ from urllib.parse import urlencode, urlparse
 import orjson
 from pydantic import SecretStr
 
-from lof.errors import ConfigError
+from lof.errors import ConfigError, DataError
 
 _PREFIX = b"lof-class-link-v1."
 TEACHER_ID = re.compile(r"^[A-Za-z0-9_.@+-]{1,64}$")
@@ -127,6 +127,23 @@ def verify(
     return claims
 
 
+_TTL_UNITS = {"s": 1, "m": 60, "h": 3_600, "d": 86_400}
+TTL_MIN, TTL_MAX = 60, 90 * 86_400
+
+
+def parse_ttl(value: str, *, what: str = "ttl") -> int:
+    """Seconds from ``3600``, ``45m``, ``8h`` or ``7d``; DataError outside 1 minute..90 days."""
+    text = value.strip().lower()
+    unit = _TTL_UNITS.get(text[-1:]) if text else None
+    number = text[:-1] if unit else text
+    if not number.isdigit():
+        raise DataError(f"{what} {value!r} is not a duration; expected e.g. 3600, 45m, 8h or 7d")
+    seconds = int(number) * (unit or 1)
+    if not TTL_MIN <= seconds <= TTL_MAX:
+        raise DataError(f"{what} {value!r} is out of range; use 1 minute to 90 days")
+    return seconds
+
+
 def class_page_url(*, base_url: str, class_id: int, token: str) -> str:
     """The page URL a teacher opens (the token in the query, so the LMS can embed it)."""
     return f"{base_url.rstrip('/')}/classes/{class_id}/report?{urlencode({'token': token})}"
@@ -163,6 +180,7 @@ __all__ = [
     "LinkRefused",
     "class_page_url",
     "frame_ancestors_directive",
+    "parse_ttl",
     "sign",
     "verify",
 ]

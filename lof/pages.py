@@ -42,7 +42,7 @@ from lof.api import (
     parse_predicted_dt,
 )
 from lof.config import Settings
-from lof.errors import ConfigError, StoreError
+from lof.errors import ConfigError, DataError, StoreError
 from lof.stores.base import PredictionStore
 
 log = logging.getLogger("lof.pages")
@@ -525,15 +525,23 @@ async def create_link(request: Request, _auth: ApiKeyDep, settings: SettingsDep)
     ttl = data.get("ttl_seconds", settings.link_ttl_seconds)
     if ttl is None:
         ttl = settings.link_ttl_seconds
-    if isinstance(ttl, bool) or not isinstance(ttl, int) or not 60 <= ttl <= 90 * 86_400:
+    if (
+        isinstance(ttl, bool)
+        or not isinstance(ttl, int)
+        or not links.TTL_MIN <= ttl <= links.TTL_MAX
+    ):
         raise ApiProblem(422, f"ttl_seconds must be an integer from 60 to 7776000; got {ttl!r:.40}")
-    return make_link(settings, class_id=class_id, teacher_id=teacher, ttl_seconds=ttl)
+    try:
+        return make_link(settings, class_id=class_id, teacher_id=teacher, ttl_seconds=ttl)
+    except ConfigError as exc:
+        raise ApiProblem(503, str(exc)) from None
 
 
 def make_link(
     settings: Settings, *, class_id: int, teacher_id: str | None, ttl_seconds: int
 ) -> Link:
-    """The signed URL (also used by `lof link`); ApiProblem 503 if LOF_LINK_SECRET is unset."""
+    """The signed URL (also used by `lof link`); ConfigError if LOF_LINK_SECRET is unset,
+    DataError for a malformed teacher id."""
     try:
         token, claims = links.sign(
             secret=settings.link_secret,
@@ -541,8 +549,8 @@ def make_link(
             ttl_seconds=ttl_seconds,
             teacher_id=teacher_id,
         )
-    except ConfigError as exc:
-        raise ApiProblem(503, str(exc)) from None
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
     url = links.class_page_url(base_url=settings.public_url, class_id=class_id, token=token)
     return Link(
         url=url, class_id=class_id, teacher_id=claims.teacher_id, expires_at=claims.expires_at

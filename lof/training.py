@@ -560,6 +560,9 @@ def _train_and_register(
                 "days_from_amplitude": training.days_from_amplitude,
             }
         )
+        from lof.feedback import log_feedback_metrics
+
+        log_feedback_metrics(settings=settings)  # teachers' verdicts on the models in use
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", category=UserWarning)  # int id columns, by design
             for frame, name, context in (
