@@ -107,11 +107,11 @@ def verify(
     payload, dot, signature = token.partition(".")
     if not dot or len(token) > MAX_TOKEN_CHARS:
         raise LinkRefused("malformed", "This link is incomplete or damaged.")
-    try:
-        given = _unb64(signature)
-    except (binascii.Error, ValueError):
-        raise LinkRefused("malformed", "This link is incomplete or damaged.") from None
-    if not payload.isascii() or not hmac.compare_digest(given, _signature(key, payload)):
+    if not (payload.isascii() and signature.isascii()):
+        raise LinkRefused("malformed", "This link is incomplete or damaged.")
+    # the canonical text of the signature is compared, so no two tokens share one signature
+    expected = _b64(_signature(key, payload))
+    if not hmac.compare_digest(signature.encode("ascii"), expected.encode("ascii")):
         raise LinkRefused("tampered", "This link is not valid (it was changed or mistyped).")
     try:
         body = orjson.loads(_unb64(payload))
