@@ -72,8 +72,9 @@ def test_unusual_features_name_the_outliers_with_direction() -> None:
     medians = class_medians(records)
     reasons = unusual_features(records[-1], medians)
     assert reasons[0].startswith("class page views: 2 (low; class median 104.5)")
-    # avglevel is 10 for everyone else: no spread, so it is not ranked
-    assert not any("mean level" in r for r in reasons)
+    # everyone else has avglevel 10 (no MAD): the mean absolute deviation still ranks it
+    assert "mean level: 4.50 (low; class median 10.00)" in reasons
+    assert not any("material views" in r for r in reasons)  # the same for all: never a reason
     assert unusual_features(records[4], medians) == []  # a typical student: nothing stands out
 
 
