@@ -15,6 +15,7 @@ days than students for most of a semester, and the day being shown is one of tho
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -600,10 +601,29 @@ async def export_feedback(
     return JSONResponse([r.model_dump() for r in records])
 
 
+_TOKEN_IN_URL = re.compile(r"(token=)[^&\s]+")
+
+
+class RedactTokens(logging.Filter):
+    """Access logs show ``token=***``: a link's token opens the page until it expires."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                _TOKEN_IN_URL.sub(r"\1***", a) if isinstance(a, str) else a for a in record.args
+            )
+        elif isinstance(record.msg, str):
+            record.msg = _TOKEN_IN_URL.sub(r"\1***", record.msg)
+        return True
+
+
 def include_pages(app: FastAPI, settings: Settings) -> None:
     """Mount the class page, links and feedback routes on the API app."""
     app.state.feedback_holder = _FeedbackHolder(settings.store_url or "")
     app.include_router(router)
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactTokens) for f in access.filters):
+        access.addFilter(RedactTokens())
 
 
 __all__ = ["include_pages", "make_link", "router", "security_headers"]

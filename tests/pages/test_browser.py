@@ -64,7 +64,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
             text=True,
             check=True,
         )
-        yield {"base": base, "link": made.stdout.strip(), "written": written}
+        yield {"base": base, "link": made.stdout.strip(), "written": written, "home": home}
 
 
 @pytest.fixture(scope="module")
@@ -184,3 +184,42 @@ def test_feedback_form_without_script_saves_and_comes_back(served: dict, page: P
         (user, "t-07", "already_known", "met them on Friday")
     ]
     assert exported[0]["source"] == "page" and exported[0]["model_version"] == "7"
+
+
+def _luminance(rgb: list[float]) -> float:
+    def channel(c: float) -> float:
+        c = c / 255
+        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (channel(c) for c in rgb[:3])
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def test_text_contrast_meets_wcag_aa(served: dict, page: Page) -> None:
+    assert page.open(served["link"]) == 200
+    pairs = page.js(
+        """(() => {
+        const rgb = s => s.match(/[\\d.]+/g).map(Number);
+        const bg = el => { for (; el; el = el.parentElement) {
+            const c = getComputedStyle(el).backgroundColor;
+            if (rgb(c).length < 4 || rgb(c)[3] > 0) return rgb(c); } return [255, 255, 255]; };
+        return ['h1', 'p.meta', 'caption', 'thead th', 'tbody th', 'td', 'a', '.flag.risk',
+                '.flag.ok', 'summary', 'svg.share text']
+          .map(q => document.querySelector(q)).filter(Boolean)
+          .map(el => [el.tagName + '.' + (el.className.baseVal ?? el.className),
+                      rgb(el instanceof SVGElement ? getComputedStyle(el).fill
+                          : getComputedStyle(el).color), bg(el)]);
+        })()"""
+    )
+    assert len(pairs) >= 10
+    for name, fg, bg in pairs:
+        light, dark = sorted((_luminance(fg), _luminance(bg)), reverse=True)
+        ratio = (light + 0.05) / (dark + 0.05)
+        assert ratio >= 4.5, (name, fg, bg, ratio)
+
+
+def test_access_log_hides_tokens(served: dict) -> None:
+    log = (Path(served["home"]) / "serve.log").read_text()
+    token = served["link"].split("token=")[1]
+    assert "token=***" in log
+    assert token not in log and token.split(".")[1] not in log
