@@ -221,3 +221,37 @@ def test_lof_link_prints_a_url_that_verifies(
     monkeypatch.delenv("LOF_LINK_SECRET")
     unset = CliRunner().invoke(cli_app, ["link", "--class-id", "12"])
     assert unset.exit_code == 1 and "LOF_LINK_SECRET is not set" in unset.output
+
+
+class _Counting:
+    """The real store, counting the reads the page makes."""
+
+    def __init__(self, store: object) -> None:
+        self.store = store
+        self.calls: dict[str, int] = {}
+
+    def __getattr__(self, name: str) -> object:
+        attr = getattr(self.store, name)
+        if not callable(attr):
+            return attr
+
+        def counted(*args: object, **kwargs: object) -> object:
+            self.calls[name] = self.calls.get(name, 0) + 1
+            return attr(*args, **kwargs)
+
+        return counted
+
+
+def test_page_reads_one_query_per_scored_day_not_per_student(client: TestClient) -> None:
+    holder = client.app.state.store_holder  # type: ignore[attr-defined]
+    real = holder.get()
+    counting = _Counting(real)
+    holder._store = counting
+    try:
+        token = links.sign(secret=SECRET_STR, class_id=CLASS_A, ttl_seconds=600)[0]
+        page = client.get(f"/classes/{CLASS_A}/report", params={"token": token})
+        assert page.status_code == 200
+        assert page.text.count('<tr data-user-id="') == 5  # 5 students, 2 scored days
+    finally:
+        holder._store = real
+    assert counting.calls == {"list_days": 1, "read_class_day": 2}
