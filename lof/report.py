@@ -89,7 +89,9 @@ def format_value(name: str, value: float) -> str:
             return f"{sign}{magnitude / 86_400:.1f} d"
         if magnitude >= 3_600:
             return f"{sign}{magnitude / 3_600:.1f} h"
-        return f"{sign}{magnitude / 60:.0f} min"
+        if magnitude >= 60:
+            return f"{sign}{magnitude / 60:.0f} min"
+        return f"{sign}{magnitude:.0f} s"
     if name == "avglevel":
         return f"{value:.2f}"
     return f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"

@@ -133,6 +133,7 @@ def test_values_read_as_a_teacher_reads_them() -> None:
     assert format_value("avgspent_time", 1830.0) == "30 min"
     assert format_value("avgseconds_early", 2 * 86_400) == "2.0 d"
     assert format_value("avgseconds_early", -7_200) == "-2.0 h"
+    assert format_value("avgspent_time", 42.4) == "42 s"
     assert format_value("avglevel", 2.756) == "2.76"
     assert format_value("class_view_count", 12.0) == "12"
 
