@@ -9,7 +9,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows.tasks import io_task
+from flows.tasks import DAILY_TIMEOUT_SECONDS, io_task, send_lof_logs_to_prefect
 from lof import model as lof_model
 from lof import registry, scoring, tracking
 from lof.calendar import format_day, parse_day, yesterday_local
@@ -104,9 +104,10 @@ def fill_missing_days(
     return missing
 
 
-@flow(name="daily-scoring", log_prints=True)
+@flow(name="daily-scoring", log_prints=True, timeout_seconds=DAILY_TIMEOUT_SECONDS)
 def daily_scoring(date: str | None = None) -> dict[str, Any]:
     """Score day ``date`` (YYYYMMDD; default yesterday in LOF_TIMEZONE) for every ongoing class."""
+    send_lof_logs_to_prefect()
     settings = get_settings()
     day = parse_day(date, what="--date") if date else yesterday_local(settings.tz)
     logger = get_run_logger()

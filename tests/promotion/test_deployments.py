@@ -149,6 +149,9 @@ def test_prefect_deploy_all_creates_schedules_and_the_trigger(tmp_path: Path) ->
         assert set(by_name) == {"daily-scoring", "retrain", "promote", "backfill"}
         daily = by_name["daily-scoring"].schedules[0].schedule
         assert (daily.cron, daily.timezone) == ("0 3 * * *", "Asia/Bangkok")
+        # a second daily run while one runs is cancelled, never queued behind a hung one
+        assert by_name["daily-scoring"].global_concurrency_limit.limit == 1
+        assert by_name["daily-scoring"].concurrency_options.collision_strategy == "CANCEL_NEW"
         retrain = by_name["retrain"].schedules[0].schedule
         assert retrain.cron == "0 2 10 1,6 *" and retrain.timezone == "Asia/Bangkok"
         assert by_name["backfill"].schedules == [] and by_name["promote"].schedules == []
