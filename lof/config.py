@@ -78,6 +78,11 @@ class Settings(BaseSettings):
     http_timeout_seconds: float = Field(default=60.0, gt=0)
     http_retries: int = Field(default=5, ge=1, le=20)
 
+    # Operations: staleness of the API, drift warnings, DynamoDB table creation.
+    stale_after_days: int | None = Field(default=2, ge=1, le=366)
+    drift_psi_threshold: float = Field(default=0.25, gt=0.0)
+    store_create_tables: bool = False
+
     @field_validator("timezone")
     @classmethod
     def _valid_timezone(cls, value: str) -> str:
