@@ -78,10 +78,17 @@ class Settings(BaseSettings):
     http_timeout_seconds: float = Field(default=60.0, gt=0)
     http_retries: int = Field(default=5, ge=1, le=20)
 
-    # Operations: staleness of the API, drift warnings, DynamoDB table creation.
+    # Operations: staleness of the API, drift warnings.
     stale_after_days: int | None = Field(default=2, ge=1, le=366)
     drift_psi_threshold: float = Field(default=0.25, gt=0.0)
-    store_create_tables: bool = False
+
+    @field_validator("stale_after_days", mode="before")
+    @classmethod
+    def _staleness_off(cls, value: Any) -> Any:
+        """An empty value (or "off") means predictions are never considered stale."""
+        if isinstance(value, str) and value.strip().lower() in ("", "off", "none"):
+            return None
+        return value
 
     @field_validator("timezone")
     @classmethod
