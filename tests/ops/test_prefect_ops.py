@@ -36,7 +36,10 @@ def test_automation_file_validates_against_the_installed_prefect_schema() -> Non
     }
     assert late.within.total_seconds() == 4 * 3600  # 03:00 schedule, 07:00 deadline
     for automation in automations:
-        assert automation.trigger.match_related.get("prefect.resource.name") == ["daily-scoring"]
+        assert set(automation.trigger.match_related.get("prefect.resource.name")) == {
+            "daily-scoring",
+            "daily-scoring-ecs",
+        }
         (action,) = automation.actions
         assert isinstance(action, SendNotification) and action.block_document_id == block_id
 
