@@ -5,10 +5,9 @@ BIN := $(VENV)/bin
 
 .PHONY: demo test lint services install
 
-$(BIN)/lof: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+# The same install step as the Docker image: scripts/install (versions of requirements.lock).
+$(BIN)/lof: pyproject.toml requirements.lock scripts/install
+	PYTHON=$(PYTHON) bash scripts/install $(VENV) dev
 	touch $(BIN)/lof
 
 install: $(BIN)/lof

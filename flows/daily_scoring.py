@@ -6,12 +6,12 @@ from datetime import date
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_table_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows.tasks import io_task
+from flows.tasks import DAILY_TIMEOUT_SECONDS, io_task, send_lof_logs_to_prefect
+from lof import drift, registry, scoring, tracking
 from lof import model as lof_model
-from lof import registry, scoring, tracking
 from lof.calendar import format_day, parse_day, yesterday_local
 from lof.config import Settings, get_settings
 from lof.progress import count_bar, interactive
@@ -66,9 +66,28 @@ def write_predictions(prediction_store: Any, day: date, predictions: Any) -> Non
 
 
 @io_task(backoff_seconds=5)
+def feature_drift(
+    settings: Settings, version: str, day_features: scoring.DayFeatures
+) -> dict[str, float]:
+    """PSI per feature of the day's model inputs against the model's training examples."""
+    reference = drift.load_reference(
+        tracking_uri=settings.mlflow_tracking_uri or "",
+        run_id=registry.version_info(settings=settings, version=version).run_id,
+    )
+    if reference is None:
+        get_run_logger().info("model v%s has no drift reference: drift not measured", version)
+        return {}
+    return drift.day_psi(reference=reference, features=day_features.scaled)
+
+
+@io_task(backoff_seconds=5)
 def log_to_mlflow(
-    settings: Settings, summary: scoring.DaySummary, day_features: scoring.DayFeatures
+    settings: Settings,
+    summary: scoring.DaySummary,
+    day_features: scoring.DayFeatures,
+    psi: dict[str, float],
 ) -> str:
+    where = tracking.semester_of(classes=day_features.classes, day=summary.day)
     return tracking.log_scoring_run(
         settings=settings,
         day=summary.day,
@@ -76,8 +95,35 @@ def log_to_mlflow(
         model_version=summary.model_version,
         metrics=summary.metrics
         | scoring.feature_metrics(day_features.raw)
-        | scoring.source_metrics(day_features),
+        | scoring.source_metrics(day_features)
+        | drift.drift_metrics(psi),
         raw_features=day_features.raw,
+        semester=where[0] if where else None,
+        day_index=where[1] if where else None,
+        per_class=summary.per_class,
+    )
+
+
+def report_drift(settings: Settings, day: date, version: str, psi: dict[str, float]) -> None:
+    """A warning and a Prefect artifact when some feature's PSI is over the threshold."""
+    threshold = settings.drift_psi_threshold
+    over = drift.drifted(psi, threshold=threshold)
+    if not over:
+        return
+    get_run_logger().warning(
+        "feature drift on %s against model v%s: %s (PSI > %g); the students no longer look "
+        "like the ones the model learnt from, consider `lof retrain`",
+        format_day(day),
+        version,
+        ", ".join(f"{name} {value:.2f}" for name, value in over.items()),
+        threshold,
+    )
+    create_markdown_artifact(
+        key="daily-feature-drift",
+        markdown=drift.markdown_report(
+            day=format_day(day), version=version, psi_by_feature=psi, threshold=threshold
+        ),
+        description=f"features drifted on {format_day(day)}: {', '.join(over)}",
     )
 
 
@@ -104,9 +150,10 @@ def fill_missing_days(
     return missing
 
 
-@flow(name="daily-scoring", log_prints=True)
+@flow(name="daily-scoring", log_prints=True, timeout_seconds=DAILY_TIMEOUT_SECONDS)
 def daily_scoring(date: str | None = None) -> dict[str, Any]:
     """Score day ``date`` (YYYYMMDD; default yesterday in LOF_TIMEZONE) for every ongoing class."""
+    send_lof_logs_to_prefect()
     settings = get_settings()
     day = parse_day(date, what="--date") if date else yesterday_local(settings.tz)
     logger = get_run_logger()
@@ -125,7 +172,9 @@ def daily_scoring(date: str | None = None) -> dict[str, Any]:
     # may only move to D once D's predictions are stored.
     write_predictions(prediction_store, day, predictions)
     write_features(feature_store, day_features)
-    run_id = log_to_mlflow(settings, summary, day_features)
+    psi = feature_drift(settings, version, day_features)
+    run_id = log_to_mlflow(settings, summary, day_features, psi)
+    report_drift(settings, day, version, psi)
 
     per_class = summary.per_class.merge(classes[["class_id", "code"]], on="class_id", how="left")
     create_table_artifact(
@@ -154,4 +203,5 @@ def daily_scoring(date: str | None = None) -> dict[str, Any]:
         "filled_days": [format_day(d) for d in filled],
         "per_class": per_class.to_dict(orient="records"),
         "mlflow_run_id": run_id,
+        "drift": psi,
     }

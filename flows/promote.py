@@ -6,7 +6,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from flows.tasks import io_task
+from flows.tasks import PROMOTE_TIMEOUT_SECONDS, io_task, send_lof_logs_to_prefect
 from lof import promotion, registry
 from lof.config import Settings, get_settings
 from lof.errors import DataError, ModelError
@@ -85,7 +85,7 @@ def _blank(value: str | None) -> str | None:
     return value or None
 
 
-@flow(name="promote")
+@flow(name="promote", timeout_seconds=PROMOTE_TIMEOUT_SECONDS)
 def promote(
     version: str | None = None,
     bucket: str | None = None,
@@ -95,6 +95,7 @@ def promote(
     reason: str = "manual",
 ) -> promotion.PromotionResult:
     """Gate ``version`` (or the version an uploaded S3 object belongs to) and promote it."""
+    send_lof_logs_to_prefect()
     settings = get_settings()
     logger = get_run_logger()
     version, bucket, key, event_id = map(_blank, (version, bucket, key, event_id))

@@ -11,7 +11,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows.tasks import io_task
+from flows.tasks import RETRAIN_TIMEOUT_SECONDS, io_task, send_lof_logs_to_prefect
 from lof import training
 from lof.calendar import parse_day
 from lof.config import Settings, get_settings
@@ -37,11 +37,12 @@ def train_and_register(settings: Settings, training_set: training.TrainingSet) -
     return training.train_and_register(settings=settings, training=training_set)
 
 
-@flow(name="retrain", log_prints=True)
+@flow(name="retrain", log_prints=True, timeout_seconds=RETRAIN_TIMEOUT_SECONDS)
 def retrain(
     semesters: list[str] | None = None, as_of: str | None = None, dataset: str | None = None
 ) -> training.RetrainResult:
     """Train on ``semesters`` (default: every finished one) as of day ``as_of`` (YYYYMMDD)."""
+    send_lof_logs_to_prefect()
     settings = get_settings()
     logger = get_run_logger()
     if as_of:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -32,3 +33,25 @@ def io_task(*, backoff_seconds: float) -> Callable[[Callable[..., Any]], Any]:
         retry_condition_fn=retry_unless_clear_failure,
         cache_policy=NO_CACHE,
     )
+
+
+# Flow time limits: a hung run fails as TimedOut (and notifies) instead of blocking later days.
+DAILY_TIMEOUT_SECONDS = 3 * 3600
+BACKFILL_TIMEOUT_SECONDS = 24 * 3600
+RETRAIN_TIMEOUT_SECONDS = 6 * 3600
+PROMOTE_TIMEOUT_SECONDS = 3600
+
+
+def send_lof_logs_to_prefect() -> None:
+    """Route the ``lof`` library's loggers to the flow run's logs (the Prefect UI).
+
+    The same as ``PREFECT_LOGGING_EXTRA_LOGGERS=lof``, done when a flow starts rather than at
+    import, so importing ``lof`` configures nothing. Idempotent.
+    """
+    extra = logging.getLogger("prefect.extra")
+    target = logging.getLogger("lof")
+    for handler in extra.handlers:
+        if handler not in target.handlers:
+            target.addHandler(handler)
+    if target.level == logging.NOTSET:
+        target.setLevel(extra.level or logging.INFO)

@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from lof.calendar import format_day, parse_day
+from lof.calendar import format_day, parse_day, today_local
 from lof.config import Settings, get_settings
 from lof.errors import DataError, LofError, StoreError
 from lof.features import FEATURES
@@ -45,6 +45,8 @@ log = logging.getLogger("lof.api")
 T = TypeVar("T")
 
 API_KEY_HEADER = "x-api-key"
+PREDICTED_DT_HEADER = "x-lof-predicted-dt"
+MODEL_VERSION_HEADER = "x-lof-model-version"
 DATE_FORM = "a date as YYYYMMDD, e.g. 20230325"
 ID_FORM = "a positive integer, e.g. 12"
 _MAX_ID = 2**63 - 1
@@ -190,6 +192,11 @@ class Readiness(BaseModel):
     model_name: str = Field(examples=["lof-outcome"])
     model_stage: str = Field(examples=["Production"])
     model_version: str | None = Field(default=None, examples=["4"])
+    last_scored_day: str | None = Field(
+        default=None,
+        description="the latest day whose predictions are complete, YYYYMMDD",
+        examples=["20230325"],
+    )
 
 
 _AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
@@ -360,17 +367,20 @@ def _class_day_body(store: PredictionStore, *, class_id: int, day: date) -> _Bod
     records = _guard_store(lambda: store.read_class_day(day=day, class_id=class_id))
     if not records:
         raise _no_predictions(store, class_id=class_id, day=day)
-    return _Body(orjson.dumps(records))
+    body = _Body(orjson.dumps(records))
+    body.model_version = ",".join(sorted({str(r.get("model_version", "")) for r in records}))
+    return body
 
 
 class _Body:
     """One class-day's JSON body, and its gzip form once a client asked for it."""
 
-    __slots__ = ("gzip", "plain")
+    __slots__ = ("gzip", "model_version", "plain")
 
     def __init__(self, plain: bytes) -> None:
         self.plain = plain
         self.gzip: bytes | None = None
+        self.model_version = ""  # the X-Lof-Model-Version header
 
     @property
     def size(self) -> int:
@@ -553,6 +563,26 @@ def registry_version(*, settings: Settings) -> str | None:
     return str(max(int(v.version) for v in versions))
 
 
+def stale_reason(*, last_day: date | None, today: date, stale_after_days: int | None) -> str | None:
+    """Why the predictions are too old to serve as current, or None if they are fresh enough.
+
+    Day D is scored early on D+1, so a healthy store is one day behind today (local time);
+    ``stale_after_days`` (LOF_STALE_AFTER_DAYS, None = never stale) is the lag allowed.
+    """
+    if stale_after_days is None:
+        return None
+    if last_day is None:
+        return "no day has been scored yet; run `lof daily` (or the daily deployment)"
+    age = (today - last_day).days
+    if age > stale_after_days:
+        return (
+            f"predictions are stale: the last scored day is {format_day(last_day)}, {age} days "
+            f"before today, more than LOF_STALE_AFTER_DAYS={stale_after_days}; check the daily "
+            "scoring runs"
+        )
+    return None
+
+
 class _ReadyCache:
     """Remembers the registry answer for a few seconds so frequent probes stay cheap."""
 
@@ -625,7 +655,8 @@ def create_app(
         tags=["ops"],
     )
     async def readyz(request: Request, settings: SettingsDep) -> JSONResponse:
-        """Readiness: the store answers and the registry has a model at the configured stage."""
+        """Readiness: the store answers, the registry has a model at the configured stage, and
+        the last scored day is recent enough (LOF_STALE_AFTER_DAYS)."""
         from starlette.concurrency import run_in_threadpool
 
         body: dict[str, Any] = {
@@ -635,18 +666,20 @@ def create_app(
             "model_name": settings.model_name,
             "model_stage": settings.model_stage,
             "model_version": None,
+            "last_scored_day": None,
         }
 
         def not_ready(reason: str) -> JSONResponse:
             body.update(status="not ready", reason=reason)
             return JSONResponse(body, status_code=503)
 
-        def ping() -> None:
+        def ping() -> date | None:
             store = holder.get()
             _guard_store(store.ping)
+            return _guard_store(store.last_complete_day)
 
         try:
-            await asyncio.wait_for(run_in_threadpool(ping), READY_TIMEOUT_SECONDS)
+            last_day = await asyncio.wait_for(run_in_threadpool(ping), READY_TIMEOUT_SECONDS)
         except (StoreError, TimeoutError) as exc:
             body["store"] = "unreachable"
             reason = str(exc) if isinstance(exc, StoreError) else "store ping timed out"
@@ -672,6 +705,14 @@ def create_app(
                 "run `lof retrain` then `lof promote --version N`"
             )
         body["model_version"] = cache.version
+        body["last_scored_day"] = format_day(last_day) if last_day else None
+        stale = stale_reason(
+            last_day=last_day,
+            today=today_local(settings.tz),
+            stale_after_days=settings.stale_after_days,
+        )
+        if stale:
+            return not_ready(stale)
         return JSONResponse(body)
 
     @app.get(
@@ -696,7 +737,11 @@ def create_app(
         if body is None:
             body = await run_in_threadpool(_class_day_body, store, class_id=cid, day=day)
             cache.put((cid, day), body)
-        headers = {"vary": "accept-encoding"}
+        headers = {
+            "vary": "accept-encoding",
+            PREDICTED_DT_HEADER: format_day(day),
+            MODEL_VERSION_HEADER: body.model_version,
+        }
         if len(body.plain) >= GZIP_MIN_BYTES and _wants_gzip(
             request.headers.get("accept-encoding", "")
         ):

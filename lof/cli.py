@@ -67,6 +67,21 @@ def _settings() -> Any:
     return get_settings()
 
 
+def check_before_prefect(**days: str | None) -> Any:
+    """Read the settings and parse the command's days before any Prefect flow starts.
+
+    Running a flow in-process starts a temporary Prefect server (15-20 s); a typo in a day or a
+    setting must answer at once instead. ``days`` maps an option name (``--date``) to its value.
+    """
+    from lof.calendar import parse_day
+
+    settings = _settings()
+    for option, value in days.items():
+        if value is not None:
+            parse_day(value, what=option)
+    return settings
+
+
 def day_progress() -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"),
@@ -164,6 +179,7 @@ def daily(
     ] = None,
 ) -> None:
     """Score one day (default yesterday in LOF_TIMEZONE) for every ongoing class."""
+    check_before_prefect(**{"--date": date})
     from flows.daily_scoring import daily_scoring
 
     result = daily_scoring(date=date)
@@ -188,6 +204,12 @@ def backfill(
     end: Annotated[str, typer.Option("--end", help="Last day, YYYYMMDD.")],
 ) -> None:
     """Run the daily computation for every day from --start to --end."""
+    from lof.calendar import parse_day
+    from lof.errors import DataError
+
+    check_before_prefect(**{"--start": start, "--end": end})
+    if parse_day(end) < parse_day(start):
+        raise DataError(f"--end {end} is before --start {start}; give the earlier day first")
     from flows.backfill import backfill as backfill_flow
 
     for result in backfill_flow(start=start, end=end):
@@ -209,6 +231,11 @@ def retrain(
     ] = None,
 ) -> None:
     """Train candidates on finished semesters, log them to MLflow, register the best."""
+    from lof.errors import DataError
+
+    check_before_prefect(**{"--as-of": as_of})
+    if dataset is not None and not dataset.is_file():
+        raise DataError(f"--dataset {dataset}: no such file; give a legacy training CSV")
     from flows.retrain import retrain as retrain_flow
 
     result = retrain_flow(
@@ -224,6 +251,13 @@ def promote(
     force: Annotated[bool, typer.Option(help="Promote even if the gate refuses.")] = False,
 ) -> None:
     """Move a registered version to Production (the next daily run uses it)."""
+    from lof.errors import DataError
+
+    check_before_prefect()
+    if not (version.strip().isdigit() and int(version) > 0):
+        raise DataError(
+            f"--version {version!r} is not a model version; expected a positive integer, e.g. 3"
+        )
     from flows.promote import promote as promote_flow
 
     result = promote_flow(version=version, force=force, reason="manual")
@@ -302,6 +336,58 @@ def link(
     until = datetime.fromtimestamp(made.expires_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
     console.print(f"class {class_id} page, valid until {until}:", highlight=False)
     sys.stdout.write(made.url + "\n")
+
+
+@app.command()
+@clear_failures
+def automations(
+    notify_block: Annotated[
+        str,
+        typer.Option(
+            "--notify-block", help="Notification block, <type>/<name>, e.g. slack-webhook/lof-ops."
+        ),
+    ],
+    deadline_hour: Annotated[
+        int | None,
+        typer.Option(
+            "--deadline-hour",
+            min=0,
+            max=23,
+            help="Local hour by which the daily run must have completed (default: the file's).",
+        ),
+    ] = None,
+    file: Annotated[Path, typer.Option("--file", help="Automations file.")] = Path(
+        "deployments/automations.yaml"
+    ),
+    prefect_yaml: Annotated[
+        Path, typer.Option("--prefect-yaml", help="Project file with the daily schedule.")
+    ] = Path("prefect.yaml"),
+) -> None:
+    """Create (or replace) the daily run's failure and deadline notifications in Prefect."""
+    import asyncio
+
+    from prefect.settings import PREFECT_API_URL
+
+    from lof.automations import apply_automations
+
+    for path in (file, prefect_yaml):
+        if not path.is_file():
+            raise ConfigError(f"{path}: no such file; run from the project root or pass its path")
+    if not PREFECT_API_URL.value():
+        raise ConfigError(
+            "PREFECT_API_URL is not set: point it at Prefect Cloud (`prefect cloud login`) "
+            "or your Prefect server"
+        )
+    created = asyncio.run(
+        apply_automations(
+            path=file,
+            prefect_yaml=prefect_yaml,
+            notify_block=notify_block,
+            deadline_hour=deadline_hour,
+        )
+    )
+    for name, automation_id in created:
+        out.print(f"automation {name!r}: {automation_id}")
 
 
 def main() -> None:  # pragma: no cover - console script entry

@@ -110,6 +110,18 @@ class Settings(BaseSettings):
         frame_ancestors_directive(value)  # raises ValueError naming the bad origin
         return value
 
+    # Operations: staleness of the API, drift warnings.
+    stale_after_days: int | None = Field(default=2, ge=1, le=366)
+    drift_psi_threshold: float = Field(default=0.25, gt=0.0)
+
+    @field_validator("stale_after_days", mode="before")
+    @classmethod
+    def _staleness_off(cls, value: Any) -> Any:
+        """An empty value (or "off") means predictions are never considered stale."""
+        if isinstance(value, str) and value.strip().lower() in ("", "off", "none"):
+            return None
+        return value
+
     @field_validator("timezone")
     @classmethod
     def _valid_timezone(cls, value: str) -> str:

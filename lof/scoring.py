@@ -164,8 +164,6 @@ def summarize_day(*, day: date, predictions: pd.DataFrame, model_version: str) -
     metrics["share_at_risk"] = (
         metrics["at_risk"] / metrics["students"] if metrics["students"] else 0.0
     )
-    for row in per_class.itertuples():
-        metrics[f"share_at_risk.class_{row.class_id}"] = float(row.share_at_risk)
     return DaySummary(
         day=day, model_version=str(model_version), per_class=per_class, metrics=metrics
     )

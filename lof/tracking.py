@@ -44,14 +44,31 @@ def log_scoring_run(
     model_version: str,
     metrics: dict[str, float],
     raw_features: pd.DataFrame,
+    semester: str | None = None,
+    day_index: int | None = None,
+    per_class: pd.DataFrame | None = None,
 ) -> str:
-    """One run per scored day, tagged with the day; returns the run id."""
+    """One run per scored day, tagged with the day; returns the run id.
+
+    With a ``semester``, the day's run is a child of that semester's trend run, which gets the
+    same metrics at ``step = day_index`` (days since the semester's first activity) so the
+    MLflow UI charts a semester as one series, and ``per_class`` rows appended to its
+    ``per_class_shares.json`` table (one row per class and day, not one metric key per class).
+    """
     experiment_id = ensure_experiment(settings=settings, name=DAILY_EXPERIMENT)
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    trend_id = (
+        semester_run(
+            settings=settings, experiment_id=experiment_id, semester=semester, model_name=model_name
+        )
+        if semester
+        else None
+    )
+    tags = {"lof.day": format_day(day), "lof.model_version": str(model_version)}
+    if trend_id:
+        tags |= {"mlflow.parentRunId": trend_id, "lof.semester": str(semester)}
     with mlflow.start_run(
-        experiment_id=experiment_id,
-        run_name=f"daily-{format_day(day)}",
-        tags={"lof.day": format_day(day), "lof.model_version": str(model_version)},
+        experiment_id=experiment_id, run_name=f"daily-{format_day(day)}", tags=tags
     ) as run:
         mlflow.log_params(
             {"day": format_day(day), "model_name": model_name, "model_version": str(model_version)}
@@ -62,6 +79,15 @@ def log_scoring_run(
                 warnings.simplefilter("ignore", category=UserWarning)  # int id columns, by design
                 dataset = mlflow.data.from_pandas(raw_features, name=f"features-{format_day(day)}")
                 mlflow.log_input(dataset, context="scoring")
+    if trend_id:
+        log_semester_day(
+            settings=settings,
+            run_id=trend_id,
+            day=day,
+            day_index=day_index or 0,
+            metrics=metrics,
+            per_class=per_class,
+        )
     _retire_earlier_runs(
         settings=settings,
         experiment_id=experiment_id,
@@ -70,6 +96,72 @@ def log_scoring_run(
         keep=run.info.run_id,
     )
     return run.info.run_id
+
+
+def semester_of(*, classes: pd.DataFrame, day: date) -> tuple[str, int] | None:
+    """The semester the day's scoring belongs to and the day's index in it (0 = first day).
+
+    The semester of most of the day's ongoing classes (the look-back window may still hold a
+    few of the previous one); its first day is its classes' earliest activity start.
+    """
+    if classes.empty or "semester" not in classes.columns:
+        return None
+    counts = classes["semester"].astype(str).value_counts()
+    semester = sorted(counts[counts == counts.max()].index)[-1]
+    first = pd.Timestamp(
+        classes.loc[classes["semester"].astype(str) == semester, "first_start"].min()
+    )
+    return semester, max((day - first.date()).days, 0)
+
+
+TREND_TAG = "lof.trend"
+PER_CLASS_TABLE = "per_class_shares.json"
+
+
+def semester_run(*, settings: Settings, experiment_id: str, semester: str, model_name: str) -> str:
+    """The id of the semester's trend run in the daily experiment, created on first use."""
+    client = mlflow.MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
+    found = client.search_runs(
+        [experiment_id],
+        f"tags.`{TREND_TAG}` = 'semester' and tags.`lof.semester` = '{semester}' "
+        f"and tags.`lof.model_name` = '{model_name}'",
+        max_results=1,
+    )
+    if found:
+        return found[0].info.run_id
+    run = client.create_run(
+        experiment_id,
+        run_name=f"semester-{semester.replace('/', '-')}",
+        tags={TREND_TAG: "semester", "lof.semester": semester, "lof.model_name": model_name},
+    )
+    client.log_param(run.info.run_id, "semester", semester)
+    # a trend run stays open: each day adds a step; MLflow shows it as running until ended
+    return run.info.run_id
+
+
+def log_semester_day(
+    *,
+    settings: Settings,
+    run_id: str,
+    day: date,
+    day_index: int,
+    metrics: dict[str, float],
+    per_class: pd.DataFrame | None,
+) -> None:
+    """Add the day to the semester's series: metrics at step ``day_index``, per-class rows."""
+    from mlflow.entities import Metric
+
+    client = mlflow.MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
+    stamp = int(pd.Timestamp(day).timestamp() * 1000)  # x-axis "time" shows the scored day
+    batch = [Metric(k, float(v), stamp, day_index) for k, v in metrics.items()]
+    for start in range(0, len(batch), 1000):  # MLflow's batch limit
+        client.log_batch(run_id, metrics=batch[start : start + 1000])
+    if per_class is not None and not per_class.empty:
+        table = per_class.copy()
+        # ISO, not YYYYMMDD: MLflow re-reads the table to append, and would turn digits into ints
+        table.insert(0, "day", day.isoformat())
+        table.insert(1, "day_index", day_index)
+        client.log_table(run_id, table, PER_CLASS_TABLE)
 
 
 def _retire_earlier_runs(

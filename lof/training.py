@@ -33,9 +33,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lof import drift, registry, tracking
 from lof import features as feat
 from lof import model as lof_model
-from lof import registry, tracking
 from lof.calendar import end_of_day, format_day, today_local
 from lof.config import Settings
 from lof.errors import DataError, LofError, ModelError
@@ -616,6 +616,8 @@ def _train_and_register(
             mlflow.log_artifact(str(path))
         input_example = train[list(feat.FEATURES)].head(5).astype(float)
         logged = registry.log_model(model=best["model"], input_example=input_example)
+        drift.log_reference(examples=examples[examples["class_id"] != LEGACY_CLASS_ID])
+        mlflow.log_metrics(_prefixed("holdout.", best["holdout"]), model_id=logged.model_id)
         registry.log_holdout(holdout=holdout[list(HOLDOUT_COLUMNS)])
         held = best["holdout"]
         tags = {

@@ -3,9 +3,10 @@
 * a SQLAlchemy URL (``sqlite:///path/lof.db`` — the embedded default, its folder is created —,
   ``postgresql+psycopg2://...``, ``mysql+pymysql://...``): ``lof.stores.sql``;
 * ``dynamodb://`` with optional query ``endpoint=http://...``, ``prefix=`` (table name prefix,
-  default ``lof_``) and ``region=``: ``lof.stores.dynamodb``.
+  default ``lof_``), ``region=`` and ``create=`` (create missing tables: default true with an
+  ``endpoint``, false on AWS, where the CloudFormation stack holds them): ``lof.stores.dynamodb``.
 
-Tables are created on first use. Anything unusable (unknown scheme, unreachable server, missing
+SQL tables are created on first use. Anything unusable (unknown scheme, unreachable server, missing
 rights) raises one StoreError line naming LOF_STORE_URL, password redacted.
 """
 

@@ -90,11 +90,11 @@ def parse_url(url: str) -> dict[str, str | None]:
             "dynamodb:// or dynamodb://?endpoint=http://host:port&prefix=lof_&region=us-east-1"
         )
     query = parse_qs(parsed.query, keep_blank_values=True)
-    unknown = sorted(set(query) - {"endpoint", "prefix", "region"})
+    unknown = sorted(set(query) - {"endpoint", "prefix", "region", "create"})
     if unknown:
         raise StoreError(
             f"LOF_STORE_URL={url!r}: unknown option(s) {', '.join(unknown)}; "
-            "allowed: endpoint, prefix, region"
+            "allowed: endpoint, prefix, region, create"
         )
     parts = {key: values[-1] for key, values in query.items()}
     prefix = parts.get("prefix", "lof_")
@@ -105,7 +105,17 @@ def parse_url(url: str) -> dict[str, str | None]:
     endpoint = parts.get("endpoint") or None
     if endpoint is not None and urlparse(endpoint).scheme not in ("http", "https"):
         raise StoreError(f"LOF_STORE_URL={url!r}: endpoint {endpoint!r} must be an http(s) URL")
-    return {"endpoint": endpoint, "prefix": prefix, "region": parts.get("region") or None}
+    # Tables are created at run time only on request or on a local endpoint (DynamoDB Local,
+    # moto); on AWS they come from the CloudFormation stack (deployments/), with their IAM.
+    create = parts.get("create", "true" if endpoint else "false").lower()
+    if create not in ("true", "false", "1", "0"):
+        raise StoreError(f"LOF_STORE_URL={url!r}: create must be true or false")
+    return {
+        "endpoint": endpoint,
+        "prefix": prefix,
+        "region": parts.get("region") or None,
+        "create": "true" if create in ("true", "1") else None,
+    }
 
 
 def _error_line(exc: BaseException, *, url: str, what: str) -> str:
@@ -181,6 +191,7 @@ class _DynamoBase:
             )
         except (BotoCoreError, ValueError) as exc:
             raise StoreError(_error_line(exc, url=url, what="opening the store")) from None
+        self.create_tables = bool(options["create"])
         self._guard(lambda: self._ensure_table(probe), what=f"opening table {self.table}")
 
     # --- plumbing -----------------------------------------------------------------------------
@@ -198,6 +209,11 @@ class _DynamoBase:
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
                 raise
+            if not self.create_tables:
+                raise StoreError(
+                    f"DynamoDB table {self.table} does not exist; create it with "
+                    "deployments/s3-eventbridge.cfn.yaml (or add create=true to LOF_STORE_URL)"
+                ) from None
             try:
                 probe.create_table(
                     TableName=self.table,

@@ -30,7 +30,7 @@ QUERY = "/predictions?predicted_dt=20230325&class_id=12"
 
 
 def test_readyz_reports_store_and_production_version(backend, registry_template: Path) -> None:
-    settings = settings_for(backend["home"], backend["url"])
+    settings = settings_for(backend["home"], backend["url"], stale_after_days=None)
     app = create_app(settings)
     with TestClient(app, raise_server_exceptions=False) as client:
         before = client.get("/readyz")
@@ -49,6 +49,7 @@ def test_readyz_reports_store_and_production_version(backend, registry_template:
         "model_name": "lof-outcome",
         "model_stage": "Production",
         "model_version": REGISTERED_VERSION,
+        "last_scored_day": "20230325",
     }
 
 

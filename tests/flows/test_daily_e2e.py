@@ -251,6 +251,63 @@ def test_each_day_has_an_mlflow_run_naming_the_promoted_version(scored: dict, en
         assert metrics["amplitude.lines"] >= metrics["amplitude.counted"] > 0
 
 
+def test_days_of_one_semester_are_steps_of_one_series_with_drift(scored: dict, env: dict) -> None:
+    """The semester's trend run holds each scored day at step = day index; each day's run
+    (its child) has per-feature drift; per-class shares are a table, not metric keys."""
+    import json
+
+    from lof.features import FEATURES
+
+    settings = env["settings"]
+    client = registry.client(settings=settings)
+    experiment = client.get_experiment_by_name(DAILY_EXPERIMENT)
+    (trend,) = client.search_runs(
+        [experiment.experiment_id],
+        f"tags.`lof.trend` = 'semester' and tags.`lof.model_name` = '{settings.model_name}'",
+    )
+    first = TODAY - timedelta(days=DAYS)
+    steps = [(day - first).days for day in scored["days"]]
+    for key in ("students", "share_at_risk", "drift.psi.max"):
+        history = client.get_metric_history(trend.info.run_id, key)
+        assert sorted(m.step for m in history) == steps, key
+    days = client.search_runs(
+        [experiment.experiment_id], f"params.model_name = '{settings.model_name}'"
+    )
+    for run in days:
+        assert run.data.tags["mlflow.parentRunId"] == trend.info.run_id
+        metrics = run.data.metrics
+        assert {f"drift.psi.{name}" for name in FEATURES} <= set(metrics)
+        assert metrics["drift.psi.max"] == max(metrics[f"drift.psi.{n}"] for n in FEATURES)
+        assert not [k for k in metrics if k.startswith("share_at_risk.class_")]
+    table = json.loads(
+        Path(client.download_artifacts(trend.info.run_id, tracking.PER_CLASS_TABLE)).read_text()
+    )
+    rows = [dict(zip(table["columns"], row, strict=True)) for row in table["data"]]
+    for day in scored["days"]:
+        on_day = {row["class_id"]: row for row in rows if row["day"] == day.isoformat()}
+        assert set(on_day) == set(scored["snapshot"][day]), day
+        for class_id, records in scored["snapshot"][day].items():
+            assert on_day[class_id]["students"] == len(records)
+            assert on_day[class_id]["at_risk"] == sum(r["at_risk"] for r in records)
+
+
+def test_retrain_metrics_are_attached_to_the_logged_model(scored: dict, env: dict) -> None:
+    settings = env["settings"]
+    client = registry.client(settings=settings)
+    version = client.get_model_version(settings.model_name, scored["version"])
+    run = client.get_run(version.run_id)
+    (logged,) = client.search_logged_models(
+        experiment_ids=[run.info.experiment_id],
+        filter_string=f"source_run_id = '{version.run_id}'",
+    )
+    keys = {m.key for m in logged.metrics}
+    assert "holdout.macro_f1" in keys, keys
+    assert {m.model_id for m in logged.metrics} == {logged.model_id}
+    assert {m.value for m in logged.metrics if m.key == "holdout.macro_f1"} == {
+        run.data.metrics["holdout.macro_f1"]
+    }
+
+
 def test_the_skipped_day_was_filled_first(scored: dict, env: dict) -> None:
     features = open_feature_store(env["settings"].store_url)
     assert features.is_complete(day=scored["skipped"])
