@@ -10,8 +10,8 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.tasks import io_task
+from lof import legacy, registry, scoring, tracking
 from lof import model as lof_model
-from lof import registry, scoring, tracking
 from lof.calendar import format_day, parse_day, yesterday_local
 from lof.config import Settings, get_settings
 from lof.progress import count_bar, interactive
@@ -51,7 +51,7 @@ def write_features(feature_store: Any, day_features: scoring.DayFeatures) -> Non
 def predict(settings: Settings, model: Any, version: str, day_features: scoring.DayFeatures) -> Any:
     predictions = lof_model.predict_frame(
         model=model,
-        features=day_features.scaled,
+        features=legacy.model_inputs(model=model, raw=day_features.raw, scaled=day_features.scaled),
         required_levels=day_features.classes[["class_id", "required_level"]],
         threshold=settings.risk_threshold,
     )
