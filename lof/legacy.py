@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -173,6 +174,19 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+_RECORDED_VERSION = re.compile(rb"_sklearn_version[^0-9]{1,16}?(\d+\.\d+(?:\.\d+)?)")
+
+
+def _recorded_version(path: Path) -> str | None:
+    """The scikit-learn version an uncompressed pickle records for its estimators, if any."""
+    try:
+        with path.open("rb") as handle:
+            found = _RECORDED_VERSION.search(handle.read(64 << 20))
+    except OSError:
+        return None
+    return found.group(1).decode() if found else None
+
+
 def _unpickle(path: Path) -> tuple[Any, str | None, list[str]]:
     """The object in the file, the scikit-learn version it says it was pickled with, warnings."""
     import joblib
@@ -204,6 +218,7 @@ def _unpickle(path: Path) -> tuple[Any, str | None, list[str]]:
     ]
     pickled_with = versions[0] if versions else None
     if error is not None:
+        pickled_with = pickled_with or _recorded_version(path)
         text = str(error).splitlines()[0] if str(error) else ""
         moved = isinstance(error, ImportError | AttributeError) and "sklearn" in text
         if pickled_with or moved:
