@@ -11,14 +11,18 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.tasks import io_task
 from lof import legacy, training
+from lof.calendar import parse_day
 from lof.config import Settings, get_settings
 from lof.progress import interactive
 
 
 @io_task(backoff_seconds=10)
-def build_training_set(settings: Settings) -> training.TrainingSet:
+def build_training_set(settings: Settings, as_of: str | None) -> training.TrainingSet:
     return training.build_training_set(
-        settings=settings, semesters=None, as_of=None, progress=interactive()
+        settings=settings,
+        semesters=None,
+        as_of=parse_day(as_of, what="--as-of") if as_of else None,
+        progress=interactive(),
     )
 
 
@@ -33,12 +37,17 @@ def register(
 
 
 @flow(name="import-model", log_prints=True)
-def import_model(path: str, description: str | None = None) -> legacy.ImportResult:
-    """Wrap the classifier pickled at ``path``, score it on lof's examples, register it."""
+def import_model(
+    path: str, description: str | None = None, as_of: str | None = None
+) -> legacy.ImportResult:
+    """Wrap the classifier pickled at ``path``, score it on lof's examples (the finished
+    semesters as of ``as_of``, YYYYMMDD, default today), register it."""
     settings = get_settings()
     legacy.load_classifier(path)  # fail before any I/O on a file that cannot be imported
     legacy.check_description(description)
-    training_set = build_training_set(settings)
+    if as_of:
+        parse_day(as_of, what="--as-of")
+    training_set = build_training_set(settings, as_of)
     result = register(settings, path, description, training_set)
     get_run_logger().info(result.describe())
     return result

@@ -290,15 +290,21 @@ def import_model(
     description: Annotated[
         str | None, typer.Option(help="Description of the registered version.")
     ] = None,
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="Score on the semesters finished by YYYYMMDD.")
+    ] = None,
 ) -> None:
     """Register the former system's pickled classifier as a new version (not promoted).
 
     Unpickling runs code from the file: only import files you trust.
     """
     from lof import legacy
+    from lof.calendar import parse_day
 
     loaded = legacy.load_classifier(path)
     legacy.check_description(description)
+    if as_of:
+        parse_day(as_of, what="--as-of")
     if loaded.pickled_with:
         console.print(
             f"note: {path.name} was pickled with scikit-learn {loaded.pickled_with}; "
@@ -307,7 +313,7 @@ def import_model(
         )
     from flows.import_model import import_model as import_flow
 
-    result = import_flow(path=str(path.resolve()), description=description)
+    result = import_flow(path=str(path.resolve()), description=description, as_of=as_of)
     out.print(result.describe())
 
 
