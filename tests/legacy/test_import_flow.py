@@ -131,6 +131,7 @@ def test_import_registers_a_tagged_version_with_signature_and_metrics(day_one):
     assert info.description == "former production MLP"
 
     import mlflow.artifacts
+    import mlflow.sklearn
 
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     mlflow.set_registry_uri(settings.mlflow_tracking_uri)
@@ -158,6 +159,11 @@ def test_import_registers_a_tagged_version_with_signature_and_metrics(day_one):
         assert f"holdout.at_risk_recall_at_{point}" in run.data.metrics
         assert f"all.brier_at_{point}" in run.data.metrics
     assert promotion.stage_version(settings=settings) == version
+    staged = mlflow.sklearn.load_model(f"models:/{settings.model_name}/Production")
+    assert isinstance(staged, legacy.LegacyModel)
+    assert np.array_equal(
+        staged.predict_proba(holdout), day_one["mlp"].predict_proba(former_inputs(holdout))
+    )
 
 
 def test_daily_predictions_are_the_pickles_own_on_the_same_scaled_inputs(day_one):

@@ -207,10 +207,28 @@ def test_cli_refuses_each_bad_file_before_prefect_and_registers_nothing(
         f"name='{settings.model_name}'"
     )
     assert found == []
-    too_long = CliRunner().invoke(
-        app, ["import-model", str(tmp_path / "wrong_classes.pkl"), "--description", "x" * 501]
-    )
+    good = tmp_path / "good.joblib"
+    joblib.dump(fitted_mlp()[0], good)
+    too_long = runner.invoke(app, ["import-model", str(good), "--description", "x" * 501])
     assert too_long.exit_code == 1
+    assert "--description is 501 characters long" in too_long.output
+    bad_day = runner.invoke(app, ["import-model", str(good), "--as-of", "2025-13-01"])
+    assert bad_day.exit_code == 1 and "--as-of" in bad_day.output
+    assert "flows.import_model" not in sys.modules
+
+
+def test_cli_refuses_a_bad_dataset_before_prefect(tmp_path, lof_home, monkeypatch):
+    import sys
+
+    monkeypatch.delitem(sys.modules, "flows.retrain", raising=False)
+    values, levels = _former_values()
+    path = tmp_path / "former.csv"
+    values.drop(columns=["N_avglevel"]).assign(maxlevel=levels).to_csv(path)
+    result = CliRunner().invoke(app, ["retrain", "--dataset", str(path)])
+    assert result.exit_code == 1
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "lacks column(s) avglevel" in lines[0], result.output
+    assert "flows.retrain" not in sys.modules
 
 
 # --- former training files --------------------------------------------------------------------
