@@ -35,6 +35,8 @@ from .test_legacy import _pickle_claiming
 
 TODAY = date(2025, 3, 1)
 DAY = TODAY - timedelta(days=1)
+# The module fixture runs three CLI commands, each starting Prefect: minutes on a busy host.
+pytestmark = pytest.mark.timeout(1500)
 
 
 def lof(*args: str) -> str:
