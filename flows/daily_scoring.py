@@ -10,7 +10,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.tasks import DAILY_TIMEOUT_SECONDS, io_task, send_lof_logs_to_prefect
-from lof import drift, registry, scoring, tracking
+from lof import drift, legacy, registry, scoring, tracking
 from lof import model as lof_model
 from lof.calendar import format_day, parse_day, yesterday_local
 from lof.config import Settings, get_settings
@@ -51,7 +51,7 @@ def write_features(feature_store: Any, day_features: scoring.DayFeatures) -> Non
 def predict(settings: Settings, model: Any, version: str, day_features: scoring.DayFeatures) -> Any:
     predictions = lof_model.predict_frame(
         model=model,
-        features=day_features.scaled,
+        features=legacy.model_inputs(model=model, raw=day_features.raw, scaled=day_features.scaled),
         required_levels=day_features.classes[["class_id", "required_level"]],
         threshold=settings.risk_threshold,
     )

@@ -49,10 +49,11 @@ def retrain(
         parse_day(as_of, what="--as-of")  # fail before any I/O on a malformed day
     training_set = build_training_set(settings, semesters, as_of, dataset)
     logger.info(
-        "training on %s: %d examples from %d classes (%d days from the features store, "
-        "%d from Amplitude)",
+        "training on %s: %d examples (%d from --dataset) from %d classes (%d days from the "
+        "features store, %d from Amplitude)",
         ", ".join(training_set.semesters),
         len(training_set.examples),
+        training_set.legacy_rows,
         len(training_set.classes),
         training_set.days_from_store,
         training_set.days_from_amplitude,

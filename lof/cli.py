@@ -227,15 +227,16 @@ def retrain(
         str | None, typer.Option("--as-of", help="Train as if run on YYYYMMDD.")
     ] = None,
     dataset: Annotated[
-        Path | None, typer.Option(help="Extra training rows in the legacy CSV format.")
+        Path | None,
+        typer.Option(help="Extra training rows: a CSV of lof's or the former system's."),
     ] = None,
 ) -> None:
     """Train candidates on finished semesters, log them to MLflow, register the best."""
-    from lof.errors import DataError
-
     check_before_prefect(**{"--as-of": as_of})
-    if dataset is not None and not dataset.is_file():
-        raise DataError(f"--dataset {dataset}: no such file; give a legacy training CSV")
+    if dataset is not None:
+        from lof.legacy import read_dataset
+
+        read_dataset(dataset)  # a file the flow would refuse answers before Prefect starts
     from flows.retrain import retrain as retrain_flow
 
     result = retrain_flow(
@@ -388,6 +389,38 @@ def automations(
     )
     for name, automation_id in created:
         out.print(f"automation {name!r}: {automation_id}")
+
+
+@app.command("import-model")
+@clear_failures
+def import_model(
+    path: Annotated[Path, typer.Argument(help="The former model's pickle or joblib file.")],
+    description: Annotated[
+        str | None, typer.Option(help="Description of the registered version.")
+    ] = None,
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="Score on the semesters finished by YYYYMMDD.")
+    ] = None,
+) -> None:
+    """Register the former system's pickled classifier as a new version (not promoted).
+
+    Unpickling runs code from the file: only import files you trust.
+    """
+    from lof import legacy
+
+    check_before_prefect(**{"--as-of": as_of})
+    loaded = legacy.load_classifier(path)
+    legacy.check_description(description)
+    if loaded.pickled_with:
+        console.print(
+            f"note: {path.name} was pickled with scikit-learn {loaded.pickled_with}; "
+            "it loads in this one and is scored on lof's examples before registering",
+            highlight=False,
+        )
+    from flows.import_model import import_model as import_flow
+
+    result = import_flow(path=str(path.resolve()), description=description, as_of=as_of)
+    out.print(result.describe())
 
 
 def main() -> None:  # pragma: no cover - console script entry

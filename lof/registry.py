@@ -256,6 +256,7 @@ def register_version(
     run_id: str,
     tags: Mapping[str, Any],
     model_id: str | None = None,
+    description: str | None = None,
 ) -> str:
     """Register a logged model as a new version of ``settings.model_name`` with its tags.
 
@@ -279,7 +280,12 @@ def register_version(
             if found:
                 return found[0]
             return mlflow_client.create_model_version(
-                name=name, source=model_uri, run_id=run_id, tags=string_tags, model_id=model_id
+                name=name,
+                source=model_uri,
+                run_id=run_id,
+                tags=string_tags,
+                model_id=model_id,
+                description=description,
             )
 
         version = call(create_once, what=f"register {name}")

@@ -104,14 +104,16 @@ class RetrainResult:
     metrics: dict[str, float] = field(default_factory=dict)
     n_examples: int = 0
     n_classes: int = 0
+    legacy_rows: int = 0
 
     def describe(self) -> str:
         table = self.comparison.rename(columns=SHORT_COLUMN_NAMES)[
             list(SHORT_COLUMN_NAMES.values())
         ]
+        dataset = f" of which {self.legacy_rows} from --dataset" if self.legacy_rows else ""
         return (
             f"registered {self.candidate} as version {self.version} "
-            f"(semesters {', '.join(self.semesters)}, {self.n_examples} examples from "
+            f"(semesters {', '.join(self.semesters)}, {self.n_examples} examples{dataset} from "
             f"{self.n_classes} classes, holdout {self.holdout_kind}); "
             f"promote it with `lof promote --version {self.version}`\n"
             + table.to_string(index=False, float_format=lambda v: f"{v:.3f}")
@@ -301,41 +303,10 @@ def _label(
 
 
 def read_legacy_dataset(path: str | Path) -> pd.DataFrame:
-    """Rows of a legacy training file (CSV or parquet: ``Target`` + the 13 scaled features)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"dataset file {path} does not exist; pass an existing --dataset file")
-    try:
-        frame = pd.read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(path)
-    except Exception as exc:
-        raise DataError(
-            f"dataset file {path} cannot be read ({type(exc).__name__}); expected CSV or parquet "
-            f"with columns {LEGACY_TARGET} and the 13 features"
-        ) from None
-    needed = [LEGACY_TARGET, *feat.FEATURES]
-    missing = [c for c in needed if c not in frame.columns]
-    if missing:
-        raise DataError(
-            f"dataset file {path} lacks column(s) {', '.join(missing)}; "
-            f"expected {', '.join(needed)}"
-        )
-    values = frame[list(feat.FEATURES)].apply(pd.to_numeric, errors="coerce")
-    target = pd.to_numeric(frame[LEGACY_TARGET], errors="coerce")
-    bad = values.isna().any(axis=1) | ~target.isin(list(feat.LEVELS))
-    if bad.any():
-        first = int(np.flatnonzero(bad.to_numpy())[0])
-        raise DataError(
-            f"dataset file {path}: {int(bad.sum())} row(s) have a non-numeric feature or a "
-            f"{LEGACY_TARGET} outside 1-5, first at data row {first + 1}; fix or drop them"
-        )
-    out = values.astype(float)
-    out.insert(0, "progress", 1.0)
-    out.insert(0, "semester", "legacy")
-    out.insert(0, "user_id", np.arange(len(frame), dtype="int64"))
-    out.insert(0, "class_id", LEGACY_CLASS_ID)
-    out["label"] = target.astype("int64")
-    out["required_level"] = 0  # unknown: legacy rows are only ever trained on, never scored
-    return out[list(EXAMPLE_COLUMNS)]
+    """Rows of a training file, lof's or the former system's (see ``lof.legacy.read_dataset``)."""
+    from lof import legacy
+
+    return legacy.read_dataset(path)
 
 
 def build_training_set(
@@ -653,6 +624,7 @@ def _train_and_register(
         metrics=dict(held),
         n_examples=len(examples),
         n_classes=int(training.classes["class_id"].nunique()),
+        legacy_rows=training.legacy_rows,
     )
 
 
