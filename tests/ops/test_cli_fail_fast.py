@@ -55,7 +55,7 @@ def env(lof_home: Path) -> dict[str, str]:
         (["backfill", "--start", "20250110", "--end", "2025011"], {}, "--end '2025011'"),
         (["backfill", "--start", "20250110", "--end", "20250101"], {}, "is before --start"),
         (["retrain", "--as-of", "2025-13-01"], {}, "--as-of '2025-13-01' is not a day"),
-        (["retrain", "--dataset", "/no/such.csv"], {}, "--dataset /no/such.csv: no such file"),
+        (["retrain", "--dataset", "/no/such.csv"], {}, "dataset file /no/such.csv does not exist"),
         (["promote", "--version", "latest"], {}, "--version 'latest' is not a model version"),
         (["promote", "--version", "3"], {"LOF_TIMEZONE": "Mars/Olympus"}, "LOF_TIMEZONE"),
     ],
