@@ -501,7 +501,6 @@ class CompactFeatures:
         states: dict[int, ClassRows],
         fail_after_rows: int | None,
     ) -> None:
-        self._cache_drop()
         near = self._days(first=day - timedelta(days=1), last=day + timedelta(days=1))
         before, old, after = (near.get(day + timedelta(days=d)) for d in (-1, 0, 1))
         previous = self._state_rows(day - timedelta(days=1), states, before) if before else {}
