@@ -300,23 +300,27 @@ def _as_full(rows: ClassRows) -> ClassRows:
     return ClassRows(rows.users, rows.counts, rows.lengths, rows.values, full=True)
 
 
-def apply(state: ClassRows, change: ClassRows) -> ClassRows:
-    """The state after a delta (or the delta itself when it is full)."""
-    if change.full:
-        return _as_full(change)
-    users = np.union1d(state.users, change.users)
+def apply(state: ClassRows, *changes: ClassRows) -> ClassRows:
+    """The state after these deltas, oldest first (a full one restarts from itself).
+
+    All of them are merged in one pass: one sort of every (student, id) pair, the latest
+    counts of each student winning.
+    """
+    for k, change in enumerate(changes):
+        if change.full:
+            return apply(_as_full(change), *changes[k + 1 :])
+    if not changes:
+        return state
+    layers = (state, *changes)
+    users = np.unique(np.concatenate([r.users for r in layers]))
     counts = np.zeros((len(users), _NCOUNTS), np.int64)
-    counts[np.searchsorted(users, state.users)] = state.counts
-    counts[np.searchsorted(users, change.users)] = change.counts
+    positions = [np.searchsorted(users, r.users) for r in layers]
+    for rows, position in zip(layers, positions, strict=True):
+        counts[position] = rows.counts
     lengths, values = [], []
     for k in range(len(SET_COLUMNS)):
-        owners = np.concatenate(
-            (
-                np.searchsorted(users, state.users)[state.owners(k)],
-                np.searchsorted(users, change.users)[change.owners(k)],
-            )
-        )
-        merged = np.concatenate((state.values[k], change.values[k]))
+        owners = np.concatenate([p[r.owners(k)] for r, p in zip(layers, positions, strict=True)])
+        merged = np.concatenate([r.values[k] for r in layers])
         order = np.lexsort((merged, owners))
         owners, merged = owners[order], merged[order]
         if len(merged):
@@ -437,13 +441,14 @@ class CompactFeatures:
                         last=previous,
                     )
                 current = window.get(previous)
-        states: dict[int, ClassRows] = {}
+        layers: dict[int, list[ClassRows]] = {}
         for found in reversed(chain):
             for class_id, rows in found.items():
-                if class_id in states:
-                    states[class_id] = apply(states[class_id], rows)
+                if class_id in layers:
+                    layers[class_id].append(rows)
                 elif rows.full:
-                    states[class_id] = rows
+                    layers[class_id] = [rows]
+        states = {c: apply(rows[0], *rows[1:]) for c, rows in layers.items()}
         out = {c: states[c] for c in sorted(wanted) if c in states}
         self._cache = (meta.day, meta.stamp, out, None if class_ids is None else set(wanted))
         return out
