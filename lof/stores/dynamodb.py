@@ -342,6 +342,8 @@ class _DynamoBase:
         day: date,
         items: dict[int, dict[str, list[tuple[int, str]]]],
         fail_after_rows: int | None,
+        before_flip: Callable[[dict[str, Any] | None], None] | None = None,
+        after_flip: Callable[[], None] | None = None,
     ) -> None:
         """Write day ``day`` as a new generation and flip the manifest to it (module docstring)."""
         key = base.day_key(day)
@@ -401,7 +403,11 @@ class _DynamoBase:
             if current is not None:
                 manifest["prev_gen"] = {"S": current["gen"]}
                 manifest["prev_classes"] = {"S": base.encode_ids(current["classes"])}
+            if before_flip is not None:
+                before_flip(current)
             self.client.put_item(TableName=self.table, Item=manifest)
+            if after_flip is not None:
+                after_flip()
             try:
                 self.client.delete_item(
                     TableName=self.table,
@@ -640,7 +646,59 @@ class DynamoPredictionStore(_DynamoBase):
             items.setdefault(row["class_id"], {"P": []})["P"].append(
                 (row["user_id"], base.dumps(data))
             )
-        self._write_generation(day=day, items=items, fail_after_rows=_fail_after_rows)
+        now = datetime.now(UTC).replace(microsecond=0)
+        bodies = base.class_day_bodies(rows, day=day, written_at=now)
+        key = base.day_key(day)
+
+        def drop_old_bodies(current: dict[str, Any] | None) -> None:
+            # Before the flip: until the new bodies are in, readers fall back to the store.
+            if current is None:
+                return
+            requests = [
+                {"DeleteRequest": {"Key": {"pk": {"S": f"BODY#{c}"}, "sk": {"S": key}}}}
+                for c in current["classes"]
+            ]
+            self._batch_write(requests, what=f"replacing the bodies of {key}")
+
+        def put_bodies() -> None:
+            requests = [
+                {
+                    "PutRequest": {
+                        "Item": {
+                            "pk": {"S": f"BODY#{class_id}"},
+                            "sk": {"S": key},
+                            "etag": {"S": body.etag},
+                            "at": {"S": body.written_at.isoformat()},
+                            "body": {"B": body.gzip},
+                        }
+                    }
+                }
+                for class_id, body in bodies.items()
+            ]
+            self._batch_write(requests, what=f"writing the bodies of {key}")
+
+        self._write_generation(
+            day=day,
+            items=items,
+            fail_after_rows=_fail_after_rows,
+            before_flip=drop_old_bodies,
+            after_flip=put_bodies,
+        )
+
+    def read_class_body(self, *, day: date, class_id: int) -> base.StoredBody | None:
+        """One GetItem. Bodies go in after the day's flip and out before the next one, so a
+        body present is always the day's current content."""
+        item = self._guard(
+            lambda: self._get(f"BODY#{int(class_id)}", base.day_key(day)),
+            what=f"reading the body of class {class_id}",
+        )
+        if item is None:
+            return None
+        return base.StoredBody(
+            gzip=bytes(item["body"]["B"]),
+            etag=item["etag"]["S"],
+            written_at=datetime.fromisoformat(item["at"]["S"]),
+        )
 
     def read_class_day(self, *, day: date, class_id: int) -> list[base.PredictionRecord]:
         def read() -> list[base.PredictionRecord]:

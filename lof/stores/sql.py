@@ -121,6 +121,15 @@ PREDICTIONS = sa.Table(
     sa.Index("ix_lof_predictions_day", "day"),
 )
 PREDICTION_DAYS = _days_table("lof_prediction_days")
+PREDICTION_BODIES = sa.Table(
+    "lof_prediction_bodies",
+    METADATA,
+    sa.Column("class_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("etag", sa.String(80), nullable=False),
+    sa.Column("written_at", sa.DateTime, nullable=False),
+    sa.Column("body", LONG_BLOB, nullable=False),
+)
 
 
 # --- engine -----------------------------------------------------------------------------------
@@ -447,13 +456,24 @@ class SqlPredictionStore(_SqlBase):
     ) -> None:
         """Replace day ``day``'s predictions and mark it complete, in one transaction."""
         rows = base.prediction_rows(predictions, what=f"predictions of {base.day_key(day)}")
+        now = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+        bodies = [
+            {
+                "class_id": class_id,
+                "day": day,
+                "etag": body.etag,
+                "written_at": now,
+                "body": body.gzip,
+            }
+            for class_id, body in base.class_day_bodies(rows, day=day, written_at=now).items()
+        ]
         for row in rows:
             row["day"] = day
             row["predicted_prob"] = base.dumps(row["predicted_prob"])
             row["features"] = base.dumps(row["features"])
         self._write_day(
             day=day,
-            tables=[(PREDICTIONS, rows)],
+            tables=[(PREDICTIONS, rows), (PREDICTION_BODIES, bodies)],
             days_table=PREDICTION_DAYS,
             fail_after_rows=_fail_after_rows,
             what=f"writing predictions of {base.day_key(day)}",
@@ -476,6 +496,27 @@ class SqlPredictionStore(_SqlBase):
             .order_by(PREDICTIONS.c.user_id)
         )
         return self._records(query, what=f"reading predictions of class {class_id}")
+
+    def read_class_body(self, *, day: date, class_id: int) -> base.StoredBody | None:
+        """One primary-key lookup; the body commits with the day's rows, so it is never ahead."""
+        table = PREDICTION_BODIES
+        query = sa.select(table.c.etag, table.c.written_at, table.c.body).where(
+            table.c.class_id == int(class_id), table.c.day == day
+        )
+
+        def read() -> base.StoredBody | None:
+            with self._read() as conn:
+                row = conn.execute(query).first()
+            if row is None:
+                return None
+            written = row.written_at
+            if isinstance(written, str):
+                written = datetime.fromisoformat(written)
+            return base.StoredBody(
+                gzip=bytes(row.body), etag=row.etag, written_at=written.replace(tzinfo=UTC)
+            )
+
+        return self._run(read, what=f"reading the body of class {class_id}")
 
     def read_student_history(self, *, class_id: int, user_id: int) -> list[base.PredictionRecord]:
         query = (
