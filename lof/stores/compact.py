@@ -116,7 +116,7 @@ def encode(rows: ClassRows) -> bytes:
     for lengths, values in zip(rows.lengths, rows.values, strict=True):
         parts.append(lengths.astype("<u4").tobytes())
         parts.append(_segment_diff(values.astype(np.int64), lengths).astype("<i8").tobytes())
-    body = zlib.compress(b"".join(parts), 6)
+    body = zlib.compress(b"".join(parts), 1)
     return MAGIC + bytes([FULL if rows.full else 0]) + body
 
 
@@ -248,8 +248,16 @@ def to_frame(classes: Mapping[int, ClassRows]) -> pd.DataFrame:
 def _pair_keys(
     owners_a: np.ndarray, values_a: np.ndarray, owners_b: np.ndarray, values_b: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(owner, id) pairs of two sides as comparable int64 keys (ids ranked over both sides)."""
-    universe = np.unique(np.concatenate((values_a, values_b)))
+    """(owner, id) pairs of two sides as int64 keys ordered like the pairs: owner in the high
+    bits when the ids allow (no sort needed), else ids ranked over both sides first."""
+    values = (values_a, values_b)
+    top = max((int(v.max()) for v in values if len(v)), default=0)
+    low = min((int(v.min()) for v in values if len(v)), default=0)
+    owners = max((int(o.max()) for o in (owners_a, owners_b) if len(o)), default=0)
+    shift = max(top.bit_length(), 1)
+    if low >= 0 and shift + owners.bit_length() <= 62:
+        return (owners_a << shift) | values_a, (owners_b << shift) | values_b
+    universe = np.unique(np.concatenate(values))
     width = np.int64(len(universe) + 1)
     return (
         owners_a * width + np.searchsorted(universe, values_a),
@@ -275,9 +283,15 @@ def delta(previous: ClassRows, current: ClassRows) -> ClassRows:
             current.owners(k),
             current.values[k],
         )
-        if not np.isin(prev_keys, cur_keys, assume_unique=True).all():
+        # Both key arrays are sorted (students and their ids are): a search, no set operation.
+        at = np.searchsorted(cur_keys, prev_keys)
+        if len(prev_keys) and (
+            (at >= len(cur_keys)).any()
+            or (cur_keys[np.minimum(at, len(cur_keys) - 1)] != prev_keys).any()
+        ):
             return _as_full(current)  # an id disappeared
-        new = ~np.isin(cur_keys, prev_keys, assume_unique=True)
+        new = np.ones(len(cur_keys), bool)
+        new[at] = False
         added.append(new)
         changed[current.owners(k)[new]] = True
     rows = np.flatnonzero(changed)
@@ -321,7 +335,8 @@ def apply(state: ClassRows, *changes: ClassRows) -> ClassRows:
     for k in range(len(SET_COLUMNS)):
         owners = np.concatenate([p[r.owners(k)] for r, p in zip(layers, positions, strict=True)])
         merged = np.concatenate([r.values[k] for r in layers])
-        order = np.lexsort((merged, owners))
+        keys, _ = _pair_keys(owners, merged, owners[:0], merged[:0])
+        order = np.argsort(keys, kind="stable")
         owners, merged = owners[order], merged[order]
         if len(merged):
             keep = np.ones(len(merged), bool)
