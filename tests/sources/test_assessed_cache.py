@@ -92,13 +92,17 @@ def test_same_results_on_mariadb(university: str, mariadb_url: str, tmp_path: Pa
     lite = leb2.connect(university)
     maria = sa.create_engine(mariadb_url)
     leb2.METADATA.create_all(maria)
-    with lite.connect() as src, maria.begin() as dst:
-        for table in leb2.METADATA.sorted_tables:
-            rows = [dict(r._mapping) for r in src.execute(sa.select(table))]
-            if rows:
-                dst.execute(table.insert(), rows)
-    engine = leb2.connect(mariadb_url)
-    days = [TODAY - timedelta(days=n) for n in (10, 4, 4)]
-    stats = _check_days(engine, tmp_path / "m.pkl", days)
-    assert stats[-1]["reread"] == 0
-    maria.dispose()
+    try:  # the MariaDB database is shared by the session: leave it as found
+        with lite.connect() as src, maria.begin() as dst:
+            for table in leb2.METADATA.sorted_tables:
+                rows = [dict(r._mapping) for r in src.execute(sa.select(table))]
+                if rows:
+                    dst.execute(table.insert(), rows)
+        engine = leb2.connect(mariadb_url)
+        days = [TODAY - timedelta(days=n) for n in (10, 4, 4)]
+        stats = _check_days(engine, tmp_path / "m.pkl", days)
+        assert stats[-1]["reread"] == 0
+        engine.dispose()
+    finally:
+        leb2.METADATA.drop_all(maria)
+        maria.dispose()
