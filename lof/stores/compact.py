@@ -28,7 +28,7 @@ from __future__ import annotations
 import itertools
 import zlib
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
@@ -61,29 +61,14 @@ class ClassRows:
     lengths: list[np.ndarray]
     values: list[np.ndarray]
     full: bool = True
-    _starts: list[np.ndarray] | None = field(default=None, repr=False)
 
     @property
     def n(self) -> int:
         return len(self.users)
 
-    def starts(self, k: int) -> np.ndarray:
-        if self._starts is None:
-            self._starts = [np.concatenate(([0], np.cumsum(ln)))[:-1] for ln in self.lengths]
-        return self._starts[k]
-
     def owners(self, k: int) -> np.ndarray:
         """The row index of each id of set column ``k``."""
         return np.repeat(np.arange(self.n), self.lengths[k])
-
-
-def empty_rows() -> ClassRows:
-    return ClassRows(
-        users=np.zeros(0, np.int64),
-        counts=np.zeros((0, _NCOUNTS), np.int64),
-        lengths=[np.zeros(0, np.int64) for _ in SET_COLUMNS],
-        values=[np.zeros(0, np.int64) for _ in SET_COLUMNS],
-    )
 
 
 def _segment_diff(values: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -602,9 +587,6 @@ class CompactFeatures:
         if day != meta.day or stamp != meta.stamp or not (known is None or wanted <= known):
             return None
         return {c: rows[c] for c in sorted(wanted) if c in rows}
-
-    def _cache_drop(self) -> None:
-        self._cache = None
 
     def _guarded(self, fn: Any, what: str) -> Any:
         """Run ``fn`` with the backend's retries and one-line errors."""
