@@ -423,5 +423,19 @@ def import_model(
     out.print(result.describe())
 
 
+@app.command("migrate-store")
+@clear_failures
+def migrate_store() -> None:
+    """Convert a features store of the former layout (full state per day) to the compact one."""
+    from lof.stores.migrate import migrate_store as migrate
+
+    url = _settings().store_url
+    done = migrate(str(url), progress=lambda day: console.print(f"converted {day:%Y%m%d}"))
+    if done.days:
+        out.print(f"converted {done.days} day(s); removed {done.removed} former rows/items")
+    else:
+        out.print("the features store is already in the current layout; nothing to do")
+
+
 def main() -> None:  # pragma: no cover - console script entry
     app()

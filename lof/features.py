@@ -252,7 +252,11 @@ def _union(previous: Any, today: Any) -> tuple[int, ...]:
         return previous if isinstance(previous, tuple) else sorted_ids(previous)
     if not isinstance(previous, tuple | list | set | frozenset | str) or not previous:
         return sorted_ids(today)
-    return tuple(sorted(_ids(previous).union(_ids(today))))
+    before, new = sorted_ids(previous), sorted_ids(today)
+    if new[0] > before[-1]:
+        # Ids that only grow (session ids are start times): appending keeps it sorted.
+        return before + new
+    return tuple(sorted(set(before).union(new)))
 
 
 def _count(value: Any) -> int:

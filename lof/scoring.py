@@ -16,7 +16,7 @@ import pandas as pd
 from lof import features as feat
 from lof.calendar import end_of_day
 from lof.config import Settings
-from lof.sources import amplitude, leb2
+from lof.sources import amplitude, assessed_cache, leb2
 from lof.stores.base import FeatureStore
 
 
@@ -99,7 +99,7 @@ def compute_day_features(
     read_counts = dict(increment.attrs.get("amplitude", {}))
     increment = only_started_classes(increment, classes=classes, day=day)
     states = feat.accumulate(previous=previous, increment=increment)
-    records = leb2.assessed_records(engine, class_ids=class_ids, until=end_of_day(day))
+    records = read_assessed_records(settings=settings, engine=engine, class_ids=class_ids, day=day)
     raw = feat.combine(
         engagement=feat.engagement_features(states=states),
         assessment=feat.assessment_features(records=records),
@@ -107,6 +107,17 @@ def compute_day_features(
     )
     scaled = feat.scale_within_class(features=raw)
     return DayFeatures(day, classes, increment, states, raw, scaled, read_counts)
+
+
+def read_assessed_records(
+    *, settings: Settings, engine: Any, class_ids: Collection[int], day: date
+) -> pd.DataFrame:
+    """LEB2's assessed records as of ``day``, re-reading only the activities whose checksums
+    changed since the last run (``lof.sources.assessed_cache``; the cache lives in LOF_HOME)."""
+    cache = assessed_cache.cache_path(home=settings.home, leb2_url=str(settings.leb2_url))
+    return assessed_cache.assessed_records(
+        engine, class_ids=class_ids, until=end_of_day(day), cache=cache
+    )
 
 
 def read_previous_states(

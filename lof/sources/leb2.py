@@ -7,6 +7,7 @@ same frame on SQLite and MySQL/MariaDB. LEB2 datetimes are naive local times.
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import date, datetime, time, timedelta
@@ -554,8 +555,41 @@ def assessed_records(
     One row per act_sub_points row whose activity, ulti criterion, level row and the student's
     latest submission (before ``until``) are all live; ``until`` is naive local time, None = now.
     """
-    cutoff = NO_CUTOFF if until is None else until
     ids = list(class_ids)
+    cutoff = NO_CUTOFF if until is None else until
+    return finish_records(engine, assessed_rows(engine, class_ids=ids, cutoff=cutoff), ids)
+
+
+ASSESSED_ROW_COLUMNS: tuple[str, ...] = (
+    "class_id",
+    "user_id",
+    "activity_id",
+    "activity_start",
+    "due_date",
+    "cri_id",
+    "level",
+    "cri_level_id",
+    "submission_id",
+    "submitted_at",
+    "spent_time",
+    "submissions",
+)
+
+
+def assessed_rows(
+    engine: Engine,
+    *,
+    class_ids: Collection[int],
+    cutoff: datetime,
+    activity_ids: Collection[int] | None = None,
+) -> pd.DataFrame:
+    """Points joined to the student's latest submission before ``cutoff`` (columns
+    ``ASSESSED_ROW_COLUMNS``), before required levels; optionally only some activities."""
+    ids = list(class_ids)
+    if activity_ids is not None:
+        chunks = [(activities_t.c.id, chunk) for chunk in _chunks(activity_ids)]
+    else:
+        chunks = [(activities_t.c.class_id, chunk) for chunk in _chunks(ids)]
     point_statements = [
         select(
             activities_t.c.class_id,
@@ -580,13 +614,13 @@ def assessed_records(
             )
         )
         .where(
-            activities_t.c.class_id.in_(chunk),
+            column.in_(chunk),
             activities_t.c.start_date < cutoff,
             outcomes_t.c.class_id == activities_t.c.class_id,
             outcomes_t.c.type == ULTI,
             *_live(classes_t, activities_t, criterias_t, outcomes_t, levels_t),
         )
-        for chunk in _chunks(ids)
+        for column, chunk in chunks
     ]
     submission_statements = [
         select(
@@ -600,13 +634,13 @@ def assessed_records(
             submissions_t.join(activities_t, activities_t.c.id == submissions_t.c.activity_id)
         )
         .where(
-            activities_t.c.class_id.in_(chunk),
+            column.in_(chunk),
             activities_t.c.deleted_at.is_(None),
             activities_t.c.start_date < cutoff,
             submissions_t.c.deleted_at.is_(None),
             submissions_t.c.submitted_at < cutoff,
         )
-        for chunk in _chunks(ids)
+        for column, chunk in chunks
     ]
 
     def run(conn: Any) -> tuple[list[tuple], list[tuple]]:
@@ -640,7 +674,13 @@ def assessed_records(
     ).drop_duplicates(["activity_id", "user_id"], keep="last")
     latest = latest.join(submissions, on=["activity_id", "user_id"])
     records = points.merge(latest, on=["activity_id", "user_id"], how="inner")
-    required = _required_by_criterion(engine, ids, "required levels")
+    return records.loc[:, list(ASSESSED_ROW_COLUMNS)]
+
+
+def finish_records(engine: Engine, records: pd.DataFrame, class_ids: list[int]) -> pd.DataFrame:
+    """Assessed rows -> the assessed records frame: required levels, datetimes, seconds, order."""
+    records = records.reset_index(drop=True)
+    required = _required_by_criterion(engine, class_ids, "required levels")
     by_class = required.groupby("class_id")["required_level"].max()
     records = records.merge(required[["cri_id", "required_level"]], on="cri_id", how="left")
     fallback = records["class_id"].map(by_class)
@@ -655,6 +695,120 @@ def assessed_records(
         records[column] = records[column].astype("int64")
     records = records.sort_values(["class_id", "user_id", "activity_id", "cri_id", "cri_level_id"])
     return records[list(RECORD_COLUMNS)].reset_index(drop=True)
+
+
+def _checksum_text(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def activity_fingerprints(
+    engine: Engine, *, class_ids: Collection[int], cutoff: datetime
+) -> pd.DataFrame:
+    """Per activity (live, started before ``cutoff``) of the classes: checksums of everything its
+    assessed records are built from — its dates, its points, its live submissions before
+    ``cutoff`` and its class's live ulti criteria and levels. act_sub_points has no timestamp,
+    so this is how a change is seen; single-table aggregates return one row per activity (or
+    class), far cheaper than the records. Columns: ``activity_id``, ``class_id``, checksums."""
+    ids = list(class_ids)
+    started = [activities_t.c.start_date < cutoff, activities_t.c.deleted_at.is_(None)]
+    activity_statements = [
+        select(
+            activities_t.c.id,
+            activities_t.c.class_id,
+            _as_text(activities_t.c.start_date),
+            _as_text(activities_t.c.due_date),
+        ).where(activities_t.c.class_id.in_(chunk), *started)
+        for chunk in _chunks(ids)
+    ]
+    point_statements = [
+        select(
+            points_t.c.activity_id,
+            func.count(),
+            func.sum(points_t.c.id),
+            func.sum(points_t.c.user_id),
+            func.sum(points_t.c.cri_id),
+            func.sum(points_t.c.cri_level_id),
+            func.sum(points_t.c.cri_level_id * (points_t.c.user_id % 9973)),
+        )
+        .select_from(points_t.join(activities_t, activities_t.c.id == points_t.c.activity_id))
+        .where(activities_t.c.class_id.in_(chunk), *started)
+        .group_by(points_t.c.activity_id)
+        for chunk in _chunks(ids)
+    ]
+    submission_statements = [
+        select(
+            submissions_t.c.activity_id,
+            func.count(),
+            func.sum(submissions_t.c.id),
+            func.sum(submissions_t.c.user_id),
+            func.count(submissions_t.c.spent_time),
+            func.sum(func.length(submissions_t.c.spent_time)),
+            _as_text(func.max(submissions_t.c.submitted_at)),
+        )
+        .select_from(
+            submissions_t.join(activities_t, activities_t.c.id == submissions_t.c.activity_id)
+        )
+        .where(
+            activities_t.c.class_id.in_(chunk),
+            *started,
+            submissions_t.c.deleted_at.is_(None),
+            submissions_t.c.submitted_at < cutoff,
+        )
+        .group_by(submissions_t.c.activity_id)
+        for chunk in _chunks(ids)
+    ]
+    schema_statements = [
+        select(
+            outcomes_t.c.class_id,
+            func.count(),
+            func.sum(outcomes_t.c.id),
+            func.sum(criterias_t.c.id),
+            func.sum(levels_t.c.id),
+            func.sum(levels_t.c.level * levels_t.c.id),
+            func.sum(levels_t.c.flag * levels_t.c.id),
+        )
+        .select_from(
+            outcomes_t.join(criterias_t, criterias_t.c.clo_id == outcomes_t.c.id).join(
+                levels_t, levels_t.c.cri_id == criterias_t.c.id
+            )
+        )
+        .where(
+            outcomes_t.c.class_id.in_(chunk),
+            outcomes_t.c.type == ULTI,
+            *_live(outcomes_t, criterias_t, levels_t),
+        )
+        .group_by(outcomes_t.c.class_id)
+        for chunk in _chunks(ids)
+    ]
+    what = "activity checksums"
+    acts = _frame(
+        _fetch(engine, what, activity_statements), ["activity_id", "class_id", "a1", "a2"]
+    )
+    points = _frame(
+        _fetch(engine, what, point_statements), ["activity_id", "p1", "p2", "p3", "p4", "p5", "p6"]
+    )
+    subs = _frame(
+        _fetch(engine, what, submission_statements),
+        ["activity_id", "s1", "s2", "s3", "s4", "s5", "s6"],
+    )
+    schema = _frame(
+        _fetch(engine, what, schema_statements), ["class_id", "c1", "c2", "c3", "c4", "c5", "c6"]
+    )
+    out = (
+        acts.merge(points, on="activity_id", how="left")
+        .merge(subs, on="activity_id", how="left")
+        .merge(schema, on="class_id", how="left")
+    )
+    for column in out.columns[2:]:
+        # One text form per value, whichever side of a join made the column float.
+        out[column] = [_checksum_text(v) for v in out[column]]
+    out["activity_id"] = out["activity_id"].astype("int64")
+    out["class_id"] = out["class_id"].astype("int64")
+    return out.sort_values("activity_id").reset_index(drop=True)
 
 
 def _round_half_up(values: pd.Series) -> pd.Series:

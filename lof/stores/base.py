@@ -14,8 +14,11 @@ Both backends keep the same promises:
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import math
 from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Protocol
 
@@ -80,6 +83,58 @@ class PredictionStore(Protocol):
 
     def ping(self) -> None:
         """Raise StoreError if the backend cannot be reached."""
+
+    def read_class_body(self, *, day: date, class_id: int) -> StoredBody | None:
+        """The class-day's response body as written with the day (one key lookup), or None."""
+
+
+@dataclass(frozen=True)
+class StoredBody:
+    """A class-day's ``/predictions`` body, built once when the day is written.
+
+    ``gzip`` is the gzip of the JSON list of the class's records (``read_class_day`` order and
+    shape), ``etag`` a strong validator of its content, ``written_at`` (UTC) when it was written,
+    ``model_version`` the version(s) that scored it (comma-joined), for the response headers.
+    """
+
+    gzip: bytes
+    etag: str
+    written_at: datetime
+    model_version: str = ""
+
+    @property
+    def plain(self) -> bytes:
+        return gzip.decompress(self.gzip)
+
+
+BODY_MAX_BYTES = 380_000  # gzip; larger bodies are not stored (DynamoDB items stop at 400 KB)
+
+
+def model_versions(records: Iterable[Mapping[str, Any]]) -> str:
+    """The model version(s) of a class-day's records, comma-joined (normally one)."""
+    return ",".join(sorted({str(r.get("model_version", "")) for r in records}))
+
+
+def class_day_bodies(
+    rows: list[dict[str, Any]], *, day: date, written_at: datetime
+) -> dict[int, StoredBody]:
+    """The body of each class of a day's validated prediction rows (sorted by class, user)."""
+    by_class: dict[int, list[PredictionRecord]] = {}
+    for row in rows:
+        by_class.setdefault(int(row["class_id"]), []).append(prediction_record(row, day=day))
+    out = {}
+    for class_id, records in by_class.items():
+        plain = orjson.dumps(records)
+        packed = gzip.compress(plain, compresslevel=6, mtime=0)
+        if len(packed) <= BODY_MAX_BYTES:
+            etag = '"' + hashlib.sha256(plain).hexdigest()[:32] + '"'
+            out[class_id] = StoredBody(
+                gzip=packed,
+                etag=etag,
+                written_at=written_at,
+                model_version=model_versions(records),
+            )
+    return out
 
 
 class SimulatedCrash(RuntimeError):
@@ -291,4 +346,5 @@ __all__ = [
     "PredictionRecord",
     "PredictionStore",
     "SimulatedCrash",
+    "StoredBody",
 ]

@@ -58,8 +58,7 @@ from botocore.exceptions import (
 )
 
 from lof.errors import StoreError
-from lof.features import COUNT_COLUMNS, SET_COLUMNS
-from lof.stores import base
+from lof.stores import base, compact
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -359,6 +358,8 @@ class _DynamoBase:
         day: date,
         items: dict[int, dict[str, list[tuple[int, str]]]],
         fail_after_rows: int | None,
+        before_flip: Callable[[dict[str, Any] | None], None] | None = None,
+        after_flip: Callable[[], None] | None = None,
     ) -> None:
         """Write day ``day`` as a new generation and flip the manifest to it (module docstring)."""
         key = base.day_key(day)
@@ -418,7 +419,11 @@ class _DynamoBase:
             if current is not None:
                 manifest["prev_gen"] = {"S": current["gen"]}
                 manifest["prev_classes"] = {"S": base.encode_ids(current["classes"])}
+            if before_flip is not None:
+                before_flip(current)
             self.client.put_item(TableName=self.table, Item=manifest)
+            if after_flip is not None:
+                after_flip()
             try:
                 self.client.delete_item(
                     TableName=self.table,
@@ -448,67 +453,193 @@ def _ids(text: str) -> tuple[int, ...]:
     return base.decode_ids(text)
 
 
-class DynamoFeatureStore(_DynamoBase):
-    """Features store on DynamoDB (see the module docstring for the key design)."""
+BLOB_CHUNK = 350_000  # DynamoDB items stop at 400 KB
+
+
+class DynamoFeatureStore(compact.CompactFeatures, _DynamoBase):
+    """Features store on DynamoDB: compact per-class blobs (``lof.stores.compact``).
+
+    * ``pk="FDAY", sk=D`` — the day manifest: ``gen``, ``classes``, ``chain``, ``ckpt``,
+      ``rows``, ``written_at`` and ``prev_gen`` (the generation it replaced, deleted by the next
+      write of D so a reader in flight still finds it). Its presence marks D complete.
+    * ``pk="F#<part>#D#G", sk="<class, 12 digits>#<chunk>"``, attribute ``b`` — the blobs of
+      generation G of day D, split into chunks under DynamoDB's item size limit. Items per day
+      follow the classes and the bytes the day's active students, not the cohort.
+    * ``pk="FPENDING", sk=D`` — a generation being written (a crashed write's leftovers are
+      deleted by the next write of D).
+
+    A commit writes every blob of a new generation, then flips the manifest(s) — with one
+    TransactWriteItems when it rewrites two days — so a reader sees a day whole or not at all.
+    """
 
     kind = "features"
-    parts = ("I", "S")
+    parts = ()
 
-    def write_day(
+    def __init__(self, url: str, *, legacy_ok: bool = False) -> None:
+        super().__init__(url)
+        if not legacy_ok:
+            self._refuse_legacy()
+
+    def _refuse_legacy(self) -> None:
+        legacy = self._guard(
+            lambda: self._query("DAY", keys_only=True, Limit=1), what=f"reading {self.table}"
+        )
+        if legacy:
+            raise StoreError(
+                f"the features store at LOF_STORE_URL={self.url!r} holds days in the former "
+                f"layout (a full state per day); run `{compact.MIGRATE_COMMAND}` once to convert "
+                "it, then rerun"
+            )
+
+    def _guarded(self, fn: Callable[[], T], what: str) -> T:
+        return self._guard(fn, what=what)
+
+    def _days(self, *, first: date | None, last: date) -> dict[date, compact.DayMeta]:
+        low = "00000000" if first is None else base.day_key(first)
+        high = base.day_key(min(last, date(9999, 12, 31)))
+        items = self._query(
+            "FDAY",
+            KeyConditionExpression="pk = :pk AND sk BETWEEN :lo AND :hi",
+            ExpressionAttributeValues={
+                ":pk": {"S": "FDAY"},
+                ":lo": {"S": low},
+                ":hi": {"S": high},
+            },
+        )
+        out = {}
+        for item in items:
+            day = base.parse_day_key(item["sk"]["S"])
+            out[day] = compact.DayMeta(
+                day=day,
+                classes=_ids(item["classes"]["S"]),
+                chain=int(item["chain"]["N"]),
+                checkpoint=bool(item["ckpt"]["BOOL"]),
+                rows=int(item["rows"]["N"]),
+                stamp=item["gen"]["S"],
+            )
+        return out
+
+    def _blob_items(
+        self, part: str, day: date, gen: str, class_ids: Collection[int] | None
+    ) -> list[dict[str, Any]]:
+        pk = f"F#{part}#{base.day_key(day)}#{gen}"
+        if class_ids is None:
+            return self._query(pk)
+        return self._query(
+            pk,
+            KeyConditionExpression="pk = :pk AND sk BETWEEN :lo AND :hi",
+            ExpressionAttributeValues={
+                ":pk": {"S": pk},
+                ":lo": {"S": f"{min(class_ids):012d}#"},
+                ":hi": {"S": f"{max(class_ids):012d}#~"},
+            },
+        )
+
+    def _blobs(
+        self, meta: compact.DayMeta, part: str, class_ids: Collection[int] | None
+    ) -> dict[int, bytes]:
+        if class_ids is not None and len(class_ids) == 0:
+            return {}
+        wanted = None if class_ids is None else {int(c) for c in class_ids}
+        chunks: dict[int, list[tuple[int, bytes]]] = {}
+        for item in self._blob_items(part, meta.day, meta.stamp, wanted):
+            class_text, chunk = item["sk"]["S"].split("#")
+            class_id = int(class_text)
+            if wanted is None or class_id in wanted:
+                chunks.setdefault(class_id, []).append((int(chunk), bytes(item["b"]["B"])))
+        return {c: b"".join(data for _, data in sorted(parts)) for c, parts in chunks.items()}
+
+    def _delete_blobs(self, day: date, gen: str, parts: Iterable[str]) -> None:
+        keys = []
+        for part in parts:
+            for item in self._query(f"F#{part}#{base.day_key(day)}#{gen}", keys_only=True):
+                keys.append({"DeleteRequest": {"Key": {"pk": item["pk"], "sk": item["sk"]}}})
+        self._batch_write(keys, what=f"deleting generation {gen} of {base.day_key(day)}")
+
+    def _commit(
         self,
+        writes: list[compact.DayWrite],
         *,
-        day: date,
-        increments: pd.DataFrame,
-        states: pd.DataFrame,
-        _fail_after_rows: int | None = None,
-    ) -> None:
-        """Replace day ``day`` (increments and states) and mark it complete, atomically."""
-        items: dict[int, dict[str, list[tuple[int, str]]]] = {}
-        for part, frame, what in (("I", increments, "increments"), ("S", states, "states")):
-            rows = base.engagement_rows(frame, what=f"features {what} of {base.day_key(day)}")
-            for row in rows:
-                data = base.dumps([row[c] for c in (*COUNT_COLUMNS, *SET_COLUMNS)])
-                parts = items.setdefault(row["class_id"], {"I": [], "S": []})
-                parts[part].append((row["user_id"], data))
-        self._write_generation(day=day, items=items, fail_after_rows=_fail_after_rows)
+        drop_checkpoints: list[compact.DayMeta],
+        fail_after_rows: int | None,
+    ) -> dict[date, str]:
+        stamps: dict[date, str] = {}
+        manifests = []
+        requests: list[dict[str, Any]] = []
+        for write in writes:
+            key = base.day_key(write.day)
+            current = self._get("FDAY", key)
+            pending = self._get("FPENDING", key)
+            if pending is not None and (
+                current is None or pending["gen"]["S"] != current["gen"]["S"]
+            ):
+                # Leftovers of a write of this day that crashed before its flip.
+                self._delete_blobs(write.day, pending["gen"]["S"], compact.PARTS)
+            if current is not None and "prev_gen" in current:
+                # Two generations old now: no reader can still be on its way to it.
+                self._delete_blobs(write.day, current["prev_gen"]["S"], compact.PARTS)
+            gen = new_generation()
+            stamps[write.day] = gen
+            self.client.put_item(
+                TableName=self.table,
+                Item={"pk": {"S": "FPENDING"}, "sk": {"S": key}, "gen": {"S": gen}},
+            )
+            for (part, class_id), data in sorted(write.blobs.items()):
+                for n, start in enumerate(range(0, max(len(data), 1), BLOB_CHUNK)):
+                    item = {
+                        "pk": {"S": f"F#{part}#{key}#{gen}"},
+                        "sk": {"S": f"{class_id:012d}#{n:03d}"},
+                        "b": {"B": data[start : start + BLOB_CHUNK]},
+                    }
+                    requests.append({"PutRequest": {"Item": item}})
+            manifest = {
+                "pk": {"S": "FDAY"},
+                "sk": {"S": key},
+                "gen": {"S": gen},
+                "classes": {"S": base.encode_ids(write.classes)},
+                "chain": {"N": str(write.chain)},
+                "ckpt": {"BOOL": write.checkpoint},
+                "rows": {"N": str(write.rows)},
+                "written_at": {"S": datetime.now(UTC).isoformat(timespec="seconds")},
+            }
+            if current is not None:
+                manifest["prev_gen"] = current["gen"]
+            manifests.append(manifest)
+        if fail_after_rows is not None and fail_after_rows < len(requests) + 1:
+            self._batch_write(requests[:fail_after_rows], what="writing features")
+            raise base.SimulatedCrash(f"simulated crash after {fail_after_rows} rows")
+        self._batch_write(requests, what="writing features")
+        if len(manifests) == 1:
+            self.client.put_item(TableName=self.table, Item=manifests[0])
+        else:
+            self.client.transact_write_items(
+                TransactItems=[{"Put": {"TableName": self.table, "Item": m}} for m in manifests]
+            )
+        for write in writes:
+            self.client.delete_item(
+                TableName=self.table,
+                Key={"pk": {"S": "FPENDING"}, "sk": {"S": base.day_key(write.day)}},
+            )
+        for meta in drop_checkpoints:
+            self.client.update_item(
+                TableName=self.table,
+                Key={"pk": {"S": "FDAY"}, "sk": {"S": base.day_key(meta.day)}},
+                UpdateExpression="SET ckpt = :f",
+                ExpressionAttributeValues={":f": {"BOOL": False}},
+            )
+            self._delete_blobs(meta.day, meta.stamp, (compact.CHECKPOINT,))
+        return stamps
 
-    def read_states(self, *, day: date, class_ids: Collection[int] | None = None) -> pd.DataFrame:
-        return self._read_part("S", day=day, class_ids=class_ids)
+    def last_complete_day(self) -> date | None:
+        items = self._guard(
+            lambda: self._query("FDAY", keys_only=True, ScanIndexForward=False, Limit=1),
+            what=f"reading {self.table}",
+        )
+        return base.parse_day_key(items[0]["sk"]["S"]) if items else None
 
-    def read_increments(
-        self, *, day: date, class_ids: Collection[int] | None = None
-    ) -> pd.DataFrame:
-        return self._read_part("I", day=day, class_ids=class_ids)
-
-    def _read_part(
-        self, part: str, *, day: date, class_ids: Collection[int] | None
-    ) -> pd.DataFrame:
-        def read() -> list[dict[str, Any]]:
-            manifest = self._manifest(day)
-            if manifest is None:
-                return []
-            classes = manifest["classes"]
-            if class_ids is not None:
-                wanted = {int(c) for c in class_ids}
-                classes = tuple(c for c in classes if c in wanted)
-            pks = {self._data_pk(part, c, day, manifest["gen"]): c for c in classes}
-            rows: list[dict[str, Any]] = []
-            with ThreadPoolExecutor(max_workers=READ_WORKERS) as pool:
-                for class_id, items in zip(pks.values(), pool.map(self._query, pks), strict=True):
-                    rows.extend(_engagement_row(class_id, item) for item in items)
-            return rows
-
-        return base.engagement_frame(self._guard(read, what=f"reading {self.table}"))
-
-
-def _engagement_row(class_id: int, item: dict[str, Any]) -> dict[str, Any]:
-    values = base.loads(item["data"]["S"])
-    row: dict[str, Any] = {"class_id": class_id, "user_id": int(item["sk"]["S"])}
-    n = len(COUNT_COLUMNS)
-    row.update(zip(COUNT_COLUMNS, values[:n], strict=True))
-    row["activity_ids"] = tuple(values[n])
-    row["session_ids"] = tuple(values[n + 1])
-    return row
+    def is_complete(self, *, day: date) -> bool:
+        found = self._guard(lambda: self._get("FDAY", base.day_key(day)), what="reading")
+        return found is not None
 
 
 class DynamoPredictionStore(_DynamoBase):
@@ -531,7 +662,61 @@ class DynamoPredictionStore(_DynamoBase):
             items.setdefault(row["class_id"], {"P": []})["P"].append(
                 (row["user_id"], base.dumps(data))
             )
-        self._write_generation(day=day, items=items, fail_after_rows=_fail_after_rows)
+        now = datetime.now(UTC).replace(microsecond=0)
+        bodies = base.class_day_bodies(rows, day=day, written_at=now)
+        key = base.day_key(day)
+
+        def drop_old_bodies(current: dict[str, Any] | None) -> None:
+            # Before the flip: until the new bodies are in, readers fall back to the store.
+            if current is None:
+                return
+            requests = [
+                {"DeleteRequest": {"Key": {"pk": {"S": f"BODY#{c}"}, "sk": {"S": key}}}}
+                for c in current["classes"]
+            ]
+            self._batch_write(requests, what=f"replacing the bodies of {key}")
+
+        def put_bodies() -> None:
+            requests = [
+                {
+                    "PutRequest": {
+                        "Item": {
+                            "pk": {"S": f"BODY#{class_id}"},
+                            "sk": {"S": key},
+                            "etag": {"S": body.etag},
+                            "at": {"S": body.written_at.isoformat()},
+                            "mv": {"S": body.model_version},
+                            "body": {"B": body.gzip},
+                        }
+                    }
+                }
+                for class_id, body in bodies.items()
+            ]
+            self._batch_write(requests, what=f"writing the bodies of {key}")
+
+        self._write_generation(
+            day=day,
+            items=items,
+            fail_after_rows=_fail_after_rows,
+            before_flip=drop_old_bodies,
+            after_flip=put_bodies,
+        )
+
+    def read_class_body(self, *, day: date, class_id: int) -> base.StoredBody | None:
+        """One GetItem. Bodies go in after the day's flip and out before the next one, so a
+        body present is always the day's current content."""
+        item = self._guard(
+            lambda: self._get(f"BODY#{int(class_id)}", base.day_key(day)),
+            what=f"reading the body of class {class_id}",
+        )
+        if item is None:
+            return None
+        return base.StoredBody(
+            gzip=bytes(item["body"]["B"]),
+            etag=item["etag"]["S"],
+            written_at=datetime.fromisoformat(item["at"]["S"]),
+            model_version=item.get("mv", {}).get("S", ""),
+        )
 
     def read_class_day(self, *, day: date, class_id: int) -> list[base.PredictionRecord]:
         def read() -> list[base.PredictionRecord]:

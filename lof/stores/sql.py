@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import re
+import uuid
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
@@ -41,7 +42,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlch
 from lof.errors import StoreError
 from lof.features import COUNT_COLUMNS
 from lof.retry import call_with_retries
-from lof.stores import base
+from lof.stores import base, compact
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -53,10 +54,10 @@ LONG_TEXT = sa.Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb")
 METADATA = sa.MetaData()
 
 
-def _engagement_table(name: str) -> sa.Table:
+def _engagement_table(name: str, metadata: sa.MetaData) -> sa.Table:
     return sa.Table(
         name,
-        METADATA,
+        metadata,
         sa.Column("day", sa.Date, primary_key=True),
         sa.Column("class_id", sa.BigInteger, primary_key=True, autoincrement=False),
         sa.Column("user_id", sa.BigInteger, primary_key=True, autoincrement=False),
@@ -66,19 +67,42 @@ def _engagement_table(name: str) -> sa.Table:
     )
 
 
-def _days_table(name: str) -> sa.Table:
+def _days_table(name: str, metadata: sa.MetaData | None = None) -> sa.Table:
     return sa.Table(
         name,
-        METADATA,
+        METADATA if metadata is None else metadata,
         sa.Column("day", sa.Date, primary_key=True),
         sa.Column("rows", sa.Integer, nullable=False),
         sa.Column("written_at", sa.DateTime, nullable=False),
     )
 
 
-INCREMENTS = _engagement_table("lof_feature_increments")
-STATES = _engagement_table("lof_feature_states")
-FEATURE_DAYS = _days_table("lof_feature_days")
+# The former layout (one full state row per student per day), read only by the migration.
+LEGACY_METADATA = sa.MetaData()
+LEGACY_INCREMENTS = _engagement_table("lof_feature_increments", LEGACY_METADATA)
+LEGACY_STATES = _engagement_table("lof_feature_states", LEGACY_METADATA)
+LEGACY_FEATURE_DAYS = _days_table("lof_feature_days", LEGACY_METADATA)
+
+LONG_BLOB = sa.LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb")
+FEATURE_BLOBS = sa.Table(
+    "lof_feature_blobs",
+    METADATA,
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("part", sa.String(1), primary_key=True),
+    sa.Column("class_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("data", LONG_BLOB, nullable=False),
+)
+FEATURE_MANIFEST = sa.Table(
+    "lof_feature_manifest",
+    METADATA,
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("gen", sa.String(32), nullable=False),
+    sa.Column("classes", LONG_TEXT, nullable=False),
+    sa.Column("chain", sa.Integer, nullable=False),
+    sa.Column("checkpoint", sa.Boolean, nullable=False),
+    sa.Column("rows", sa.Integer, nullable=False),
+    sa.Column("written_at", sa.DateTime, nullable=False),
+)
 PREDICTIONS = sa.Table(
     "lof_predictions",
     METADATA,
@@ -97,9 +121,24 @@ PREDICTIONS = sa.Table(
     sa.Index("ix_lof_predictions_day", "day"),
 )
 PREDICTION_DAYS = _days_table("lof_prediction_days")
+PREDICTION_BODIES = sa.Table(
+    "lof_prediction_bodies",
+    METADATA,
+    sa.Column("class_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("etag", sa.String(80), nullable=False),
+    sa.Column("written_at", sa.DateTime, nullable=False),
+    sa.Column("model_version", sa.String(200), nullable=False, server_default=""),
+    sa.Column("body", LONG_BLOB, nullable=False),
+)
 
 
 # --- engine -----------------------------------------------------------------------------------
+
+
+def new_generation() -> str:
+    """A unique stamp per write of a day (lets a process trust the state it cached)."""
+    return uuid.uuid4().hex
 
 
 def redact(url: str) -> str:
@@ -281,70 +320,133 @@ class _SqlBase:
         self.engine.dispose()
 
 
-class SqlFeatureStore(_SqlBase):
-    """Features store on a SQL database (see the module docstring for the layout)."""
+class SqlFeatureStore(compact.CompactFeatures, _SqlBase):
+    """Features store on a SQL database: compact per-class blobs (``lof.stores.compact``).
 
-    def write_day(
-        self,
-        *,
-        day: date,
-        increments: pd.DataFrame,
-        states: pd.DataFrame,
-        _fail_after_rows: int | None = None,
-    ) -> None:
-        """Replace day ``day`` (increments and states) and mark it complete, in one transaction."""
-        tables = []
-        for table, frame, what in (
-            (INCREMENTS, increments, "increments"),
-            (STATES, states, "states"),
-        ):
-            rows = base.engagement_rows(frame, what=f"features {what} of {base.day_key(day)}")
-            for row in rows:
-                row["day"] = day
-                row["activity_ids"] = base.encode_ids(row["activity_ids"])
-                row["session_ids"] = base.encode_ids(row["session_ids"])
-            tables.append((table, rows))
-        self._write_day(
-            day=day,
-            tables=tables,
-            days_table=FEATURE_DAYS,
-            fail_after_rows=_fail_after_rows,
-            what=f"writing features of {base.day_key(day)}",
-        )
+    ``lof_feature_blobs`` holds one row per (day, part, class_id) — the day's increment (I), its
+    state delta or full state (S) and, on checkpoint days, the full state (C) — and
+    ``lof_feature_manifest`` one row per complete day. A commit (its days' blobs and manifest
+    rows, and any checkpoint it prunes) is one transaction.
+    """
 
-    def read_states(self, *, day: date, class_ids: Collection[int] | None = None) -> pd.DataFrame:
-        return self._read_engagement(STATES, day=day, class_ids=class_ids)
+    def __init__(self, url: str, *, engine: Engine | None = None, legacy_ok: bool = False) -> None:
+        super().__init__(url, engine=engine)
+        if not legacy_ok:
+            self._refuse_legacy()
 
-    def read_increments(
-        self, *, day: date, class_ids: Collection[int] | None = None
-    ) -> pd.DataFrame:
-        return self._read_engagement(INCREMENTS, day=day, class_ids=class_ids)
+    def _refuse_legacy(self) -> None:
+        def legacy_days() -> int:
+            if not sa.inspect(self.engine).has_table(LEGACY_FEATURE_DAYS.name):
+                return 0
+            with self._read() as conn:
+                return int(
+                    conn.execute(
+                        sa.select(sa.func.count()).select_from(LEGACY_FEATURE_DAYS)
+                    ).scalar()
+                )
 
-    def _read_engagement(
-        self, table: sa.Table, *, day: date, class_ids: Collection[int] | None
-    ) -> pd.DataFrame:
+        found = self._run(legacy_days, what="checking the features store layout")
+        if found:
+            raise StoreError(
+                f"the features store at LOF_STORE_URL={self.url!r} holds {found} day(s) in the "
+                "former layout (a full state per day); run `"
+                + compact.MIGRATE_COMMAND
+                + "` once to convert it, then rerun"
+            )
+
+    def _guarded(self, fn: Callable[[], T], what: str) -> T:
+        return self._run(fn, what=what)
+
+    def _days(self, *, first: date | None, last: date) -> dict[date, compact.DayMeta]:
+        query = sa.select(FEATURE_MANIFEST).where(FEATURE_MANIFEST.c.day <= last)
+        if first is not None:
+            query = query.where(FEATURE_MANIFEST.c.day >= first)
+        with self._read() as conn:
+            rows = conn.execute(query).fetchall()
+        out = {}
+        for row in rows:
+            day = base.as_date(row.day)
+            out[day] = compact.DayMeta(
+                day=day,
+                classes=base.decode_ids(row.classes),
+                chain=int(row.chain),
+                checkpoint=bool(row.checkpoint),
+                rows=int(row.rows),
+                stamp=str(row.gen),
+            )
+        return out
+
+    def _blobs(
+        self, meta: compact.DayMeta, part: str, class_ids: Collection[int] | None
+    ) -> dict[int, bytes]:
         if class_ids is not None and len(class_ids) == 0:
-            return base.engagement_frame([])
-        query = sa.select(*[c for c in table.c if c.name != "day"]).where(table.c.day == day)
+            return {}
+        table = FEATURE_BLOBS
+        query = sa.select(table.c.class_id, table.c.data).where(
+            table.c.day == meta.day, table.c.part == part
+        )
         if class_ids is not None:
             query = query.where(table.c.class_id.in_(sorted({int(c) for c in class_ids})))
+        with self._read() as conn:
+            return {int(r.class_id): bytes(r.data) for r in conn.execute(query).fetchall()}
 
-        def read() -> list[dict[str, Any]]:
-            with self._read() as conn:
-                rows = [dict(r._mapping) for r in conn.execute(query).fetchall()]
-            for row in rows:
-                row["activity_ids"] = base.decode_ids(row["activity_ids"])
-                row["session_ids"] = base.decode_ids(row["session_ids"])
-            return rows
-
-        # Rows and manifest commit together, so a day's rows exist only once it is complete.
-        return base.engagement_frame(self._run(read, what=f"reading {table.name}"))
+    def _commit(
+        self,
+        writes: list[compact.DayWrite],
+        *,
+        drop_checkpoints: list[compact.DayMeta],
+        fail_after_rows: int | None,
+    ) -> dict[date, str]:
+        stamps = {w.day: new_generation() for w in writes}
+        written = 0
+        now = datetime.now(UTC).replace(tzinfo=None)
+        with self.engine.begin() as conn:
+            for write in writes:
+                conn.execute(sa.delete(FEATURE_MANIFEST).where(FEATURE_MANIFEST.c.day == write.day))
+                conn.execute(sa.delete(FEATURE_BLOBS).where(FEATURE_BLOBS.c.day == write.day))
+                rows = [
+                    {"day": write.day, "part": part, "class_id": class_id, "data": data}
+                    for (part, class_id), data in sorted(write.blobs.items())
+                ]
+                for start in range(0, len(rows), 500):
+                    chunk = rows[start : start + 500]
+                    if fail_after_rows is not None and written + len(chunk) > fail_after_rows:
+                        if chunk[: fail_after_rows - written]:
+                            conn.execute(FEATURE_BLOBS.insert(), chunk[: fail_after_rows - written])
+                        raise base.SimulatedCrash(f"simulated crash after {fail_after_rows} rows")
+                    conn.execute(FEATURE_BLOBS.insert(), chunk)
+                    written += len(chunk)
+                base.crash_check(written, fail_after_rows)
+                conn.execute(
+                    FEATURE_MANIFEST.insert(),
+                    {
+                        "day": write.day,
+                        "gen": stamps[write.day],
+                        "classes": base.encode_ids(write.classes),
+                        "chain": write.chain,
+                        "checkpoint": write.checkpoint,
+                        "rows": write.rows,
+                        "written_at": now,
+                    },
+                )
+            for meta in drop_checkpoints:
+                conn.execute(
+                    sa.delete(FEATURE_BLOBS).where(
+                        FEATURE_BLOBS.c.day == meta.day, FEATURE_BLOBS.c.part == compact.CHECKPOINT
+                    )
+                )
+                conn.execute(
+                    sa.update(FEATURE_MANIFEST)
+                    .where(FEATURE_MANIFEST.c.day == meta.day)
+                    .values(checkpoint=False)
+                )
+        return stamps
 
     def last_complete_day(self) -> date | None:
-        return self._last_complete_day(FEATURE_DAYS)
+        return self._last_complete_day(FEATURE_MANIFEST)
 
     def is_complete(self, *, day: date) -> bool:
-        return self._is_complete(FEATURE_DAYS, day)
+        return self._is_complete(FEATURE_MANIFEST, day)
 
 
 class SqlPredictionStore(_SqlBase):
@@ -355,13 +457,25 @@ class SqlPredictionStore(_SqlBase):
     ) -> None:
         """Replace day ``day``'s predictions and mark it complete, in one transaction."""
         rows = base.prediction_rows(predictions, what=f"predictions of {base.day_key(day)}")
+        now = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+        bodies = [
+            {
+                "class_id": class_id,
+                "day": day,
+                "etag": body.etag,
+                "written_at": now,
+                "model_version": body.model_version,
+                "body": body.gzip,
+            }
+            for class_id, body in base.class_day_bodies(rows, day=day, written_at=now).items()
+        ]
         for row in rows:
             row["day"] = day
             row["predicted_prob"] = base.dumps(row["predicted_prob"])
             row["features"] = base.dumps(row["features"])
         self._write_day(
             day=day,
-            tables=[(PREDICTIONS, rows)],
+            tables=[(PREDICTIONS, rows), (PREDICTION_BODIES, bodies)],
             days_table=PREDICTION_DAYS,
             fail_after_rows=_fail_after_rows,
             what=f"writing predictions of {base.day_key(day)}",
@@ -384,6 +498,30 @@ class SqlPredictionStore(_SqlBase):
             .order_by(PREDICTIONS.c.user_id)
         )
         return self._records(query, what=f"reading predictions of class {class_id}")
+
+    def read_class_body(self, *, day: date, class_id: int) -> base.StoredBody | None:
+        """One primary-key lookup; the body commits with the day's rows, so it is never ahead."""
+        table = PREDICTION_BODIES
+        query = sa.select(
+            table.c.etag, table.c.written_at, table.c.model_version, table.c.body
+        ).where(table.c.class_id == int(class_id), table.c.day == day)
+
+        def read() -> base.StoredBody | None:
+            with self._read() as conn:
+                row = conn.execute(query).first()
+            if row is None:
+                return None
+            written = row.written_at
+            if isinstance(written, str):
+                written = datetime.fromisoformat(written)
+            return base.StoredBody(
+                gzip=bytes(row.body),
+                etag=row.etag,
+                written_at=written.replace(tzinfo=UTC),
+                model_version=row.model_version or "",
+            )
+
+        return self._run(read, what=f"reading the body of class {class_id}")
 
     def read_student_history(self, *, class_id: int, user_id: int) -> list[base.PredictionRecord]:
         query = (

@@ -7,8 +7,9 @@ One uvicorn process serves ``lof.api`` on loopback over a SQLite store filled th
 process (``wrk`` if installed, else an asyncio httpx client) measures, in alternating rounds,
 /healthz (the baseline: no I/O) and /predictions for one class-day, asked with gzip (as HTTP
 clients do by default) and without. A second uvicorn process with the class-day cache off gives
-the uncached figure (every request reads the store). Prints requests/second, p50/p99 latency,
-the throughput ratio predictions/healthz (bar: >= 0.5 on SQLite) and failed requests (bar: 0).
+the uncached figures (every request is one key lookup of the body written with the day), in the
+same alternating rounds. Prints requests/second, p50/p99 latency, the throughput ratios
+predictions/healthz (bars: cached >= 0.5, uncached with gzip >= 0.3) and failed requests (0).
 Exit status 1 if a bar is missed.
 """
 
@@ -34,6 +35,7 @@ STUDENTS = 300
 DAYS = 30
 FIRST_DAY = date(2023, 3, 1)
 RATIO_BAR = 0.5
+UNCACHED_BAR = 0.3
 
 
 def realistic_features(rng) -> dict[str, float]:
@@ -281,6 +283,9 @@ def main() -> int:
         "predictions-identity": (predictions, "identity"),
     }
     uncached = predictions.replace(base, bare_base)
+    # cache off: every request is one key lookup of the body written with the day
+    targets["predictions-uncached"] = (uncached, "gzip")
+    targets["uncached-identity"] = (uncached, "identity")
     try:
         wait_ready(targets["healthz"][0], server)
         wait_ready(f"{bare_base}/healthz", bare)
@@ -303,11 +308,6 @@ def main() -> int:
             for _ in range(args.rounds)
         ]
         results = {name: combine([r[name] for r in rounds]) for name in targets}
-        # every request reads the store (cache off): the cost of a class-day's first request
-        run(uncached, encoding="identity", seconds=1, connections=args.connections)
-        results["predictions-uncached"] = run(
-            uncached, encoding="identity", seconds=args.seconds, connections=args.connections
-        )
     finally:
         for proc in (server, bare):
             proc.terminate()
@@ -329,10 +329,16 @@ def main() -> int:
     ratio = results["predictions"]["rps"] / results["healthz"]["rps"]
     identity = results["predictions-identity"]["rps"] / results["healthz"]["rps"]
     print(f"ratio predictions (identity, no gzip)/healthz throughput: {identity:.2f}")
+    bare_identity = results["uncached-identity"]["rps"] / results["healthz"]["rps"]
+    print(f"ratio predictions (cache off, identity: body read and gunzipped)/healthz: "
+          f"{bare_identity:.2f}")  # fmt: skip
     bare_ratio = results["predictions-uncached"]["rps"] / results["healthz"]["rps"]
-    print(f"ratio predictions (cache off, every request reads SQLite)/healthz: {bare_ratio:.2f}")
+    print(
+        f"ratio predictions (cache off, gzip: one key lookup per request)/healthz: "
+        f"{bare_ratio:.2f} (bar >= {UNCACHED_BAR})"
+    )
     failed = sum(r["failed"] for r in results.values())
-    ok = ratio >= RATIO_BAR and failed == 0
+    ok = ratio >= RATIO_BAR and bare_ratio >= UNCACHED_BAR and failed == 0
     print(f"ratio predictions (gzip)/healthz throughput: {ratio:.2f} (bar >= {RATIO_BAR})")
     print(f"failed requests: {failed} (bar 0) -> {'PASS' if ok else 'FAIL'}")
     return 0 if ok else 1

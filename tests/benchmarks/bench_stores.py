@@ -1,8 +1,13 @@
 """Store benchmark: one day of N enrolments written and read on each backend, and the daily read
 cost after 1 vs many stored days (the ratio should stay near 1: a day's read touches that day only).
 
-Run: ``.venv/bin/python tests/benchmarks/bench_stores.py [--enrolments 30000] [--classes 100]
-[--history-days 100] [--history-enrolments 3000] [--backends sqlite,postgresql,dynamodb]``.
+Run: ``.venv/bin/python tests/benchmarks/bench_stores.py [--part all|growth|backends]
+[--enrolments 30000] [--classes 100] [--growth-days 60] [--active 0.6] [--history-days 100]
+[--history-enrolments 3000] [--backends sqlite,postgresql,dynamodb]``.
+
+The growth part writes a semester day by day through the SQLite features store (increments made
+directly, states accumulated with ``lof.features.accumulate``) and prints the store's size after
+5, 30 and 60 days (bars: size(60) <= 400 MB, size(60)/size(30) <= 2.2).
 
 Baselines measured in the same run: a bare bulk insert of the same prediction rows into a
 scratch table (SQL: one executemany transaction; DynamoDB: boto3's ``batch_writer``), so the
@@ -28,6 +33,7 @@ from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
@@ -337,6 +343,112 @@ def bench_history(name: str, url: str, args: argparse.Namespace) -> dict[str, fl
     return out
 
 
+# --- growth over a semester -------------------------------------------------------------------
+
+
+def semester_increment(
+    *, rng: np.random.Generator, day: int, enrolments: int, classes: int, active: float
+) -> pd.DataFrame:
+    """One day's engagement increment, made directly (no Amplitude files): a share ``active`` of
+    the enrolments visit, each with 1-3 sessions (new ids: ms timestamps of that day) and 1-4
+    activity pages out of 40 per class (ids repeat across days, as real ones do)."""
+    chosen = np.flatnonzero(rng.random(enrolments) < active)
+    n = len(chosen)
+    sessions = rng.integers(1, 4, n)
+    pages = rng.integers(1, 5, n)
+    start_ms = 1_700_000_000_000 + day * 86_400_000
+    session_values = np.sort(rng.integers(0, 86_400_000, int(sessions.sum()))) + start_ms
+    page_values = rng.integers(1, 41, int(pages.sum()))
+    session_edges = np.concatenate(([0], np.cumsum(sessions))).tolist()
+    page_edges = np.concatenate(([0], np.cumsum(pages))).tolist()
+    class_of = chosen % classes + 1
+    data = {
+        "class_id": class_of.astype(np.int64),
+        "user_id": (100_000 + chosen // classes).astype(np.int64),
+    }
+    for column in COUNT_COLUMNS:
+        data[column] = rng.integers(0, 30, n).astype(np.int64)
+    listed_pages = page_values.tolist()
+    listed_sessions = session_values.tolist()
+    activity = np.empty(n, dtype=object)
+    session = np.empty(n, dtype=object)
+    for i in range(n):
+        base_id = int(class_of[i]) * 1000
+        activity[i] = tuple(
+            sorted({base_id + v for v in listed_pages[page_edges[i] : page_edges[i + 1]]})
+        )
+        session[i] = tuple(sorted(set(listed_sessions[session_edges[i] : session_edges[i + 1]])))
+    data["activity_ids"] = activity
+    data["session_ids"] = session
+    frame = pd.DataFrame(data, columns=list(ENGAGEMENT_COLUMNS))
+    return frame.sort_values(["class_id", "user_id"]).reset_index(drop=True)
+
+
+def sqlite_size(url: str) -> tuple[float, float]:
+    """(file MB after a WAL checkpoint, MB of pages in use) of the SQLite store."""
+    path = Path(url.removeprefix("sqlite:///"))
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        pages = conn.exec_driver_sql("PRAGMA page_count").scalar()
+        free = conn.exec_driver_sql("PRAGMA freelist_count").scalar()
+        size = conn.exec_driver_sql("PRAGMA page_size").scalar()
+    engine.dispose()
+    on_disk = sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
+    return on_disk / 2**20, (pages - free) * size / 2**20
+
+
+def bench_growth(args: argparse.Namespace) -> None:
+    """Store size after 5, 30 and 60 days of a semester at ``--enrolments`` (SQLite)."""
+    from lof import features as feat
+
+    marks = sorted({5, 30, args.growth_days})
+    print(
+        f"\n== growth: features store on SQLite, {args.enrolments} enrolments in "
+        f"{args.classes} classes, {args.active:.0%} active per day, {args.growth_days} days"
+    )
+    rng = np.random.default_rng(11)
+    sizes: dict[int, tuple[float, float]] = {}
+    with sqlite_url() as url:
+        store = open_feature_store(url)
+        state = feat.empty_engagement()
+        former_bytes = 0
+        began = time.perf_counter()
+        write_s = []
+        for n in range(1, args.growth_days + 1):
+            increment = semester_increment(
+                rng=rng, day=n, enrolments=args.enrolments, classes=args.classes,
+                active=args.active,
+            )  # fmt: skip
+            state = feat.accumulate(previous=state, increment=increment)
+            day = DAY0 + timedelta(days=n - 1)
+            start = time.perf_counter()
+            store.write_day(day=day, increments=increment, states=state)
+            write_s.append(time.perf_counter() - start)
+            # The former layout stored every state row's ids as text each day: a lower bound.
+            former_bytes += sum(
+                len(",".join(map(str, ids))) for c in ("activity_ids", "session_ids")
+                for ids in state[c]
+            )  # fmt: skip
+            if n in marks:
+                sizes[n] = sqlite_size(url)
+                ids = int(sum(len(v) for v in state["session_ids"]))
+                print(
+                    f"  day {n:>3}: {sizes[n][0]:8.1f} MB on disk ({sizes[n][1]:.1f} MB in use); "
+                    f"state {len(state)} rows, {ids:,} session ids; former layout's id text "
+                    f"alone {former_bytes / 2**20:,.0f} MB; write_day median "
+                    f"{1000 * statistics.median(write_s[-5:]):.0f} ms (last 5 days); "
+                    f"{time.perf_counter() - began:.0f}s so far"
+                )
+        store.close()
+    last = args.growth_days
+    print(
+        f"  size({last})/size(30) = {sizes[last][0] / sizes[30][0]:.2f} on disk, "
+        f"{sizes[last][1] / sizes[30][1]:.2f} in use (bar <= 2.2); "
+        f"size({last}) = {sizes[last][0]:.0f} MB (bar <= 400 MB)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--enrolments", type=int, default=30_000)
@@ -357,7 +469,16 @@ def main() -> None:
     )
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--backends", default="sqlite,postgresql,dynamodb")
+    parser.add_argument("--growth-days", type=int, default=60, help="growth: days written")
+    parser.add_argument("--active", type=float, default=0.6, help="growth: share active a day")
+    parser.add_argument(
+        "--part", choices=("all", "growth", "backends"), default="all", help="what to run"
+    )
     args = parser.parse_args()
+    if args.part in ("all", "growth"):
+        bench_growth(args)
+    if args.part == "growth":
+        return
 
     print(
         f"enrolments={args.enrolments} classes={args.classes} history_days={args.history_days} "

@@ -39,12 +39,46 @@ def test_dynamodb_reads_touch_one_day_without_scans(moto_endpoint: str) -> None:
     assert len(preds.read_class_day(day=DAYS[2], class_id=1)) == 2
     assert calls == ["GetItem", "Query"]
 
-    calls = _record_operations(features)
-    assert len(features.read_states(day=DAYS[-1], class_ids=[1, 2])) == 3
-    assert sorted(calls) == ["GetItem", "Query", "Query"]
+    # A fresh process (no cached state): the manifests, then one Query per part and day back to
+    # the day's base (here the first day, whose blobs are full), never a Scan.
+    fresh = open_feature_store(url)
+    calls = _record_operations(fresh)
+    assert len(fresh.read_states(day=DAYS[-1], class_ids=[1, 2])) == 3
+    assert "Scan" not in calls and set(calls) == {"Query"}
+    assert len(calls) <= 2 + len(DAYS)
     calls.clear()
-    assert features.last_complete_day() == DAYS[-1]
+    assert fresh.last_complete_day() == DAYS[-1]
     assert calls == ["Query"]
+
+
+def test_state_reads_stop_at_the_latest_checkpoint(tmp_path: Path) -> None:
+    """However long the history, reading a day touches the days since its checkpoint only."""
+    from lof.stores.compact import CHECKPOINT_EVERY
+
+    url = f"sqlite:///{tmp_path / 'lof.db'}"
+    features = open_feature_store(url)
+    days = [date(2023, 3, 1) + timedelta(days=n) for n in range(3 * CHECKPOINT_EVERY)]
+    state = STATE_A.copy()
+    for day in days:
+        state = state.copy()
+        state["class_view_count"] += 1
+        features.write_day(day=day, increments=STATE_A, states=state)
+    fresh = open_feature_store(url)
+    touched: list[Any] = []
+    sa.event.listen(
+        fresh.engine,
+        "before_cursor_execute",
+        lambda _c, _cur, statement, params, *_: touched.extend(
+            v
+            for v in (params.values() if isinstance(params, dict) else params)
+            if "lof_feature_blobs" in statement and isinstance(v, str) and v[:4] == "2023"
+        ),
+    )
+    got = fresh.read_states(day=days[-1])
+    assert got["class_view_count"].tolist() == (STATE_A["class_view_count"] + len(days)).tolist()
+    touched_days = {date.fromisoformat(v[:10]) for v in touched}
+    assert len(touched_days) <= CHECKPOINT_EVERY + 1
+    assert min(touched_days) >= days[-1] - timedelta(days=CHECKPOINT_EVERY)
 
 
 def test_dynamodb_reader_in_flight_during_a_rewrite_still_reads_a_whole_day(
@@ -80,8 +114,7 @@ def test_sql_reads_are_one_statement_on_one_day(tmp_path: Path) -> None:
             lambda _c, _cur, statement, params, *_: statements.append((statement, params)),
         )
     assert len(preds.read_class_day(day=DAYS[3], class_id=1)) == 2
-    assert len(features.read_states(day=DAYS[3], class_ids=[1])) == 2
-    assert len(statements) == 2
+    assert len(statements) == 1
     for statement, params in statements:
         assert "WHERE" in statement and DAYS[3].isoformat() in str(params)
 

@@ -26,11 +26,12 @@ D1, D2, D3 = date(2023, 3, 1), date(2023, 3, 2), date(2023, 3, 3)
 
 
 def _drop_sql_tables(url: str) -> None:
-    from lof.stores.sql import METADATA
+    from lof.stores.sql import LEGACY_METADATA, METADATA
 
     engine = sa.create_engine(url)
     try:
         METADATA.drop_all(engine)
+        LEGACY_METADATA.drop_all(engine)
     finally:
         engine.dispose()
 
@@ -170,7 +171,8 @@ def test_features_crash_leaves_day_invisible_and_rerun_completes(store_url: str)
     assert store.last_complete_day() == D2
     assert_frames_equal(store.read_states(day=D2), next_state)
     assert_frames_equal(store.read_increments(day=D2), INCREMENT_A)
-    assert _stored_rows(store_url, "features") == 2 * (len(STATE_A) + len(INCREMENT_A))
+    # Per day: one increment blob (class 1) and one state blob per class (1, 2, 3).
+    assert _stored_rows(store_url, "features") == 2 * (1 + 3)
 
 
 def test_features_crash_during_rewrite_keeps_previous_content(store_url: str) -> None:
@@ -442,13 +444,17 @@ def _stored_rows(url: str, kind: str) -> int:
                 break
             request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
         replaced = {i["prev_gen"]["S"] for i in items if "prev_gen" in i}
-        data = [i for i in items if "data" in i and i["pk"]["S"].rsplit("#", 1)[1] not in replaced]
-        pending = [i for i in items if i["pk"]["S"] == "PENDING"]
+        data = [
+            i
+            for i in items
+            if ("data" in i or "b" in i) and i["pk"]["S"].rsplit("#", 1)[1] not in replaced
+        ]
+        pending = [i for i in items if i["pk"]["S"] in ("PENDING", "FPENDING")]
         assert pending == [], "a finished write leaves no pending generation"
         return len(data)
     from lof.stores import sql
 
-    tables = [sql.INCREMENTS, sql.STATES] if kind == "features" else [sql.PREDICTIONS]
+    tables = [sql.FEATURE_BLOBS] if kind == "features" else [sql.PREDICTIONS]
     engine = sa.create_engine(url)
     try:
         with engine.connect() as conn:

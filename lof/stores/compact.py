@@ -1,0 +1,593 @@
+"""Compact cumulative state for the features store: per-class binary blobs, deltas, checkpoints.
+
+Why: a student's cumulative id sets grow with the semester, so storing the whole state every day
+makes the store grow with days x ids. Here each day stores, per class, one blob (``S`` part)
+holding only the students whose state changed since the day before, with their new counts and
+the ids *added* that day; every ``CHECKPOINT_EVERY`` days a full copy of the state (``C`` part)
+is stored as well, and only the latest ``CHECKPOINTS_KEPT`` checkpoints are kept. The state of
+day D is the nearest checkpoint (or full blob) at or before D plus the deltas after it, applied
+in order: at most ``CHECKPOINT_EVERY - 1`` deltas in the daily run, a longer walk back only when
+an old day is reread after its checkpoint was pruned. Each id is thus stored about once in the
+deltas plus twice in the kept checkpoints, and the store grows linearly with days.
+
+A delta is written only when it is exact: the day before is complete, the class was in it,
+every student of it is still there and no id disappeared; otherwise the class's blob is full.
+Rewriting day D with a different state while D+1 holds a delta on D turns D+1's blob of that
+class into a full one in the same atomic commit, so D+1 still reads as it was written.
+
+Blob layout (little-endian): ``b"LF1"``, a flags byte (1 = full), then zlib of: n (u32), the
+user ids (i64, first absolute then differences), the 5 counts (i64, n x 5), and per set column
+the lengths (u32, n) and the ids (i64, each student's first absolute, then differences).
+
+Backends (``lof.stores.sql``, ``lof.stores.dynamodb``) implement ``_days``, ``_blobs`` and
+``_commit``; everything else is shared here.
+"""
+
+from __future__ import annotations
+
+import itertools
+import zlib
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lof.errors import DataError, StoreError
+from lof.features import COUNT_COLUMNS, ENGAGEMENT_COLUMNS, SET_COLUMNS, sorted_ids
+from lof.stores import base
+
+MAGIC = b"LF1"
+FULL = 1
+CHECKPOINT_EVERY = 7
+CHECKPOINTS_KEPT = 2
+INCREMENT, STATE, CHECKPOINT = "I", "S", "C"
+PARTS = (INCREMENT, STATE, CHECKPOINT)
+MIGRATE_COMMAND = "lof migrate-store"
+_NCOUNTS = len(COUNT_COLUMNS)
+
+
+# --- one class's engagement rows as arrays ----------------------------------------------------
+
+
+@dataclass
+class ClassRows:
+    """One class's engagement rows: users sorted, counts (n x 5), per set lengths and ids."""
+
+    users: np.ndarray
+    counts: np.ndarray
+    lengths: list[np.ndarray]
+    values: list[np.ndarray]
+    full: bool = True
+
+    @property
+    def n(self) -> int:
+        return len(self.users)
+
+    def owners(self, k: int) -> np.ndarray:
+        """The row index of each id of set column ``k``."""
+        return np.repeat(np.arange(self.n), self.lengths[k])
+
+
+def _segment_diff(values: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    out = np.diff(values, prepend=np.int64(0)) if len(values) else values.copy()
+    if len(values):
+        starts = np.concatenate(([0], np.cumsum(lengths)))[:-1][lengths > 0]
+        out[starts] = values[starts]
+    return out
+
+
+def _segment_undiff(diffs: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    if not len(diffs):
+        return diffs
+    total = np.cumsum(diffs)
+    starts = np.concatenate(([0], np.cumsum(lengths)))[:-1][lengths > 0]
+    # Each segment's running sum restarts at its first (absolute) value.
+    offset = np.zeros(len(diffs), np.int64)
+    before = total[starts] - diffs[starts]
+    offset[starts] = before - np.concatenate(([0], before[:-1]))
+    return total - np.cumsum(offset)
+
+
+def encode(rows: ClassRows) -> bytes:
+    """The compact binary form of one class's rows (module docstring)."""
+    parts = [
+        np.uint32(rows.n).tobytes(),
+        np.diff(rows.users, prepend=np.int64(0)).astype("<i8").tobytes(),
+        rows.counts.astype("<i8").tobytes(),
+    ]
+    for lengths, values in zip(rows.lengths, rows.values, strict=True):
+        parts.append(lengths.astype("<u4").tobytes())
+        parts.append(_segment_diff(values.astype(np.int64), lengths).astype("<i8").tobytes())
+    body = zlib.compress(b"".join(parts), 1)
+    return MAGIC + bytes([FULL if rows.full else 0]) + body
+
+
+def decode(blob: bytes) -> ClassRows:
+    if blob[:3] != MAGIC:
+        raise StoreError("features store blob has an unknown format; the store may be damaged")
+    full = bool(blob[3] & FULL)
+    raw = zlib.decompress(blob[4:])
+    n = int(np.frombuffer(raw, "<u4", 1, 0)[0])
+    pos = 4
+    users = np.cumsum(np.frombuffer(raw, "<i8", n, pos)).astype(np.int64)
+    pos += 8 * n
+    counts = np.frombuffer(raw, "<i8", n * _NCOUNTS, pos).reshape(n, _NCOUNTS).astype(np.int64)
+    pos += 8 * n * _NCOUNTS
+    lengths, values = [], []
+    for _ in SET_COLUMNS:
+        ln = np.frombuffer(raw, "<u4", n, pos).astype(np.int64)
+        pos += 4 * n
+        total = int(ln.sum())
+        diffs = np.frombuffer(raw, "<i8", total, pos).astype(np.int64)
+        pos += 8 * total
+        lengths.append(ln)
+        values.append(_segment_undiff(diffs, ln))
+    return ClassRows(users=users, counts=counts, lengths=lengths, values=values, full=full)
+
+
+# --- frames <-> arrays ------------------------------------------------------------------------
+
+
+def split_frame(frame: pd.DataFrame, *, what: str) -> dict[int, ClassRows]:
+    """Validate an engagement frame once and split it into per-class arrays."""
+    missing = [c for c in ENGAGEMENT_COLUMNS if c not in frame.columns]
+    if missing:
+        raise DataError(
+            f"{what} lacks column(s) {', '.join(missing)}; expected {', '.join(ENGAGEMENT_COLUMNS)}"
+        )
+    if len(frame) == 0:
+        return {}
+    try:
+        keys = frame[["class_id", "user_id"]].to_numpy(dtype=np.int64)
+        counts = frame[list(COUNT_COLUMNS)].to_numpy(dtype=np.int64)
+    except (TypeError, ValueError):
+        raise DataError(
+            f"{what} has a non-integer id or count; build it with lof.features"
+        ) from None
+    order = np.lexsort((keys[:, 1], keys[:, 0]))
+    keys, counts = keys[order], counts[order]
+    same = (np.diff(keys[:, 0]) == 0) & (np.diff(keys[:, 1]) == 0)
+    if same.any():
+        first = dict(zip(("class_id", "user_id"), keys[1:][same][0].tolist(), strict=True))
+        raise DataError(
+            f"{what} has {int(same.sum()) + 1} rows sharing a key, e.g. {first}; "
+            "expected one row per class_id, user_id"
+        )
+    sets: list[tuple[np.ndarray, np.ndarray]] = []
+    for column in SET_COLUMNS:
+        cells = frame[column].tolist()
+        cells = [cells[i] for i in order]
+        tuples = []
+        for cell in cells:
+            if not (isinstance(cell, tuple) and (not cell or type(cell[0]) is int)):
+                try:
+                    cell = sorted_ids(cell)
+                except (TypeError, ValueError):
+                    raise DataError(
+                        f"{what}: column {column} holds {cell!r}, expected a tuple of ints; "
+                        "build the frame with lof.features"
+                    ) from None
+            tuples.append(cell)
+        lengths = np.fromiter(map(len, tuples), np.int64, len(tuples))
+        values = np.fromiter(itertools.chain.from_iterable(tuples), np.int64, int(lengths.sum()))
+        diffs = _segment_diff(values, lengths)
+        starts = np.concatenate(([0], np.cumsum(lengths)))[:-1][lengths > 0]
+        inner = np.ones(len(values), bool)
+        inner[starts] = False
+        if (diffs[inner] <= 0).any():
+            # Unsorted or repeated ids: normalise those cells (rare: lof builds sorted tuples).
+            tuples = [sorted_ids(t) for t in tuples]
+            lengths = np.fromiter(map(len, tuples), np.int64, len(tuples))
+            values = np.fromiter(
+                itertools.chain.from_iterable(tuples), np.int64, int(lengths.sum())
+            )
+        sets.append((lengths, values))
+    out: dict[int, ClassRows] = {}
+    bounds = np.flatnonzero(np.diff(keys[:, 0])) + 1
+    edges = [0, *bounds.tolist(), len(keys)]
+    value_edges = [np.concatenate(([0], np.cumsum(ln))) for ln, _ in sets]
+    for a, b in itertools.pairwise(edges):
+        out[int(keys[a, 0])] = ClassRows(
+            users=keys[a:b, 1].copy(),
+            counts=counts[a:b].copy(),
+            lengths=[ln[a:b].copy() for ln, _ in sets],
+            values=[v[ve[a] : ve[b]].copy() for (_, v), ve in zip(sets, value_edges, strict=True)],
+        )
+    return out
+
+
+def to_frame(classes: Mapping[int, ClassRows]) -> pd.DataFrame:
+    """The engagement frame (sorted by class_id, user_id; sets as sorted tuples)."""
+    ids = sorted(classes)
+    if not ids:
+        return base.engagement_frame([])
+    chosen = [classes[c] for c in ids]
+    data: dict[str, Any] = {
+        "class_id": np.concatenate(
+            [np.full(r.n, c, np.int64) for c, r in zip(ids, chosen, strict=True)]
+        ),
+        "user_id": np.concatenate([r.users for r in chosen]).astype(np.int64),
+    }
+    counts = np.concatenate([r.counts for r in chosen]).reshape(-1, _NCOUNTS)
+    for i, column in enumerate(COUNT_COLUMNS):
+        data[column] = counts[:, i].astype(np.int64)
+    for k, column in enumerate(SET_COLUMNS):
+        cells: list[tuple[int, ...]] = []
+        for rows in chosen:
+            listed = rows.values[k].tolist()
+            edges = np.concatenate(([0], np.cumsum(rows.lengths[k]))).tolist()
+            cells.extend(tuple(listed[a:b]) for a, b in itertools.pairwise(edges))
+        column_values = np.empty(len(cells), dtype=object)
+        for i, cell in enumerate(cells):
+            column_values[i] = cell
+        data[column] = pd.Series(column_values, dtype=object)
+    return pd.DataFrame(data, columns=list(ENGAGEMENT_COLUMNS))
+
+
+# --- deltas -----------------------------------------------------------------------------------
+
+
+def _pair_keys(
+    owners_a: np.ndarray, values_a: np.ndarray, owners_b: np.ndarray, values_b: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(owner, id) pairs of two sides as int64 keys ordered like the pairs: owner in the high
+    bits when the ids allow (no sort needed), else ids ranked over both sides first."""
+    values = (values_a, values_b)
+    top = max((int(v.max()) for v in values if len(v)), default=0)
+    low = min((int(v.min()) for v in values if len(v)), default=0)
+    owners = max((int(o.max()) for o in (owners_a, owners_b) if len(o)), default=0)
+    shift = max(top.bit_length(), 1)
+    if low >= 0 and shift + owners.bit_length() <= 62:
+        return (owners_a << shift) | values_a, (owners_b << shift) | values_b
+    universe = np.unique(np.concatenate(values))
+    width = np.int64(len(universe) + 1)
+    return (
+        owners_a * width + np.searchsorted(universe, values_a),
+        owners_b * width + np.searchsorted(universe, values_b),
+    )
+
+
+def delta(previous: ClassRows, current: ClassRows) -> ClassRows:
+    """``current`` as a delta on ``previous`` when exact, else ``current`` marked full."""
+    position = np.searchsorted(current.users, previous.users)
+    position = np.minimum(position, max(current.n - 1, 0))
+    if previous.n and (current.n == 0 or (current.users[position] != previous.users).any()):
+        return _as_full(current)  # a student left the class's state
+    changed = np.ones(current.n, bool)
+    kept = np.zeros(current.n, bool)
+    kept[position[: previous.n]] = previous.n > 0
+    changed[kept] = (current.counts[position] != previous.counts).any(axis=1)
+    added: list[np.ndarray] = []
+    for k in range(len(SET_COLUMNS)):
+        prev_keys, cur_keys = _pair_keys(
+            position[previous.owners(k)] if previous.n else np.zeros(0, np.int64),
+            previous.values[k],
+            current.owners(k),
+            current.values[k],
+        )
+        # Both key arrays are sorted (students and their ids are): a search, no set operation.
+        at = np.searchsorted(cur_keys, prev_keys)
+        if len(prev_keys) and (
+            (at >= len(cur_keys)).any()
+            or (cur_keys[np.minimum(at, len(cur_keys) - 1)] != prev_keys).any()
+        ):
+            return _as_full(current)  # an id disappeared
+        new = np.ones(len(cur_keys), bool)
+        new[at] = False
+        added.append(new)
+        changed[current.owners(k)[new]] = True
+    rows = np.flatnonzero(changed)
+    lengths, values = [], []
+    for k, new in enumerate(added):
+        owners = current.owners(k)
+        keep = new & changed[owners]
+        lengths.append(np.bincount(owners[keep], minlength=current.n)[rows].astype(np.int64))
+        values.append(current.values[k][keep])
+    return ClassRows(
+        users=current.users[rows],
+        counts=current.counts[rows],
+        lengths=lengths,
+        values=values,
+        full=False,
+    )
+
+
+def _as_full(rows: ClassRows) -> ClassRows:
+    return ClassRows(rows.users, rows.counts, rows.lengths, rows.values, full=True)
+
+
+def apply(state: ClassRows, *changes: ClassRows) -> ClassRows:
+    """The state after these deltas, oldest first (a full one restarts from itself).
+
+    All of them are merged in one pass: one sort of every (student, id) pair, the latest
+    counts of each student winning.
+    """
+    for k, change in enumerate(changes):
+        if change.full:
+            return apply(_as_full(change), *changes[k + 1 :])
+    if not changes:
+        return state
+    layers = (state, *changes)
+    users = np.unique(np.concatenate([r.users for r in layers]))
+    counts = np.zeros((len(users), _NCOUNTS), np.int64)
+    positions = [np.searchsorted(users, r.users) for r in layers]
+    for rows, position in zip(layers, positions, strict=True):
+        counts[position] = rows.counts
+    lengths, values = [], []
+    for k in range(len(SET_COLUMNS)):
+        owners = np.concatenate([p[r.owners(k)] for r, p in zip(layers, positions, strict=True)])
+        merged = np.concatenate([r.values[k] for r in layers])
+        keys, _ = _pair_keys(owners, merged, owners[:0], merged[:0])
+        order = np.argsort(keys, kind="stable")
+        owners, merged = owners[order], merged[order]
+        if len(merged):
+            keep = np.ones(len(merged), bool)
+            keep[1:] = (owners[1:] != owners[:-1]) | (merged[1:] != merged[:-1])
+            owners, merged = owners[keep], merged[keep]
+        lengths.append(np.bincount(owners, minlength=len(users)).astype(np.int64))
+        values.append(merged)
+    return ClassRows(users=users, counts=counts, lengths=lengths, values=values, full=True)
+
+
+def same_rows(a: ClassRows, b: ClassRows) -> bool:
+    return (
+        np.array_equal(a.users, b.users)
+        and np.array_equal(a.counts, b.counts)
+        and all(np.array_equal(x, y) for x, y in zip(a.lengths, b.lengths, strict=True))
+        and all(np.array_equal(x, y) for x, y in zip(a.values, b.values, strict=True))
+    )
+
+
+# --- the store logic shared by the backends ---------------------------------------------------
+
+
+@dataclass
+class DayMeta:
+    """What a backend knows of one complete day: its classes, chain length, checkpoint."""
+
+    day: date
+    classes: tuple[int, ...]
+    chain: int
+    checkpoint: bool
+    rows: int = 0
+    stamp: str = ""  # the generation of the day's last write
+
+
+@dataclass
+class DayWrite:
+    """Everything one day's commit stores: its blobs per (part, class) and its manifest."""
+
+    day: date
+    blobs: dict[tuple[str, int], bytes]
+    classes: tuple[int, ...]
+    chain: int
+    checkpoint: bool
+    rows: int
+
+
+class CompactFeatures:
+    """The features store's behaviour on top of three backend primitives."""
+
+    # --- backend primitives (implemented by the SQL and DynamoDB stores) ----------------------
+
+    def _days(self, *, first: date | None, last: date) -> dict[date, DayMeta]:
+        """Complete days in [first, last] (first None = from the beginning)."""
+        raise NotImplementedError
+
+    def _blobs(
+        self, meta: DayMeta, part: str, class_ids: Collection[int] | None
+    ) -> dict[int, bytes]:
+        raise NotImplementedError
+
+    def _commit(
+        self,
+        writes: list[DayWrite],
+        *,
+        drop_checkpoints: list[DayMeta],
+        fail_after_rows: int | None,
+    ) -> dict[date, str]:
+        """Atomically replace the days of ``writes`` and drop those checkpoints' C blobs;
+        returns each written day's new stamp (its generation)."""
+        raise NotImplementedError
+
+    # --- reads --------------------------------------------------------------------------------
+
+    def _meta(self, day: date) -> DayMeta | None:
+        return self._days(first=day, last=day).get(day)
+
+    def _state_rows(
+        self, day: date, class_ids: Collection[int] | None, meta: DayMeta | None = None
+    ) -> dict[int, ClassRows]:
+        """Each class's state as of ``day``: nearest checkpoint/full blob, then the deltas."""
+        meta = meta if meta is not None else self._meta(day)
+        if meta is None:
+            return {}
+        wanted = set(meta.classes) if class_ids is None else set(meta.classes) & set(class_ids)
+        if not wanted:
+            return {}
+        cached = self._cached(meta, wanted)
+        if cached is not None:
+            return cached
+        chain: list[dict[int, ClassRows]] = []  # newest first
+        open_classes = set(wanted)
+        current: DayMeta | None = meta
+        window: dict[date, DayMeta] = {}
+        while open_classes:
+            if current is None:
+                raise StoreError(
+                    f"features store: the state of {base.day_key(day)} needs day "
+                    "deltas that are missing; rewrite the days from the classes' first day "
+                    "(lof backfill)"
+                )
+            found: dict[int, ClassRows] = {}
+            if current.checkpoint:
+                for class_id, blob in self._blobs(current, CHECKPOINT, open_classes).items():
+                    found[class_id] = decode(blob)
+            rest = open_classes - set(found)
+            if rest:
+                for class_id, blob in self._blobs(current, STATE, rest).items():
+                    found[class_id] = decode(blob)
+            chain.append(found)
+            open_classes = {c for c in open_classes if c in found and not found[c].full}
+            previous = current.day - timedelta(days=1)
+            if open_classes:
+                if previous not in window:
+                    # Fetch the manifests the walk may need in one read.
+                    window = self._days(
+                        first=previous - timedelta(days=max(current.chain, 1) + 1),
+                        last=previous,
+                    )
+                current = window.get(previous)
+        layers: dict[int, list[ClassRows]] = {}
+        for found in reversed(chain):
+            for class_id, rows in found.items():
+                if class_id in layers:
+                    layers[class_id].append(rows)
+                elif rows.full:
+                    layers[class_id] = [rows]
+        states = {c: apply(rows[0], *rows[1:]) for c, rows in layers.items()}
+        out = {c: states[c] for c in sorted(wanted) if c in states}
+        self._cache = (meta.day, meta.stamp, out, None if class_ids is None else set(wanted))
+        return out
+
+    def read_states(self, *, day: date, class_ids: Collection[int] | None = None) -> pd.DataFrame:
+        if class_ids is not None and len(class_ids) == 0:
+            return base.engagement_frame([])
+        wanted = None if class_ids is None else {int(c) for c in class_ids}
+        return to_frame(self._guarded(lambda: self._state_rows(day, wanted), "reading states"))
+
+    def read_increments(
+        self, *, day: date, class_ids: Collection[int] | None = None
+    ) -> pd.DataFrame:
+        if class_ids is not None and len(class_ids) == 0:
+            return base.engagement_frame([])
+        wanted = None if class_ids is None else {int(c) for c in class_ids}
+
+        def read() -> dict[int, ClassRows]:
+            meta = self._meta(day)
+            if meta is None:
+                return {}
+            return {c: decode(b) for c, b in self._blobs(meta, INCREMENT, wanted).items()}
+
+        return to_frame(self._guarded(read, "reading increments"))
+
+    def last_complete_day(self) -> date | None:
+        raise NotImplementedError
+
+    def is_complete(self, *, day: date) -> bool:
+        return self._guarded(lambda: self._meta(day), "reading the day manifest") is not None
+
+    # --- the write ----------------------------------------------------------------------------
+
+    def write_day(
+        self,
+        *,
+        day: date,
+        increments: pd.DataFrame,
+        states: pd.DataFrame,
+        _fail_after_rows: int | None = None,
+    ) -> None:
+        """Replace day ``day`` (increments and states) and mark it complete, atomically."""
+        key = base.day_key(day)
+        new_increments = split_frame(increments, what=f"features increments of {key}")
+        new_states = split_frame(states, what=f"features states of {key}")
+        self._guarded(
+            lambda: self._write(day, new_increments, new_states, _fail_after_rows),
+            f"writing features of {key}",
+        )
+
+    def _write(
+        self,
+        day: date,
+        increments: dict[int, ClassRows],
+        states: dict[int, ClassRows],
+        fail_after_rows: int | None,
+    ) -> None:
+        near = self._days(first=day - timedelta(days=1), last=day + timedelta(days=1))
+        before, old, after = (near.get(day + timedelta(days=d)) for d in (-1, 0, 1))
+        previous = self._state_rows(day - timedelta(days=1), states, before) if before else {}
+        blobs: dict[tuple[str, int], bytes] = {}
+        for class_id, rows in increments.items():
+            blobs[INCREMENT, class_id] = encode(rows)
+        chain = (before.chain + 1) if before is not None else 0
+        for class_id, rows in states.items():
+            change = delta(previous[class_id], rows) if class_id in previous else rows
+            blobs[STATE, class_id] = encode(change)
+        every = self._days(first=None, last=date.max)
+        kept = sorted(m.day for m in every.values() if m.checkpoint and m.day != day)
+        newer = [d for d in kept if d > day]
+        checkpoint = chain >= CHECKPOINT_EVERY and len(newer) < CHECKPOINTS_KEPT
+        if checkpoint:
+            for class_id, rows in states.items():
+                blobs[CHECKPOINT, class_id] = encode(rows)
+            chain = 0
+            kept = sorted([*kept, day])
+        drop = [every[d] for d in kept[:-CHECKPOINTS_KEPT] if d != day]
+        rows_total = sum(r.n for r in increments.values()) + sum(r.n for r in states.values())
+        writes = [
+            DayWrite(
+                day=day,
+                blobs=blobs,
+                classes=tuple(sorted(states)),
+                chain=chain,
+                checkpoint=checkpoint,
+                rows=rows_total,
+            )
+        ]
+        if old is not None and after is not None:
+            fixed = self._fix_next_day(old, after, states)
+            if fixed is not None:
+                writes.append(fixed)
+        stamps = self._commit(writes, drop_checkpoints=drop, fail_after_rows=fail_after_rows)
+        self._cache = (day, stamps[day], states, None)
+
+    def _fix_next_day(
+        self, old: DayMeta, after: DayMeta, states: dict[int, ClassRows]
+    ) -> DayWrite | None:
+        """D+1's blobs, with full ones for the classes whose delta was on D's old state."""
+        next_blobs = self._blobs(after, STATE, None)
+        deltas = {c for c, b in next_blobs.items() if not (b[3] & FULL)}
+        if not deltas:
+            return None
+        old_states = self._state_rows(old.day, deltas, old)
+        changed = {c for c in deltas if c not in states or not same_rows(old_states[c], states[c])}
+        if not changed:
+            return None
+        next_states = self._state_rows(after.day, changed, after)
+        blobs: dict[tuple[str, int], bytes] = {}
+        for part in PARTS:
+            if part == CHECKPOINT and not after.checkpoint:
+                continue
+            stored = next_blobs if part == STATE else self._blobs(after, part, None)
+            for class_id, blob in stored.items():
+                blobs[part, class_id] = blob
+        for class_id in changed:
+            blobs[STATE, class_id] = encode(next_states[class_id])
+        return DayWrite(
+            day=after.day,
+            blobs=blobs,
+            classes=after.classes,
+            chain=after.chain,
+            checkpoint=after.checkpoint,
+            rows=after.rows,
+        )
+
+    # --- a one-entry cache: the daily run reads D-1's state, then writes D on top of it --------
+
+    _cache: tuple[date, str, dict[int, ClassRows], set[int] | None] | None = None
+
+    def _cached(self, meta: DayMeta, wanted: set[int]) -> dict[int, ClassRows] | None:
+        """The state this process last read or wrote, if that day's generation is unchanged."""
+        if self._cache is None:
+            return None
+        day, stamp, rows, known = self._cache
+        if day != meta.day or stamp != meta.stamp or not (known is None or wanted <= known):
+            return None
+        return {c: rows[c] for c in sorted(wanted) if c in rows}
+
+    def _guarded(self, fn: Any, what: str) -> Any:
+        """Run ``fn`` with the backend's retries and one-line errors."""
+        raise NotImplementedError

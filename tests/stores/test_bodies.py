@@ -1,0 +1,54 @@
+"""The class-day body written with the predictions: what the API sends with one key lookup."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import orjson
+import pytest
+
+from lof.stores import open_prediction_store
+from lof.stores.base import SimulatedCrash
+
+from . import test_contract
+from .test_contract import D1, D2, predictions
+
+store_url = test_contract.store_url  # the same three backends
+
+
+def test_body_is_the_class_day_as_read(store_url: str) -> None:
+    store = open_prediction_store(store_url)
+    before = datetime.now(UTC).replace(microsecond=0)
+    store.write_day(day=D1, predictions=predictions([(1, 11, 2), (1, 10, 3), (2, 10, 4)]))
+    for class_id in (1, 2):
+        body = store.read_class_body(day=D1, class_id=class_id)
+        assert body is not None
+        assert body.plain == orjson.dumps(store.read_class_day(day=D1, class_id=class_id))
+        assert before <= body.written_at <= datetime.now(UTC) + timedelta(seconds=1)
+    assert store.read_class_body(day=D1, class_id=3) is None
+    assert store.read_class_body(day=D2, class_id=1) is None
+
+
+def test_rewrite_replaces_bodies_and_their_etags(store_url: str) -> None:
+    store = open_prediction_store(store_url)
+    store.write_day(day=D1, predictions=predictions([(1, 10, 2), (2, 10, 4)]))
+    first = store.read_class_body(day=D1, class_id=1)
+    store.write_day(day=D1, predictions=predictions([(1, 10, 2), (2, 10, 4)]))
+    assert store.read_class_body(day=D1, class_id=1).etag == first.etag  # same content
+
+    store.write_day(day=D1, predictions=predictions([(1, 10, 5)]))
+    second = store.read_class_body(day=D1, class_id=1)
+    assert second.etag != first.etag
+    assert orjson.loads(second.plain)[0]["predicted_label"] == 5
+    assert store.read_class_body(day=D1, class_id=2) is None  # class gone from the day
+
+
+def test_crashed_write_leaves_no_body(store_url: str) -> None:
+    store = open_prediction_store(store_url)
+    store.write_day(day=D1, predictions=predictions([(1, 10, 2)]))
+    with pytest.raises(SimulatedCrash):
+        store.write_day(
+            day=D2, predictions=predictions([(1, 10, 3), (1, 11, 3)]), _fail_after_rows=1
+        )
+    assert store.read_class_body(day=D2, class_id=1) is None
+    assert store.read_class_body(day=D1, class_id=1) is not None
