@@ -338,9 +338,6 @@ def build_examples(
                 served=served,
                 deleted_before=cutoff,
             ):
-                served_part = part.attrs["served"]
-                key = "examples_from_predictions" if served_part else "examples_reconstructed"
-                counts[key] += len(part)
                 snapshots.append(part)
         finished = [c for c in active if window[c][1] == day]
         if finished:
@@ -401,7 +398,7 @@ def _snapshot(
             how="left",
         )
         scaled["progress"] = point
-        scaled.attrs["served"] = bool(part["_served"].iloc[0])
+        scaled["_served"] = bool(part["_served"].iloc[0])
         out.append(scaled)
     return out
 
@@ -442,11 +439,14 @@ def _label(
         class_views=views,
         visitor_max_views=settings.visitor_max_views,
     )
+    examples = scaled.drop(columns=["_views"]).merge(labelled[[*keys, "label"]], on=keys)
+    served = int(examples["_served"].sum())
     counts = {
         "students_without_record": int((~labelled["has_record"]).sum()),
         "visitors_left_out": int(len(cohort) - len(labelled)),
+        "examples_from_predictions": served,
+        "examples_reconstructed": len(examples) - served,
     }
-    examples = scaled.drop(columns=["_views"]).merge(labelled[[*keys, "label"]], on=keys)
     examples = examples.merge(
         classes[["class_id", "semester", "required_level"]], on="class_id", how="left"
     )
