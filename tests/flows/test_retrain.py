@@ -164,7 +164,7 @@ def test_every_cohort_member_is_an_example(settings, university, monkeypatch):
     with_record = merged[merged["assessed"].notna()]
     assert (with_record["label"] == with_record["label_r"]).all()
 
-    monkeypatch.setenv("LOF_VISITOR_MAX_VIEWS", "100000")
+    monkeypatch.setenv("LOF_VISITOR_MAX_VIEWS", "1000")
     strict = training.build_training_set(settings=get_settings(), semesters=None, as_of=TODAY)
     assert strict.students_without_record == 0
     assert strict.visitors_left_out >= built.students_without_record
