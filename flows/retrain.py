@@ -48,17 +48,28 @@ def retrain(
     if as_of:
         parse_day(as_of, what="--as-of")  # fail before any I/O on a malformed day
     training_set = build_training_set(settings, semesters, as_of, dataset)
+    sources = training_set.sources()
     logger.info(
-        "training on %s: %d examples (%d from --dataset) from %d classes (%d days from the "
-        "features store, %d from Amplitude)",
+        "training on %s: %d examples (%d from --dataset) from %d classes; %d examples from the "
+        "features the daily flow stored, %d reconstructed (%d days from the features store, %d "
+        "from Amplitude); %d cohort members without an assessed record labelled 1, %d visitors "
+        "left out",
         ", ".join(training_set.semesters),
         len(training_set.examples),
         training_set.legacy_rows,
         len(training_set.classes),
-        training_set.days_from_store,
-        training_set.days_from_amplitude,
+        sources["examples_from_predictions"],
+        sources["examples_reconstructed"],
+        sources["days_from_store"],
+        sources["days_from_amplitude"],
+        sources["students_without_record"],
+        sources["visitors_left_out"],
     )
     result = train_and_register(settings, training_set)
+    logger.info(
+        "evaluation: %s; registered the chosen candidate refitted on every example",
+        result.holdout_kind,
+    )
     create_markdown_artifact(
         key="retrain-comparison",
         markdown=result.markdown(),

@@ -71,7 +71,7 @@ class Settings(BaseSettings):
     mlflow_webhook_secret: SecretStr | None = None
 
     ongoing_window_months: int = Field(default=4, ge=1, le=24)
-    risk_threshold: float = Field(default=0.5, gt=0.0, lt=1.0)
+    risk_threshold: float | None = Field(default=None, gt=0.0, lt=1.0)
     malformed_max_fraction: float = Field(default=0.001, ge=0.0, le=1.0)
     dedupe_lookback_hours: int = Field(default=3, ge=0, le=24)
     promote_margin: float = Field(default=0.02, ge=0.0, le=1.0)
@@ -121,6 +121,11 @@ class Settings(BaseSettings):
         if isinstance(value, str) and value.strip().lower() in ("", "off", "none"):
             return None
         return value
+
+    # Labels, evaluation and the at-risk threshold (README "Labels, evaluation, threshold").
+    visitor_max_views: int = Field(default=2, ge=0, le=1000)
+    risk_target_recall: float | None = Field(default=None, gt=0.0, le=1.0)
+    calibration_min_examples: int = Field(default=30, ge=0)
 
     @field_validator("timezone")
     @classmethod

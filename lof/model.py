@@ -6,12 +6,22 @@ possibly a subset when a level never occurred in training). Everything here is p
 on pandas frames and numpy arrays, shared by the retrain flow, the daily flow and the promote
 gate, so the numbers the gate compares are computed the way retrain computed them.
 
-Selection rule (``select_candidate``): the candidate with the highest grouped-CV macro-F1 at
-the 50% progress point wins (mid-course is when a teacher can still act, and macro-F1 weighs the
-rare low levels as much as the common ones); candidates within ``SELECTION_TOLERANCE`` of the
-best (default 0: exact ties only) are tied and the tie goes to the lowest log loss (better
-calibrated probabilities make ``risk_prob`` more trustworthy), then to the earlier candidate in
-``CANDIDATE_ORDER`` (simpler first).
+Teachers act on ``risk_prob`` = P(final level < the class's required level) and on ``at_risk``,
+so models are measured and chosen on that risk, per progress point (10/25/50/75/100% of the
+course): ROC-AUC and PR-AUC of the risk against "label below required", its Brier score and
+expected calibration error, at-risk precision/recall at the chosen threshold, and the macro-F1
+of the predicted level.
+
+Selection rule (``select_candidate``): the highest mean risk ROC-AUC over the 25% and 50%
+points (``risk_roc_auc_25_50``) wins: early and mid-course is when a teacher can still act,
+and ROC-AUC does not move with the share of failing students, which differs a lot between
+courses and semesters (PR-AUC does, so it is reported, not selected on). Candidates within
+``SELECTION_TOLERANCE`` are tied; the tie goes to the lowest risk Brier score over the same
+points (the better calibrated risk), then to the earlier candidate in ``CANDIDATE_ORDER``.
+
+A registered model is a ``RiskModel``: the level model plus a calibration of the risk itself
+(Platt scaling of the logit of the raw risk, fitted on grouped out-of-fold predictions) and the
+at-risk threshold chosen on those out-of-fold predictions (``choose_threshold``).
 """
 
 from __future__ import annotations
@@ -27,9 +37,14 @@ import pandas as pd
 from lof.errors import DataError, ModelError
 from lof.features import FEATURES, LEVELS
 
-PROGRESS_POINTS: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
-SELECTION_METRIC = "macro_f1_at_50"
+PROGRESS_POINTS: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 1.0)
+REPORT_POINTS: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75)
+SELECTION_POINTS: tuple[float, ...] = (0.25, 0.5)
+SELECTION_METRIC = "risk_roc_auc_25_50"
+TIE_METRIC = "risk_brier_25_50"
 SELECTION_TOLERANCE = 0.0
+DEFAULT_THRESHOLD = 0.5
+ECE_BINS = 10
 BASELINE = "mlp_baseline"
 CANDIDATE_ORDER: tuple[str, ...] = ("logreg", "hist_gb", "hist_gb_calibrated", BASELINE)
 PREDICTION_OUTPUT: tuple[str, ...] = (
@@ -42,15 +57,19 @@ PREDICTION_OUTPUT: tuple[str, ...] = (
     "required_level",
 )
 METRICS: tuple[str, ...] = (
+    "risk_roc_auc",
+    "risk_pr_auc",
+    "risk_brier",
+    "risk_ece",
+    "at_risk_precision",
+    "at_risk_recall",
     "macro_f1",
     "balanced_accuracy",
-    "at_risk_recall",
-    "at_risk_precision",
     "brier",
-    "risk_brier",
     "log_loss",
+    "share_at_risk",
 )
-LOWER_IS_BETTER = frozenset({"brier", "risk_brier", "log_loss"})
+LOWER_IS_BETTER = frozenset({"brier", "risk_brier", "risk_ece", "log_loss", TIE_METRIC})
 FIT_THREADS = 1
 
 
@@ -85,7 +104,8 @@ def make_candidates(
         )
 
     builders = {
-        "logreg": lambda: LogisticRegression(C=10.0, class_weight="balanced", max_iter=3000),
+        # No class weights: they push every risk up; the risk is calibrated on out-of-fold data.
+        "logreg": lambda: LogisticRegression(C=1.0, max_iter=3000),
         "hist_gb": boosting,
         "hist_gb_calibrated": lambda: CalibratedClassifierCV(
             boosting(), method="sigmoid", cv=3, ensemble=False
@@ -175,10 +195,132 @@ def level_probabilities(*, model: Any, features: pd.DataFrame) -> np.ndarray:
 
 
 def risk_probabilities(proba: np.ndarray, required: np.ndarray) -> np.ndarray:
-    """P(level < required level) per row."""
+    """P(level < required level) per row (the raw risk of the level probabilities)."""
     levels = np.asarray(LEVELS)
     below = levels[None, :] < np.asarray(required, dtype=int)[:, None]
     return np.clip((proba * below).sum(axis=1), 0.0, 1.0)
+
+
+_EPS = 1e-4
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=float), _EPS, 1 - _EPS)
+    return np.log(p / (1 - p))
+
+
+def calibrate(raw: np.ndarray, *, coef: float, intercept: float) -> np.ndarray:
+    """Platt scaling of the raw risk: sigmoid(coef * logit(raw) + intercept)."""
+    return 1.0 / (1.0 + np.exp(-(coef * _logit(raw) + intercept)))
+
+
+class RiskModel:
+    """A fitted level model with the calibration of its risk and its at-risk threshold.
+
+    ``predict_proba``/``predict``/``classes_`` are the level model's, so everything that reads
+    level probabilities works unchanged; ``risk`` turns them into the calibrated
+    ``risk_prob`` and ``threshold`` is the at-risk cut chosen at retrain.
+    """
+
+    def __init__(
+        self,
+        estimator: Any,
+        *,
+        coef: float = 1.0,
+        intercept: float = 0.0,
+        threshold: float = DEFAULT_THRESHOLD,
+        training_class_ids: Sequence[int] = (),
+    ) -> None:
+        self.estimator = estimator
+        self.coef = float(coef)
+        self.intercept = float(intercept)
+        self.threshold = float(threshold)
+        self.training_class_ids = [int(c) for c in training_class_ids]
+        self.classes_ = np.asarray(estimator.classes_)
+        names = getattr(estimator, "feature_names_in_", None)
+        if names is not None:
+            self.feature_names_in_ = np.asarray(names, dtype=object)
+        self.n_features_in_ = int(getattr(estimator, "n_features_in_", len(FEATURES)))
+
+    def predict_proba(self, features: Any) -> np.ndarray:
+        return self.estimator.predict_proba(features)
+
+    def predict(self, features: Any) -> np.ndarray:
+        return self.estimator.predict(features)
+
+    def risk(self, proba: np.ndarray, required: np.ndarray) -> np.ndarray:
+        raw = risk_probabilities(proba, required)
+        return calibrate(raw, coef=self.coef, intercept=self.intercept)
+
+
+def model_risk(model: Any, proba: np.ndarray, required: np.ndarray) -> np.ndarray:
+    """The model's ``risk_prob``: calibrated when the model carries a calibration."""
+    if isinstance(model, RiskModel) or hasattr(model, "risk"):
+        return np.asarray(model.risk(proba, required), dtype=float)
+    return risk_probabilities(proba, required)
+
+
+def model_threshold(model: Any, override: float | None = None) -> float:
+    """The at-risk threshold: ``override`` (LOF_RISK_THRESHOLD) when set, else the model's
+    own (chosen at retrain), else ``DEFAULT_THRESHOLD`` for models that carry none."""
+    if override is not None:
+        return float(override)
+    value = getattr(model, "threshold", None)
+    if isinstance(value, int | float) and 0.0 < float(value) < 1.0:
+        return float(value)
+    return DEFAULT_THRESHOLD
+
+
+def fit_calibration(
+    raw: np.ndarray, truth: np.ndarray, *, min_examples: int = 30
+) -> tuple[float, float]:
+    """(coef, intercept) of Platt scaling fitted on out-of-fold raw risks; identity (1, 0)
+    with fewer than ``min_examples`` or without both outcomes (nothing to learn from)."""
+    from sklearn.linear_model import LogisticRegression
+
+    truth = np.asarray(truth, dtype=int)
+    if len(truth) < max(min_examples, 2) or truth.min() == truth.max():
+        return 1.0, 0.0
+    fitted = LogisticRegression(C=100.0, max_iter=1000).fit(_logit(raw)[:, None], truth)
+    coef = float(fitted.coef_[0, 0])
+    if coef <= 0:  # a risk that ranks backwards out of fold: keep its order, drop the scale
+        return 1.0, 0.0
+    return coef, float(fitted.intercept_[0])
+
+
+def choose_threshold(
+    risk: np.ndarray, truth: np.ndarray, *, target_recall: float | None = None
+) -> float:
+    """The at-risk threshold chosen on out-of-fold risks.
+
+    Default: the threshold with the best F1 of at-risk (precision and recall of "below the
+    required level" weighed alike). With ``target_recall``: the highest threshold that still
+    flags that share of the students who end below (fewest false alarms for that recall).
+    Without both outcomes: ``DEFAULT_THRESHOLD``.
+    """
+    risk = np.asarray(risk, dtype=float)
+    truth = np.asarray(truth, dtype=bool)
+    if len(risk) == 0 or truth.all() or not truth.any():
+        return DEFAULT_THRESHOLD
+    candidates = np.unique(np.round(risk, 4))
+    candidates = candidates[(candidates > 0.01) & (candidates < 0.99)]
+    if len(candidates) == 0:
+        return DEFAULT_THRESHOLD
+    positives = truth.sum()
+    best, best_value = DEFAULT_THRESHOLD, -1.0
+    for cut in candidates:
+        flagged = risk >= cut
+        hits = (flagged & truth).sum()
+        recall = hits / positives
+        if target_recall is not None:
+            if recall >= target_recall - 1e-12 and cut > best_value:
+                best, best_value = float(cut), float(cut)
+            continue
+        precision = hits / flagged.sum() if flagged.any() else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        if f1 > best_value + 1e-12:
+            best, best_value = float(cut), float(f1)
+    return best
 
 
 def check_model_features(model: Any) -> None:
@@ -239,10 +381,11 @@ def predict_frame(
     model: Any,
     features: pd.DataFrame,
     required_levels: Mapping[int, int] | pd.DataFrame,
-    threshold: float,
+    threshold: float | None = None,
 ) -> pd.DataFrame:
     """Per student: predicted level, P(level) as {"1".."5"}, risk of ending below the class's
-    required level and whether that risk reaches ``threshold``.
+    required level and whether that risk reaches the threshold (``threshold`` when given,
+    e.g. LOF_RISK_THRESHOLD, else the model's own, see ``model_threshold``).
 
     ``features`` holds class_id, user_id and the 13 scaled FEATURES (rows keep their order).
     """
@@ -272,7 +415,8 @@ def predict_frame(
         )
     required = np.array([by_class[int(c)] for c in class_ids], dtype=int)
     proba = level_probabilities(model=model, features=values)
-    risk = risk_probabilities(proba, required)
+    risk = model_risk(model, proba, required)
+    cut = model_threshold(model, threshold)
     labels = np.asarray(LEVELS)[proba.argmax(axis=1)]
     keys = [str(level) for level in LEVELS]
     return pd.DataFrame(
@@ -284,7 +428,7 @@ def predict_frame(
                 {k: float(p) for k, p in zip(keys, row, strict=True)} for row in proba
             ],
             "risk_prob": risk.astype(float),
-            "at_risk": risk >= threshold,
+            "at_risk": risk >= cut,
             "required_level": required.astype("int64"),
         }
     )
@@ -297,15 +441,35 @@ def point_suffix(progress: float) -> str:
     return f"at_{round(progress * 100)}"
 
 
+def expected_calibration_error(risk: np.ndarray, truth: np.ndarray, bins: int = ECE_BINS) -> float:
+    """Mean |predicted - observed| share over equal-width risk bins, weighted by bin size."""
+    risk = np.asarray(risk, dtype=float)
+    truth = np.asarray(truth, dtype=float)
+    if len(risk) == 0:
+        return float("nan")
+    index = np.clip((risk * bins).astype(int), 0, bins - 1)
+    total = 0.0
+    for b in np.unique(index):
+        mask = index == b
+        total += mask.sum() * abs(risk[mask].mean() - truth[mask].mean())
+    return float(total / len(risk))
+
+
 def score(
     *,
     labels: np.ndarray,
     proba: np.ndarray,
     required: np.ndarray,
-    threshold: float = 0.5,
+    threshold: float = DEFAULT_THRESHOLD,
+    risk: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """The metrics of ``METRICS`` for predicted level probabilities (columns = LEVELS)."""
-    from sklearn.metrics import balanced_accuracy_score, f1_score
+    """The metrics of ``METRICS``; ``risk`` is the calibrated risk (default: the raw one)."""
+    from sklearn.metrics import (
+        average_precision_score,
+        balanced_accuracy_score,
+        f1_score,
+        roc_auc_score,
+    )
 
     labels = np.asarray(labels, dtype=int)
     required = np.asarray(required, dtype=int)
@@ -314,55 +478,177 @@ def score(
     levels = np.asarray(LEVELS)
     predicted = levels[proba.argmax(axis=1)]
     onehot = (levels[None, :] == labels[:, None]).astype(float)
-    risk = risk_probabilities(proba, required)
+    risk = risk_probabilities(proba, required) if risk is None else np.asarray(risk, dtype=float)
     truly = labels < required
     flagged = risk >= threshold
+    both = bool(truly.any() and not truly.all())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         macro_f1 = f1_score(labels, predicted, average="macro", zero_division=0)
         balanced = balanced_accuracy_score(labels, predicted)
+        auc = float(roc_auc_score(truly, risk)) if both else float("nan")
+        pr_auc = float(average_precision_score(truly, risk)) if both else float("nan")
     p_true = np.clip((proba * onehot).sum(axis=1), 1e-15, 1.0)
     return {
-        "macro_f1": float(macro_f1),
-        "balanced_accuracy": float(balanced),
-        "at_risk_recall": float((flagged & truly).sum() / truly.sum()) if truly.any() else 0.0,
+        "risk_roc_auc": auc,
+        "risk_pr_auc": pr_auc,
+        "risk_brier": float(((risk - truly.astype(float)) ** 2).mean()),
+        "risk_ece": expected_calibration_error(risk, truly),
         "at_risk_precision": (
             float((flagged & truly).sum() / flagged.sum()) if flagged.any() else 0.0
         ),
+        "at_risk_recall": float((flagged & truly).sum() / truly.sum()) if truly.any() else 0.0,
+        "macro_f1": float(macro_f1),
+        "balanced_accuracy": float(balanced),
         "brier": float(((proba - onehot) ** 2).sum(axis=1).mean()),
-        "risk_brier": float(((risk - truly.astype(float)) ** 2).mean()),
         "log_loss": float(-np.log(p_true).mean()),
+        "share_at_risk": float(truly.mean()),
     }
 
 
+def _mean_over_points(metrics: Mapping[str, float], name: str) -> float:
+    values = [metrics.get(f"{name}_{point_suffix(p)}", float("nan")) for p in SELECTION_POINTS]
+    values = [v for v in values if v is not None and not np.isnan(v)]
+    return float(np.mean(values)) if values else float("nan")
+
+
 def score_examples(
-    *, examples: pd.DataFrame, proba: np.ndarray, threshold: float = 0.5
+    *,
+    examples: pd.DataFrame,
+    proba: np.ndarray,
+    threshold: float = DEFAULT_THRESHOLD,
+    risk: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """Metrics over all examples and per progress point (``<metric>_at_50`` etc.)."""
+    """Metrics over all examples, per progress point (``<metric>_at_50`` etc.) and the
+    selection metric (``risk_roc_auc_25_50``) with its tie-breaker (``risk_brier_25_50``)."""
     _require_example_columns(examples, what="evaluation examples")
     labels = examples["label"].to_numpy(dtype=int)
     required = examples["required_level"].to_numpy(dtype=int)
-    metrics = score(labels=labels, proba=proba, required=required, threshold=threshold)
+    if risk is None:
+        risk = risk_probabilities(proba, required)
+    risk = np.asarray(risk, dtype=float)
+    metrics = score(labels=labels, proba=proba, required=required, threshold=threshold, risk=risk)
     if "progress" in examples.columns:
         progress = examples["progress"].to_numpy(dtype=float)
         for point in sorted(set(np.round(progress, 4))):
             mask = np.isclose(progress, point)
             part = score(
-                labels=labels[mask], proba=proba[mask], required=required[mask], threshold=threshold
+                labels=labels[mask],
+                proba=proba[mask],
+                required=required[mask],
+                threshold=threshold,
+                risk=risk[mask],
             )
             for name, value in part.items():
                 metrics[f"{name}_{point_suffix(point)}"] = value
             metrics[f"n_{point_suffix(point)}"] = float(mask.sum())
+    metrics[SELECTION_METRIC] = _mean_over_points(metrics, "risk_roc_auc")
+    metrics[TIE_METRIC] = _mean_over_points(metrics, "risk_brier")
+    if np.isnan(metrics[SELECTION_METRIC]):  # no progress points: the overall figures
+        metrics[SELECTION_METRIC] = metrics["risk_roc_auc"]
+        metrics[TIE_METRIC] = metrics["risk_brier"]
+    metrics["threshold"] = float(threshold)
     metrics["n"] = float(len(examples))
     return metrics
 
 
-def evaluate(*, model: Any, examples: pd.DataFrame, threshold: float = 0.5) -> dict[str, float]:
-    """Score a fitted model on labelled examples (e.g. a registered version's holdout)."""
+def evaluate(
+    *, model: Any, examples: pd.DataFrame, threshold: float | None = None
+) -> dict[str, float]:
+    """Score a fitted model on labelled examples with its own risk calibration and threshold
+    (``threshold`` overrides the latter)."""
     _require_example_columns(examples, what="evaluation examples")
     check_model_features(model)
     proba = level_probabilities(model=model, features=examples)
-    return score_examples(examples=examples, proba=proba, threshold=threshold)
+    risk = model_risk(model, proba, examples["required_level"].to_numpy(dtype=int))
+    return score_examples(
+        examples=examples, proba=proba, threshold=model_threshold(model, threshold), risk=risk
+    )
+
+
+def selection_value(examples: pd.DataFrame, risk: np.ndarray) -> float:
+    """``SELECTION_METRIC`` of a risk on examples (mean risk ROC-AUC at 25% and 50%)."""
+    from sklearn.metrics import roc_auc_score
+
+    truth = examples["label"].to_numpy(dtype=int) < examples["required_level"].to_numpy(dtype=int)
+    progress = examples["progress"].to_numpy(dtype=float)
+    values = []
+    for point in SELECTION_POINTS:
+        mask = np.isclose(progress, point)
+        if mask.any() and truth[mask].any() and not truth[mask].all():
+            values.append(roc_auc_score(truth[mask], risk[mask]))
+    return float(np.mean(values)) if values else float("nan")
+
+
+def bootstrap_interval(
+    *,
+    examples: pd.DataFrame,
+    risk: np.ndarray,
+    n_boot: int = 200,
+    seed: int = 0,
+    level: float = 0.9,
+) -> tuple[float, float]:
+    """A class-level bootstrap interval of the selection metric: classes, not students, are
+    resampled, since students of one class share its teacher, its tasks and its grading."""
+    classes = examples["class_id"].to_numpy()
+    ids = np.unique(classes)
+    if len(ids) < 2:
+        return float("nan"), float("nan")
+    rows = {c: np.flatnonzero(classes == c) for c in ids}
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(n_boot):
+        picked = rng.choice(ids, size=len(ids), replace=True)
+        index = np.concatenate([rows[c] for c in picked])
+        value = selection_value(examples.iloc[index], np.asarray(risk)[index])
+        if not np.isnan(value):
+            values.append(value)
+    if not values:
+        return float("nan"), float("nan")
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def cross_fitted_risk(
+    *,
+    raw: np.ndarray,
+    truth: np.ndarray,
+    groups: np.ndarray,
+    min_examples: int = 30,
+    target_recall: float | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(calibrated risk, threshold) per row, each class's from the other classes' out-of-fold
+    risks only, so reported figures never use a calibration or threshold fitted on the class."""
+    raw = np.asarray(raw, dtype=float)
+    truth = np.asarray(truth, dtype=bool)
+    groups = np.asarray(groups)
+    risk = np.zeros_like(raw)
+    cuts = np.zeros_like(raw)
+    for g in np.unique(groups):
+        mask = groups == g
+        coef, intercept = fit_calibration(raw[~mask], truth[~mask], min_examples=min_examples)
+        risk[mask] = calibrate(raw[mask], coef=coef, intercept=intercept)
+        others = calibrate(raw[~mask], coef=coef, intercept=intercept)
+        cuts[mask] = choose_threshold(others, truth[~mask], target_recall=target_recall)
+    return risk, cuts
+
+
+def at_risk_figures(
+    *, examples: pd.DataFrame, risk: np.ndarray, cuts: np.ndarray
+) -> dict[str, float]:
+    """At-risk precision/recall with a per-row threshold (cross-fitted), overall and per point."""
+    truth = examples["label"].to_numpy(dtype=int) < examples["required_level"].to_numpy(dtype=int)
+    flagged = np.asarray(risk) >= np.asarray(cuts)
+    progress = examples["progress"].to_numpy(dtype=float)
+    out: dict[str, float] = {}
+    for suffix, mask in [("", np.ones(len(truth), dtype=bool))] + [
+        (f"_{point_suffix(p)}", np.isclose(progress, p)) for p in sorted(set(np.round(progress, 4)))
+    ]:
+        f, t = flagged[mask], truth[mask]
+        out[f"at_risk_precision{suffix}"] = float((f & t).sum() / f.sum()) if f.any() else 0.0
+        out[f"at_risk_recall{suffix}"] = float((f & t).sum() / t.sum()) if t.any() else 0.0
+    return out
 
 
 def _require_example_columns(examples: pd.DataFrame, *, what: str) -> None:
@@ -384,7 +670,8 @@ def grouped_cv_probabilities(
 ) -> np.ndarray:
     """Out-of-fold P(level) with folds grouped by class: no class is in train and test.
 
-    ``extra`` rows (e.g. a legacy dataset without classes) join every training fold.
+    ``extra`` rows (e.g. a legacy dataset without classes) join every training fold. With as
+    many folds as classes this is leave-one-class-out.
     """
     from sklearn.model_selection import GroupKFold
 
@@ -411,6 +698,7 @@ def select_candidate(
     *,
     metric: str = SELECTION_METRIC,
     tolerance: float = SELECTION_TOLERANCE,
+    tie_metric: str = TIE_METRIC,
 ) -> str:
     """The winner by the module's selection rule (see the module docstring)."""
     if not scores:
@@ -423,12 +711,12 @@ def select_candidate(
     best = max(value(n, metric, -np.inf) for n in scores)
     tied = [n for n in scores if value(n, metric, -np.inf) >= best - tolerance]
     order = {name: i for i, name in enumerate(CANDIDATE_ORDER)}
-    return min(tied, key=lambda n: (value(n, "log_loss", np.inf), order.get(n, len(order))))
+    return min(tied, key=lambda n: (value(n, tie_metric, np.inf), order.get(n, len(order))))
 
 
 def comparison_table(scores: Mapping[str, Mapping[str, float]]) -> pd.DataFrame:
     """One row per candidate: the headline metrics, for logs and the flow's artifact."""
-    columns = [SELECTION_METRIC, *METRICS]
+    columns = [SELECTION_METRIC, TIE_METRIC, *METRICS]
     rows = [
         {"candidate": name, **{c: metrics.get(c, float("nan")) for c in columns}}
         for name, metrics in scores.items()
@@ -471,11 +759,11 @@ def plot_confusion(*, labels: np.ndarray, proba: np.ndarray, title: str, path: P
 
 
 def plot_metrics_by_progress(*, metrics: Mapping[str, float], title: str, path: Path) -> Path:
-    """Macro-F1, balanced accuracy and at-risk recall against % of the course elapsed."""
+    """Risk ROC-AUC, at-risk precision/recall and macro-F1 against % of the course elapsed."""
     figure = _figure()
     ax = figure.add_subplot()
     percents = [round(p * 100) for p in PROGRESS_POINTS]
-    for name in ("macro_f1", "balanced_accuracy", "at_risk_recall"):
+    for name in ("risk_roc_auc", "at_risk_precision", "at_risk_recall", "macro_f1"):
         values = [metrics.get(f"{name}_at_{p}", float("nan")) for p in percents]
         ax.plot(percents, values, marker="o", label=name)
     ax.set_xlabel("% of course elapsed")
@@ -488,10 +776,16 @@ def plot_metrics_by_progress(*, metrics: Mapping[str, float], title: str, path: 
 
 
 def plot_calibration(
-    *, labels: np.ndarray, proba: np.ndarray, required: np.ndarray, title: str, path: Path
+    *,
+    labels: np.ndarray,
+    proba: np.ndarray,
+    required: np.ndarray,
+    title: str,
+    path: Path,
+    risk: np.ndarray | None = None,
 ) -> Path:
     """Reliability of ``risk_prob``: observed share at risk per predicted-risk bin."""
-    risk = risk_probabilities(proba, required)
+    risk = risk_probabilities(proba, required) if risk is None else np.asarray(risk, dtype=float)
     truly = (np.asarray(labels, dtype=int) < np.asarray(required, dtype=int)).astype(float)
     edges = np.linspace(0, 1, 11)
     bins = np.clip(np.digitize(risk, edges) - 1, 0, 9)

@@ -8,9 +8,14 @@ The promote flow, the ``lof promote`` command and the webhooks share these funct
   start a promotion; any other key is ignored with a log line.
 - MLflow uploads a model in several PUTs (the model file after ``MLmodel``) and registers the
   version after the upload, so resolution and the file check wait, with a bound.
-- The gate scores the candidate and the current Production version on the latest held-out data
-  recorded at retrain and refuses when the candidate is worse by more than
-  ``settings.promote_margin`` (unless forced). A refusal changes nothing.
+- The gate scores the candidate and the current Production version on held-out examples recorded
+  at retrain (the candidate's own first) that *neither* trained on: rows of classes in either
+  version's ``training_class_ids`` tag are left out. For the candidate it uses the fit that did
+  not see its holdout (``evaluation_model_uri``) when the version logged one. The metric is the
+  selection metric (mean risk ROC-AUC at 25% and 50%). It refuses when the candidate is worse by
+  more than ``settings.promote_margin``, and when no example is left to compare on (both
+  need ``--force``). A version without the tag (registered before) counts as having trained on
+  no held-out class, and the report says so. A refusal changes nothing.
 - Idempotent: an event already recorded on a version, or a version already at Production with
   the ``production`` alias, is a no-op. S3 delivers at least once, and setting the alias from the
   promote flow fires the MLflow alias webhook again.
@@ -25,6 +30,7 @@ import re
 import socket
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 from urllib.parse import unquote_plus
@@ -43,7 +49,7 @@ T = TypeVar("T")
 EVENT_NAME = "lof.model.uploaded"
 PRODUCTION_ALIAS = registry.PRODUCTION_ALIAS
 GATE_METRIC = lof_model.SELECTION_METRIC
-FALLBACK_METRIC = "macro_f1"
+FALLBACK_METRIC = "risk_roc_auc"
 MODEL_FILE_NAMES = frozenset({"model.skops", "model.pkl", "model.cloudpickle", "model.joblib"})
 TRIGGER_FILE_NAMES = MODEL_FILE_NAMES | {"MLmodel"}
 REGISTRATION_WAIT_SECONDS = 30.0  # retrain registers right after the upload
@@ -95,6 +101,8 @@ class GateReport:
     rows: int
     passed: bool
     forced: bool = False
+    excluded_rows: int = 0
+    note: str = ""
 
     def describe(self) -> str:
         if self.production is None:
@@ -105,7 +113,9 @@ class GateReport:
         return (
             f"gate {verdict}: v{self.candidate} {self.metric}={self.candidate_score:.4f} vs "
             f"Production v{self.production} {self.production_score:.4f} on the holdout of "
-            f"v{self.holdout_version} ({self.rows} rows, margin {self.margin:g})"
+            f"v{self.holdout_version} ({self.rows} rows of classes neither trained on, "
+            f"{self.excluded_rows} left out; margin {self.margin:g})"
+            + (f"; {self.note}" if self.note else "")
             + (" (forced)" if self.forced else "")
         )
 
@@ -337,11 +347,15 @@ def already_done(*, settings: Settings, version: str, event_id: str | None) -> s
 # --- the gate ---------------------------------------------------------------------------------
 
 
-def latest_holdout(*, settings: Settings) -> tuple[str, pd.DataFrame] | None:
-    """The held-out examples of the newest version that recorded them at retrain."""
+def holdouts(*, settings: Settings, first: str | None = None) -> list[tuple[str, pd.DataFrame]]:
+    """Held-out examples recorded at retrain: ``first``'s, then the newest versions' ones."""
     client = registry.client(settings=settings)
-    candidates = sorted(all_versions(settings=settings), key=lambda v: -int(v.version))
-    for info in candidates[:HOLDOUT_LOOKBACK]:
+    versions = sorted(all_versions(settings=settings), key=lambda v: -int(v.version))
+    ordered = [v for v in versions if str(v.version) == str(first)] + [
+        v for v in versions[:HOLDOUT_LOOKBACK] if str(v.version) != str(first)
+    ]
+    out = []
+    for info in ordered:
         if not info.run_id:
             continue
         listed = registry.call(
@@ -350,17 +364,47 @@ def latest_holdout(*, settings: Settings) -> tuple[str, pd.DataFrame] | None:
         )
         if any(item.path.endswith("holdout.parquet") for item in listed):
             version = str(info.version)
-            return version, registry.load_holdout(settings=settings, version=version)
-    return None
+            out.append((version, registry.load_holdout(settings=settings, version=version)))
+    return out
 
 
-def holdout_score(*, model: Any, holdout: pd.DataFrame, threshold: float) -> tuple[str, float]:
-    """The gate metric of a model on a holdout (macro-F1 at 50% progress, else overall)."""
+def latest_holdout(*, settings: Settings) -> tuple[str, pd.DataFrame] | None:
+    """The held-out examples of the newest version that recorded them at retrain."""
+    found = holdouts(settings=settings)
+    return found[0] if found else None
+
+
+def holdout_score(
+    *, model: Any, holdout: pd.DataFrame, threshold: float | None
+) -> tuple[str, float]:
+    """The gate metric of a model on a holdout (mean risk ROC-AUC at 25%/50%, else overall)."""
     metrics = lof_model.evaluate(model=model, examples=holdout, threshold=threshold)
     value = metrics.get(GATE_METRIC)
     if value is not None and not math.isnan(value):
         return GATE_METRIC, float(value)
     return FALLBACK_METRIC, float(metrics[FALLBACK_METRIC])
+
+
+def _comparable_model(*, settings: Settings, version: str, model: Any) -> tuple[Any, set | None]:
+    """The fit of ``version`` to compare and the classes it trained on (None: unknown).
+
+    A version that logged the fit that did not see its holdout is compared with that fit."""
+    tags = registry.version_tags(settings=settings, version=version)
+    uri = tags.get(registry.EVALUATION_MODEL_TAG) or ""
+    if uri:
+        fit = registry.load_model_uri(settings=settings, uri=uri)
+        lof_model.check_model_features(fit)
+        return fit, registry.decode_class_ids(tags.get(registry.EVALUATION_CLASSES_TAG))
+    return model, registry.decode_class_ids(tags.get(registry.TRAINING_CLASSES_TAG))
+
+
+def comparable_rows(
+    holdout: pd.DataFrame, *, trained: Sequence[set[int] | None]
+) -> tuple[pd.DataFrame, int]:
+    """(rows of classes none of the fits trained on, rows left out)."""
+    seen: set[int] = set().union(*[t for t in trained if t is not None])
+    mask = holdout["class_id"].astype(int).isin(seen)
+    return holdout[~mask].reset_index(drop=True), int(mask.sum())
 
 
 def gate_passes(*, candidate_score: float, production_score: float, margin: float) -> bool:
@@ -380,7 +424,8 @@ def load_version(*, settings: Settings, version: str) -> Any:
 def run_gate(
     *, settings: Settings, candidate: str, production: str | None, force: bool
 ) -> GateReport:
-    """Score both versions on the latest holdout; ``passed`` unless worse by > the margin."""
+    """Score both versions on held-out rows neither trained on; ``passed`` unless the
+    candidate is worse by > the margin. ModelError when there is nothing to compare on."""
     margin = settings.promote_margin
     candidate_model = load_version(settings=settings, version=candidate)
     if production is None or production == candidate:
@@ -389,21 +434,61 @@ def run_gate(
         return GateReport(
             candidate, production, None, GATE_METRIC, None, None, margin, 0, True, True
         )
-    found = latest_holdout(settings=settings)
-    if found is None:
+    found = holdouts(settings=settings, first=candidate)
+    if not found:
         raise ModelError(
             f"no held-out data is recorded with the recent versions of {settings.model_name!r}, "
             f"so v{candidate} cannot be compared with Production v{production}; nothing changed; "
             f"retrain with `lof retrain` or promote anyway with "
             f"`lof promote --version {candidate} --force`"
         )
-    holdout_version, holdout = found
+    candidate_fit, candidate_classes = _comparable_model(
+        settings=settings, version=candidate, model=candidate_model
+    )
     production_model = load_version(settings=settings, version=production)
+    # Production is compared as it serves: its registered fit and every class that fit saw.
+    production_fit = production_model
+    production_classes = registry.decode_class_ids(
+        registry.version_tags(settings=settings, version=production).get(
+            registry.TRAINING_CLASSES_TAG
+        )
+    )
+    unknown = [
+        f"v{v}"
+        for v, c in ((candidate, candidate_classes), (production, production_classes))
+        if c is None
+    ]
+    note = (
+        f"training classes of {', '.join(unknown)} unknown (no {registry.TRAINING_CLASSES_TAG} "
+        "tag): compared on its whole holdout"
+        if unknown
+        else ""
+    )
+    trained = [candidate_classes, production_classes]
+    chosen: tuple[str, pd.DataFrame, int] | None = None
+    overlap = 0
+    for holdout_version, holdout in found:
+        rows, excluded = comparable_rows(holdout, trained=trained)
+        if len(rows):
+            chosen = (holdout_version, rows, excluded)
+            break
+        overlap += excluded
+    if chosen is None:
+        raise ModelError(
+            f"no held-out example to compare v{candidate} with Production v{production} on: "
+            f"all {overlap} held-out rows recorded with {', '.join('v' + v for v, _ in found)} "
+            f"are from classes one of them trained on "
+            f"(v{candidate}: {registry.encode_class_ids(candidate_classes or [])}; "
+            f"v{production}: {registry.encode_class_ids(production_classes or [])}); "
+            f"nothing changed; promote with `lof promote --version {candidate} --force` "
+            "after checking the retrain's holdout figures in MLflow"
+        )
+    holdout_version, rows, excluded = chosen
     metric, candidate_score = holdout_score(
-        model=candidate_model, holdout=holdout, threshold=settings.risk_threshold
+        model=candidate_fit, holdout=rows, threshold=settings.risk_threshold
     )
     _, production_score = holdout_score(
-        model=production_model, holdout=holdout, threshold=settings.risk_threshold
+        model=production_fit, holdout=rows, threshold=settings.risk_threshold
     )
     passed = gate_passes(
         candidate_score=candidate_score, production_score=production_score, margin=margin
@@ -416,8 +501,10 @@ def run_gate(
         candidate_score=candidate_score,
         production_score=production_score,
         margin=margin,
-        rows=len(holdout),
+        rows=len(rows),
         passed=passed,
+        excluded_rows=excluded,
+        note=note,
     )
 
 

@@ -28,6 +28,55 @@ T = TypeVar("T")
 HOLDOUT_ARTIFACT = "holdout/holdout.parquet"
 MODEL_ARTIFACT = "model"
 PRODUCTION_ALIAS = "production"
+TRAINING_CLASSES_TAG = "training_class_ids"
+"""Version tag: the LEB2 class ids the registered model was fitted on (``encode_class_ids``)."""
+EVALUATION_CLASSES_TAG = "evaluation_class_ids"
+"""Version tag: the class ids of the fit that did not see the holdout (empty: none logged)."""
+HOLDOUT_CLASSES_TAG = "holdout_class_ids"
+EVALUATION_MODEL_TAG = "evaluation_model_uri"
+THRESHOLD_TAG = "risk_threshold"
+
+
+def encode_class_ids(ids: Any) -> str:
+    """Sorted ids as compact ranges (``3-7,9``): tags stay short for thousands of classes."""
+    values = sorted({int(v) for v in ids})
+    parts: list[str] = []
+    start = prev = None
+    for value in values:
+        if start is None:
+            start = prev = value
+        elif value == prev + 1:
+            prev = value
+        else:
+            parts.append(str(start) if start == prev else f"{start}-{prev}")
+            start = prev = value
+    if start is not None:
+        parts.append(str(start) if start == prev else f"{start}-{prev}")
+    return ",".join(parts)
+
+
+def decode_class_ids(text: str | None) -> set[int] | None:
+    """The ids of ``encode_class_ids``; None when the tag is absent (version from before)."""
+    if text is None:
+        return None
+    out: set[int] = set()
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        low, _, high = (
+            part.rpartition("-")
+            if part.count("-") == 1 and part[0] != "-"
+            else (
+                "",
+                "",
+                part,
+            )
+        )
+        if low:
+            out.update(range(int(low), int(high) + 1))
+        else:
+            out.add(int(high))
+    return out
 
 
 def client(*, settings: Settings) -> Any:
@@ -140,6 +189,31 @@ def load_model_version(*, settings: Settings, version: str) -> Any:
         ) from exc
 
 
+def load_model_uri(*, settings: Settings, uri: str) -> Any:
+    """The scikit-learn model at an MLflow model URI (e.g. a version's evaluation fit)."""
+    import mlflow.sklearn
+
+    def load() -> Any:
+        mlflow.set_registry_uri(settings.mlflow_tracking_uri)
+        mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return mlflow.sklearn.load_model(uri)
+
+    try:
+        return call(load, what=f"load {uri}")
+    except Exception as exc:
+        raise ModelError(
+            f"cannot load {uri} from {_where(settings)}: {type(exc).__name__}; check the "
+            "artifact store and MLFLOW_TRACKING_URI"
+        ) from exc
+
+
+def version_tags(*, settings: Settings, version: str) -> dict[str, str]:
+    """The tags of one registered version (training classes, threshold, ...)."""
+    return dict(version_info(settings=settings, version=version).tags or {})
+
+
 def load_production_model(*, settings: Settings) -> tuple[Any, str]:
     """The model at ``settings.model_stage`` and its version, or a ModelError saying what to do."""
     version = production_version(settings=settings)
@@ -220,7 +294,7 @@ def untrusted_types(model: Any) -> list[str]:
     return list(skops.io.get_untrusted_types(data=skops.io.dumps(model)))
 
 
-def log_model(*, model: Any, input_example: pd.DataFrame) -> Any:
+def log_model(*, model: Any, input_example: pd.DataFrame, name: str = MODEL_ARTIFACT) -> Any:
     """Log a fitted model in the active run (skops format, signature, input example)."""
     import mlflow.sklearn
     from mlflow.models import infer_signature
@@ -231,7 +305,7 @@ def log_model(*, model: Any, input_example: pd.DataFrame) -> Any:
         warnings.simplefilter("ignore")
         return mlflow.sklearn.log_model(
             model,
-            name=MODEL_ARTIFACT,
+            name=name,
             signature=signature,
             input_example=input_example,
             pip_requirements=pip_requirements(),

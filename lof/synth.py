@@ -2,8 +2,13 @@
 
 It serves the demo, the tests and the benchmarks. Students carry a hidden ability and
 engagement that drive their page views, sessions, submission timing, spent time and levels,
-so a model can learn the final level from the 13 features, though not perfectly (noise, and
-some students who start well and then stop). Everything is deterministic from ``seed`` and
+so a model can learn the final level from the 13 features, though not perfectly. Like real
+courses (OULAD-like: many fail or withdraw) it is messy: early withdrawers (page views for a
+while, then nothing, and no submission at all), students who start well and stop, engagement
+that drifts up or down during the course, page views only loosely tied to the level (quiet
+students who do well, busy ones who do not), and, in the ongoing semester, grades entered days
+after the submission (so a recent submission may have no assessed level yet). ``classes=1``
+gives one class per semester. Everything is deterministic from ``seed`` and
 ``today``. Rows are written in batches and Amplitude files hour by hour, so the size knobs can
 make a large university without holding it in memory.
 """
@@ -106,6 +111,8 @@ class _ClassPlan:
     act_is_quiz: np.ndarray
     act_start_day: np.ndarray  # ordinals
     act_due_day: np.ndarray  # ordinals, -1 when NULL
+    after_stop: np.ndarray | None = None  # event rate factor once stopped (0: withdrawn)
+    drift: np.ndarray | None = None  # engagement change over the course, per student
     sub_user: list[int] = field(default_factory=list)
     sub_activity: list[int] = field(default_factory=list)
     sub_at: list[datetime] = field(default_factory=list)  # naive local
@@ -482,7 +489,16 @@ def _write_class(
     stopper = rng.random(n) < 0.1
     span = max(1, (last_day - first_day).days)
     stop_after = np.where(stopper, rng.uniform(0.2, 0.7, n), 2.0)
+    # The mess of real courses, from a stream of its own (see the module docstring).
+    mess = np.random.default_rng([int(rng.integers(0, 2**31)), 2])
+    withdrawer = (mess.random(n) < 0.16) & ~stopper
+    stop_after = np.where(withdrawer, mess.uniform(0.02, 0.3, n), stop_after)
+    late_stopper = (mess.random(n) < 0.12) & ~stopper & ~withdrawer
+    stop_after = np.where(late_stopper, mess.uniform(0.4, 0.85, n), stop_after)
     stop_day = first_day.toordinal() + (stop_after * span).astype(np.int64)
+    drift = mess.normal(0.0, 1.4, n)
+    view_noise = mess.normal(0.0, 0.6, n)
+    grade_delay = np.where(mess.random(n) < 0.4, mess.integers(1, 9, n), 0)
     if not deleted:
         summary.enrolments += n
 
@@ -491,8 +507,10 @@ def _write_class(
         first_day=first_day,
         last_day=last_day,
         users=users,
-        rate=events_per_student_day / 2.5 * np.exp(0.7 * e_cls - 0.35),
+        rate=events_per_student_day / 2.5 * np.exp(0.6 * e_cls - 0.45 + view_noise),
         stop_day=stop_day,
+        after_stop=np.where(withdrawer, 0.0, 0.1),
+        drift=drift,
         act_ids=np.array([r[0] for r in live], dtype=np.int64),
         act_is_quiz=np.array([r[1] for r in live], dtype=bool),
         act_start_day=np.array([r[2].toordinal() for r in live], dtype=np.int64),
@@ -504,14 +522,18 @@ def _write_class(
         if cutoff is not None and start >= cutoff:
             continue  # created ahead by the LMS, nobody submitted yet
         stopped = start.toordinal() > stop_day
-        p_submit = np.where(stopped, 0.03, _sigmoid(2.2 + 1.5 * e_cls))
+        frac = min(1.0, max(0.0, (start.date() - first_day).days / span))
+        e_now = e_cls + drift * frac
+        p_submit = np.where(stopped, 0.03, _sigmoid(1.9 + 1.4 * e_now))
+        p_submit = np.where(withdrawer, 0.0, p_submit)
         submits = rng.random(n) < p_submit
         window = (due - start) if due else timedelta(days=10)
         early_frac = _sigmoid(0.8 * e_cls + rng.normal(0, 1, n)) * 0.9
         late = rng.random(n) < 0.08
         spent = np.exp(np.log(1800) + 0.3 * a_cls + 0.3 * e_cls + rng.normal(0, 0.6, n))
         spent_null = rng.random(n) < 0.1
-        z = 3.4 + 1.0 * a_cls + 0.3 * e_cls + rng.normal(0, 0.7, n) - (0.2 if quiz else 0)
+        a_now = a_cls + 0.6 * drift * frac
+        z = 3.3 + 0.9 * a_now + 0.3 * e_now + rng.normal(0, 1.1, n) - (0.2 if quiz else 0)
         levels = np.clip(np.rint(z), 1, 5).astype(int)
         resubmit = rng.random(n) < 0.12
         deleted_sub = rng.random(n)
@@ -561,6 +583,8 @@ def _write_class(
                 plan.sub_user.append(user)
                 plan.sub_activity.append(act_id)
                 plan.sub_at.append(at)
+            if cutoff is not None and at + timedelta(days=int(grade_delay[i])) >= cutoff:
+                continue  # submitted, not graded yet
             cri_id, cri_levels = assessing[a_pos % len(assessing)]
             writer.add(
                 "act_sub_points",
@@ -641,7 +665,12 @@ def _day_events(
         due_soon = ((plan.act_due_day >= ordinal) & (plan.act_due_day <= ordinal + 3)).any()
         fresh = ((plan.act_start_day <= ordinal) & (plan.act_start_day >= ordinal - 2)).any()
         factor = weekend * (1.6 if due_soon else 1.0) * (1.3 if fresh else 1.0)
-        rate = plan.rate * factor * np.where(plan.stop_day < ordinal, 0.1, 1.0)
+        after = 0.1 if plan.after_stop is None else plan.after_stop
+        rate = plan.rate * factor * np.where(plan.stop_day < ordinal, after, 1.0)
+        if plan.drift is not None:
+            span = max(1, (plan.last_day - plan.first_day).days)
+            frac = min(1.0, (ordinal - plan.first_day.toordinal()) / span)
+            rate = rate * np.exp(0.5 * plan.drift * frac)
         counts = rng.poisson(rate)
         active = np.flatnonzero(counts)
         cid = plan.class_id

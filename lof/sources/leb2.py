@@ -30,6 +30,7 @@ from sqlalchemy import (
     create_engine,
     func,
     inspect,
+    or_,
     select,
     type_coerce,
 )
@@ -338,8 +339,14 @@ def parse_spent_time(values: pd.Series) -> pd.Series:
     return (hours * 3600 + minutes * 60 + seconds).astype("float64").rename(values.name)
 
 
-def _live(*tables: Table) -> list[Any]:
-    return [table.c.deleted_at.is_(None) for table in tables]
+def _live(*tables: Table, deleted_before: datetime | None = None) -> list[Any]:
+    """Rows not deleted; with ``deleted_before``, rows deleted at or after it count as live
+    (the LMS as it stood then: a retrain as of D sees what was there on D)."""
+    if deleted_before is None:
+        return [table.c.deleted_at.is_(None) for table in tables]
+    return [
+        or_(table.c.deleted_at.is_(None), table.c.deleted_at >= deleted_before) for table in tables
+    ]
 
 
 def _month_back(moment: datetime, months: int) -> datetime:
@@ -364,7 +371,9 @@ def _ulti_outcome_join(class_col: Any) -> Any:
     )
 
 
-def _required_by_criterion(engine: Engine, class_ids: list[int], what: str) -> pd.DataFrame:
+def _required_by_criterion(
+    engine: Engine, class_ids: list[int], what: str, deleted_before: datetime | None = None
+) -> pd.DataFrame:
     """class_id, cri_id, required_level (max flag=1 level) for the live ulti criteria."""
     statements = [
         select(outcomes_t.c.class_id, criterias_t.c.id, func.max(levels_t.c.level))
@@ -377,7 +386,7 @@ def _required_by_criterion(engine: Engine, class_ids: list[int], what: str) -> p
             outcomes_t.c.class_id.in_(chunk),
             outcomes_t.c.type == ULTI,
             levels_t.c.flag == 1,
-            *_live(outcomes_t, criterias_t, levels_t),
+            *_live(outcomes_t, criterias_t, levels_t, deleted_before=deleted_before),
         )
         .group_by(outcomes_t.c.class_id, criterias_t.c.id)
         for chunk in _chunks(class_ids)
@@ -389,14 +398,25 @@ def _required_by_criterion(engine: Engine, class_ids: list[int], what: str) -> p
 # --- queries -------------------------------------------------------------------------------------
 
 
-def required_levels(engine: Engine, *, class_ids: Collection[int]) -> pd.DataFrame:
-    """class_id, required_level: the highest flag=1 level over the class's ulti criteria."""
-    per_cri = _required_by_criterion(engine, list(class_ids), "required levels")
-    out = per_cri.groupby("class_id", as_index=False)["required_level"].max()
+def required_levels(
+    engine: Engine, *, class_ids: Collection[int], deleted_before: datetime | None = None
+) -> pd.DataFrame:
+    """class_id, required_level: the mean of the flag=1 levels of the class's ulti criteria,
+    rounded half up.
+
+    The attainment label averages a student's levels over the class's activities, so the
+    level it is compared with averages the criteria's own requirements the same way: a student
+    who meets each criterion's requirement is not below the class's required level.
+    """
+    per_cri = _required_by_criterion(engine, list(class_ids), "required levels", deleted_before)
+    out = per_cri.groupby("class_id", as_index=False)["required_level"].mean()
+    out["required_level"] = _round_half_up(out["required_level"])
     return out.sort_values("class_id").reset_index(drop=True).astype("int64")
 
 
-def _first_starts(engine: Engine, *, extra: Sequence[Any], what: str) -> pd.DataFrame:
+def _first_starts(
+    engine: Engine, *, extra: Sequence[Any], what: str, deleted_before: datetime | None = None
+) -> pd.DataFrame:
     """Live OBEM classes with a live ulti outcome: code, slug, first activity start, stats."""
     has_ulti = select(outcomes_t.c.id).where(_ulti_outcome_join(classes_t.c.id)).exists()
     stmt = (
@@ -414,7 +434,12 @@ def _first_starts(engine: Engine, *, extra: Sequence[Any], what: str) -> pd.Data
                 semesters_t, semesters_t.c.id == classes_t.c.semester_id
             )
         )
-        .where(classes_t.c.type == OBEM, has_ulti, *_live(classes_t, activities_t), *extra)
+        .where(
+            classes_t.c.type == OBEM,
+            has_ulti,
+            *_live(classes_t, activities_t, deleted_before=deleted_before),
+            *extra,
+        )
         .group_by(classes_t.c.id, classes_t.c.code, semesters_t.c.slug)
         .order_by(classes_t.c.id)
     )
@@ -464,9 +489,12 @@ def ongoing_classes(engine: Engine, *, day: date, window_months: int) -> pd.Data
 
 
 def finished_classes(
-    engine: Engine, *, as_of: date, semesters: list[str] | None = None
+    engine: Engine, *, as_of: date, semesters: list[str] | None = None, point_in_time: bool = False
 ) -> pd.DataFrame:
-    """OBEM ulti classes with more than one activity, all started and due before ``as_of``."""
+    """OBEM ulti classes with more than one activity, all started and due before ``as_of``.
+
+    ``point_in_time``: classes and activities deleted on or after ``as_of`` count as live.
+    """
     extra: list[Any] = []
     if semesters is not None:
         known = set(_semester_slugs(engine))
@@ -477,8 +505,13 @@ def finished_classes(
                 f"{', '.join(sorted(known)) or 'none'}); pass slugs like 1/2022"
             )
         extra.append(semesters_t.c.slug.in_(list(semesters)))
-    frame = _first_starts(engine, extra=extra, what="finished classes")
     cutoff = pd.Timestamp(datetime.combine(as_of, time.min))
+    frame = _first_starts(
+        engine,
+        extra=extra,
+        what="finished classes",
+        deleted_before=cutoff.to_pydatetime() if point_in_time else None,
+    )
     last = frame[["last_start", "last_due"]].max(axis=1)
     done = (
         (frame["n"] > 1)
@@ -548,16 +581,22 @@ RECORD_COLUMNS: tuple[str, ...] = (
 
 
 def assessed_records(
-    engine: Engine, *, class_ids: Collection[int], until: datetime | None
+    engine: Engine,
+    *,
+    class_ids: Collection[int],
+    until: datetime | None,
+    deleted_before: datetime | None = None,
 ) -> pd.DataFrame:
     """The assessed records (DESIGN 2.1) of ``class_ids`` as they stood just before ``until``.
 
     One row per act_sub_points row whose activity, ulti criterion, level row and the student's
     latest submission (before ``until``) are all live; ``until`` is naive local time, None = now.
+    ``deleted_before``: a row deleted at or after it counts as live (a retrain as of that day).
     """
     ids = list(class_ids)
     cutoff = NO_CUTOFF if until is None else until
-    return finish_records(engine, assessed_rows(engine, class_ids=ids, cutoff=cutoff), ids)
+    rows = assessed_rows(engine, class_ids=ids, cutoff=cutoff, deleted_before=deleted_before)
+    return finish_records(engine, rows, ids, deleted_before=deleted_before)
 
 
 ASSESSED_ROW_COLUMNS: tuple[str, ...] = (
@@ -582,9 +621,11 @@ def assessed_rows(
     class_ids: Collection[int],
     cutoff: datetime,
     activity_ids: Collection[int] | None = None,
+    deleted_before: datetime | None = None,
 ) -> pd.DataFrame:
     """Points joined to the student's latest submission before ``cutoff`` (columns
-    ``ASSESSED_ROW_COLUMNS``), before required levels; optionally only some activities."""
+    ``ASSESSED_ROW_COLUMNS``), before required levels; optionally only some activities.
+    ``deleted_before``: a row deleted at or after it counts as live."""
     ids = list(class_ids)
     if activity_ids is not None:
         chunks = [(activities_t.c.id, chunk) for chunk in _chunks(activity_ids)]
@@ -618,7 +659,14 @@ def assessed_rows(
             activities_t.c.start_date < cutoff,
             outcomes_t.c.class_id == activities_t.c.class_id,
             outcomes_t.c.type == ULTI,
-            *_live(classes_t, activities_t, criterias_t, outcomes_t, levels_t),
+            *_live(
+                classes_t,
+                activities_t,
+                criterias_t,
+                outcomes_t,
+                levels_t,
+                deleted_before=deleted_before,
+            ),
         )
         for column, chunk in chunks
     ]
@@ -635,9 +683,8 @@ def assessed_rows(
         )
         .where(
             column.in_(chunk),
-            activities_t.c.deleted_at.is_(None),
+            *_live(activities_t, submissions_t, deleted_before=deleted_before),
             activities_t.c.start_date < cutoff,
-            submissions_t.c.deleted_at.is_(None),
             submissions_t.c.submitted_at < cutoff,
         )
         for column, chunk in chunks
@@ -677,10 +724,16 @@ def assessed_rows(
     return records.loc[:, list(ASSESSED_ROW_COLUMNS)]
 
 
-def finish_records(engine: Engine, records: pd.DataFrame, class_ids: list[int]) -> pd.DataFrame:
+def finish_records(
+    engine: Engine,
+    records: pd.DataFrame,
+    class_ids: list[int],
+    *,
+    deleted_before: datetime | None = None,
+) -> pd.DataFrame:
     """Assessed rows -> the assessed records frame: required levels, datetimes, seconds, order."""
     records = records.reset_index(drop=True)
-    required = _required_by_criterion(engine, class_ids, "required levels")
+    required = _required_by_criterion(engine, class_ids, "required levels", deleted_before)
     by_class = required.groupby("class_id")["required_level"].max()
     records = records.merge(required[["cri_id", "required_level"]], on="cri_id", how="left")
     fallback = records["class_id"].map(by_class)
@@ -850,11 +903,50 @@ def final_levels(
     class_ids: Collection[int],
     rule: LabelRule = "attainment",
     until: datetime | None = None,
+    deleted_before: datetime | None = None,
 ) -> pd.DataFrame:
-    """class_id, user_id, label: each assessed student's final ulti level by ``rule``."""
+    """class_id, user_id, label: each assessed student's final ulti level by ``rule``.
+
+    Only students with an assessed record; ``cohort_labels`` labels the rest of a cohort.
+    """
     if rule not in ("attainment", "max", "mean"):
         raise DataError(
             f"label rule {rule!r} is unknown; set LOF_LABEL_RULE to attainment, max or mean"
         )
-    records = assessed_records(engine, class_ids=class_ids, until=until)
+    records = assessed_records(
+        engine, class_ids=class_ids, until=until, deleted_before=deleted_before
+    )
     return labels_from_records(records, rule=rule)
+
+
+NO_RECORD_LEVEL = 1
+"""The final level of a cohort member without any assessed record, under every label rule:
+not submitting is not attaining."""
+
+
+def cohort_labels(
+    *,
+    cohort: pd.DataFrame,
+    labels: pd.DataFrame,
+    class_views: pd.Series | None = None,
+    visitor_max_views: int = 0,
+) -> pd.DataFrame:
+    """class_id, user_id, label, has_record for every cohort member that is a student.
+
+    ``cohort`` holds class_id, user_id (every student with a record or a counted event);
+    ``labels`` the assessed students' levels (``final_levels``). A member without a record gets
+    ``NO_RECORD_LEVEL`` unless they are a visitor: no record and at most ``visitor_max_views``
+    class page views over the whole class (``class_views``, indexed like ``cohort``), someone
+    who opened the class a few times (a link, a curious student of another section) rather than
+    a student who started and stopped; visitors are dropped.
+    """
+    keys = ["class_id", "user_id"]
+    members = cohort[keys].drop_duplicates().astype("int64")
+    out = members.merge(labels[[*keys, "label"]], on=keys, how="left")
+    out["has_record"] = out["label"].notna()
+    if class_views is not None and visitor_max_views > 0:
+        views = members.join(class_views.rename("views"), on=keys)["views"].fillna(0)
+        visitor = ~out["has_record"].to_numpy() & (views.to_numpy() <= visitor_max_views)
+        out = out[~visitor]
+    out["label"] = out["label"].fillna(NO_RECORD_LEVEL).astype("int64")
+    return out.sort_values(keys).reset_index(drop=True)

@@ -228,7 +228,13 @@ def test_every_cohort_student_of_every_ongoing_class_is_scored_each_day(
             for record in records:
                 assert record["predicted_dt"] == ymd(day)
                 assert record["model_version"] == scored["version"]
-                assert record["at_risk"] == (record["risk_prob"] >= settings.risk_threshold)
+                # the threshold chosen at retrain and stored on the version (no override set)
+                threshold = float(
+                    registry.version_tags(settings=settings, version=scored["version"])[
+                        registry.THRESHOLD_TAG
+                    ]
+                )
+                assert record["at_risk"] == (record["risk_prob"] >= threshold)
                 assert sum(record["predicted_prob"].values()) == pytest.approx(1.0)
 
 

@@ -12,10 +12,12 @@ import mlflow
 import pandas as pd
 import pytest
 
+from lof import model as lof_model
 from lof import registry, synth, training
 from lof.config import get_settings
 from lof.errors import DataError, ModelError
 from lof.features import FEATURES
+from lof.sources import leb2
 
 TODAY = date(2025, 3, 1)
 
@@ -42,7 +44,7 @@ def _versions(settings) -> list:
     return registry.client(settings=settings).search_model_versions(f"name='{settings.model_name}'")
 
 
-def test_retrain_flow_registers_a_model_that_beats_the_baseline(settings, university, prefect_api):
+def test_retrain_flow_selects_on_risk_and_registers_the_refit(settings, university, prefect_api):
     from flows.retrain import retrain
 
     result = retrain(as_of="20250301")
@@ -52,11 +54,18 @@ def test_retrain_flow_registers_a_model_that_beats_the_baseline(settings, univer
     assert result.holdout_kind == "time"
     comparison = result.comparison.set_index("candidate")
     assert set(comparison.index) == {"logreg", "hist_gb", "hist_gb_calibrated", "mlp_baseline"}
-    # The bar: the chosen model beats the legacy MLP at mid-course on the held-out classes.
-    assert result.candidate != "mlp_baseline"
-    chosen = comparison.loc[result.candidate, "holdout_macro_f1_at_50"]
-    baseline = comparison.loc["mlp_baseline", "holdout_macro_f1_at_50"]
-    assert chosen > baseline, result.describe()
+    # Selection reads the grouped-CV risk ROC-AUC at 25%/50%, never the holdout.
+    cv = comparison["cv_risk_roc_auc_25_50"]
+    assert cv[result.candidate] == cv.max()
+    # The chosen model ranks risk well on classes it never saw, per progress point.
+    for point in (10, 25, 50, 75):
+        assert f"holdout_risk_roc_auc_at_{point}" in comparison.columns
+        assert f"holdout_risk_ece_at_{point}" in comparison.columns
+    chosen = comparison.loc[result.candidate, "holdout_risk_roc_auc_25_50"]
+    assert chosen > 0.75, result.describe()
+    low, high = comparison.loc[result.candidate, ["holdout_ci_low", "holdout_ci_high"]]
+    assert low <= chosen <= high
+    assert "evaluation time" in result.describe()
 
     client = registry.client(settings=settings)
     experiment = client.get_experiment_by_name(training.RETRAIN_EXPERIMENT)
@@ -65,8 +74,18 @@ def test_retrain_flow_registers_a_model_that_beats_the_baseline(settings, univer
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == result.run_id]
     assert {r.data.tags["lof.candidate"] for r in children} == set(comparison.index)
     for child in children:
-        assert "cv.macro_f1_at_50" in child.data.metrics
-        assert "holdout.at_risk_recall_at_25" in child.data.metrics
+        for name in (
+            "cv.risk_roc_auc_25_50",
+            "cv.ci_low",
+            "holdout.risk_roc_auc_at_25",
+            "holdout.risk_pr_auc_at_50",
+            "holdout.risk_brier_at_10",
+            "holdout.risk_ece_at_75",
+            "holdout.at_risk_precision_at_50",
+            "holdout.at_risk_recall_at_50",
+            "holdout.macro_f1_at_50",
+        ):
+            assert name in child.data.metrics, name
         plots = {a.path for a in client.list_artifacts(child.info.run_id, "plots")}
         assert plots == {
             "plots/confusion_matrix.png",
@@ -74,6 +93,10 @@ def test_retrain_flow_registers_a_model_that_beats_the_baseline(settings, univer
             "plots/calibration_curve.png",
         }
     assert parent.data.params["semesters"] == ",".join(finished)
+    assert parent.data.params["holdout_kind"] == "time"
+    assert int(parent.data.params["examples_reconstructed"]) == result.n_examples
+    assert parent.data.tags["lof.fit.registered"].startswith("model: ")
+    assert parent.data.tags["lof.fit.evaluation"].startswith("evaluation_model: ")
     contexts = {
         tag.value
         for dataset_input in parent.inputs.dataset_inputs
@@ -87,18 +110,65 @@ def test_retrain_flow_registers_a_model_that_beats_the_baseline(settings, univer
     tags = versions[0].tags
     assert tags["semester"] == ",".join(finished)
     assert tags["candidate"] == result.candidate
-    assert tags["selection_metric"] == "macro_f1_at_50"
+    assert tags["selection_metric"] == "risk_roc_auc_25_50"
     assert tags["holdout_kind"] == "time"
     assert len(tags["training_fingerprint"]) == 64
-    assert float(tags["macro_f1_at_50"]) == pytest.approx(chosen)
+    assert float(tags["risk_roc_auc_25_50"]) == pytest.approx(chosen)
+    # The registered model is the refit: it trained on the held-out classes too.
+    trained = registry.decode_class_ids(tags[registry.TRAINING_CLASSES_TAG])
+    held = registry.decode_class_ids(tags[registry.HOLDOUT_CLASSES_TAG])
+    evaluation = registry.decode_class_ids(tags[registry.EVALUATION_CLASSES_TAG])
+    assert held and held <= trained and trained == held | evaluation
+    assert not held & evaluation
+    assert set(result.holdout_class_ids) == held
     assert versions[0].run_id == result.run_id
     assert registry.production_version(settings=settings) is None  # retrain never promotes
 
+    model = registry.load_model_version(settings=settings, version="1")
+    assert isinstance(model, lof_model.RiskModel)
+    assert set(model.training_class_ids) == trained
+    assert float(tags[registry.THRESHOLD_TAG]) == pytest.approx(model.threshold)
+    assert 0.0 < model.threshold < 1.0 and result.threshold == pytest.approx(model.threshold)
+    fit_without_holdout = registry.load_model_uri(
+        settings=settings, uri=tags[registry.EVALUATION_MODEL_TAG]
+    )
+    assert set(fit_without_holdout.training_class_ids) == evaluation
+
     holdout = registry.load_holdout(settings=settings, version="1")
     assert list(holdout.columns) == list(training.HOLDOUT_COLUMNS)
-    assert sorted(holdout["progress"].unique()) == [0.25, 0.5, 0.75, 1.0]
+    assert set(holdout["class_id"]) == held
+    assert sorted(holdout["progress"].unique()) == [0.1, 0.25, 0.5, 0.75, 1.0]
     pyfunc = mlflow.pyfunc.load_model(f"models:/{settings.model_name}/1")
     assert len(pyfunc.predict(holdout[list(FEATURES)].head(7))) == 7
+
+
+def test_every_cohort_member_is_an_example(settings, university, monkeypatch):
+    """Students with page views but no assessed record are examples with label 1; a visitor
+    (no record, at most LOF_VISITOR_MAX_VIEWS class page views) is not."""
+    built = training.build_training_set(settings=settings, semesters=None, as_of=TODAY)
+    examples = built.examples
+    engine = leb2.connect(settings.leb2_url)
+    ids = built.classes["class_id"].tolist()
+    assessed = leb2.final_levels(engine, class_ids=ids, rule="attainment")
+    keys = ["class_id", "user_id"]
+    merged = examples.merge(
+        assessed.assign(assessed=True), on=keys, how="left", suffixes=("", "_r")
+    )
+    without = merged[merged["assessed"].isna()]
+    assert len(without), "the synthetic university has early withdrawers"
+    assert (without["label"] == 1).all()
+    # every progress point holds them (they were in the cohort from their first page view)
+    assert set(without["progress"]) == set(lof_model.PROGRESS_POINTS)
+    assert built.students_without_record == without[keys].drop_duplicates().shape[0]
+    # the assessed ones keep their level
+    with_record = merged[merged["assessed"].notna()]
+    assert (with_record["label"] == with_record["label_r"]).all()
+
+    monkeypatch.setenv("LOF_VISITOR_MAX_VIEWS", "1000")
+    strict = training.build_training_set(settings=get_settings(), semesters=None, as_of=TODAY)
+    assert strict.students_without_record == 0
+    assert strict.visitors_left_out >= built.students_without_record
+    assert len(strict.examples) == len(examples) - len(without)
 
 
 def test_semester_without_finished_classes_is_a_clear_error(settings, university):

@@ -113,10 +113,14 @@ def test_score_known_values():
 
 def test_evaluate_reports_every_progress_point(fitted_logreg, examples):
     metrics = lof_model.evaluate(model=fitted_logreg, examples=examples)
-    for point in (25, 50, 75, 100):
+    for point in (10, 25, 50, 75, 100):
         for name in lof_model.METRICS:
             assert f"{name}_at_{point}" in metrics
-        assert metrics[f"n_at_{point}"] == len(examples) / 4
+        assert metrics[f"n_at_{point}"] == len(examples) / len(lof_model.PROGRESS_POINTS)
+    assert metrics[lof_model.SELECTION_METRIC] == pytest.approx(
+        (metrics["risk_roc_auc_at_25"] + metrics["risk_roc_auc_at_50"]) / 2
+    )
+    assert metrics["risk_roc_auc_at_100"] > metrics["risk_roc_auc_at_10"]
     # The features reveal more of the skill late in the class than early.
     assert metrics["macro_f1_at_100"] > metrics["macro_f1_at_25"]
     with pytest.raises(DataError, match="label"):
@@ -152,16 +156,19 @@ def test_grouped_cv_keeps_classes_apart(examples):
 
 
 def test_select_candidate_rule():
+    """Selection is on the risk: mean risk ROC-AUC at 25%/50%, ties to the lower risk Brier."""
+    sel, tie = lof_model.SELECTION_METRIC, lof_model.TIE_METRIC
+    assert sel == "risk_roc_auc_25_50" and tie == "risk_brier_25_50"
     scores = {
-        "mlp_baseline": {"macro_f1_at_50": 0.50, "log_loss": 0.9},
-        "hist_gb": {"macro_f1_at_50": 0.62, "log_loss": 1.1},
-        "logreg": {"macro_f1_at_50": 0.615, "log_loss": 0.8},
-        "hist_gb_calibrated": {"macro_f1_at_50": float("nan"), "log_loss": 0.1},
+        "mlp_baseline": {sel: 0.70, tie: 0.15, "macro_f1_at_50": 0.9},
+        "hist_gb": {sel: 0.82, tie: 0.20},
+        "logreg": {sel: 0.815, tie: 0.12},
+        "hist_gb_calibrated": {sel: float("nan"), tie: 0.01},
     }
     assert lof_model.select_candidate(scores) == "hist_gb"
-    # With a tolerance, logreg ties with the best and wins on the lower log loss.
+    # With a tolerance, logreg ties with the best and wins on the lower risk Brier.
     assert lof_model.select_candidate(scores, tolerance=0.01) == "logreg"
-    scores["logreg"]["macro_f1_at_50"] = 0.62
+    scores["logreg"][sel] = 0.82
     assert lof_model.select_candidate(scores) == "logreg"
     with pytest.raises(ModelError):
         lof_model.select_candidate({})
@@ -202,3 +209,106 @@ def test_plots_write_png(tmp_path, fitted_logreg, examples):
     for path in paths:
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert LEVELS == (1, 2, 3, 4, 5)
+
+
+def test_risk_metrics_known_values():
+    labels = np.array([1, 2, 3, 4, 1, 4])
+    required = np.full(6, 3)
+    proba = np.full((6, 5), 0.2)
+    risk = np.array([0.9, 0.6, 0.4, 0.1, 0.95, 0.7])  # one positive-looking negative (0.7)
+    metrics = lof_model.score(
+        labels=labels, proba=proba, required=required, threshold=0.65, risk=risk
+    )
+    # positives (below 3): rows 0, 1, 4; negatives: 2, 3, 5; pairs ranked right: 8 of 9
+    assert metrics["risk_roc_auc"] == pytest.approx(8 / 9)
+    assert metrics["at_risk_recall"] == pytest.approx(2 / 3)  # 0.6 < 0.65 missed
+    assert metrics["at_risk_precision"] == pytest.approx(2 / 3)  # 0.7 is a false alarm
+    truth = (labels < 3).astype(float)
+    assert metrics["risk_brier"] == pytest.approx(((risk - truth) ** 2).mean())
+    assert metrics["share_at_risk"] == pytest.approx(0.5)
+    # ECE: every risk in its own decile bin here, so it is the mean absolute error
+    assert metrics["risk_ece"] == pytest.approx(np.abs(risk - truth).mean())
+    assert np.isnan(
+        lof_model.score(labels=labels[:1], proba=proba[:1], required=required[:1])["risk_roc_auc"]
+    )
+
+
+def test_calibration_fixes_a_shifted_risk_and_keeps_its_order():
+    rng = np.random.default_rng(0)
+    true_p = rng.uniform(0.02, 0.98, 4000)
+    truth = rng.random(4000) < true_p
+    inflated = 1 - (1 - true_p) ** 3  # every risk pushed up, as class weights do
+    coef, intercept = lof_model.fit_calibration(inflated, truth)
+    fixed = lof_model.calibrate(inflated, coef=coef, intercept=intercept)
+    before = lof_model.expected_calibration_error(inflated, truth)
+    after = lof_model.expected_calibration_error(fixed, truth)
+    assert after < before / 2 and after < 0.05
+    assert np.all(np.diff(fixed[np.argsort(inflated)]) >= -1e-12)  # ranking unchanged
+    # Too few examples or one outcome only: identity
+    assert lof_model.fit_calibration(inflated[:10], truth[:10]) == (1.0, 0.0)
+    assert lof_model.fit_calibration(inflated, np.ones(4000, dtype=bool)) == (1.0, 0.0)
+
+
+def test_choose_threshold_best_f1_and_target_recall():
+    risk = np.array([0.9, 0.8, 0.7, 0.6, 0.4, 0.3, 0.2, 0.1])
+    truth = np.array([1, 1, 0, 1, 0, 1, 0, 0], dtype=bool)
+    # F1 by cut: 0.9 -> .4, 0.8 -> .67, 0.7 -> .57, 0.6 -> .75, 0.4 -> .67, 0.3 -> .8 (best)
+    assert lof_model.choose_threshold(risk, truth) == pytest.approx(0.3)
+    # recall >= 0.5 first reached at 0.8 (2 of 4): the highest such cut
+    assert lof_model.choose_threshold(risk, truth, target_recall=0.5) == pytest.approx(0.8)
+    assert lof_model.choose_threshold(risk, truth, target_recall=1.0) == pytest.approx(0.3)
+    assert lof_model.choose_threshold(risk, np.zeros(8, dtype=bool)) == 0.5
+
+
+def test_risk_model_calibrates_and_carries_its_threshold(fitted_logreg, examples):
+    wrapped = lof_model.RiskModel(
+        fitted_logreg, coef=0.5, intercept=-1.0, threshold=0.3, training_class_ids=[101, 100]
+    )
+    features = examples[["class_id", "user_id", *FEATURES]].head(40)
+    raw = lof_model.predict_frame(model=fitted_logreg, features=features, required_levels={100: 3})
+    got = lof_model.predict_frame(model=wrapped, features=features, required_levels={100: 3})
+    assert got["predicted_label"].tolist() == raw["predicted_label"].tolist()
+    expected = lof_model.calibrate(raw["risk_prob"].to_numpy(), coef=0.5, intercept=-1.0)
+    assert np.allclose(got["risk_prob"], expected)
+    assert (got["at_risk"] == (got["risk_prob"] >= 0.3)).all()
+    # LOF_RISK_THRESHOLD passed explicitly overrides the model's own threshold
+    forced = lof_model.predict_frame(
+        model=wrapped, features=features, required_levels={100: 3}, threshold=0.9
+    )
+    assert (forced["at_risk"] == (forced["risk_prob"] >= 0.9)).all()
+    assert lof_model.model_threshold(fitted_logreg) == lof_model.DEFAULT_THRESHOLD
+    assert wrapped.training_class_ids == [101, 100]
+    lof_model.check_model_features(wrapped)
+
+
+def test_bootstrap_interval_resamples_classes(examples):
+    truth = examples["label"] < examples["required_level"]
+    noisy = truth.astype(float) + np.random.default_rng(1).normal(0, 0.8, len(examples))
+    low, high = lof_model.bootstrap_interval(examples=examples, risk=noisy.to_numpy(), n_boot=100)
+    point = lof_model.selection_value(examples, noisy.to_numpy())
+    assert low < point < high and high - low < 0.3
+    one = examples[examples["class_id"] == 100]
+    assert np.isnan(
+        lof_model.bootstrap_interval(examples=one, risk=noisy[: len(one)].to_numpy())[0]
+    )
+
+
+def test_cross_fitted_risk_uses_other_classes_only():
+    """A class whose risks are all shifted gets the calibration learnt on the others."""
+    rng = np.random.default_rng(2)
+    groups = np.repeat([1, 2, 3], 300)
+    p = rng.uniform(0.05, 0.95, 900)
+    truth = rng.random(900) < p
+    raw = p.copy()
+    raw[groups == 3] = np.clip(p[groups == 3] + 0.5, 0, 0.999)  # class 3 alone is off
+    risk, cuts = lof_model.cross_fitted_risk(raw=raw, truth=truth, groups=groups)
+    own = lof_model.fit_calibration(raw[groups == 3], truth[groups == 3])
+    others = lof_model.fit_calibration(raw[groups != 3], truth[groups != 3])
+    assert np.allclose(
+        risk[groups == 3],
+        lof_model.calibrate(raw[groups == 3], coef=others[0], intercept=others[1]),
+    )
+    assert not np.allclose(
+        risk[groups == 3], lof_model.calibrate(raw[groups == 3], coef=own[0], intercept=own[1])
+    )
+    assert cuts.shape == raw.shape and ((cuts > 0) & (cuts < 1)).all()

@@ -17,6 +17,7 @@ from .model_examples import make_examples
 def test_snapshot_days_cover_the_window():
     days = training.snapshot_days(first_day=date(2024, 1, 1), last_day=date(2024, 4, 10))
     assert days == {
+        0.1: date(2024, 1, 11),
         0.25: date(2024, 1, 26),
         0.5: date(2024, 2, 20),
         0.75: date(2024, 3, 16),
@@ -54,17 +55,32 @@ def test_split_holdout_by_time_and_by_class():
     assert set(holdout["class_id"]) == {103, 104, 105}
     assert set(train["class_id"]) == {100, 101, 102}
 
+    # One semester: every class evaluated out of fold, no separate holdout.
     one = {i: "1/2023" for i in range(100, 106)}
     train, holdout, kind = training.split_holdout(
         examples=examples, classes=_classes(examples, one)
     )
-    assert kind == "grouped-cv"
-    assert not set(train["class_id"]) & set(holdout["class_id"])
-    assert holdout["class_id"].nunique() == 2
+    assert kind == "grouped-cv"  # 6 classes, 5 folds
+    assert len(train) == len(examples) and holdout.empty
+    train, holdout, kind = training.split_holdout(
+        examples=examples, classes=_classes(examples, one), n_splits=6
+    )
+    assert kind == "leave-one-class-out"
 
-    few = examples[examples["class_id"] < 102]
-    with pytest.raises(DataError, match="only 2 finished class"):
-        training.split_holdout(examples=few, classes=_classes(few, one))
+    # One class per semester, two semesters: a time holdout would leave 1 class to train on.
+    two = examples[examples["class_id"].isin([100, 103])]
+    train, holdout, kind = training.split_holdout(examples=two, classes=_classes(two, semesters))
+    assert kind == "leave-one-class-out" and holdout.empty and len(train) == len(two)
+    # Three of them: the latest is held out, two are left to train on.
+    three = examples[examples["class_id"].isin([100, 101, 103])]
+    train, holdout, kind = training.split_holdout(
+        examples=three, classes=_classes(three, semesters)
+    )
+    assert kind == "time" and set(holdout["class_id"]) == {103}
+
+    single = examples[examples["class_id"] == 100]
+    with pytest.raises(DataError, match=r"only 1 finished class.*at least 2"):
+        training.split_holdout(examples=single, classes=_classes(single, one))
 
 
 def test_fingerprint_tracks_content():
