@@ -439,6 +439,8 @@ def import_model(
             "cannot be scored; nothing was registered; check the classes' assessed records"
         )
     _, holdout, kind = training.split_holdout(examples=examples, classes=training_set.classes)
+    if holdout.empty:  # no time holdout: the imported model never fitted lof's examples
+        holdout, kind = examples, "all-examples"
     threshold = settings.risk_threshold
     held = evaluate(model=wrapped, examples=holdout, threshold=threshold)
     every = evaluate(model=wrapped, examples=examples, threshold=threshold)

@@ -44,7 +44,8 @@ from lof.api import (
 )
 from lof.config import Settings
 from lof.errors import ConfigError, DataError, StoreError
-from lof.stores.base import PredictionStore
+from lof.model import DEFAULT_THRESHOLD
+from lof.stores.base import PredictionRecord, PredictionStore
 
 log = logging.getLogger("lof.pages")
 
@@ -228,10 +229,19 @@ def build_page(
         day=day,
         day_records=history[day],
         history=history,
-        threshold=settings.risk_threshold,
+        threshold=shown_threshold(history[day], override=settings.risk_threshold),
         feedback=verdicts,
     )
     return built, all_days, day
+
+
+def shown_threshold(records: list[PredictionRecord], *, override: float | None) -> float:
+    """The at-risk line drawn on the trends: LOF_RISK_THRESHOLD when set, else the lowest risk
+    flagged that day (each version carries its own threshold; records do not name it)."""
+    if override is not None:
+        return override
+    flagged = [float(r["risk_prob"]) for r in records if r.get("at_risk")]
+    return min(flagged) if flagged else DEFAULT_THRESHOLD
 
 
 def _parse_date(value: str) -> date:
