@@ -94,7 +94,6 @@ def test_every_runtime_dependency_is_used() -> None:
         if module not in imported:
             unused.append(name)
     assert unused == []
-    assert "joblib" not in str(project["dependencies"])
     assert "prefect-aws" in str(project["optional-dependencies"]["aws"])
 
 
