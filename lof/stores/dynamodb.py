@@ -167,6 +167,46 @@ def _client(*, endpoint: str | None, region: str | None, attempts: int) -> Any:
     )
 
 
+def ensure_table(client: Any, *, table: str, create: bool) -> None:
+    """Wait until ``table`` (pk/sk strings) is active; create it first when allowed.
+
+    On AWS the tables come from deployments/s3-eventbridge.cfn.yaml, so a missing one is an
+    error unless the URL asks for ``create=true`` (or names a local ``endpoint=``).
+    """
+    try:
+        status = client.describe_table(TableName=table)["Table"]["TableStatus"]
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+            raise
+        if not create:
+            raise StoreError(
+                f"DynamoDB table {table} does not exist; create it with "
+                "deployments/s3-eventbridge.cfn.yaml (or add create=true to LOF_STORE_URL)"
+            ) from None
+        try:
+            client.create_table(
+                TableName=table,
+                AttributeDefinitions=[
+                    {"AttributeName": "pk", "AttributeType": "S"},
+                    {"AttributeName": "sk", "AttributeType": "S"},
+                ],
+                KeySchema=[
+                    {"AttributeName": "pk", "KeyType": "HASH"},
+                    {"AttributeName": "sk", "KeyType": "RANGE"},
+                ],
+                BillingMode="PAY_PER_REQUEST",
+            )
+            log.info("created DynamoDB table %s", table)
+        except ClientError as create_exc:
+            if create_exc.response.get("Error", {}).get("Code") != "ResourceInUseException":
+                raise
+        status = "CREATING"
+    if status != "ACTIVE":
+        client.get_waiter("table_exists").wait(
+            TableName=table, WaiterConfig={"Delay": 1, "MaxAttempts": 120}
+        )
+
+
 def new_generation() -> str:
     """Time-ordered and unique, so two writes of a day never share item keys."""
     return f"{time.time_ns() // 1_000_000:012x}{uuid.uuid4().hex[:8]}"
@@ -202,39 +242,7 @@ class _DynamoBase:
             raise StoreError(_error_line(exc, url=self.url, what=what)) from None
 
     def _ensure_table(self, probe: Any) -> None:
-        try:
-            described = probe.describe_table(TableName=self.table)
-            status = described["Table"]["TableStatus"]
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
-                raise
-            if not self.create_tables:
-                raise StoreError(
-                    f"DynamoDB table {self.table} does not exist; create it with "
-                    "deployments/s3-eventbridge.cfn.yaml (or add create=true to LOF_STORE_URL)"
-                ) from None
-            try:
-                probe.create_table(
-                    TableName=self.table,
-                    AttributeDefinitions=[
-                        {"AttributeName": "pk", "AttributeType": "S"},
-                        {"AttributeName": "sk", "AttributeType": "S"},
-                    ],
-                    KeySchema=[
-                        {"AttributeName": "pk", "KeyType": "HASH"},
-                        {"AttributeName": "sk", "KeyType": "RANGE"},
-                    ],
-                    BillingMode="PAY_PER_REQUEST",
-                )
-                log.info("created DynamoDB table %s", self.table)
-            except ClientError as create_exc:
-                if create_exc.response.get("Error", {}).get("Code") != "ResourceInUseException":
-                    raise
-            status = "CREATING"
-        if status != "ACTIVE":
-            self.client.get_waiter("table_exists").wait(
-                TableName=self.table, WaiterConfig={"Delay": 1, "MaxAttempts": 120}
-            )
+        ensure_table(probe, table=self.table, create=self.create_tables)
 
     def ping(self) -> None:
         self._guard(

@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Callable
 from datetime import date
@@ -24,7 +23,6 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from lof.errors import StoreError
 from lof.feedback import FeedbackRecord
 
-log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 METADATA = sa.MetaData()
@@ -168,6 +166,7 @@ class DynamoFeedbackStore:
         options = parse_url(url)
         self.url = url
         self.table = f"{options['prefix']}feedback"
+        self.create_table = bool(options["create"])
         self.client = boto3.session.Session().client(
             "dynamodb",
             endpoint_url=options["endpoint"],
@@ -196,35 +195,9 @@ class DynamoFeedbackStore:
             ) from None
 
     def _ensure_table(self) -> None:
-        from botocore.exceptions import ClientError
+        from lof.stores.dynamodb import ensure_table
 
-        try:
-            status = self.client.describe_table(TableName=self.table)["Table"]["TableStatus"]
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
-                raise
-            try:
-                self.client.create_table(
-                    TableName=self.table,
-                    AttributeDefinitions=[
-                        {"AttributeName": "pk", "AttributeType": "S"},
-                        {"AttributeName": "sk", "AttributeType": "S"},
-                    ],
-                    KeySchema=[
-                        {"AttributeName": "pk", "KeyType": "HASH"},
-                        {"AttributeName": "sk", "KeyType": "RANGE"},
-                    ],
-                    BillingMode="PAY_PER_REQUEST",
-                )
-                log.info("created DynamoDB table %s", self.table)
-            except ClientError as create_exc:
-                if create_exc.response.get("Error", {}).get("Code") != "ResourceInUseException":
-                    raise
-            status = "CREATING"
-        if status != "ACTIVE":
-            self.client.get_waiter("table_exists").wait(
-                TableName=self.table, WaiterConfig={"Delay": 1, "MaxAttempts": 120}
-            )
+        ensure_table(self.client, table=self.table, create=self.create_table)
 
     @staticmethod
     def _key(record: FeedbackRecord) -> dict[str, dict[str, str]]:
