@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from lof import features as feat
+from lof import signals
 from lof.calendar import end_of_day
 from lof.config import Settings
 from lof.sources import amplitude, leb2
@@ -90,7 +91,9 @@ def compute_day_features(
     class_ids: list[int] = [int(c) for c in classes["class_id"]]
     if not class_ids:
         empty = feat.empty_engagement()
-        no_features = pd.DataFrame(columns=["class_id", "user_id", *feat.FEATURES])
+        no_features = pd.DataFrame(
+            columns=["class_id", "user_id", *feat.FEATURES, *signals.SIGNALS]
+        )
         return DayFeatures(day, classes, empty, empty, no_features, no_features)
     previous = read_previous_states(feature_store=feature_store, day=day, class_ids=class_ids)
     increment = amplitude.day_increments(
@@ -98,15 +101,35 @@ def compute_day_features(
     )
     read_counts = dict(increment.attrs.get("amplitude", {}))
     increment = only_started_classes(increment, classes=classes, day=day)
+    increment = signals.stamp_increment(increment, day=day)
     states = feat.accumulate(previous=previous, increment=increment)
     records = leb2.assessed_records(engine, class_ids=class_ids, until=end_of_day(day))
-    raw = feat.combine(
-        engagement=feat.engagement_features(states=states),
-        assessment=feat.assessment_features(records=records),
-        cohort_class_ids=class_ids,
-    )
+    raw = raw_features(engine=engine, states=states, records=records, class_ids=class_ids, day=day)
     scaled = feat.scale_within_class(features=raw)
     return DayFeatures(day, classes, increment, states, raw, scaled, read_counts)
+
+
+def raw_features(
+    *,
+    engine: Any,
+    states: pd.DataFrame,
+    records: pd.DataFrame,
+    class_ids: Collection[int],
+    day: date,
+) -> pd.DataFrame:
+    """The cohort's 13 raw features and early-warning signals: what scoring and training share."""
+    raw = feat.features_at(states=states, records=records, class_ids=class_ids)
+    activities, submissions = leb2.activity_status(
+        engine, class_ids=class_ids, until=end_of_day(day)
+    )
+    return signals.add_signals(
+        raw=raw,
+        states=states,
+        records=records,
+        activities=activities,
+        submissions=submissions,
+        day=day,
+    )
 
 
 def read_previous_states(

@@ -35,7 +35,7 @@ import pandas as pd
 
 from lof import features as feat
 from lof import model as lof_model
-from lof import registry, tracking
+from lof import registry, scoring, signals, tracking
 from lof.calendar import end_of_day, format_day, today_local
 from lof.config import Settings
 from lof.errors import DataError, LofError, ModelError
@@ -53,6 +53,7 @@ EXAMPLE_COLUMNS: tuple[str, ...] = (
     "semester",
     "progress",
     *feat.FEATURES,
+    *signals.SIGNALS,
     "label",
     "required_level",
 )
@@ -61,6 +62,7 @@ HOLDOUT_COLUMNS: tuple[str, ...] = (
     "user_id",
     "progress",
     *feat.FEATURES,
+    *signals.SIGNALS,
     "label",
     "required_level",
 )
@@ -228,7 +230,7 @@ def build_examples(
             settings=settings, feature_store=feature_store, day=day, class_ids=active
         )
         counts["days_from_store" if stored else "days_from_amplitude"] += 1
-        increment = increment[increment["class_id"].isin(active)]
+        increment = signals.stamp_increment(increment[increment["class_id"].isin(active)], day=day)
         states = feat.accumulate(previous=states, increment=increment)
         if day in by_day:
             snapshots.extend(_snapshot(engine=engine, states=states, day=day, due=by_day[day]))
@@ -255,8 +257,12 @@ def _snapshot(
     """Each due class's cohort features at the end of ``day``, scaled within the class."""
     class_ids = sorted({c for c, _ in due})
     records = leb2.assessed_records(engine, class_ids=class_ids, until=end_of_day(day))
-    raw = feat.features_at(
-        states=states[states["class_id"].isin(class_ids)], records=records, class_ids=class_ids
+    raw = scoring.raw_features(
+        engine=engine,
+        states=states[states["class_id"].isin(class_ids)],
+        records=records,
+        class_ids=class_ids,
+        day=day,
     )
     scaled = feat.scale_within_class(features=raw)
     out = []
@@ -333,6 +339,8 @@ def read_legacy_dataset(path: str | Path) -> pd.DataFrame:
     out.insert(0, "semester", "legacy")
     out.insert(0, "user_id", np.arange(len(frame), dtype="int64"))
     out.insert(0, "class_id", LEGACY_CLASS_ID)
+    for name in signals.SIGNALS:  # a legacy file has the 13 only: a retrain with it uses those
+        out[name] = np.nan
     out["label"] = target.astype("int64")
     out["required_level"] = 0  # unknown: legacy rows are only ever trained on, never scored
     return out[list(EXAMPLE_COLUMNS)]
@@ -611,7 +619,7 @@ def _train_and_register(
             path = Path(tmp) / "comparison.csv"
             comparison.to_csv(path, index=False)
             mlflow.log_artifact(str(path))
-        input_example = train[list(feat.FEATURES)].head(5).astype(float)
+        input_example = train[lof_model.input_features(best["model"])].head(5).astype(float)
         logged = registry.log_model(model=best["model"], input_example=input_example)
         registry.log_holdout(holdout=holdout[list(HOLDOUT_COLUMNS)])
         held = best["holdout"]

@@ -14,8 +14,9 @@ Key design (both tables; ``D`` = day as YYYYMMDD, ``G`` = generation id of one w
   deleted by the next write of D).
 * features: ``pk="S#<class>#D#G"`` (cumulative states) and ``pk="I#<class>#D#G"`` (the day's
   increments), ``sk=<user_id>``, attribute ``data`` = compact JSON of the five counts and the
-  two sorted id lists. Reading day D for some classes is one GetItem (manifest) and one Query per
-  class on D's keys only — the history length never matters.
+  two sorted id lists, then the early-warning event state (``lof.signals``). Reading day D
+  for some classes is one GetItem (manifest) and one Query per class on D's keys only — the
+  history length never matters.
 * predictions: ``pk="P#<class>#D#G"``, ``sk=<user_id>``, ``data`` = compact JSON of the record
   (floats as repr, so they read back bit for bit). ``read_class_day`` = GetItem on the day
   manifest + one Query (never a Scan). ``pk="CLASS#<class>", sk="D#G"`` index items list a
@@ -59,6 +60,7 @@ from botocore.exceptions import (
 
 from lof.errors import StoreError
 from lof.features import COUNT_COLUMNS, SET_COLUMNS
+from lof.signals import EVENT_STATE_COLUMNS
 from lof.stores import base
 
 log = logging.getLogger(__name__)
@@ -451,7 +453,9 @@ class DynamoFeatureStore(_DynamoBase):
         for part, frame, what in (("I", increments, "increments"), ("S", states, "states")):
             rows = base.engagement_rows(frame, what=f"features {what} of {base.day_key(day)}")
             for row in rows:
-                data = base.dumps([row[c] for c in (*COUNT_COLUMNS, *SET_COLUMNS)])
+                data = base.dumps(
+                    [row[c] for c in (*COUNT_COLUMNS, *SET_COLUMNS, *EVENT_STATE_COLUMNS)]
+                )
                 parts = items.setdefault(row["class_id"], {"I": [], "S": []})
                 parts[part].append((row["user_id"], data))
         self._write_generation(day=day, items=items, fail_after_rows=_fail_after_rows)
@@ -492,6 +496,9 @@ def _engagement_row(class_id: int, item: dict[str, Any]) -> dict[str, Any]:
     row.update(zip(COUNT_COLUMNS, values[:n], strict=True))
     row["activity_ids"] = tuple(values[n])
     row["session_ids"] = tuple(values[n + 1])
+    # Items written before the signals' event state end here: no dated events.
+    state = values[n + 2 :] or [0] * len(EVENT_STATE_COLUMNS)
+    row.update(zip(EVENT_STATE_COLUMNS, state, strict=True))
     return row
 
 

@@ -5,13 +5,13 @@ Tables (created on first use):
 * ``lof_feature_increments`` / ``lof_feature_states``: one row per (day, class_id, user_id),
   primary key in that order, so reading one day (optionally some classes) is an index range on
   that day only. The five counts are integers; ``activity_ids`` / ``session_ids`` are the sorted
-  ids joined by commas.
+  ids joined by commas; the early-warning event state (``lof.signals``) is integers too.
 * ``lof_feature_days``: the manifest, one row per complete day.
 * ``lof_predictions``: one row per (class_id, day, user_id), primary key in that order, so one
   (class, day) is a single index range query; an index on (class_id, user_id, day) serves a
-  student's history and one on ``day`` the rewrite of a day. ``predicted_prob`` and
-  ``features`` are compact JSON text (floats as repr, so they read back exactly); ``risk_prob``
-  is a DOUBLE.
+  student's history and one on ``day`` the rewrite of a day. ``predicted_prob``,
+  ``features`` and ``reasons`` are compact JSON text (floats as repr, so they read back
+  exactly); ``risk_prob`` is a DOUBLE.
 * ``lof_prediction_days``: the manifest of complete prediction days.
 
 Idempotence and atomicity: ``write_day`` runs in one transaction that deletes the day's rows
@@ -41,6 +41,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlch
 from lof.errors import StoreError
 from lof.features import COUNT_COLUMNS
 from lof.retry import call_with_retries
+from lof.signals import EVENT_STATE_COLUMNS
 from lof.stores import base
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,10 @@ def _engagement_table(name: str) -> sa.Table:
         *[sa.Column(c, sa.BigInteger, nullable=False) for c in COUNT_COLUMNS],
         sa.Column("activity_ids", LONG_TEXT, nullable=False),
         sa.Column("session_ids", LONG_TEXT, nullable=False),
+        *[
+            sa.Column(c, sa.BigInteger, nullable=False, server_default="0")
+            for c in EVENT_STATE_COLUMNS
+        ],
     )
 
 
@@ -93,6 +98,7 @@ PREDICTIONS = sa.Table(
     sa.Column("model_name", sa.String(200), nullable=False),
     sa.Column("model_version", sa.String(64), nullable=False),
     sa.Column("features", LONG_TEXT, nullable=False),
+    sa.Column("reasons", LONG_TEXT, nullable=True),
     sa.Index("ix_lof_predictions_student", "class_id", "user_id", "day"),
     sa.Index("ix_lof_predictions_day", "day"),
 )
@@ -359,6 +365,7 @@ class SqlPredictionStore(_SqlBase):
             row["day"] = day
             row["predicted_prob"] = base.dumps(row["predicted_prob"])
             row["features"] = base.dumps(row["features"])
+            row["reasons"] = base.dumps(row["reasons"])
         self._write_day(
             day=day,
             tables=[(PREDICTIONS, rows)],
