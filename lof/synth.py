@@ -106,6 +106,7 @@ class _ClassPlan:
     act_is_quiz: np.ndarray
     act_start_day: np.ndarray  # ordinals
     act_due_day: np.ndarray  # ordinals, -1 when NULL
+    quiet_day: np.ndarray | None = None  # ordinal day after which page views fall (or None)
     sub_user: list[int] = field(default_factory=list)
     sub_activity: list[int] = field(default_factory=list)
     sub_at: list[datetime] = field(default_factory=list)  # naive local
@@ -483,6 +484,9 @@ def _write_class(
     span = max(1, (last_day - first_day).days)
     stop_after = np.where(stopper, rng.uniform(0.2, 0.7, n), 2.0)
     stop_day = first_day.toordinal() + (stop_after * span).astype(np.int64)
+    submit_stop_day, quiet_day = _early_warning_behaviours(
+        class_id=class_id, n=n, first_day=first_day, span=span
+    )
     if not deleted:
         summary.enrolments += n
 
@@ -493,6 +497,7 @@ def _write_class(
         users=users,
         rate=events_per_student_day / 2.5 * np.exp(0.7 * e_cls - 0.35),
         stop_day=stop_day,
+        quiet_day=quiet_day,
         act_ids=np.array([r[0] for r in live], dtype=np.int64),
         act_is_quiz=np.array([r[1] for r in live], dtype=bool),
         act_start_day=np.array([r[2].toordinal() for r in live], dtype=np.int64),
@@ -503,8 +508,9 @@ def _write_class(
     for a_pos, (act_id, quiz, start, due, _ghost) in enumerate(act_rows):
         if cutoff is not None and start >= cutoff:
             continue  # created ahead by the LMS, nobody submitted yet
-        stopped = start.toordinal() > stop_day
+        stopped = start.toordinal() > np.minimum(stop_day, submit_stop_day)
         p_submit = np.where(stopped, 0.03, _sigmoid(2.2 + 1.5 * e_cls))
+        p_submit = np.where(start.toordinal() > quiet_day, 0.6 * p_submit, p_submit)
         submits = rng.random(n) < p_submit
         window = (due - start) if due else timedelta(days=10)
         early_frac = _sigmoid(0.8 * e_cls + rng.normal(0, 1, n)) * 0.9
@@ -590,6 +596,34 @@ def _write_class(
     return plan
 
 
+# --- early-warning behaviours ----------------------------------------------------------------
+
+STOP_SUBMITTING_SHARE = 0.08
+GO_QUIET_SHARE = 0.08
+QUIET_RATE = 0.25
+NEVER = date.max.toordinal()
+
+
+def _early_warning_behaviours(
+    *, class_id: int, n: int, first_day: date, span: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(submit_stop_day, quiet_day) per enrolment, as day ordinals (``NEVER`` = not that student).
+
+    Besides the students who stop altogether, two kinds a warning exists for: ~8% stop handing
+    work in from 25-65% of the course on while still reading the pages, ~8% go quiet from
+    20-60% on (a quarter of their page views) and hand in less. Neither is certain to end
+    below the required level: it depends on what they did before and how much is left.
+    Drawn from the class's own generator, so the rest of the university is unchanged.
+    """
+    rng = np.random.default_rng((15, class_id, n))
+    start = first_day.toordinal()
+    stops = rng.random(n) < STOP_SUBMITTING_SHARE
+    quiet = ~stops & (rng.random(n) < GO_QUIET_SHARE / (1 - STOP_SUBMITTING_SHARE))
+    submit_stop = start + (rng.uniform(0.25, 0.65, n) * span).astype(np.int64)
+    quiet_from = start + (rng.uniform(0.2, 0.6, n) * span).astype(np.int64)
+    return np.where(stops, submit_stop, NEVER), np.where(quiet, quiet_from, NEVER)
+
+
 # --- Amplitude -----------------------------------------------------------------------------
 
 
@@ -642,6 +676,8 @@ def _day_events(
         fresh = ((plan.act_start_day <= ordinal) & (plan.act_start_day >= ordinal - 2)).any()
         factor = weekend * (1.6 if due_soon else 1.0) * (1.3 if fresh else 1.0)
         rate = plan.rate * factor * np.where(plan.stop_day < ordinal, 0.1, 1.0)
+        if plan.quiet_day is not None:
+            rate = rate * np.where(plan.quiet_day < ordinal, QUIET_RATE, 1.0)
         counts = rng.poisson(rate)
         active = np.flatnonzero(counts)
         cid = plan.class_id
