@@ -204,11 +204,11 @@ def source_metrics(day_features: DayFeatures) -> dict[str, float]:
 
 
 def feature_metrics(raw: pd.DataFrame) -> dict[str, float]:
-    """Mean and quartiles of each raw feature, to watch for drift in MLflow."""
+    """Mean and quartiles of each raw feature and signal, to watch for drift in MLflow."""
     metrics: dict[str, float] = {}
     if raw.empty:
         return metrics
-    for name in feat.FEATURES:
+    for name in [*feat.FEATURES, *(s for s in signals.SIGNALS if s in raw.columns)]:
         column = raw[name].astype(float)
         metrics[f"feature.{name}.mean"] = float(column.mean())
         for q in (0.25, 0.5, 0.75):

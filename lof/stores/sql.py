@@ -175,7 +175,7 @@ def create_store_engine(url: str) -> Engine:
         sa.event.listen(engine, "connect", _enable_sqlite_wal)
     try:
         call_with_retries(
-            lambda: METADATA.create_all(engine, checkfirst=True),
+            lambda: _create_tables(engine),
             is_transient=_is_transient,
             attempts=3,
             base_delay=0.2,
@@ -188,6 +188,30 @@ def create_store_engine(url: str) -> Engine:
             "the credentials and the right to create tables"
         ) from None
     return engine
+
+
+def _create_tables(engine: Engine) -> None:
+    METADATA.create_all(engine, checkfirst=True)
+    add_signal_columns(engine)
+
+
+def add_signal_columns(engine: Engine) -> None:
+    """Tables made before the early-warning signals get their columns (existing rows: no dated
+    events, no reasons), so an upgrade keeps the stored history."""
+    inspector = sa.inspect(engine)
+    wanted = [(table, c) for table in (INCREMENTS, STATES) for c in EVENT_STATE_COLUMNS]
+    wanted.append((PREDICTIONS, "reasons"))
+    with engine.begin() as conn:
+        for table in {t for t, _ in wanted}:
+            present = {c["name"] for c in inspector.get_columns(table.name)}
+            for t, name in wanted:
+                if t is table and name not in present:
+                    column = table.c[name]
+                    kind = column.type.compile(dialect=engine.dialect)
+                    default = " NOT NULL DEFAULT 0" if name in EVENT_STATE_COLUMNS else " NULL"
+                    conn.execute(
+                        sa.text(f"ALTER TABLE {table.name} ADD COLUMN {name} {kind}{default}")
+                    )
 
 
 def _reason(exc: SQLAlchemyError) -> str:
