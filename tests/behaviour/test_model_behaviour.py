@@ -46,26 +46,6 @@ def models(examples: pd.DataFrame) -> dict:
     }
 
 
-@pytest.mark.parametrize("name", ["logreg", "hist_gb"])
-def test_more_work_past_due_does_not_lower_the_risk(examples, name):
-    """With the early-warning signals: more activities past due and not submitted, everything
-    else equal, never makes the model less worried on average."""
-    model = lof_model.fit(
-        estimator=lof_model.make_candidates(names=[name])[name], examples=examples
-    )
-    assert "past_due_not_submitted" in lof_model.input_features(model)
-    frame = examples[examples["progress"] == 0.5]
-    behind = frame.copy()
-    behind["past_due_not_submitted"] = np.clip(behind["past_due_not_submitted"] + 0.5, 0, 1)
-    required = frame["required_level"].to_numpy()
-
-    def risk(rows: pd.DataFrame) -> float:
-        proba = lof_model.level_probabilities(model=model, features=rows)
-        return float(lof_model.risk_probabilities(proba, required).mean())
-
-    assert risk(behind) >= risk(frame) - 1e-9
-
-
 def _raw_cohorts(*, seed: int) -> pd.DataFrame:
     """Unscaled features of two class cohorts, as the daily flow has them before scaling."""
     rng = np.random.default_rng(seed)

@@ -1,7 +1,8 @@
 """Benchmark: the daily run with the early-warning signals and reasons against the run without.
 
 Run:  .venv/bin/python tests/benchmarks/bench_daily_signals.py [--students 3000] [--classes 12]
-      [--days 20] [--per-student 6.0] [--repeat 5] [--rounds 2] [--baseline-ref main]
+      [--days 20] [--per-student 6.0] [--repeat 5] [--rounds 2] [--model hist_gb]
+      [--baseline-ref main]
 
 The baseline is the code before the signals: ``git archive <baseline-ref>`` exported to a
 temporary folder and run from there (same virtualenv), so it is today's daily run exactly,
@@ -10,7 +11,7 @@ not a switch inside the new code. Both versions score the same synthetic univers
 subprocess and its own SQLite stores, fills the features store day by day up to D-1
 (untimed), then runs day D ``--repeat`` times (median kept): ongoing classes, the day's
 features (D-1 state, Amplitude increment, LEB2 reads, features and, in the new code, the
-signals), predictions with a fitted ``hist_gb`` candidate on the columns that code builds, the
+signals), predictions with a fitted ``--model`` candidate on the columns that code builds, the
 reasons (new code only), and the writes of the day's predictions and features. The ratio
 new/baseline is printed with the phase split (medians over ``--rounds`` alternating rounds);
 the machine may be shared (load averages).
@@ -35,8 +36,8 @@ TODAY = date(2025, 3, 3)
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def child(home: str, days: int, repeat: int) -> None:
-    """Inside the subprocess, with whichever lof is on sys.path: fill, then time day D."""
+def child(source: str, home: str, days: int, repeat: int, baseline: bool, model_name: str) -> None:
+    """Inside the subprocess, with the lof of ``source`` first on sys.path: fill, time day D."""
     os.environ["LOF_HOME"] = home
     import numpy as np
     import pandas as pd
@@ -48,11 +49,14 @@ def child(home: str, days: int, repeat: int) -> None:
     from lof.sources import leb2
     from lof.stores import open_feature_store, open_prediction_store
 
-    try:
+    for module in (feat, lof_model, scoring):
+        if not Path(module.__file__).resolve().is_relative_to(Path(source).resolve()):
+            raise SystemExit(f"{module.__name__} comes from {module.__file__}, not {source}")
+    if baseline:
+        reasons, SIGNALS = None, ()
+    else:
         from lof import reasons
         from lof.signals import SIGNALS
-    except ImportError:  # the baseline
-        reasons, SIGNALS = None, ()
 
     settings = get_settings()
     engine = leb2.connect(settings.leb2_url)
@@ -80,7 +84,7 @@ def child(home: str, days: int, repeat: int) -> None:
         1,
         5,
     ).astype(int)
-    estimator = lof_model.make_candidates(names=["hist_gb"])["hist_gb"]
+    estimator = lof_model.make_candidates(names=[model_name])[model_name]
     model = lof_model.fit(estimator=estimator, examples=examples)
 
     runs: list[dict[str, float]] = []
@@ -128,14 +132,17 @@ def child(home: str, days: int, repeat: int) -> None:
     print("RESULT " + json.dumps(median))
 
 
-def run_child(source: Path, home: str, days: int, repeat: int) -> dict[str, float]:
+def run_child(
+    source: Path, home: str, days: int, repeat: int, variant: str, model: str
+) -> dict[str, float]:
     env = dict(os.environ, PYTHONPATH=f"{source}{os.pathsep}{Path(__file__).parent}")
     code = (
         "import sys; sys.path.insert(0, sys.argv[1]); import bench_daily_signals as b; "
-        "b.child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))"
+        "b.child(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), "
+        "sys.argv[5] == 'baseline', sys.argv[6])"
     )
     done = subprocess.run(
-        [sys.executable, "-c", code, str(source), home, str(days), str(repeat)],
+        [sys.executable, "-c", code, str(source), home, str(days), str(repeat), variant, model],
         env=env,
         cwd=home,
         capture_output=True,
@@ -156,6 +163,7 @@ def main() -> None:
     parser.add_argument("--per-student", type=float, default=6.0)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--model", default="hist_gb", help="candidate: logreg, hist_gb, ...")
     parser.add_argument("--baseline-ref", default="main")
     args = parser.parse_args()
     from lof import synth
@@ -188,7 +196,9 @@ def main() -> None:
         for _ in range(args.rounds):  # alternate, so a change of machine load hits both
             rounds.append(
                 {
-                    name: run_child(sources[name], str(homes[name]), args.days, args.repeat)
+                    name: run_child(
+                        sources[name], str(homes[name]), args.days, args.repeat, name, args.model
+                    )
                     for name in ("baseline", "signals+reasons")
                 }
             )
@@ -205,7 +215,10 @@ def main() -> None:
         print(f"{phase:<10} {base[phase]:>11.3f} {new[phase]:>8.3f}")
     ratios = [r["signals+reasons"]["total"] / r["baseline"]["total"] for r in rounds]
     print("ratio per round: " + ", ".join(f"{x:.2f}x" for x in ratios))
-    print(f"ratio new/baseline (total): {new['total'] / base['total']:.2f}x (target <= 1.3x)")
+    print(
+        f"ratio new/baseline (total, {args.model}): {new['total'] / base['total']:.2f}x "
+        "(target <= 1.3x)"
+    )
 
 
 if __name__ == "__main__":
