@@ -126,3 +126,27 @@ def test_a_model_on_the_13_only_explains_with_its_own_columns():
 )
 def test_rendering_in_a_teachers_terms(feature, value, median, text):
     assert reasons.render(feature, value, median) == text
+
+
+def test_screening_in_a_large_class_keeps_the_top_reasons(fitted):
+    """Above SAMPLE_ROWS students only each student's screened candidates are measured; the
+    reasons of the student behind on work and of the median student stay what they are."""
+    rng = np.random.default_rng(21)
+    raw = cohort(rng, 96, n=reasons.SAMPLE_ROWS + 101).drop(columns="label")
+    late, middle = 3, 4
+    raw["past_due_not_submitted"] = rng.integers(0, 2, len(raw)).astype(float)
+    raw.loc[late, "past_due_not_submitted"] = 3.0
+    medians = raw[COLUMNS].median()
+    for name in COLUMNS:
+        raw.loc[middle, name] = medians[name]
+    scaled = feat.scale_within_class(features=raw)
+    required = np.full(len(raw), 3, dtype=int)
+    screened = reasons.explain(model=fitted, scaled=scaled, raw=raw, required=required)
+    exact = reasons.explain(
+        model=fitted, scaled=scaled, raw=raw, required=required, candidates=None
+    )
+    assert screened[middle] == exact[middle] == []
+    assert screened[late][0] == exact[late][0]
+    assert screened[late][0]["feature"] == "past_due_not_submitted"
+    same_first = sum(a[:1] == b[:1] for a, b in zip(screened, exact, strict=True))
+    assert same_first >= 0.95 * len(raw)
