@@ -105,6 +105,11 @@ def render(feature: str, value: float, median: float) -> str:
     return f"{text} (class median {reference})"
 
 
+def _same_in_words(feature: str, value: float, median: float) -> bool:
+    shown = _MEDIAN_FORMAT.get(feature, lambda v: f"{round(v):g}")
+    return shown(value) == shown(median)
+
+
 def _risk(model: Any, frame: pd.DataFrame, required: np.ndarray) -> np.ndarray:
     proba = lof_model.level_probabilities(model=model, features=frame)
     return lof_model.risk_probabilities(proba, required)
@@ -210,6 +215,8 @@ def explain(
             if abs(effect) < min_effect or not wanted[i, j]:
                 break
             value, median = float(raw_array[i, j]), float(median_array[i, j])
+            if _same_in_words(columns[j], value, median):
+                continue  # "3 sessions (class median 3)" would claim a difference it hides
             reasons.append(
                 {
                     "feature": columns[j],
