@@ -32,7 +32,6 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from datetime import date, datetime, time, timedelta
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -256,8 +255,3 @@ def whole_period_event_signals(
             in_window = (day - when).days < WINDOW_DAYS
             out[key] = (max(last, when.toordinal()), recent + (count if in_window else 0))
     return out
-
-
-def describe() -> dict[str, Any]:
-    """The signal names and how each is scaled, for model tags and docs."""
-    return {name: ("as is" if name in UNSCALED_SIGNALS else "within class") for name in SIGNALS}
