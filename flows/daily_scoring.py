@@ -63,6 +63,7 @@ def predict(settings: Settings, model: Any, version: str, day_features: scoring.
         scaled=day_features.scaled,
         raw=day_features.raw,
         required=predictions["required_level"].to_numpy(),
+        risk=predictions["risk_prob"].to_numpy(),
     )
     return out
 

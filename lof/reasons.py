@@ -123,6 +123,7 @@ def _effects(
     columns: list[str],
     rows: np.ndarray,
     wanted: np.ndarray,
+    known: np.ndarray | None = None,
 ) -> np.ndarray:
     """(len(rows), len(columns)) risk changes; 0 where not ``wanted`` (rows x columns mask).
 
@@ -131,7 +132,7 @@ def _effects(
     part = base.iloc[rows].reset_index(drop=True)
     part_medians = medians.iloc[rows].reset_index(drop=True)
     part_required = required[rows]
-    variants = [part]
+    variants = [] if known is not None else [part]
     owners: list[tuple[int, np.ndarray]] = []
     for j, column in enumerate(columns):
         own = np.flatnonzero(wanted[:, j])
@@ -141,13 +142,16 @@ def _effects(
         variant[column] = part_medians[column].to_numpy()[own]
         variants.append(variant)
         owners.append((j, own))
-    batch = pd.concat(variants, ignore_index=True)
-    batch_required = np.concatenate([part_required, *[part_required[own] for _, own in owners]])
-    risk = _risk(model, batch, batch_required)
     m = len(part)
-    actual = risk[:m]
     effects = np.zeros((m, len(columns)))
-    offset = m
+    if not variants:
+        return effects
+    batch = pd.concat(variants, ignore_index=True)
+    heads = [] if known is not None else [part_required]
+    batch_required = np.concatenate([*heads, *[part_required[own] for _, own in owners]])
+    risk = _risk(model, batch, batch_required)
+    actual = known[rows] if known is not None else risk[:m]
+    offset = 0 if known is not None else m
     for j, own in owners:
         effects[own, j] = actual[own] - risk[offset : offset + len(own)]
         offset += len(own)
@@ -163,6 +167,7 @@ def explain(
     top: int = TOP,
     min_effect: float = MIN_EFFECT,
     candidates: int | None = CANDIDATES,
+    risk: Sequence[float] | np.ndarray | None = None,
 ) -> list[list[dict[str, Any]]]:
     """Per row of ``scaled`` (class_id, user_id and the model's scaled columns): its reasons.
 
@@ -170,7 +175,8 @@ def explain(
     required level per row. A reason: ``feature``, ``text``, ``direction`` ("raises risk" or
     "lowers risk"), ``value`` and ``class_median`` (raw) and ``effect`` (change of risk_prob).
     ``candidates``: how many columns per student are measured exactly after screening (None =
-    all; the day's cost is about ``candidates + 1`` predictions of the cohort).
+    all; the day's cost is about ``candidates + 1`` predictions of the cohort). ``risk``: the
+    rows' risk_prob when already predicted (saves predicting them again).
     """
     n = len(scaled)
     if n == 0:
@@ -203,7 +209,8 @@ def explain(
         wanted = np.zeros_like(differs)
         np.put_along_axis(wanted, best, True, axis=1)
         wanted &= differs
-    effects = _effects(model, base, medians, required, columns, np.arange(n), wanted)
+    known = None if risk is None else np.asarray(risk, dtype=float)
+    effects = _effects(model, base, medians, required, columns, np.arange(n), wanted, known)
 
     out: list[list[dict[str, Any]]] = []
     raw_array, median_array = raw_values.to_numpy(), raw_medians.to_numpy()

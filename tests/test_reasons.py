@@ -150,3 +150,16 @@ def test_screening_in_a_large_class_keeps_the_top_reasons(fitted):
     assert screened[late][0]["feature"] == "past_due_not_submitted"
     same_first = sum(a[:1] == b[:1] for a, b in zip(screened, exact, strict=True))
     assert same_first >= 0.95 * len(raw)
+
+
+def test_known_risk_gives_the_same_reasons(fitted):
+    rng = np.random.default_rng(4)
+    raw = cohort(rng, 95).drop(columns="label")
+    scaled = feat.scale_within_class(features=raw)
+    required = np.full(len(raw), 3, dtype=int)
+    risk = lof_model.predict_frame(
+        model=fitted, features=scaled, required_levels={95: 3}, threshold=0.5
+    )["risk_prob"].to_numpy()
+    again = reasons.explain(model=fitted, scaled=scaled, raw=raw, required=required)
+    given = reasons.explain(model=fitted, scaled=scaled, raw=raw, required=required, risk=risk)
+    assert given == again and any(given)

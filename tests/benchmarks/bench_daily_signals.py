@@ -118,6 +118,7 @@ def child(source: str, home: str, days: int, repeat: int, baseline: bool, model_
                 scaled=built.scaled,
                 raw=built.raw,
                 required=predictions["required_level"].to_numpy(),
+                risk=predictions["risk_prob"].to_numpy(),
             )
         times["reasons"] = time.perf_counter() - mark
         mark = time.perf_counter()
