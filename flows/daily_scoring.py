@@ -49,9 +49,10 @@ def write_features(feature_store: Any, day_features: scoring.DayFeatures) -> Non
 
 @task(cache_policy=NO_CACHE)
 def predict(settings: Settings, model: Any, version: str, day_features: scoring.DayFeatures) -> Any:
+    inputs = legacy.model_inputs(model=model, raw=day_features.raw, scaled=day_features.scaled)
     predictions = lof_model.predict_frame(
         model=model,
-        features=legacy.model_inputs(model=model, raw=day_features.raw, scaled=day_features.scaled),
+        features=inputs,
         required_levels=day_features.classes[["class_id", "required_level"]],
         threshold=settings.risk_threshold,
     )
@@ -60,7 +61,7 @@ def predict(settings: Settings, model: Any, version: str, day_features: scoring.
     )
     out["reasons"] = reasons.explain(
         model=model,
-        scaled=day_features.scaled,
+        scaled=inputs,
         raw=day_features.raw,
         required=predictions["required_level"].to_numpy(),
         risk=predictions["risk_prob"].to_numpy(),

@@ -467,12 +467,28 @@ def run_gate(
     trained = [candidate_classes, production_classes]
     chosen: tuple[str, pd.DataFrame, int] | None = None
     overlap = 0
+    # Both versions are scored on their own columns: a holdout recorded before a column one
+    # of them takes (an early-warning signal) cannot compare them.
+    needed = set(lof_model.input_features(candidate_fit)) | set(
+        lof_model.input_features(production_fit)
+    )
+    lacking: list[str] = []
     for holdout_version, holdout in found:
+        if not needed <= set(holdout.columns):
+            lacking.append(holdout_version)
+            continue
         rows, excluded = comparable_rows(holdout, trained=trained)
         if len(rows):
             chosen = (holdout_version, rows, excluded)
             break
         overlap += excluded
+    if chosen is None and len(lacking) == len(found):
+        raise ModelError(
+            f"the held-out data recorded with {', '.join('v' + v for v in lacking)} lacks "
+            f"column(s) v{candidate} or Production v{production} takes, so they cannot be "
+            f"compared; nothing changed; promote with `lof promote --version {candidate} "
+            "--force` after checking the retrain's holdout figures in MLflow"
+        )
     if chosen is None:
         raise ModelError(
             f"no held-out example to compare v{candidate} with Production v{production} on: "

@@ -111,8 +111,9 @@ def _same_in_words(feature: str, value: float, median: float) -> bool:
 
 
 def _risk(model: Any, frame: pd.DataFrame, required: np.ndarray) -> np.ndarray:
+    """risk_prob as served: calibrated when the model carries a calibration (``RiskModel``)."""
     proba = lof_model.level_probabilities(model=model, features=frame)
-    return lof_model.risk_probabilities(proba, required)
+    return lof_model.model_risk(model, proba, required)
 
 
 def _effects(
