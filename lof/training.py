@@ -396,6 +396,10 @@ def _snapshot(
     for frame in served.values():
         extra = computed[[*keys, *signals.SIGNALS]]
         part = frame.merge(extra, on=keys, how="left")
+        # A served student the reconstruction does not see (a row deleted since) gets the
+        # class's typical signals, so one such row does not take the signals out of training.
+        medians = extra[extra["class_id"].isin(part["class_id"])][list(signals.SIGNALS)].median()
+        part[list(signals.SIGNALS)] = part[list(signals.SIGNALS)].fillna(medians).fillna(0.0)
         raws.append(part.assign(_served=True))
     out = []
     for class_id, point in due:

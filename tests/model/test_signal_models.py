@@ -89,3 +89,60 @@ def test_model_with_unknown_or_misplaced_columns_is_refused(columns):
     model = LogisticRegression(max_iter=200).fit(frame[columns], labels(len(frame)))
     with pytest.raises(ModelError, match="lof retrain"):
         lof_model.check_model_features(model)
+
+
+def _calibrated(estimator) -> lof_model.RiskModel:
+    # A calibration far from the identity, so raw and calibrated risk differ clearly.
+    return lof_model.RiskModel(estimator, coef=0.5, intercept=-1.0, threshold=0.3)
+
+
+def test_risk_model_and_legacy_model_expose_their_own_input_columns():
+    from lof.legacy import LegacyModel
+
+    frame = scaled_frame()
+    columns = [*FEATURES, "past_due_not_submitted"]
+    inner = LogisticRegression(max_iter=500).fit(frame[columns], labels(len(frame)))
+    risk_model = _calibrated(inner)
+    lof_model.check_model_features(risk_model)
+    assert lof_model.input_features(risk_model) == columns
+    on_13 = _calibrated(
+        LogisticRegression(max_iter=500).fit(frame[list(FEATURES)], labels(len(frame)))
+    )
+    assert lof_model.input_features(on_13) == list(FEATURES)
+    former = LogisticRegression(max_iter=500).fit(
+        frame[list(FEATURES)].to_numpy(), labels(len(frame))
+    )
+    wrapped = LegacyModel(former)
+    lof_model.check_model_features(wrapped)
+    assert lof_model.input_features(wrapped) == list(FEATURES)
+    # Each scores the same frame of 13 + signals on its own columns.
+    for model in (risk_model, on_13, wrapped):
+        out = predict(model, frame)
+        assert len(out) == len(frame) and out["risk_prob"].between(0, 1).all()
+
+
+def test_reasons_measure_the_served_calibrated_risk():
+    from lof import reasons
+    from lof.legacy import LegacyModel
+
+    frame = scaled_frame(n=40, seed=3)
+    frame.loc[0, list(FEATURES)] = 1.0  # far from the class median on every feature
+    raw = frame.copy()
+    inner = LogisticRegression(max_iter=500).fit(frame[list(FEATURES)], labels(len(frame)))
+    former = LogisticRegression(max_iter=500).fit(
+        frame[list(FEATURES)].to_numpy(), labels(len(frame))
+    )
+    for model in (_calibrated(inner), LegacyModel(former)):
+        served = predict(model, frame)
+        required = served["required_level"].to_numpy()
+        risk = served["risk_prob"].to_numpy()
+        given = reasons.explain(model=model, scaled=frame, raw=raw, required=required, risk=risk)
+        fresh = reasons.explain(model=model, scaled=frame, raw=raw, required=required)
+        assert given == fresh  # the known risk and the recomputed one are the same risk
+        assert given[0], "a student far from the median on everything has reasons"
+        for reason in given[0]:
+            at_median = frame.iloc[[0]].copy()
+            at_median[reason["feature"]] = frame[reason["feature"]].median()
+            moved = predict(model, pd.concat([frame.iloc[[0]], at_median]))
+            change = moved["risk_prob"].iloc[0] - moved["risk_prob"].iloc[1]
+            assert reason["effect"] == pytest.approx(change, abs=6e-5)  # stored rounded
