@@ -398,6 +398,13 @@ def _comparable_model(*, settings: Settings, version: str, model: Any) -> tuple[
     return model, registry.decode_class_ids(tags.get(registry.TRAINING_CLASSES_TAG))
 
 
+def lacks_columns(holdout: pd.DataFrame, *, models: Sequence[Any]) -> bool:
+    """True when a model takes a column the holdout lacks: each version is scored on its own
+    columns, and a holdout recorded before one (an early-warning signal) cannot compare them."""
+    needed = {name for model in models for name in lof_model.input_features(model)}
+    return not needed <= set(holdout.columns)
+
+
 def comparable_rows(
     holdout: pd.DataFrame, *, trained: Sequence[set[int] | None]
 ) -> tuple[pd.DataFrame, int]:
@@ -467,14 +474,9 @@ def run_gate(
     trained = [candidate_classes, production_classes]
     chosen: tuple[str, pd.DataFrame, int] | None = None
     overlap = 0
-    # Both versions are scored on their own columns: a holdout recorded before a column one
-    # of them takes (an early-warning signal) cannot compare them.
-    needed = set(lof_model.input_features(candidate_fit)) | set(
-        lof_model.input_features(production_fit)
-    )
     lacking: list[str] = []
     for holdout_version, holdout in found:
-        if not needed <= set(holdout.columns):
+        if lacks_columns(holdout, models=(candidate_fit, production_fit)):
             lacking.append(holdout_version)
             continue
         rows, excluded = comparable_rows(holdout, trained=trained)
