@@ -1,8 +1,9 @@
 """Retraining: examples that mirror scoring, candidates compared on risk, the winner refitted.
 
-Examples are built the way the daily flow scores: for each finished class, the 13 features as
-they stood at the end of the days 10%, 25%, 50%, 75% and 100% through the class's activity
-window, scaled within the class's cohort at that point by ``lof.features``. For a day the daily
+Examples are built the way the daily flow scores: for each finished class, the 13 features and
+the early-warning signals (``lof.scoring.raw_features``) as they stood at the end of the days
+10%, 25%, 50%, 75% and 100% through the class's activity window, scaled within the class's
+cohort at that point by ``lof.features``. For a day the daily
 flow scored, the features it stored with its predictions are read back (what was served);
 older days are reconstructed from the features store or Amplitude and LEB2, as of the retrain's
 ``as_of`` day (rows deleted after it count as present).
