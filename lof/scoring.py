@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -127,11 +127,13 @@ def raw_features(
     records: pd.DataFrame,
     class_ids: Collection[int],
     day: date,
+    deleted_before: datetime | None = None,
 ) -> pd.DataFrame:
-    """The cohort's 13 raw features and early-warning signals: what scoring and training share."""
+    """The cohort's 13 raw features and early-warning signals: what scoring and training share
+    (``deleted_before``: LEB2 as it stood then, for a retrain as of that day)."""
     raw = feat.features_at(states=states, records=records, class_ids=class_ids)
     activities, submissions = leb2.activity_status(
-        engine, class_ids=class_ids, until=end_of_day(day)
+        engine, class_ids=class_ids, until=end_of_day(day), deleted_before=deleted_before
     )
     return signals.add_signals(
         raw=raw,

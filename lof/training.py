@@ -390,6 +390,7 @@ def _snapshot(
         records=records,
         class_ids=class_ids,
         day=day,
+        deleted_before=deleted_before,
     )
     keys = ["class_id", "user_id"]
     rebuilt = computed[~computed["class_id"].isin(list(served))]

@@ -956,14 +956,19 @@ def cohort_labels(
 
 
 def activity_status(
-    engine: Engine, *, class_ids: Collection[int], until: datetime | None
+    engine: Engine,
+    *,
+    class_ids: Collection[int],
+    until: datetime | None,
+    deleted_before: datetime | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(activities, submissions) of ``class_ids`` for ``lof.signals.add_signals``.
 
     activities: every live activity of the live classes (``class_id, activity_id, start_date,
     due_date``), future ones too, as they bound the class's window; submissions: the live
     submissions before ``until`` (naive local time, None = now) on those activities
-    (``class_id, activity_id, user_id, submitted_at``).
+    (``class_id, activity_id, user_id, submitted_at``). ``deleted_before``: a row deleted at
+    or after it counts as live (a retrain as of that day).
     """
     cutoff = NO_CUTOFF if until is None else until
     ids = list(class_ids)
@@ -975,7 +980,10 @@ def activity_status(
             _as_text(activities_t.c.due_date),
         )
         .select_from(activities_t.join(classes_t, classes_t.c.id == activities_t.c.class_id))
-        .where(activities_t.c.class_id.in_(chunk), *_live(classes_t, activities_t))
+        .where(
+            activities_t.c.class_id.in_(chunk),
+            *_live(classes_t, activities_t, deleted_before=deleted_before),
+        )
         for chunk in _chunks(ids)
     ]
     submission_statements = [
@@ -990,8 +998,7 @@ def activity_status(
         )
         .where(
             activities_t.c.class_id.in_(chunk),
-            activities_t.c.deleted_at.is_(None),
-            submissions_t.c.deleted_at.is_(None),
+            *_live(activities_t, submissions_t, deleted_before=deleted_before),
             submissions_t.c.submitted_at < cutoff,
         )
         for chunk in _chunks(ids)
