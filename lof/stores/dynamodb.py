@@ -14,9 +14,8 @@ Key design (both tables; ``D`` = day as YYYYMMDD, ``G`` = generation id of one w
   deleted by the next write of D).
 * features: ``pk="S#<class>#D#G"`` (cumulative states) and ``pk="I#<class>#D#G"`` (the day's
   increments), ``sk=<user_id>``, attribute ``data`` = compact JSON of the five counts and the
-  two sorted id lists, then the early-warning event state (``lof.signals``). Reading day D
-  for some classes is one GetItem (manifest) and one Query per class on D's keys only — the
-  history length never matters.
+  two sorted id lists. Reading day D for some classes is one GetItem (manifest) and one Query per
+  class on D's keys only — the history length never matters.
 * predictions: ``pk="P#<class>#D#G"``, ``sk=<user_id>``, ``data`` = compact JSON of the record
   (floats as repr, so they read back bit for bit). ``read_class_day`` = GetItem on the day
   manifest + one Query (never a Scan). ``pk="CLASS#<class>", sk="D#G"`` index items list a

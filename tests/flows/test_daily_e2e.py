@@ -21,7 +21,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from lof import registry, tracking
+from lof import registry, tracking, training
 from lof.config import get_settings
 from lof.stores import open_feature_store, open_prediction_store
 from lof.tracking import DAILY_EXPERIMENT
@@ -303,10 +303,15 @@ def test_retrain_metrics_are_attached_to_the_logged_model(scored: dict, env: dic
     client = registry.client(settings=settings)
     version = client.get_model_version(settings.model_name, scored["version"])
     run = client.get_run(version.run_id)
-    (logged,) = client.search_logged_models(
-        experiment_ids=[run.info.experiment_id],
-        filter_string=f"source_run_id = '{version.run_id}'",
-    )
+    # The run also logs the fit that did not see the holdout; the registered one is REGISTERED_FIT.
+    (logged,) = [
+        m
+        for m in client.search_logged_models(
+            experiment_ids=[run.info.experiment_id],
+            filter_string=f"source_run_id = '{version.run_id}'",
+        )
+        if m.name == training.REGISTERED_FIT
+    ]
     keys = {m.key for m in logged.metrics}
     assert "holdout.macro_f1" in keys, keys
     assert {m.model_id for m in logged.metrics} == {logged.model_id}
