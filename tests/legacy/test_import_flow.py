@@ -222,14 +222,24 @@ def test_first_retrain_after_the_import_is_gated_against_it(day_one):
     )
     assert report.production == day_one["version"]
     assert report.holdout_version == result.version
-    from sklearn.metrics import f1_score
+    from sklearn.metrics import roc_auc_score
 
+    # The gate's metric of the pickle itself on the candidate's holdout, computed here without
+    # lof's evaluation code: mean risk ROC-AUC at 25% and 50%, risk = P(level < required).
     holdout = registry.load_holdout(settings=settings, version=result.version)
-    at_50 = holdout[holdout["progress"] == 0.5]
-    proba = mlp.predict_proba(former_inputs(at_50))
-    expected = f1_score(
-        at_50["label"], np.asarray(LEVELS)[proba.argmax(axis=1)], average="macro", zero_division=0
+    assert report.rows == len(holdout)
+    proba = mlp.predict_proba(former_inputs(holdout))
+    levels = np.asarray(LEVELS)[None, :]
+    required = holdout["required_level"].to_numpy()[:, None]
+    risk = (proba * (levels < required)).sum(axis=1)
+    below = holdout["label"].to_numpy() < holdout["required_level"].to_numpy()
+    progress = holdout["progress"].to_numpy()
+    expected = np.mean(
+        [
+            roc_auc_score(below[np.isclose(progress, p)], risk[np.isclose(progress, p)])
+            for p in (0.25, 0.5)
+        ]
     )
-    assert report.metric == "macro_f1_at_50"
+    assert report.metric == promotion.GATE_METRIC == "risk_roc_auc_25_50"
     assert report.production_score == pytest.approx(expected)
     assert report.passed == (report.candidate_score >= expected - settings.promote_margin - 1e-12)
