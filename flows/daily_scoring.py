@@ -10,7 +10,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.tasks import DAILY_TIMEOUT_SECONDS, io_task, send_lof_logs_to_prefect
-from lof import drift, legacy, registry, scoring, tracking
+from lof import drift, legacy, reasons, registry, scoring, tracking
 from lof import model as lof_model
 from lof.calendar import format_day, parse_day, yesterday_local
 from lof.config import Settings, get_settings
@@ -49,15 +49,24 @@ def write_features(feature_store: Any, day_features: scoring.DayFeatures) -> Non
 
 @task(cache_policy=NO_CACHE)
 def predict(settings: Settings, model: Any, version: str, day_features: scoring.DayFeatures) -> Any:
+    inputs = legacy.model_inputs(model=model, raw=day_features.raw, scaled=day_features.scaled)
     predictions = lof_model.predict_frame(
         model=model,
-        features=legacy.model_inputs(model=model, raw=day_features.raw, scaled=day_features.scaled),
+        features=inputs,
         required_levels=day_features.classes[["class_id", "required_level"]],
         threshold=settings.risk_threshold,
     )
-    return scoring.attach_model_and_features(
+    out = scoring.attach_model_and_features(
         predictions, raw=day_features.raw, model_name=settings.model_name, model_version=version
     )
+    out["reasons"] = reasons.explain(
+        model=model,
+        scaled=inputs,
+        raw=day_features.raw,
+        required=predictions["required_level"].to_numpy(),
+        risk=predictions["risk_prob"].to_numpy(),
+    )
+    return out
 
 
 @io_task(backoff_seconds=5)

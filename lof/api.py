@@ -87,6 +87,49 @@ Features = create_model(  # the 13 raw values by name, in DESIGN 2.3 order
 )
 
 
+_EXAMPLE_REASONS: list[dict[str, Any]] = [
+    {
+        "feature": "past_due_not_submitted",
+        "text": "3 activities past due not submitted (class median 0)",
+        "direction": "raises risk",
+        "value": 3.0,
+        "class_median": 0.0,
+        "effect": 0.21,
+    },
+    {
+        "feature": "events_last_7d",
+        "text": "2 page views in the last 7 days (class median 14)",
+        "direction": "raises risk",
+        "value": 2.0,
+        "class_median": 14.0,
+        "effect": 0.12,
+    },
+    {
+        "feature": "avglevel",
+        "text": "average level 3.2 (class median 2.8)",
+        "direction": "lowers risk",
+        "value": 3.2,
+        "class_median": 2.8,
+        "effect": -0.04,
+    },
+]
+
+
+class Reason(BaseModel):
+    """One driver of a student's risk: what moved risk_prob, against the class's median."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_EXAMPLE_REASONS[0]]})
+
+    feature: str = Field(description="the model input it is about (a feature or a signal)")
+    text: str = Field(description="in a teacher's words, with the student's value and the median")
+    direction: str = Field(description='"raises risk" or "lowers risk"')
+    value: float = Field(description="the student's raw value")
+    class_median: float = Field(description="the median of the class's cohort that day")
+    effect: float = Field(
+        description="risk_prob minus the risk_prob with this value set to the class median"
+    )
+
+
 class Prediction(BaseModel):
     """One student's prediction for one class on one day."""
 
@@ -105,6 +148,7 @@ class Prediction(BaseModel):
                     "model_name": "lof-outcome",
                     "model_version": "4",
                     "features": _EXAMPLE_FEATURES,
+                    "reasons": _EXAMPLE_REASONS,
                 }
             ]
         },
@@ -122,6 +166,11 @@ class Prediction(BaseModel):
     model_name: str | None = None
     model_version: str
     features: Features  # type: ignore[valid-type]
+    reasons: list[Reason] = Field(
+        default_factory=list,
+        description="the top drivers of risk_prob (at most 3, largest first); [] when the "
+        "student is near the class median on everything or the model gave none",
+    )
 
 
 class HistoryPoint(BaseModel):

@@ -7,7 +7,8 @@ Frames used across lof (column order as listed):
 * engagement frame (a day's increment, or the cumulative state as of a day): one row per
   (class_id, user_id) with ``class_id``, ``user_id`` (int64), the five counts of
   ``COUNT_COLUMNS`` (int64) and ``activity_ids``, ``session_ids`` (object: sorted tuples
-  of ints, the sets behind the two distinct counts).
+  of ints, the sets behind the two distinct counts), then the event state of the early-warning
+  signals (``lof.signals.EVENT_STATE_COLUMNS``, int64).
 * assessed records frame: see ``lof.sources.leb2.assessed_records``.
 * features frame: ``class_id``, ``user_id`` then the 13 ``FEATURES`` (float64), raw or scaled.
 """
@@ -23,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from lof.errors import DataError
+from lof.signals import EVENT_STATE_COLUMNS, RECENT_COLUMNS, SCALED_SIGNALS, merge_recent
 
 COUNT_COLUMNS: tuple[str, ...] = (
     "class_view_count",
@@ -32,7 +34,15 @@ COUNT_COLUMNS: tuple[str, ...] = (
     "submit_button_clicked",
 )
 SET_COLUMNS: tuple[str, ...] = ("activity_ids", "session_ids")
-ENGAGEMENT_COLUMNS: tuple[str, ...] = ("class_id", "user_id", *COUNT_COLUMNS, *SET_COLUMNS)
+# The event state of the early-warning signals (lof.signals): plain integer columns.
+STATE_INT_COLUMNS: tuple[str, ...] = (*COUNT_COLUMNS, *EVENT_STATE_COLUMNS)
+ENGAGEMENT_COLUMNS: tuple[str, ...] = (
+    "class_id",
+    "user_id",
+    *COUNT_COLUMNS,
+    *SET_COLUMNS,
+    *EVENT_STATE_COLUMNS,
+)
 
 EVENT_FEATURES: tuple[str, ...] = (*COUNT_COLUMNS, "specific_activity_view", "session_id_count")
 ASSESSMENT_FEATURES: tuple[str, ...] = (
@@ -198,6 +208,8 @@ class EngagementAggregator:
             data[column] = np.fromiter((s[i] for s in states), dtype=np.int64, count=len(keys))
         for i, column in enumerate(SET_COLUMNS, start=len(COUNT_COLUMNS)):
             data[column] = _object_series([tuple(sorted(s[i])) for s in states])
+        for column in EVENT_STATE_COLUMNS:  # set by lof.signals.stamp_increment, once dated
+            data[column] = np.zeros(len(keys), dtype=np.int64)
         return pd.DataFrame(data, columns=list(ENGAGEMENT_COLUMNS))
 
 
@@ -266,6 +278,9 @@ def _count(value: Any) -> int:
 def _normalized(frame: pd.DataFrame | None) -> pd.DataFrame:
     if frame is None or len(frame) == 0:
         return empty_engagement()
+    absent = [c for c in EVENT_STATE_COLUMNS if c not in frame.columns]
+    if absent:  # a frame from before the event state: no dated events
+        frame = frame.assign(**{c: np.zeros(len(frame), dtype=np.int64) for c in absent})
     missing = [c for c in ENGAGEMENT_COLUMNS if c not in frame.columns]
     if missing:
         raise DataError(
@@ -291,7 +306,7 @@ def accumulate(*, previous: pd.DataFrame | None, increment: pd.DataFrame | None)
         merged_only = None
     if merged_only is not None:
         out = merged_only.copy()
-        for column in ("class_id", "user_id", *COUNT_COLUMNS):
+        for column in ("class_id", "user_id", *STATE_INT_COLUMNS):
             out[column] = out[column].astype(np.int64)
         for column in SET_COLUMNS:
             out[column] = _object_series([_union(v, ()) for v in out[column]])
@@ -314,6 +329,20 @@ def accumulate(*, previous: pd.DataFrame | None, increment: pd.DataFrame | None)
                 for a, b in zip(merged[f"{column}_p"], merged[f"{column}_i"], strict=True)
             ]
         )
+
+    def ints(columns: Iterable[str], suffix: str) -> np.ndarray:
+        names = [f"{c}{suffix}" for c in columns]
+        return merged[names].fillna(0).astype(np.int64).to_numpy()
+
+    last, recent = merge_recent(
+        last_a=ints(["last_event_day"], "_p")[:, 0],
+        recent_a=ints(RECENT_COLUMNS, "_p"),
+        last_b=ints(["last_event_day"], "_i")[:, 0],
+        recent_b=ints(RECENT_COLUMNS, "_i"),
+    )
+    data["last_event_day"] = last
+    for k, column in enumerate(RECENT_COLUMNS):
+        data[column] = recent[:, k]
     return pd.DataFrame(data, columns=list(ENGAGEMENT_COLUMNS))
 
 
@@ -452,11 +481,15 @@ def features_at(
 
 
 def scale_within_class(*, features: pd.DataFrame) -> pd.DataFrame:
-    """Min-max scale each feature within each class's cohort; a constant feature becomes 0."""
+    """Min-max scale each feature within each class's cohort; a constant feature becomes 0.
+
+    Early-warning signals present in the frame are scaled the same way, except those on a
+    scale shared by every class (``lof.signals.UNSCALED_SIGNALS``), which stay as they are.
+    """
     out = features.copy()
     if len(out) == 0:
         return out
-    names = [n for n in FEATURES if n in out.columns]
+    names = [n for n in (*FEATURES, *SCALED_SIGNALS) if n in out.columns]
     values = out[names].astype(np.float64)
     grouped = values.groupby(out["class_id"])
     low = grouped.transform("min")

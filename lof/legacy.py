@@ -30,6 +30,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 
 from lof.errors import DataError, ModelError
 from lof.features import FEATURES, LEVELS
+from lof.signals import SIGNALS
 
 log = logging.getLogger(__name__)
 
@@ -359,6 +360,8 @@ def read_dataset(path: str | Path) -> pd.DataFrame:
     out.insert(0, "user_id", np.arange(len(frame), dtype="int64"))
     out.insert(0, "class_id", LEGACY_CLASS_ID)
     out["label"] = level.astype("int64")
+    for name in SIGNALS:  # a former file has the 13 only: a retrain with it trains on those
+        out[name] = np.nan
     out["required_level"] = 0  # unknown: dataset rows are only ever trained on, never scored
     return out[list(EXAMPLE_COLUMNS)].reset_index(drop=True)
 

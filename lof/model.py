@@ -36,6 +36,7 @@ import pandas as pd
 
 from lof.errors import DataError, ModelError
 from lof.features import FEATURES, LEVELS
+from lof.signals import SIGNALS
 
 PROGRESS_POINTS: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 1.0)
 REPORT_POINTS: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75)
@@ -140,8 +141,22 @@ def fit(*, estimator: Any, examples: pd.DataFrame) -> Any:
     with warnings.catch_warnings(), _threads():
         warnings.simplefilter("ignore", category=UserWarning)
         _ignore_convergence_warnings()
-        fitted.fit(examples[list(FEATURES)].astype(float), labels)
+        fitted.fit(examples[training_features(examples)].astype(float), labels)
     return fitted
+
+
+def training_features(examples: pd.DataFrame) -> list[str]:
+    """The 13 FEATURES, then the early-warning SIGNALS the examples hold for every row (a
+    legacy dataset has none, so a retrain with it trains on the 13)."""
+    present = [s for s in SIGNALS if s in examples.columns and examples[s].notna().all()]
+    return [*FEATURES, *present]
+
+
+def input_features(model: Any) -> list[str]:
+    """The columns the model takes, in order: the names it was fitted with, else the 13 (a
+    model fitted on bare arrays, such as the legacy pickle)."""
+    names = getattr(model, "feature_names_in_", None)
+    return [str(n) for n in names] if names is not None else list(FEATURES)
 
 
 def _threads() -> Any:
@@ -184,9 +199,16 @@ def level_probabilities(*, model: Any, features: pd.DataFrame) -> np.ndarray:
     out = np.zeros((len(features), len(LEVELS)))
     if len(features) == 0:
         return out
+    columns = input_features(model)
+    missing = [c for c in columns if c not in features.columns]
+    if missing:
+        raise DataError(
+            f"the model takes column(s) {', '.join(missing)} the features frame lacks; "
+            "build the features with lof.scoring (13 features and early-warning signals)"
+        )
     with warnings.catch_warnings(), _threads():
         warnings.simplefilter("ignore", category=UserWarning)
-        proba = np.asarray(model.predict_proba(features[list(FEATURES)].astype(float)))
+        proba = np.asarray(model.predict_proba(features[columns].astype(float)))
     for j, level in enumerate(model_classes(model)):
         if level not in LEVELS:
             raise ModelError(f"model predicts level {level}; expected levels 1-5 only")
@@ -324,13 +346,16 @@ def choose_threshold(
 
 
 def check_model_features(model: Any) -> None:
-    """ModelError unless the model expects exactly the 13 FEATURES in their order."""
+    """ModelError unless the model expects the 13 FEATURES in their order, then possibly some
+    early-warning SIGNALS (each known, once)."""
     names = getattr(model, "feature_names_in_", None)
     if names is not None:
         names = [str(n) for n in names]
-        if names != list(FEATURES):
+        rest = names[len(FEATURES) :]
+        signals_ok = all(n in SIGNALS for n in rest) and len(set(rest)) == len(rest)
+        if names[: len(FEATURES)] != list(FEATURES) or not signals_ok:
             missing = [f for f in FEATURES if f not in names]
-            extra = [n for n in names if n not in FEATURES]
+            extra = [n for n in names if n not in FEATURES and n not in SIGNALS]
             detail = (
                 f"missing {missing}, unexpected {extra}"
                 if missing or extra
@@ -387,9 +412,11 @@ def predict_frame(
     required level and whether that risk reaches the threshold (``threshold`` when given,
     e.g. LOF_RISK_THRESHOLD, else the model's own, see ``model_threshold``).
 
-    ``features`` holds class_id, user_id and the 13 scaled FEATURES (rows keep their order).
+    ``features`` holds class_id, user_id and the scaled columns the model takes (the 13
+    FEATURES, possibly signals; rows keep their order).
     """
-    missing = [c for c in ("class_id", "user_id", *FEATURES) if c not in features.columns]
+    columns = input_features(model)
+    missing = [c for c in ("class_id", "user_id", *columns) if c not in features.columns]
     if missing:
         raise DataError(
             f"features frame lacks column(s) {', '.join(missing)}; "
@@ -397,7 +424,7 @@ def predict_frame(
         )
     if len(features) == 0:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in PREDICTION_OUTPUT})
-    values = features[list(FEATURES)].astype(float)
+    values = features[columns].astype(float)
     bad = values.isna().any(axis=1) | ~np.isfinite(values.to_numpy()).all(axis=1)
     if bad.any():
         first = features.loc[bad, ["class_id", "user_id"]].iloc[0].to_dict()

@@ -398,6 +398,13 @@ def _comparable_model(*, settings: Settings, version: str, model: Any) -> tuple[
     return model, registry.decode_class_ids(tags.get(registry.TRAINING_CLASSES_TAG))
 
 
+def lacks_columns(holdout: pd.DataFrame, *, models: Sequence[Any]) -> bool:
+    """True when a model takes a column the holdout lacks: each version is scored on its own
+    columns, and a holdout recorded before one (an early-warning signal) cannot compare them."""
+    needed = {name for model in models for name in lof_model.input_features(model)}
+    return not needed <= set(holdout.columns)
+
+
 def comparable_rows(
     holdout: pd.DataFrame, *, trained: Sequence[set[int] | None]
 ) -> tuple[pd.DataFrame, int]:
@@ -467,12 +474,23 @@ def run_gate(
     trained = [candidate_classes, production_classes]
     chosen: tuple[str, pd.DataFrame, int] | None = None
     overlap = 0
+    lacking: list[str] = []
     for holdout_version, holdout in found:
+        if lacks_columns(holdout, models=(candidate_fit, production_fit)):
+            lacking.append(holdout_version)
+            continue
         rows, excluded = comparable_rows(holdout, trained=trained)
         if len(rows):
             chosen = (holdout_version, rows, excluded)
             break
         overlap += excluded
+    if chosen is None and len(lacking) == len(found):
+        raise ModelError(
+            f"the held-out data recorded with {', '.join('v' + v for v in lacking)} lacks "
+            f"column(s) v{candidate} or Production v{production} takes, so they cannot be "
+            f"compared; nothing changed; promote with `lof promote --version {candidate} "
+            "--force` after checking the retrain's holdout figures in MLflow"
+        )
     if chosen is None:
         raise ModelError(
             f"no held-out example to compare v{candidate} with Production v{production} on: "

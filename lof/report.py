@@ -141,7 +141,10 @@ def format_reason(item: Any) -> str:
     """One entry of a record's ``reasons``: text as is, or a mapping with text/feature."""
     if isinstance(item, Mapping):
         if item.get("text"):
-            return str(item["text"])
+            # lof.reasons' entries: "2 activities past due not submitted (class median 0)"
+            # plus which way it moves the risk, as a teacher needs both.
+            direction = f" ({item['direction']})" if item.get("direction") else ""
+            return f"{item['text']}{direction}"
         name = str(item.get("feature", ""))
         parts = [FEATURE_LABELS.get(name, name)]
         if item.get("value") is not None:

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import pandas as pd
 
 from lof import features as feat
+from lof import signals
 from lof.calendar import end_of_day
 from lof.config import Settings
 from lof.sources import amplitude, assessed_cache, leb2
@@ -90,7 +91,9 @@ def compute_day_features(
     class_ids: list[int] = [int(c) for c in classes["class_id"]]
     if not class_ids:
         empty = feat.empty_engagement()
-        no_features = pd.DataFrame(columns=["class_id", "user_id", *feat.FEATURES])
+        no_features = pd.DataFrame(
+            columns=["class_id", "user_id", *feat.FEATURES, *signals.SIGNALS]
+        )
         return DayFeatures(day, classes, empty, empty, no_features, no_features)
     previous = read_previous_states(feature_store=feature_store, day=day, class_ids=class_ids)
     increment = amplitude.day_increments(
@@ -98,13 +101,10 @@ def compute_day_features(
     )
     read_counts = dict(increment.attrs.get("amplitude", {}))
     increment = only_started_classes(increment, classes=classes, day=day)
+    increment = signals.stamp_increment(increment, day=day)
     states = feat.accumulate(previous=previous, increment=increment)
     records = read_assessed_records(settings=settings, engine=engine, class_ids=class_ids, day=day)
-    raw = feat.combine(
-        engagement=feat.engagement_features(states=states),
-        assessment=feat.assessment_features(records=records),
-        cohort_class_ids=class_ids,
-    )
+    raw = raw_features(engine=engine, states=states, records=records, class_ids=class_ids, day=day)
     scaled = feat.scale_within_class(features=raw)
     return DayFeatures(day, classes, increment, states, raw, scaled, read_counts)
 
@@ -117,6 +117,31 @@ def read_assessed_records(
     cache = assessed_cache.cache_path(home=settings.home, leb2_url=str(settings.leb2_url))
     return assessed_cache.assessed_records(
         engine, class_ids=class_ids, until=end_of_day(day), cache=cache
+    )
+
+
+def raw_features(
+    *,
+    engine: Any,
+    states: pd.DataFrame,
+    records: pd.DataFrame,
+    class_ids: Collection[int],
+    day: date,
+    deleted_before: datetime | None = None,
+) -> pd.DataFrame:
+    """The cohort's 13 raw features and early-warning signals: what scoring and training share
+    (``deleted_before``: LEB2 as it stood then, for a retrain as of that day)."""
+    raw = feat.features_at(states=states, records=records, class_ids=class_ids)
+    activities, submissions = leb2.activity_status(
+        engine, class_ids=class_ids, until=end_of_day(day), deleted_before=deleted_before
+    )
+    return signals.add_signals(
+        raw=raw,
+        states=states,
+        records=records,
+        activities=activities,
+        submissions=submissions,
+        day=day,
     )
 
 
@@ -190,11 +215,11 @@ def source_metrics(day_features: DayFeatures) -> dict[str, float]:
 
 
 def feature_metrics(raw: pd.DataFrame) -> dict[str, float]:
-    """Mean and quartiles of each raw feature, to watch for drift in MLflow."""
+    """Mean and quartiles of each raw feature and signal, to watch for drift in MLflow."""
     metrics: dict[str, float] = {}
     if raw.empty:
         return metrics
-    for name in feat.FEATURES:
+    for name in [*feat.FEATURES, *(s for s in signals.SIGNALS if s in raw.columns)]:
         column = raw[name].astype(float)
         metrics[f"feature.{name}.mean"] = float(column.mean())
         for q in (0.25, 0.5, 0.75):

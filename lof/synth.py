@@ -113,6 +113,7 @@ class _ClassPlan:
     act_due_day: np.ndarray  # ordinals, -1 when NULL
     after_stop: np.ndarray | None = None  # event rate factor once stopped (0: withdrawn)
     drift: np.ndarray | None = None  # engagement change over the course, per student
+    quiet_day: np.ndarray | None = None  # ordinal day after which page views fall (or None)
     sub_user: list[int] = field(default_factory=list)
     sub_activity: list[int] = field(default_factory=list)
     sub_at: list[datetime] = field(default_factory=list)  # naive local
@@ -499,6 +500,9 @@ def _write_class(
     drift = mess.normal(0.0, 1.4, n)
     view_noise = mess.normal(0.0, 0.6, n)
     grade_delay = np.where(mess.random(n) < 0.4, mess.integers(1, 9, n), 0)
+    submit_stop_day, quiet_day = _early_warning_behaviours(
+        class_id=class_id, n=n, first_day=first_day, span=span
+    )
     if not deleted:
         summary.enrolments += n
 
@@ -511,6 +515,7 @@ def _write_class(
         stop_day=stop_day,
         after_stop=np.where(withdrawer, 0.0, 0.1),
         drift=drift,
+        quiet_day=quiet_day,
         act_ids=np.array([r[0] for r in live], dtype=np.int64),
         act_is_quiz=np.array([r[1] for r in live], dtype=bool),
         act_start_day=np.array([r[2].toordinal() for r in live], dtype=np.int64),
@@ -521,10 +526,11 @@ def _write_class(
     for a_pos, (act_id, quiz, start, due, _ghost) in enumerate(act_rows):
         if cutoff is not None and start >= cutoff:
             continue  # created ahead by the LMS, nobody submitted yet
-        stopped = start.toordinal() > stop_day
+        stopped = start.toordinal() > np.minimum(stop_day, submit_stop_day)
         frac = min(1.0, max(0.0, (start.date() - first_day).days / span))
         e_now = e_cls + drift * frac
         p_submit = np.where(stopped, 0.03, _sigmoid(1.9 + 1.4 * e_now))
+        p_submit = np.where(start.toordinal() > quiet_day, 0.6 * p_submit, p_submit)
         p_submit = np.where(withdrawer, 0.0, p_submit)
         submits = rng.random(n) < p_submit
         window = (due - start) if due else timedelta(days=10)
@@ -614,6 +620,34 @@ def _write_class(
     return plan
 
 
+# --- early-warning behaviours ----------------------------------------------------------------
+
+STOP_SUBMITTING_SHARE = 0.08
+GO_QUIET_SHARE = 0.08
+QUIET_RATE = 0.25
+NEVER = date.max.toordinal()
+
+
+def _early_warning_behaviours(
+    *, class_id: int, n: int, first_day: date, span: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(submit_stop_day, quiet_day) per enrolment, as day ordinals (``NEVER`` = not that student).
+
+    Besides the students who stop altogether, two kinds a warning exists for: ~8% stop handing
+    work in from 25-65% of the course on while still reading the pages, ~8% go quiet from
+    20-60% on (a quarter of their page views) and hand in less. Neither is certain to end
+    below the required level: it depends on what they did before and how much is left.
+    Drawn from the class's own generator, so the rest of the university is unchanged.
+    """
+    rng = np.random.default_rng((15, class_id, n))
+    start = first_day.toordinal()
+    stops = rng.random(n) < STOP_SUBMITTING_SHARE
+    quiet = ~stops & (rng.random(n) < GO_QUIET_SHARE / (1 - STOP_SUBMITTING_SHARE))
+    submit_stop = start + (rng.uniform(0.25, 0.65, n) * span).astype(np.int64)
+    quiet_from = start + (rng.uniform(0.2, 0.6, n) * span).astype(np.int64)
+    return np.where(stops, submit_stop, NEVER), np.where(quiet, quiet_from, NEVER)
+
+
 # --- Amplitude -----------------------------------------------------------------------------
 
 
@@ -671,6 +705,8 @@ def _day_events(
             span = max(1, (plan.last_day - plan.first_day).days)
             frac = min(1.0, (ordinal - plan.first_day.toordinal()) / span)
             rate = rate * np.exp(0.5 * plan.drift * frac)
+        if plan.quiet_day is not None:
+            rate = rate * np.where(plan.quiet_day < ordinal, QUIET_RATE, 1.0)
         counts = rng.poisson(rate)
         active = np.flatnonzero(counts)
         cid = plan.class_id

@@ -1,8 +1,9 @@
 """Retraining: examples that mirror scoring, candidates compared on risk, the winner refitted.
 
-Examples are built the way the daily flow scores: for each finished class, the 13 features as
-they stood at the end of the days 10%, 25%, 50%, 75% and 100% through the class's activity
-window, scaled within the class's cohort at that point by ``lof.features``. For a day the daily
+Examples are built the way the daily flow scores: for each finished class, the 13 features and
+the early-warning signals (``lof.scoring.raw_features``) as they stood at the end of the days
+10%, 25%, 50%, 75% and 100% through the class's activity window, scaled within the class's
+cohort at that point by ``lof.features``. For a day the daily
 flow scored, the features it stored with its predictions are read back (what was served);
 older days are reconstructed from the features store or Amplitude and LEB2, as of the retrain's
 ``as_of`` day (rows deleted after it count as present).
@@ -38,7 +39,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lof import drift, registry, tracking
+from lof import drift, registry, scoring, signals, tracking
 from lof import features as feat
 from lof import model as lof_model
 from lof.calendar import end_of_day, format_day, today_local
@@ -58,6 +59,7 @@ EXAMPLE_COLUMNS: tuple[str, ...] = (
     "semester",
     "progress",
     *feat.FEATURES,
+    *signals.SIGNALS,
     "label",
     "required_level",
 )
@@ -66,6 +68,7 @@ HOLDOUT_COLUMNS: tuple[str, ...] = (
     "user_id",
     "progress",
     *feat.FEATURES,
+    *signals.SIGNALS,
     "label",
     "required_level",
 )
@@ -323,7 +326,7 @@ def build_examples(
             settings=settings, feature_store=feature_store, day=day, class_ids=active
         )
         counts["days_from_store" if stored else "days_from_amplitude"] += 1
-        increment = increment[increment["class_id"].isin(active)]
+        increment = signals.stamp_increment(increment[increment["class_id"].isin(active)], day=day)
         states = feat.accumulate(previous=states, increment=increment)
         if day in by_day:
             served = stored_snapshots(
@@ -371,27 +374,43 @@ def _snapshot(
 ) -> list[pd.DataFrame]:
     """Each due class's cohort features at the end of ``day``, scaled within the class.
 
-    A class the daily flow scored that day (``served``) uses the raw features it stored; the
-    others are reconstructed. ``_views`` keeps the raw class page views (visitor rule).
+    A class the daily flow scored that day (``served``) uses the 13 raw features it stored,
+    with the early-warning signals computed here (the store keeps only the 13); the others are
+    reconstructed through ``scoring.raw_features``, the daily flow's path. ``_views`` keeps the
+    raw class page views (visitor rule).
     """
     served = served or {}
-    rebuild = sorted({c for c, _ in due if c not in served})
-    raws = [frame.assign(_served=True) for frame in served.values()]
-    if rebuild:
-        records = leb2.assessed_records(
-            engine, class_ids=rebuild, until=end_of_day(day), deleted_before=deleted_before
-        )
-        raw = feat.features_at(
-            states=states[states["class_id"].isin(rebuild)], records=records, class_ids=rebuild
-        )
-        raws.append(raw.assign(_served=False))
+    class_ids = sorted({c for c, _ in due})
+    records = leb2.assessed_records(
+        engine, class_ids=class_ids, until=end_of_day(day), deleted_before=deleted_before
+    )
+    computed = scoring.raw_features(
+        engine=engine,
+        states=states[states["class_id"].isin(class_ids)],
+        records=records,
+        class_ids=class_ids,
+        day=day,
+        deleted_before=deleted_before,
+    )
+    keys = ["class_id", "user_id"]
+    rebuilt = computed[~computed["class_id"].isin(list(served))]
+    raws = [rebuilt.assign(_served=False)] if len(rebuilt) else []
+    for frame in served.values():
+        extra = computed[[*keys, *signals.SIGNALS]]
+        part = frame.merge(extra, on=keys, how="left")
+        # A served student the reconstruction does not see (a row deleted since) gets the
+        # class's typical signals, so one such row does not take the signals out of training.
+        medians = extra[extra["class_id"].isin(part["class_id"])][list(signals.SIGNALS)].median()
+        part[list(signals.SIGNALS)] = part[list(signals.SIGNALS)].fillna(medians).fillna(0.0)
+        raws.append(part.assign(_served=True))
     out = []
     for class_id, point in due:
         raw = next((r for r in raws if (r["class_id"] == class_id).any()), None)
         if raw is None:
             continue
         part = raw[raw["class_id"] == class_id]
-        scaled = feat.scale_within_class(features=part[["class_id", "user_id", *feat.FEATURES]])
+        columns = ["class_id", "user_id", *feat.FEATURES, *signals.SIGNALS]
+        scaled = feat.scale_within_class(features=part[columns])
         scaled = scaled.merge(
             part[["class_id", "user_id", "class_view_count"]].rename(
                 columns={"class_view_count": "_views"}
@@ -879,7 +898,7 @@ def _train_and_register(
             n_splits=n_splits,
             oof=oof,
         )
-        input_example = train[list(feat.FEATURES)].head(5).astype(float)
+        input_example = examples[lof_model.input_features(final)].head(5).astype(float)
         evaluation_uri = ""
         if best["model"] is not None:
             evaluation_model = lof_model.RiskModel(

@@ -955,3 +955,74 @@ def cohort_labels(
         out = out[~visitor]
     out["label"] = out["label"].fillna(NO_RECORD_LEVEL).astype("int64")
     return out.sort_values(keys).reset_index(drop=True)
+
+
+# --- the class's activities and submissions (early-warning signals) ---------------------------
+
+
+def activity_status(
+    engine: Engine,
+    *,
+    class_ids: Collection[int],
+    until: datetime | None,
+    deleted_before: datetime | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(activities, submissions) of ``class_ids`` for ``lof.signals.add_signals``.
+
+    activities: every live activity of the live classes (``class_id, activity_id, start_date,
+    due_date``), future ones too, as they bound the class's window; submissions: the live
+    submissions before ``until`` (naive local time, None = now) on those activities
+    (``class_id, activity_id, user_id, submitted_at``). ``deleted_before``: a row deleted at
+    or after it counts as live (a retrain as of that day).
+    """
+    cutoff = NO_CUTOFF if until is None else until
+    ids = list(class_ids)
+    activity_statements = [
+        select(
+            activities_t.c.class_id,
+            activities_t.c.id,
+            _as_text(activities_t.c.start_date),
+            _as_text(activities_t.c.due_date),
+        )
+        .select_from(activities_t.join(classes_t, classes_t.c.id == activities_t.c.class_id))
+        .where(
+            activities_t.c.class_id.in_(chunk),
+            *_live(classes_t, activities_t, deleted_before=deleted_before),
+        )
+        for chunk in _chunks(ids)
+    ]
+    submission_statements = [
+        select(
+            activities_t.c.class_id,
+            submissions_t.c.activity_id,
+            submissions_t.c.user_id,
+            _as_text(submissions_t.c.submitted_at),
+        )
+        .select_from(
+            submissions_t.join(activities_t, activities_t.c.id == submissions_t.c.activity_id)
+        )
+        .where(
+            activities_t.c.class_id.in_(chunk),
+            *_live(activities_t, submissions_t, deleted_before=deleted_before),
+            submissions_t.c.submitted_at < cutoff,
+        )
+        for chunk in _chunks(ids)
+    ]
+    activities = _frame(
+        _fetch(engine, "activities", activity_statements),
+        ["class_id", "activity_id", "start_date", "due_date"],
+    )
+    submissions = _frame(
+        _fetch(engine, "submissions", submission_statements),
+        ["class_id", "activity_id", "user_id", "submitted_at"],
+    )
+    for column in ("start_date", "due_date"):
+        activities[column] = _datetimes(activities[column])
+    submissions["submitted_at"] = _datetimes(submissions["submitted_at"])
+    for frame, columns in (
+        (activities, ("class_id", "activity_id")),
+        (submissions, ("class_id", "activity_id", "user_id")),
+    ):
+        for column in columns:
+            frame[column] = frame[column].astype("int64")
+    return activities, submissions

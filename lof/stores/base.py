@@ -27,21 +27,26 @@ import orjson
 import pandas as pd
 
 from lof.errors import DataError
-from lof.features import COUNT_COLUMNS, ENGAGEMENT_COLUMNS, SET_COLUMNS, sorted_ids
+from lof.features import ENGAGEMENT_COLUMNS, SET_COLUMNS, STATE_INT_COLUMNS, sorted_ids
 from lof.model import PREDICTION_OUTPUT
+from lof.signals import EVENT_STATE_COLUMNS
 
 PredictionRecord = dict[str, Any]
 """One stored prediction as the API returns it: ``predicted_dt`` (YYYYMMDD str), ``class_id``,
 ``user_id`` (int), ``predicted_label`` (int 1-5), ``predicted_prob`` (dict level str -> float),
 ``risk_prob`` (float), ``at_risk`` (bool), ``required_level`` (int), ``model_name`` (str),
-``model_version`` (str), ``features`` (dict feature name -> raw float)."""
+``model_version`` (str), ``features`` (dict feature name -> raw float), ``reasons`` (list of
+dicts: the top drivers of the risk, see ``lof.reasons``; [] when none or not computed)."""
 
 PREDICTION_COLUMNS: tuple[str, ...] = (
     *PREDICTION_OUTPUT,
     "model_name",
     "model_version",
     "features",
+    "reasons",
 )
+OPTIONAL_PREDICTION_COLUMNS: frozenset[str] = frozenset({"reasons"})
+REASON_KEYS: tuple[str, ...] = ("feature", "text", "direction", "value", "class_median", "effect")
 RECORD_KEYS: tuple[str, ...] = ("predicted_dt", *PREDICTION_COLUMNS)
 
 
@@ -210,7 +215,11 @@ def _require_unique(frame: pd.DataFrame, keys: list[str], *, what: str) -> None:
 
 def engagement_rows(frame: pd.DataFrame, *, what: str) -> list[dict[str, Any]]:
     """Validated plain rows (ints, sorted id tuples) of an engagement frame."""
-    _require_columns(frame, ENGAGEMENT_COLUMNS, what=what)
+    # Frames built before the signals' event state lack it: no dated events.
+    _require_columns(
+        frame, [c for c in ENGAGEMENT_COLUMNS if c not in EVENT_STATE_COLUMNS], what=what
+    )
+    frame = frame.assign(**{c: 0 for c in EVENT_STATE_COLUMNS if c not in frame.columns})
     _require_unique(frame, ["class_id", "user_id"], what=what)
     rows: list[dict[str, Any]] = []
     columns = {c: frame[c].tolist() for c in ENGAGEMENT_COLUMNS}
@@ -220,10 +229,10 @@ def engagement_rows(frame: pd.DataFrame, *, what: str) -> list[dict[str, Any]]:
                 "class_id": int(columns["class_id"][i]),
                 "user_id": int(columns["user_id"][i]),
             }
-            for c in COUNT_COLUMNS:
+            for c in STATE_INT_COLUMNS:
                 row[c] = int(columns[c][i])
         except (TypeError, ValueError):
-            bad = {c: columns[c][i] for c in ("class_id", "user_id", *COUNT_COLUMNS)}
+            bad = {c: columns[c][i] for c in ("class_id", "user_id", *STATE_INT_COLUMNS)}
             raise DataError(f"{what}: row {i} has a non-integer id or count: {bad}") from None
         for c in SET_COLUMNS:
             row[c] = _id_tuple(columns[c][i], column=c, what=what)
@@ -235,8 +244,8 @@ def engagement_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     """The engagement frame of ``lof.features`` (sorted by class_id, user_id) from plain rows."""
     rows = sorted(rows, key=lambda r: (r["class_id"], r["user_id"]))
     data: dict[str, Any] = {}
-    for c in ("class_id", "user_id", *COUNT_COLUMNS):
-        data[c] = pd.Series([r[c] for r in rows], dtype="int64")
+    for c in ("class_id", "user_id", *STATE_INT_COLUMNS):
+        data[c] = pd.Series([r.get(c, 0) for r in rows], dtype="int64")
     for c in SET_COLUMNS:
         data[c] = pd.Series([tuple(r[c]) for r in rows], dtype=object)
     return pd.DataFrame(data, columns=list(ENGAGEMENT_COLUMNS))
@@ -263,11 +272,47 @@ def _float_map(value: Any, *, column: str, what: str, row: int) -> dict[str, flo
         ) from None
 
 
+def _reasons(value: Any, *, what: str, row: int) -> list[dict[str, Any]]:
+    """A reasons cell as plain dicts (``REASON_KEYS``); None/NaN = no reasons."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return []
+    if isinstance(value, str):
+        value = orjson.loads(value) if value else []
+    if not isinstance(value, list | tuple):
+        raise DataError(f"{what}: row {row} column reasons is {value!r}, expected a list")
+    out = []
+    for reason in value:
+        if not isinstance(reason, Mapping) or not isinstance(reason.get("text"), str):
+            raise DataError(
+                f"{what}: row {row} has a reason {reason!r}; expected a dict with a text "
+                "(build reasons with lof.reasons.explain)"
+            )
+        try:
+            out.append(
+                {
+                    "feature": str(reason.get("feature", "")),
+                    "text": reason["text"],
+                    "direction": str(reason.get("direction", "")),
+                    "value": _float(reason.get("value")),
+                    "class_median": _float(reason.get("class_median")),
+                    "effect": _float(reason.get("effect")),
+                }
+            )
+        except (TypeError, ValueError):
+            raise DataError(f"{what}: row {row} has a non-numeric reason: {reason!r}") from None
+    return out
+
+
 def prediction_rows(frame: pd.DataFrame, *, what: str = "predictions") -> list[dict[str, Any]]:
     """Validated plain rows of a predictions frame, by (class_id, user_id)."""
-    _require_columns(frame, PREDICTION_COLUMNS, what=what)
+    _require_columns(
+        frame, [c for c in PREDICTION_COLUMNS if c not in OPTIONAL_PREDICTION_COLUMNS], what=what
+    )
     _require_unique(frame, ["class_id", "user_id"], what=what)
-    columns = {c: frame[c].tolist() for c in PREDICTION_COLUMNS}
+    columns = {
+        c: frame[c].tolist() if c in frame.columns else [None] * len(frame)
+        for c in PREDICTION_COLUMNS
+    }
     rows: list[dict[str, Any]] = []
     for i in range(len(frame)):
         try:
@@ -288,6 +333,7 @@ def prediction_rows(frame: pd.DataFrame, *, what: str = "predictions") -> list[d
             columns["predicted_prob"][i], column="predicted_prob", what=what, row=i
         )
         row["features"] = _float_map(columns["features"][i], column="features", what=what, row=i)
+        row["reasons"] = _reasons(columns["reasons"][i], what=what, row=i)
         rows.append(row)
     rows.sort(key=lambda r: (r["class_id"], r["user_id"]))
     return rows
@@ -308,6 +354,8 @@ def prediction_record(row: Mapping[str, Any], *, day: date) -> PredictionRecord:
     record["model_name"] = str(row["model_name"])
     record["model_version"] = str(row["model_version"])
     record["features"] = {str(k): _float(v) for k, v in _as_map(row["features"]).items()}
+    reasons = row.get("reasons") if hasattr(row, "get") else None
+    record["reasons"] = _reasons(reasons, what="stored predictions", row=0)
     return record
 
 

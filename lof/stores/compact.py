@@ -15,9 +15,12 @@ every student of it is still there and no id disappeared; otherwise the class's 
 Rewriting day D with a different state while D+1 holds a delta on D turns D+1's blob of that
 class into a full one in the same atomic commit, so D+1 still reads as it was written.
 
-Blob layout (little-endian): ``b"LF1"``, a flags byte (1 = full), then zlib of: n (u32), the
-user ids (i64, first absolute then differences), the 5 counts (i64, n x 5), and per set column
-the lengths (u32, n) and the ids (i64, each student's first absolute, then differences).
+Blob layout (little-endian): ``b"LF2"``, a flags byte (1 = full), the number k of integer
+columns (u8), then zlib of: n (u32), the user ids (i64, first absolute then differences), the
+integer columns (i64, n x k: the 5 counts then the early-warning event state, in
+``STATE_INT_COLUMNS`` order), and per set column the lengths (u32, n) and the ids (i64, each
+student's first absolute, then differences). Blobs written before the event state (``b"LF1"``,
+no k byte, the 5 counts only) still decode, with 0 for the event state (no dated events).
 
 Backends (``lof.stores.sql``, ``lof.stores.dynamodb``) implement ``_days``, ``_blobs`` and
 ``_commit``; everything else is shared here.
@@ -36,17 +39,25 @@ import numpy as np
 import pandas as pd
 
 from lof.errors import DataError, StoreError
-from lof.features import COUNT_COLUMNS, ENGAGEMENT_COLUMNS, SET_COLUMNS, sorted_ids
+from lof.features import (
+    COUNT_COLUMNS,
+    ENGAGEMENT_COLUMNS,
+    SET_COLUMNS,
+    STATE_INT_COLUMNS,
+    sorted_ids,
+)
+from lof.signals import EVENT_STATE_COLUMNS
 from lof.stores import base
 
-MAGIC = b"LF1"
+MAGIC = b"LF2"
+MAGIC_COUNTS_ONLY = b"LF1"  # before the event state: 5 count columns, no column-count byte
 FULL = 1
 CHECKPOINT_EVERY = 7
 CHECKPOINTS_KEPT = 2
 INCREMENT, STATE, CHECKPOINT = "I", "S", "C"
 PARTS = (INCREMENT, STATE, CHECKPOINT)
 MIGRATE_COMMAND = "lof migrate-store"
-_NCOUNTS = len(COUNT_COLUMNS)
+_NCOUNTS = len(STATE_INT_COLUMNS)
 
 
 # --- one class's engagement rows as arrays ----------------------------------------------------
@@ -54,7 +65,8 @@ _NCOUNTS = len(COUNT_COLUMNS)
 
 @dataclass
 class ClassRows:
-    """One class's engagement rows: users sorted, counts (n x 5), per set lengths and ids."""
+    """One class's engagement rows: users sorted, integer columns (n x ``STATE_INT_COLUMNS``:
+    counts and event state), per set lengths and ids."""
 
     users: np.ndarray
     counts: np.ndarray
@@ -102,20 +114,31 @@ def encode(rows: ClassRows) -> bytes:
         parts.append(lengths.astype("<u4").tobytes())
         parts.append(_segment_diff(values.astype(np.int64), lengths).astype("<i8").tobytes())
     body = zlib.compress(b"".join(parts), 1)
-    return MAGIC + bytes([FULL if rows.full else 0]) + body
+    return MAGIC + bytes([FULL if rows.full else 0, rows.counts.shape[1]]) + body
 
 
 def decode(blob: bytes) -> ClassRows:
-    if blob[:3] != MAGIC:
+    if blob[:3] == MAGIC:
+        width, start = int(blob[4]), 5
+    elif blob[:3] == MAGIC_COUNTS_ONLY:
+        width, start = len(COUNT_COLUMNS), 4
+    else:
         raise StoreError("features store blob has an unknown format; the store may be damaged")
+    if width > _NCOUNTS:
+        raise StoreError(
+            f"features store blob has {width} integer columns, this lof knows {_NCOUNTS}; "
+            "upgrade lof to read this store"
+        )
     full = bool(blob[3] & FULL)
-    raw = zlib.decompress(blob[4:])
+    raw = zlib.decompress(blob[start:])
     n = int(np.frombuffer(raw, "<u4", 1, 0)[0])
     pos = 4
     users = np.cumsum(np.frombuffer(raw, "<i8", n, pos)).astype(np.int64)
     pos += 8 * n
-    counts = np.frombuffer(raw, "<i8", n * _NCOUNTS, pos).reshape(n, _NCOUNTS).astype(np.int64)
-    pos += 8 * n * _NCOUNTS
+    stored = np.frombuffer(raw, "<i8", n * width, pos).reshape(n, width)
+    pos += 8 * n * width
+    counts = np.zeros((n, _NCOUNTS), np.int64)
+    counts[:, :width] = stored  # columns missing from an older blob: 0
     lengths, values = [], []
     for _ in SET_COLUMNS:
         ln = np.frombuffer(raw, "<u4", n, pos).astype(np.int64)
@@ -132,7 +155,9 @@ def decode(blob: bytes) -> ClassRows:
 
 
 def split_frame(frame: pd.DataFrame, *, what: str) -> dict[int, ClassRows]:
-    """Validate an engagement frame once and split it into per-class arrays."""
+    """Validate an engagement frame once and split it into per-class arrays (a frame without
+    the early-warning event state has no dated events: 0)."""
+    frame = frame.assign(**{c: 0 for c in EVENT_STATE_COLUMNS if c not in frame.columns})
     missing = [c for c in ENGAGEMENT_COLUMNS if c not in frame.columns]
     if missing:
         raise DataError(
@@ -142,7 +167,7 @@ def split_frame(frame: pd.DataFrame, *, what: str) -> dict[int, ClassRows]:
         return {}
     try:
         keys = frame[["class_id", "user_id"]].to_numpy(dtype=np.int64)
-        counts = frame[list(COUNT_COLUMNS)].to_numpy(dtype=np.int64)
+        counts = frame[list(STATE_INT_COLUMNS)].to_numpy(dtype=np.int64)
     except (TypeError, ValueError):
         raise DataError(
             f"{what} has a non-integer id or count; build it with lof.features"
@@ -212,7 +237,7 @@ def to_frame(classes: Mapping[int, ClassRows]) -> pd.DataFrame:
         "user_id": np.concatenate([r.users for r in chosen]).astype(np.int64),
     }
     counts = np.concatenate([r.counts for r in chosen]).reshape(-1, _NCOUNTS)
-    for i, column in enumerate(COUNT_COLUMNS):
+    for i, column in enumerate(STATE_INT_COLUMNS):
         data[column] = counts[:, i].astype(np.int64)
     for k, column in enumerate(SET_COLUMNS):
         cells: list[tuple[int, ...]] = []

@@ -9,9 +9,9 @@ Tables (created on first use):
 * ``lof_feature_days``: the manifest, one row per complete day.
 * ``lof_predictions``: one row per (class_id, day, user_id), primary key in that order, so one
   (class, day) is a single index range query; an index on (class_id, user_id, day) serves a
-  student's history and one on ``day`` the rewrite of a day. ``predicted_prob`` and
-  ``features`` are compact JSON text (floats as repr, so they read back exactly); ``risk_prob``
-  is a DOUBLE.
+  student's history and one on ``day`` the rewrite of a day. ``predicted_prob``,
+  ``features`` and ``reasons`` are compact JSON text (floats as repr, so they read back
+  exactly); ``risk_prob`` is a DOUBLE.
 * ``lof_prediction_days``: the manifest of complete prediction days.
 
 Idempotence and atomicity: ``write_day`` runs in one transaction that deletes the day's rows
@@ -117,6 +117,7 @@ PREDICTIONS = sa.Table(
     sa.Column("model_name", sa.String(200), nullable=False),
     sa.Column("model_version", sa.String(64), nullable=False),
     sa.Column("features", LONG_TEXT, nullable=False),
+    sa.Column("reasons", LONG_TEXT, nullable=True),
     sa.Index("ix_lof_predictions_student", "class_id", "user_id", "day"),
     sa.Index("ix_lof_predictions_day", "day"),
 )
@@ -208,7 +209,7 @@ def create_store_engine(url: str) -> Engine:
         sa.event.listen(engine, "connect", _enable_sqlite_wal)
     try:
         call_with_retries(
-            lambda: METADATA.create_all(engine, checkfirst=True),
+            lambda: _create_tables(engine),
             is_transient=_is_transient,
             attempts=3,
             base_delay=0.2,
@@ -221,6 +222,23 @@ def create_store_engine(url: str) -> Engine:
             "the credentials and the right to create tables"
         ) from None
     return engine
+
+
+def _create_tables(engine: Engine) -> None:
+    METADATA.create_all(engine, checkfirst=True)
+    add_signal_columns(engine)
+
+
+def add_signal_columns(engine: Engine) -> None:
+    """A predictions table made before the reasons gets its nullable ``reasons`` column
+    (existing rows: no reasons), so an upgrade keeps the stored history."""
+    inspector = sa.inspect(engine)
+    present = {c["name"] for c in inspector.get_columns(PREDICTIONS.name)}
+    if "reasons" in present:
+        return
+    kind = PREDICTIONS.c["reasons"].type.compile(dialect=engine.dialect)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"ALTER TABLE {PREDICTIONS.name} ADD COLUMN reasons {kind} NULL"))
 
 
 def _reason(exc: SQLAlchemyError) -> str:
@@ -473,6 +491,7 @@ class SqlPredictionStore(_SqlBase):
             row["day"] = day
             row["predicted_prob"] = base.dumps(row["predicted_prob"])
             row["features"] = base.dumps(row["features"])
+            row["reasons"] = base.dumps(row["reasons"])
         self._write_day(
             day=day,
             tables=[(PREDICTIONS, rows), (PREDICTION_BODIES, bodies)],

@@ -48,9 +48,34 @@ def prediction_frame(*, class_id: int, users: tuple[int, ...], seed: int) -> pd.
                     name: float(rng.integers(0, 200)) + (0.5 if i % 4 == 0 else 0.0)
                     for i, name in enumerate(FEATURES)
                 },
+                "reasons": reasons_of(user),
             }
         )
     return pd.DataFrame(rows)
+
+
+def reasons_of(user: int) -> list[dict]:
+    """Reasons as ``lof.reasons.explain`` gives them: two for even user ids, none for odd."""
+    if user % 2:
+        return []
+    return [
+        {
+            "feature": "past_due_not_submitted",
+            "text": f"{user % 5} activities past due not submitted (class median 0)",
+            "direction": "raises risk",
+            "value": float(user % 5),
+            "class_median": 0.0,
+            "effect": 0.1 + 0.2,
+        },
+        {
+            "feature": "events_last_7d",
+            "text": "2 page views in the last 7 days (class median 14)",
+            "direction": "raises risk",
+            "value": 2.0,
+            "class_median": 14.0,
+            "effect": 0.05,
+        },
+    ]
 
 
 def fill(url: str) -> dict[tuple[date, int], pd.DataFrame]:

@@ -106,6 +106,12 @@ def test_one_class_per_semester_retrains_promotes_and_scores(lof_home: Path) -> 
     for name in feat.FEATURES:
         assert np.allclose(merged[name], merged[f"{name}_served"]), name
     assert built.examples_from_predictions == len(part)
+    # The store keeps the 13 only: the served rows' signals are reconstructed, never missing.
+    from lof.model import training_features
+    from lof.signals import SIGNALS
+
+    assert part[list(SIGNALS)].notna().all().all()
+    assert training_features(built.examples) == [*feat.FEATURES, *SIGNALS]
     assert built.examples_reconstructed == len(built.examples) - len(part)
     # A reconstruction would have seen the revised grades.
     from lof.calendar import end_of_day

@@ -60,7 +60,9 @@ def engagement_frame(*, enrolments: int, classes: int, seed: int) -> pd.DataFram
                 tuple(sorted(rng.sample(range(10**9, 10**9 + 10**6), 25))),
             )
         )
-    frame = pd.DataFrame(rows, columns=list(ENGAGEMENT_COLUMNS))
+    frame = pd.DataFrame(rows, columns=list(ENGAGEMENT_COLUMNS[:9]))
+    for column in ENGAGEMENT_COLUMNS[9:]:  # the signals' event state
+        frame[column] = [rng.randint(0, 800_000) for _ in range(len(frame))]
     return frame
 
 

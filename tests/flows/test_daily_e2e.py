@@ -7,6 +7,7 @@ tables and the Amplitude export files (DESIGN 2.1-2.3), not through lof's own ad
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import re
 import sqlite3
@@ -484,3 +485,28 @@ def test_a_store_failure_mid_write_leaves_both_stores_as_they_were(
     scored_today = predictions_by_class(scored["store"], day, scored["class_ids"])
     cohorts = {cid: {r["user_id"] for r in records} for cid, records in scored_today.items()}
     assert cohorts == expected_cohorts(env["settings"], day)
+
+
+def test_reasons_are_stored_with_each_prediction_and_shown(scored: dict) -> None:
+    """Every prediction carries its reasons (at most 3, largest effect first, rendered with the
+    class median); `lof show` prints them as the API does."""
+    day = scored["days"][-1]
+    by_class = scored["snapshot"][day]
+    with_reasons = 0
+    for records in by_class.values():
+        for record in records:
+            reasons = record["reasons"]
+            assert len(reasons) <= 3
+            effects = [abs(r["effect"]) for r in reasons]
+            assert effects == sorted(effects, reverse=True)
+            for reason in reasons:
+                assert "(class median " in reason["text"]
+                assert reason["direction"] == (
+                    "raises risk" if reason["effect"] > 0 else "lowers risk"
+                )
+                assert reason["value"] != reason["class_median"]
+            with_reasons += bool(reasons)
+    assert with_reasons > 0, "no student of any class got a reason"
+    class_id = max(by_class, key=lambda c: len(by_class[c]))
+    shown = json.loads(lof("show", "--date", ymd(day), "--class-id", str(class_id)))
+    assert [r["reasons"] for r in shown] == [r["reasons"] for r in by_class[class_id]]

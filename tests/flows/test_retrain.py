@@ -139,7 +139,11 @@ def test_retrain_flow_selects_on_risk_and_registers_the_refit(settings, universi
     assert set(holdout["class_id"]) == held
     assert sorted(holdout["progress"].unique()) == [0.1, 0.25, 0.5, 0.75, 1.0]
     pyfunc = mlflow.pyfunc.load_model(f"models:/{settings.model_name}/1")
-    assert len(pyfunc.predict(holdout[list(FEATURES)].head(7))) == 7
+    # The signature lists the model's own inputs: the 13, then the early-warning signals.
+    inputs = lof_model.input_features(model)
+    assert inputs[: len(FEATURES)] == list(FEATURES) and len(inputs) > len(FEATURES)
+    assert pyfunc.metadata.get_input_schema().input_names() == inputs
+    assert len(pyfunc.predict(holdout[inputs].head(7))) == 7
 
 
 def test_every_cohort_member_is_an_example(settings, university, monkeypatch):

@@ -290,3 +290,15 @@ def test_bad_former_files_are_refused_with_one_line(tmp_path, edit, match):
     with pytest.raises(DataError, match=match) as caught:
         legacy.read_dataset(path)
     assert "\n" not in str(caught.value)
+
+
+def test_former_rows_have_no_signals_so_a_retrain_with_them_trains_on_the_13(tmp_path):
+    from lof import model as lof_model
+    from lof.signals import SIGNALS
+
+    values, levels = _former_values()
+    path = tmp_path / "a.csv"
+    pd.concat([pd.DataFrame({"Target": levels}), values], axis=1).to_csv(path)
+    rows = legacy.read_dataset(path)
+    assert rows[list(SIGNALS)].isna().all().all()
+    assert lof_model.training_features(rows) == list(FEATURES)

@@ -25,3 +25,21 @@ def test_class_id_tags_round_trip_as_ranges():
     assert registry.decode_class_ids(text) == set(ids)
     assert registry.decode_class_ids("") == set()
     assert registry.decode_class_ids(None) is None
+
+
+def test_a_holdout_without_a_column_either_version_takes_cannot_compare_them():
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    from lof.features import FEATURES
+
+    rng = np.random.default_rng(0)
+    with_signal = [*FEATURES, "past_due_not_submitted"]
+    frame = pd.DataFrame(rng.random((20, len(with_signal))), columns=with_signal)
+    levels = np.resize([1, 2, 3, 4, 5], 20)
+    on_13 = LogisticRegression(max_iter=300).fit(frame[list(FEATURES)], levels)
+    on_signal = LogisticRegression(max_iter=300).fit(frame, levels)
+    old_holdout = frame[list(FEATURES)]
+    assert not promotion.lacks_columns(old_holdout, models=[on_13, on_13])
+    assert promotion.lacks_columns(old_holdout, models=[on_signal, on_13])
+    assert not promotion.lacks_columns(frame, models=[on_signal, on_13])

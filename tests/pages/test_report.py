@@ -156,3 +156,24 @@ def test_summary_per_model_version() -> None:
         "useful_share": 2 / 3,
     }
     assert "useful_share" not in summary["4"] and summary["4"]["count"] == 1.0
+
+
+def test_reasons_from_the_model_read_with_their_direction() -> None:
+    from lof import reasons as lof_reasons
+
+    text = lof_reasons.render("past_due_not_submitted", 2.0, 0.0)
+    record = _record(1, 0.7, DAY0, class_view_count=0.0)
+    record["reasons"] = [
+        {
+            "feature": "past_due_not_submitted",
+            "text": text,
+            "direction": "raises risk",
+            "value": 2.0,
+            "class_median": 0.0,
+            "effect": 0.12,
+        }
+    ]
+    reasons, kind = reasons_for(record, {})
+    assert kind == "model"
+    assert reasons == [f"{text} (raises risk)"]
+    assert "not submitted" in text and "class median 0" in text

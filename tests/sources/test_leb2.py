@@ -556,3 +556,15 @@ def test_parse_spent_time() -> None:
     assert got[:3] == [3600.0, 309.0, 46799.0]
     assert all(math.isnan(v) for v in got[3:7])
     assert got[7] == 7201.0
+
+
+def test_activity_status_as_of_a_day_sees_rows_deleted_since(engine) -> None:
+    now_acts, now_subs = leb2.activity_status(engine, class_ids=[1], until=UNTIL)
+    assert sorted(now_acts["activity_id"]) == [1000, 1001, 1003, 1004]
+    assert 1002 not in set(now_subs["activity_id"])
+    # As of 2024-02-11 (activity 1002 deleted that day): it and its submission were live.
+    then_acts, then_subs = leb2.activity_status(
+        engine, class_ids=[1], until=UNTIL, deleted_before=datetime(2024, 2, 11)
+    )
+    assert sorted(then_acts["activity_id"]) == [1000, 1001, 1002, 1003, 1004]
+    assert ((then_subs["activity_id"] == 1002) & (then_subs["user_id"] == 601)).any()

@@ -50,9 +50,11 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 def engagement(rows: list[tuple]) -> pd.DataFrame:
     """(class_id, user_id, c1..c5, activity_ids, session_ids) tuples -> an engagement frame."""
-    frame = pd.DataFrame(rows, columns=list(ENGAGEMENT_COLUMNS))
+    frame = pd.DataFrame(rows, columns=list(ENGAGEMENT_COLUMNS[:9]))
     for column in ENGAGEMENT_COLUMNS[:7]:
         frame[column] = frame[column].astype("int64")
+    for k, column in enumerate(ENGAGEMENT_COLUMNS[9:]):  # the signals' event state
+        frame[column] = (frame["class_view_count"] * (k + 1)).astype("int64")
     return frame
 
 

@@ -1,0 +1,239 @@
+"""Reasons a teacher can act on: the top drivers of each student's risk, in the teacher's terms.
+
+Method (works for any model with ``predict_proba``): for each input column of the model, the
+student's scaled value is replaced by the class cohort's median that day and ``risk_prob`` is
+computed again; the change (actual risk - risk at the median) is that column's effect. The
+three largest effects (by size, at least ``MIN_EFFECT``) are the reasons, each with its
+direction. A column where the student is at the class median has effect 0 and never becomes a
+reason, so a student at the median on everything gets none. All variants of a day are
+predicted in one batch; with many students, a screening step keeps that batch to about
+``CANDIDATES + 1`` times the cohort (see ``CANDIDATES``). Inputs are correlated (work not
+handed in also lowers attainment so far), so one input's effect is the model's answer to
+"this alone at the median", which can point the other way than the raw correlation.
+
+Each reason is rendered with the student's raw value and the class median, e.g. "3 activities
+past due not submitted (class median 0)".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lof import model as lof_model
+
+TOP = 3
+MIN_EFFECT = 0.01
+"""Effects on risk_prob below one percentage point are noise, not a reason."""
+CANDIDATES = 4
+SAMPLE_ROWS = 300
+"""Screening (see ``explain``): with many students, each student's ``CANDIDATES`` most
+promising columns are measured exactly, ranked by distance from the class median times the
+column's mean effect on an even sample of ``SAMPLE_ROWS`` students."""
+
+
+def _count(one: str, many: str) -> Callable[[float], str]:
+    def text(value: float) -> str:
+        n = round(value)
+        return f"{n} {one if n == 1 else many}"
+
+    return text
+
+
+def _minutes(value: float) -> str:
+    return f"{value / 60:.0f} minutes spent per submission on average"
+
+
+def _early(value: float) -> str:
+    hours = value / 3600
+    if hours >= 0:
+        return f"submitted {hours:.0f} hours before the due date on average"
+    return f"submitted {-hours:.0f} hours after the due date on average"
+
+
+def _level(label: str) -> Callable[[float], str]:
+    return lambda value: f"{label} {value:.1f}"
+
+
+TEMPLATES: dict[str, Callable[[float], str]] = {
+    "class_view_count": _count("page view of the class", "page views of the class"),
+    "activity_page_view": _count("view of the activity list", "views of the activity list"),
+    "material_view": _count("view of learning materials", "views of learning materials"),
+    "act_quiz_view": _count("view of activities or quizzes", "views of activities or quizzes"),
+    "submit_button_clicked": _count("visit to a submission page", "visits to submission pages"),
+    "specific_activity_view": _count("different activity opened", "different activities opened"),
+    "session_id_count": _count("session", "sessions"),
+    "activity_count_per_class": _count("activity assessed", "activities assessed"),
+    "total_submission": _count("submission", "submissions"),
+    "avgspent_time": _minutes,
+    "avgseconds_early": _early,
+    "expectation_met_count": _count(
+        "assessment at or above the required level", "assessments at or above the required level"
+    ),
+    "avglevel": _level("average level"),
+    "attainment_so_far": _level("attainment so far over the activities due:"),
+    "past_due_not_submitted": _count(
+        "activity past due not submitted", "activities past due not submitted"
+    ),
+    "days_since_last_event": _count(
+        "day since the last page view", "days since the last page view"
+    ),
+    "days_since_last_submission": _count(
+        "day since the last submission", "days since the last submission"
+    ),
+    "events_last_7d": _count("page view in the last 7 days", "page views in the last 7 days"),
+    "window_elapsed": lambda value: f"{value:.0%} of the course elapsed",
+}
+"""Per feature: its raw value in words. The class median is rendered the same way."""
+
+_MEDIAN_FORMAT: dict[str, Callable[[float], str]] = {
+    "avgspent_time": lambda v: f"{v / 60:.0f} minutes",
+    "avgseconds_early": lambda v: f"{v / 3600:.0f} hours",
+    "avglevel": lambda v: f"{v:.1f}",
+    "attainment_so_far": lambda v: f"{v:.1f}",
+    "window_elapsed": lambda v: f"{v:.0%}",
+}
+
+
+def render(feature: str, value: float, median: float) -> str:
+    """The reason's text: the student's value and the class median, in a teacher's words."""
+    text = TEMPLATES.get(feature, lambda v: f"{feature} {v:g}")(value)
+    reference = _MEDIAN_FORMAT.get(feature, lambda v: f"{v:g}")(median)
+    return f"{text} (class median {reference})"
+
+
+def _same_in_words(feature: str, value: float, median: float) -> bool:
+    shown = _MEDIAN_FORMAT.get(feature, lambda v: f"{round(v):g}")
+    return shown(value) == shown(median)
+
+
+def _risk(model: Any, frame: pd.DataFrame, required: np.ndarray) -> np.ndarray:
+    """risk_prob as served: calibrated when the model carries a calibration (``RiskModel``)."""
+    proba = lof_model.level_probabilities(model=model, features=frame)
+    return lof_model.model_risk(model, proba, required)
+
+
+def _effects(
+    model: Any,
+    base: pd.DataFrame,
+    medians: pd.DataFrame,
+    required: np.ndarray,
+    columns: list[str],
+    rows: np.ndarray,
+    wanted: np.ndarray,
+    known: np.ndarray | None = None,
+) -> np.ndarray:
+    """(len(rows), len(columns)) risk changes; 0 where not ``wanted`` (rows x columns mask).
+
+    One batch: the actual rows, then each column set to the class median in turn, only for
+    the rows where it is wanted."""
+    part = base.iloc[rows].reset_index(drop=True)
+    part_medians = medians.iloc[rows].reset_index(drop=True)
+    part_required = required[rows]
+    variants = [] if known is not None else [part]
+    owners: list[tuple[int, np.ndarray]] = []
+    for j, column in enumerate(columns):
+        own = np.flatnonzero(wanted[:, j])
+        if len(own) == 0:
+            continue
+        variant = part.iloc[own].copy()
+        variant[column] = part_medians[column].to_numpy()[own]
+        variants.append(variant)
+        owners.append((j, own))
+    m = len(part)
+    effects = np.zeros((m, len(columns)))
+    if not variants:
+        return effects
+    batch = pd.concat(variants, ignore_index=True)
+    heads = [] if known is not None else [part_required]
+    batch_required = np.concatenate([*heads, *[part_required[own] for _, own in owners]])
+    risk = _risk(model, batch, batch_required)
+    actual = known[rows] if known is not None else risk[:m]
+    offset = 0 if known is not None else m
+    for j, own in owners:
+        effects[own, j] = actual[own] - risk[offset : offset + len(own)]
+        offset += len(own)
+    return effects
+
+
+def explain(
+    *,
+    model: Any,
+    scaled: pd.DataFrame,
+    raw: pd.DataFrame,
+    required: Sequence[int] | np.ndarray,
+    top: int = TOP,
+    min_effect: float = MIN_EFFECT,
+    candidates: int | None = CANDIDATES,
+    risk: Sequence[float] | np.ndarray | None = None,
+) -> list[list[dict[str, Any]]]:
+    """Per row of ``scaled`` (class_id, user_id and the model's scaled columns): its reasons.
+
+    ``raw`` holds the same students' raw values (any row order); ``required`` the class's
+    required level per row. A reason: ``feature``, ``text``, ``direction`` ("raises risk" or
+    "lowers risk"), ``value`` and ``class_median`` (raw) and ``effect`` (change of risk_prob).
+    ``candidates``: how many columns per student are measured exactly after screening (None =
+    all; the day's cost is about ``candidates + 1`` predictions of the cohort). ``risk``: the
+    rows' risk_prob when already predicted (saves predicting them again).
+    """
+    n = len(scaled)
+    if n == 0:
+        return []
+    columns = lof_model.input_features(model)
+    required = np.asarray(required, dtype=int)
+    keys = ["class_id", "user_id"]
+    raw_rows = (
+        raw.set_index(keys)
+        .reindex(pd.MultiIndex.from_frame(scaled[keys].astype("int64")))
+        .reset_index(drop=True)
+    )
+    classes = scaled["class_id"].to_numpy()
+    base = scaled[columns].astype(float).reset_index(drop=True)
+    medians = base.groupby(classes).transform("median")
+    raw_values = raw_rows[columns].astype(float)
+    raw_medians = raw_values.groupby(classes).transform("median")
+
+    differs = ~np.isclose(base.to_numpy(), medians.to_numpy())
+    wanted = differs
+    if candidates is not None and candidates < len(columns) and n > SAMPLE_ROWS:
+        # Screening: the exact effects on an even sample of rows give each column's typical
+        # weight; a student's candidates are the columns where weight x distance from the
+        # median is largest. Only those are measured exactly for every student.
+        sample = np.unique(np.linspace(0, n - 1, SAMPLE_ROWS).astype(int))
+        sampled = _effects(model, base, medians, required, columns, sample, differs[sample])
+        weight = np.abs(sampled).mean(axis=0) + 1e-9
+        score = np.abs(base.to_numpy() - medians.to_numpy()) * weight * differs
+        best = np.argsort(-score, axis=1, kind="stable")[:, :candidates]
+        wanted = np.zeros_like(differs)
+        np.put_along_axis(wanted, best, True, axis=1)
+        wanted &= differs
+    known = None if risk is None else np.asarray(risk, dtype=float)
+    effects = _effects(model, base, medians, required, columns, np.arange(n), wanted, known)
+
+    out: list[list[dict[str, Any]]] = []
+    raw_array, median_array = raw_values.to_numpy(), raw_medians.to_numpy()
+    for i in range(n):
+        order = np.argsort(-np.abs(effects[i]), kind="stable")
+        reasons = []
+        for j in order[:top]:
+            effect = float(effects[i, j])
+            if abs(effect) < min_effect or not wanted[i, j]:
+                break
+            value, median = float(raw_array[i, j]), float(median_array[i, j])
+            if _same_in_words(columns[j], value, median):
+                continue  # "3 sessions (class median 3)" would claim a difference it hides
+            reasons.append(
+                {
+                    "feature": columns[j],
+                    "text": render(columns[j], value, median),
+                    "direction": "raises risk" if effect > 0 else "lowers risk",
+                    "value": value,
+                    "class_median": median,
+                    "effect": round(effect, 4),
+                }
+            )
+        out.append(reasons)
+    return out

@@ -1,0 +1,150 @@
+"""The early-warning event state and the reasons in stores made before them and after.
+
+The compact features store keeps the event state (``lof.signals.EVENT_STATE_COLUMNS``) with
+the counts; blobs written before it (5 counts only) still read, with no dated events. A SQL
+predictions table made before the reasons gets its column on first open.
+"""
+
+from __future__ import annotations
+
+import zlib
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from lof import features as feat
+from lof import signals
+from lof.features import COUNT_COLUMNS
+from lof.signals import EVENT_STATE_COLUMNS
+from lof.stores import compact, open_feature_store, open_prediction_store
+from lof.stores.sql import FEATURE_BLOBS, METADATA
+
+from . import test_compact, test_contract
+from .test_contract import assert_frames_equal
+
+store_url = test_contract.store_url  # the same three backends
+DAY = date(2023, 3, 1)
+
+
+def stamped_history(days: int = 10) -> list[tuple[date, pd.DataFrame, pd.DataFrame]]:
+    """Days of states built as the daily flow builds them, event state included."""
+    state = feat.empty_engagement()
+    out = []
+    for day, increment, _ in test_compact.history(days=days):
+        increment = signals.stamp_increment(increment, day=day)
+        state = feat.accumulate(previous=state, increment=increment)
+        out.append((day, increment, state))
+    return out
+
+
+def test_event_state_reads_back_exactly_on_every_backend(store_url: str) -> None:
+    days = stamped_history()
+    last = days[-1][2]
+    assert (last["last_event_day"] > 0).all() and (last["recent_0"] > 0).any()
+    test_compact.write_all(store_url, days)
+    test_compact.assert_reads_back(store_url, days)
+
+
+def _counts_only_blob(blob: bytes) -> bytes:
+    """The same rows as the encoder before the event state wrote them (``LF1``, 5 counts)."""
+    rows = compact.decode(blob)
+    parts = [
+        np.uint32(rows.n).tobytes(),
+        np.diff(rows.users, prepend=np.int64(0)).astype("<i8").tobytes(),
+        rows.counts[:, : len(COUNT_COLUMNS)].astype("<i8").tobytes(),
+    ]
+    for lengths, values in zip(rows.lengths, rows.values, strict=True):
+        parts.append(lengths.astype("<u4").tobytes())
+        parts.append(compact._segment_diff(values, lengths).astype("<i8").tobytes())
+    flags = bytes([compact.FULL if rows.full else 0])
+    return compact.MAGIC_COUNTS_ONLY + flags + zlib.compress(b"".join(parts), 1)
+
+
+def test_blobs_written_before_the_event_state_read_with_no_dated_events(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'f.db'}"
+    days = stamped_history(days=9)
+    test_compact.write_all(url, days)
+    engine = open_feature_store(url).engine
+    with engine.begin() as conn:
+        blobs = conn.execute(sa.select(FEATURE_BLOBS)).fetchall()
+        assert blobs and all(r.data[:3] == compact.MAGIC for r in blobs)
+        for r in blobs:
+            conn.execute(
+                FEATURE_BLOBS.update()
+                .where(
+                    (FEATURE_BLOBS.c.day == r.day)
+                    & (FEATURE_BLOBS.c.part == r.part)
+                    & (FEATURE_BLOBS.c.class_id == r.class_id)
+                )
+                .values(data=_counts_only_blob(r.data))
+            )
+    zeroed = [
+        (
+            d,
+            i.assign(**dict.fromkeys(EVENT_STATE_COLUMNS, 0)),
+            s.assign(**dict.fromkeys(EVENT_STATE_COLUMNS, 0)),
+        )
+        for d, i, s in days
+    ]
+    test_compact.assert_reads_back(url, zeroed)
+    # Writing on top of the former blobs keeps the new day's event state.
+    store = open_feature_store(url)
+    day, increment, state = days[-1]
+    next_day = day + timedelta(days=1)
+    store.write_day(day=next_day, increments=increment, states=state)
+    assert_frames_equal(open_feature_store(url).read_states(day=next_day), state)
+
+
+def old_predictions_table(url: str) -> None:
+    """The predictions table as it was before the reasons, with one prediction."""
+    engine = sa.create_engine(url)
+    METADATA.drop_all(engine)
+    old = sa.MetaData()
+    for table in METADATA.sorted_tables:
+        keep = [c for c in table.c if not (table.name == "lof_predictions" and c.name == "reasons")]
+        sa.Table(
+            table.name,
+            old,
+            *[
+                sa.Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable)
+                for c in keep
+            ],
+        )
+    old.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO lof_predictions (class_id, day, user_id, predicted_label, "
+                "predicted_prob, risk_prob, at_risk, required_level, model_name, model_version, "
+                "features) VALUES (1, :day, 7, 2, :prob, 0.2, false, 3, 'm', '1', :features)"
+            ),
+            {"day": DAY, "prob": '{"1":0.2,"2":0.8}', "features": '{"avglevel":2.0}'},
+        )
+        conn.execute(
+            sa.text("INSERT INTO lof_prediction_days (day, rows, written_at) VALUES (:d, 1, :at)"),
+            {"d": DAY, "at": "2023-03-02 00:00:00"},
+        )
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'old.db'}"
+    return request.getfixturevalue("postgres_url")
+
+
+def test_old_predictions_table_gets_reasons_and_keeps_its_rows(url: str) -> None:
+    old_predictions_table(url)
+    predictions = open_prediction_store(url)
+    [record] = predictions.read_class_day(day=DAY, class_id=1)
+    assert record["reasons"] == [] and record["risk_prob"] == 0.2
+    columns = {c["name"] for c in sa.inspect(predictions.engine).get_columns("lof_predictions")}
+    assert "reasons" in columns
+    # opening again changes nothing
+    [again] = open_prediction_store(url).read_class_day(day=DAY, class_id=1)
+    assert again == record

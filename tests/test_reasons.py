@@ -1,0 +1,165 @@
+"""Reasons per student (lof.reasons) from a real fitted scikit-learn model, no stand-ins."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lof import features as feat
+from lof import model as lof_model
+from lof import reasons, signals
+
+COLUMNS = [*feat.FEATURES, *signals.SIGNALS]
+
+
+def cohort(rng: np.random.Generator, class_id: int, n: int = 40) -> pd.DataFrame:
+    """Raw features of a class where handing work in and recent activity decide the level."""
+    past_due = rng.integers(0, 4, n).astype(float)
+    recent = rng.poisson(12, n).astype(float)
+    frame = pd.DataFrame({"class_id": class_id, "user_id": np.arange(n) + 1000 * class_id})
+    for name in COLUMNS:
+        frame[name] = rng.normal(50, 10, n).round()
+    frame["past_due_not_submitted"] = past_due
+    frame["events_last_7d"] = recent
+    frame["attainment_so_far"] = 2.5
+    frame["window_elapsed"] = 0.5
+    score = 3.6 - 0.9 * past_due + 0.04 * (recent - 12) + rng.normal(0, 0.4, n)
+    frame["label"] = np.clip(np.rint(score), 1, 5).astype(int)
+    return frame
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    rng = np.random.default_rng(3)
+    raw = pd.concat([cohort(rng, c) for c in range(1, 13)], ignore_index=True)
+    examples = feat.scale_within_class(features=raw)
+    examples["required_level"] = 3
+    model = lof_model.make_candidates(names=["logreg"])["logreg"]
+    return lof_model.fit(estimator=model, examples=examples)
+
+
+def scored_class(raw: pd.DataFrame, model) -> tuple[pd.DataFrame, list[list[dict]]]:
+    scaled = feat.scale_within_class(features=raw)
+    out = reasons.explain(
+        model=model, scaled=scaled, raw=raw, required=np.full(len(raw), 3, dtype=int)
+    )
+    return scaled, out
+
+
+def test_two_past_due_and_nothing_submitted_is_a_top_reason(fitted):
+    rng = np.random.default_rng(11)
+    raw = cohort(rng, 99).drop(columns="label")
+    raw["past_due_not_submitted"] = 0.0
+    raw.loc[raw.index[:5], "past_due_not_submitted"] = [1.0, 0.0, 1.0, 0.0, 1.0]
+    late = 7
+    raw.loc[late, "past_due_not_submitted"] = 2.0
+    raw.loc[late, "total_submission"] = 0.0
+    _, out = scored_class(raw, fitted)
+    mine = out[late]
+    assert 1 <= len(mine) <= 3
+    texts = [r["text"] for r in mine]
+    assert any("not submitted" in t for t in texts), texts
+    reason = next(r for r in mine if r["feature"] == "past_due_not_submitted")
+    assert reason["text"] == "2 activities past due not submitted (class median 0)"
+    assert reason["direction"] == "raises risk" and reason["effect"] > 0
+    assert (reason["value"], reason["class_median"]) == (2.0, 0.0)
+    # largest effect first
+    effects = [abs(r["effect"]) for r in mine]
+    assert effects == sorted(effects, reverse=True)
+
+
+def test_student_at_the_class_median_gets_no_reason(fitted):
+    rng = np.random.default_rng(5)
+    raw = cohort(rng, 98, n=41).drop(columns="label")
+    medians = raw[COLUMNS].median()
+    middle = 20
+    for name in COLUMNS:
+        raw.loc[middle, name] = medians[name]
+    # setting one row to the median keeps the median (41 rows, the middle value unchanged)
+    assert np.allclose(raw[COLUMNS].median(), medians)
+    _, out = scored_class(raw, fitted)
+    assert out[middle] == []
+    assert any(out[i] for i in range(len(raw)) if i != middle)
+
+
+def test_reason_directions_follow_the_effect(fitted):
+    rng = np.random.default_rng(8)
+    raw = cohort(rng, 97).drop(columns="label")
+    raw["past_due_not_submitted"] = 1.0
+    raw.loc[0, "past_due_not_submitted"] = 0.0  # better than the class
+    raw.loc[1, "past_due_not_submitted"] = 3.0  # worse
+    _, out = scored_class(raw, fitted)
+    first = {r["feature"]: r for r in out[0]}
+    second = {r["feature"]: r for r in out[1]}
+    assert first["past_due_not_submitted"]["direction"] == "lowers risk"
+    assert second["past_due_not_submitted"]["direction"] == "raises risk"
+
+
+def test_a_model_on_the_13_only_explains_with_its_own_columns():
+    rng = np.random.default_rng(2)
+    raw = pd.concat([cohort(rng, c) for c in range(1, 6)], ignore_index=True)
+    examples = feat.scale_within_class(features=raw).drop(columns=list(signals.SIGNALS))
+    model = lof_model.fit(
+        estimator=lof_model.make_candidates(names=["logreg"])["logreg"], examples=examples
+    )
+    assert lof_model.input_features(model) == list(feat.FEATURES)
+    scaled, out = scored_class(raw.drop(columns="label"), model)
+    assert {r["feature"] for rs in out for r in rs} <= set(feat.FEATURES)
+    assert len(out) == len(scaled)
+
+
+@pytest.mark.parametrize(
+    ("feature", "value", "median", "text"),
+    [
+        ("events_last_7d", 2.0, 14.0, "2 page views in the last 7 days (class median 14)"),
+        ("past_due_not_submitted", 1.0, 0.0, "1 activity past due not submitted (class median 0)"),
+        ("days_since_last_event", 9.0, 1.0, "9 days since the last page view (class median 1)"),
+        (
+            "avgspent_time",
+            600.0,
+            1800.0,
+            "10 minutes spent per submission on average (class median 30 minutes)",
+        ),
+        ("avglevel", 2.25, 3.0, "average level 2.2 (class median 3.0)"),
+    ],
+)
+def test_rendering_in_a_teachers_terms(feature, value, median, text):
+    assert reasons.render(feature, value, median) == text
+
+
+def test_screening_in_a_large_class_keeps_the_top_reasons(fitted):
+    """Above SAMPLE_ROWS students only each student's screened candidates are measured; the
+    reasons of the student behind on work and of the median student stay what they are."""
+    rng = np.random.default_rng(21)
+    raw = cohort(rng, 96, n=reasons.SAMPLE_ROWS + 101).drop(columns="label")
+    late, middle = 3, 4
+    raw["past_due_not_submitted"] = rng.integers(0, 2, len(raw)).astype(float)
+    raw.loc[late, "past_due_not_submitted"] = 3.0
+    medians = raw[COLUMNS].median()
+    for name in COLUMNS:
+        raw.loc[middle, name] = medians[name]
+    scaled = feat.scale_within_class(features=raw)
+    required = np.full(len(raw), 3, dtype=int)
+    screened = reasons.explain(model=fitted, scaled=scaled, raw=raw, required=required)
+    exact = reasons.explain(
+        model=fitted, scaled=scaled, raw=raw, required=required, candidates=None
+    )
+    assert screened[middle] == exact[middle] == []
+    assert screened[late][0] == exact[late][0]
+    assert screened[late][0]["feature"] == "past_due_not_submitted"
+    same_first = sum(a[:1] == b[:1] for a, b in zip(screened, exact, strict=True))
+    assert same_first >= 0.95 * len(raw)
+
+
+def test_known_risk_gives_the_same_reasons(fitted):
+    rng = np.random.default_rng(4)
+    raw = cohort(rng, 95).drop(columns="label")
+    scaled = feat.scale_within_class(features=raw)
+    required = np.full(len(raw), 3, dtype=int)
+    risk = lof_model.predict_frame(
+        model=fitted, features=scaled, required_levels={95: 3}, threshold=0.5
+    )["risk_prob"].to_numpy()
+    again = reasons.explain(model=fitted, scaled=scaled, raw=raw, required=required)
+    given = reasons.explain(model=fitted, scaled=scaled, raw=raw, required=required, risk=risk)
+    assert given == again and any(given)
