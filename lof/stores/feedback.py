@@ -258,7 +258,7 @@ class DynamoFeedbackStore:
 
 
 def open_feedback_store(url: str) -> FeedbackStore:
-    """The feedback store of LOF_STORE_URL (its table created if missing)."""
+    """The feedback store of LOF_STORE_URL (a missing table created where the URL allows)."""
     if not url:
         raise StoreError("LOF_STORE_URL is empty; set it to the predictions store's URL")
     if url.startswith("dynamodb:"):

@@ -117,7 +117,7 @@ def test_the_stack_tables_are_the_store_tables(moto_endpoint: str) -> None:
         open_prediction_store(url)
 
     client = boto3.client("dynamodb", endpoint_url=moto_endpoint, region_name="us-east-1")
-    for resource in ("FeaturesTable", "PredictionsTable"):
+    for resource in ("FeaturesTable", "PredictionsTable", "FeedbackTable"):
         props = stack["Resources"][resource]["Properties"]
         client.create_table(
             TableName=props["TableName"].replace("${TablePrefix}", prefix),
@@ -133,9 +133,18 @@ def test_the_stack_tables_are_the_store_tables(moto_endpoint: str) -> None:
     store.write_day(day=day, predictions=frame)
     assert [r["user_id"] for r in store.read_class_day(day=day, class_id=12)] == [1, 2, 3]
 
+    from lof.stores.feedback import open_feedback_store
+
+    open_feedback_store(url)  # the stack's feedback table, opened with creation off
+
     api_policy = stack["Resources"]["ApiPolicy"]["Properties"]["PolicyDocument"]["Statement"]
-    actions = {a for statement in api_policy for a in statement["Action"]}
-    assert not {a for a in actions if "Write" in a or "Put" in a or "Delete" in a}
+    writes = [
+        statement
+        for statement in api_policy
+        if any("Write" in a or "Put" in a or "Delete" in a for a in statement["Action"])
+    ]
+    # the API writes only teachers' feedback
+    assert writes and all("FeedbackTable" in str(s["Resource"]) for s in writes)
 
 
 def test_the_lambda_template_runs_the_api_handler_from_the_image() -> None:
