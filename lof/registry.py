@@ -160,12 +160,8 @@ def production_version(*, settings: Settings) -> str | None:
         ) from exc
 
 
-def load_model_version(*, settings: Settings, version: str) -> Any:
-    """The scikit-learn model of one registered version."""
+def _sklearn_model(*, settings: Settings, uri: str) -> Any:
     import mlflow.sklearn
-
-    name = settings.model_name
-    uri = f"models:/{name}/{version}"
 
     def load() -> Any:
         mlflow.set_registry_uri(settings.mlflow_tracking_uri)
@@ -174,8 +170,15 @@ def load_model_version(*, settings: Settings, version: str) -> Any:
             warnings.simplefilter("ignore")
             return mlflow.sklearn.load_model(uri)
 
+    return call(load, what=f"load {uri}")
+
+
+def load_model_version(*, settings: Settings, version: str) -> Any:
+    """The scikit-learn model of one registered version."""
+    name = settings.model_name
+    uri = f"models:/{name}/{version}"
     try:
-        return call(load, what=f"load {uri}")
+        return _sklearn_model(settings=settings, uri=uri)
     except Exception as exc:
         if not_found(exc):
             raise ModelError(
@@ -191,17 +194,8 @@ def load_model_version(*, settings: Settings, version: str) -> Any:
 
 def load_model_uri(*, settings: Settings, uri: str) -> Any:
     """The scikit-learn model at an MLflow model URI (e.g. a version's evaluation fit)."""
-    import mlflow.sklearn
-
-    def load() -> Any:
-        mlflow.set_registry_uri(settings.mlflow_tracking_uri)
-        mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return mlflow.sklearn.load_model(uri)
-
     try:
-        return call(load, what=f"load {uri}")
+        return _sklearn_model(settings=settings, uri=uri)
     except Exception as exc:
         raise ModelError(
             f"cannot load {uri} from {_where(settings)}: {type(exc).__name__}; check the "
