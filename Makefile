@@ -21,6 +21,7 @@ services:
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 test: install services lint
 	PREFECT_SERVER_ANALYTICS_ENABLED=false $(BIN)/pytest -q
