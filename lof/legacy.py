@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import hashlib
-import logging
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -31,8 +30,6 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from lof.errors import DataError, ModelError
 from lof.features import FEATURES, LEVELS
 from lof.signals import SIGNALS
-
-log = logging.getLogger(__name__)
 
 FORMER_COLUMNS: tuple[str, ...] = (
     "N_specific_act_view",

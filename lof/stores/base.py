@@ -26,6 +26,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
+from lof.calendar import format_day
 from lof.errors import DataError
 from lof.features import ENGAGEMENT_COLUMNS, SET_COLUMNS, STATE_INT_COLUMNS, sorted_ids
 from lof.model import PREDICTION_OUTPUT
@@ -155,8 +156,8 @@ def crash_check(written: int, fail_after_rows: int | None) -> None:
 # --- days -------------------------------------------------------------------------------------
 
 
-def day_key(day: date) -> str:
-    return day.strftime("%Y%m%d")
+# The stores key days as the CLI and API write them: one format, owned by lof.calendar.
+day_key = format_day
 
 
 def parse_day_key(text: str) -> date:

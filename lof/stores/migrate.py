@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
+from lof.calendar import format_day
 from lof.features import COUNT_COLUMNS
 from lof.stores import base
 
@@ -125,7 +126,7 @@ def _migrate_dynamodb(url: str, progress: Callable[[date], None] | None) -> Migr
             for gen in gens:
                 for class_id in base.decode_ids(item["classes"]["S"]) + _prev_classes(item):
                     for part in ("I", "S"):
-                        pk = f"{part}#{class_id}#{base.day_key(day)}#{gen}"
+                        pk = f"{part}#{class_id}#{format_day(day)}#{gen}"
                         keys += [
                             {"pk": i["pk"], "sk": i["sk"]} for i in store._query(pk, keys_only=True)
                         ]
@@ -152,7 +153,7 @@ def _dynamo_rows(
     rows = []
     n = len(COUNT_COLUMNS)
     for class_id in classes:
-        for item in store._query(f"{part}#{class_id}#{base.day_key(day)}#{gen}"):
+        for item in store._query(f"{part}#{class_id}#{format_day(day)}#{gen}"):
             values = base.loads(item["data"]["S"])
             row: dict[str, Any] = {"class_id": class_id, "user_id": int(item["sk"]["S"])}
             row.update(zip(COUNT_COLUMNS, values[:n], strict=True))

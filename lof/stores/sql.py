@@ -25,7 +25,6 @@ starts by deleting the day).
 from __future__ import annotations
 
 import logging
-import re
 import uuid
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
@@ -39,6 +38,7 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 
+from lof.config import redact_url
 from lof.errors import StoreError
 from lof.features import COUNT_COLUMNS
 from lof.retry import call_with_retries
@@ -142,13 +142,6 @@ def new_generation() -> str:
     return uuid.uuid4().hex
 
 
-def redact(url: str) -> str:
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return re.sub(r"://([^:/@]*):[^@]*@", r"://\1:***@", url)
-
-
 def _is_transient(exc: BaseException) -> bool:
     """Dropped connections and lock/serialization conflicts are worth another try."""
     if isinstance(exc, DBAPIError):
@@ -181,7 +174,7 @@ def _enable_sqlite_wal(dbapi_connection: Any, _record: Any) -> None:
 
 def create_store_engine(url: str) -> Engine:
     """An engine for LOF_STORE_URL with its tables in place; StoreError (one line) if unusable."""
-    shown = redact(url)
+    shown = redact_url(url)
     try:
         parsed = make_url(url)
     except ArgumentError:
@@ -251,7 +244,7 @@ class _SqlBase:
     """Engine handling shared by both stores: retries and clear errors."""
 
     def __init__(self, url: str, *, engine: Engine | None = None) -> None:
-        self.url = redact(url)
+        self.url = redact_url(url)
         self.engine = engine if engine is not None else create_store_engine(url)
 
     def _run(self, fn: Callable[[], T], *, what: str) -> T:
