@@ -143,16 +143,6 @@ def class_day_bodies(
     return out
 
 
-class SimulatedCrash(RuntimeError):
-    """Raised by the ``_fail_after_rows`` test hook of ``write_day`` to imitate a crash."""
-
-
-def crash_check(written: int, fail_after_rows: int | None) -> None:
-    """The test hook: stop a write once ``fail_after_rows`` rows are written."""
-    if fail_after_rows is not None and written >= fail_after_rows:
-        raise SimulatedCrash(f"simulated crash after {written} rows")
-
-
 # --- days -------------------------------------------------------------------------------------
 
 
@@ -394,6 +384,5 @@ __all__ = [
     "FeatureStore",
     "PredictionRecord",
     "PredictionStore",
-    "SimulatedCrash",
     "StoredBody",
 ]

@@ -267,30 +267,18 @@ class _SqlBase:
         day: date,
         tables: list[tuple[sa.Table, list[dict[str, Any]]]],
         days_table: sa.Table,
-        fail_after_rows: int | None,
         what: str,
     ) -> None:
         total = sum(len(rows) for _, rows in tables)
 
         def transaction() -> None:
-            written = 0
             with self.engine.begin() as conn:
                 conn.execute(sa.delete(days_table).where(days_table.c.day == day))
                 for table, _rows in tables:
                     conn.execute(sa.delete(table).where(table.c.day == day))
                 for table, rows in tables:
                     for start in range(0, len(rows), CHUNK_ROWS):
-                        chunk = rows[start : start + CHUNK_ROWS]
-                        if fail_after_rows is not None and written + len(chunk) > fail_after_rows:
-                            chunk = chunk[: fail_after_rows - written]
-                            if chunk:
-                                conn.execute(table.insert(), chunk)
-                            raise base.SimulatedCrash(
-                                f"simulated crash after {fail_after_rows} rows"
-                            )
-                        conn.execute(table.insert(), chunk)
-                        written += len(chunk)
-                base.crash_check(written, fail_after_rows)
+                        conn.execute(table.insert(), rows[start : start + CHUNK_ROWS])
                 conn.execute(
                     days_table.insert(),
                     {
@@ -406,10 +394,8 @@ class SqlFeatureStore(compact.CompactFeatures, _SqlBase):
         writes: list[compact.DayWrite],
         *,
         drop_checkpoints: list[compact.DayMeta],
-        fail_after_rows: int | None,
     ) -> dict[date, str]:
         stamps = {w.day: new_generation() for w in writes}
-        written = 0
         now = datetime.now(UTC).replace(tzinfo=None)
         with self.engine.begin() as conn:
             for write in writes:
@@ -420,14 +406,7 @@ class SqlFeatureStore(compact.CompactFeatures, _SqlBase):
                     for (part, class_id), data in sorted(write.blobs.items())
                 ]
                 for start in range(0, len(rows), 500):
-                    chunk = rows[start : start + 500]
-                    if fail_after_rows is not None and written + len(chunk) > fail_after_rows:
-                        if chunk[: fail_after_rows - written]:
-                            conn.execute(FEATURE_BLOBS.insert(), chunk[: fail_after_rows - written])
-                        raise base.SimulatedCrash(f"simulated crash after {fail_after_rows} rows")
-                    conn.execute(FEATURE_BLOBS.insert(), chunk)
-                    written += len(chunk)
-                base.crash_check(written, fail_after_rows)
+                    conn.execute(FEATURE_BLOBS.insert(), rows[start : start + 500])
                 conn.execute(
                     FEATURE_MANIFEST.insert(),
                     {
@@ -463,9 +442,7 @@ class SqlFeatureStore(compact.CompactFeatures, _SqlBase):
 class SqlPredictionStore(_SqlBase):
     """Predictions store on a SQL database (see the module docstring for the layout)."""
 
-    def write_day(
-        self, *, day: date, predictions: pd.DataFrame, _fail_after_rows: int | None = None
-    ) -> None:
+    def write_day(self, *, day: date, predictions: pd.DataFrame) -> None:
         """Replace day ``day``'s predictions and mark it complete, in one transaction."""
         rows = base.prediction_rows(predictions, what=f"predictions of {base.day_key(day)}")
         now = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
@@ -489,7 +466,6 @@ class SqlPredictionStore(_SqlBase):
             day=day,
             tables=[(PREDICTIONS, rows), (PREDICTION_BODIES, bodies)],
             days_table=PREDICTION_DAYS,
-            fail_after_rows=_fail_after_rows,
             what=f"writing predictions of {base.day_key(day)}",
         )
 
