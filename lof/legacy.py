@@ -212,7 +212,7 @@ def _unpickle(path: Path) -> tuple[Any, str | None, list[str]]:
     versions = [
         str(w.message.original_sklearn_version)
         for w in caught
-        if issubclass(w.category, InconsistentVersionWarning)
+        if isinstance(w.message, InconsistentVersionWarning)
     ]
     pickled_with = versions[0] if versions else None
     if error is not None:

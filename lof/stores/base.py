@@ -300,7 +300,7 @@ def prediction_rows(frame: pd.DataFrame, *, what: str = "predictions") -> list[d
         frame, [c for c in PREDICTION_COLUMNS if c not in OPTIONAL_PREDICTION_COLUMNS], what=what
     )
     _require_unique(frame, ["class_id", "user_id"], what=what)
-    columns = {
+    columns: dict[str, list[Any]] = {
         c: frame[c].tolist() if c in frame.columns else [None] * len(frame)
         for c in PREDICTION_COLUMNS
     }

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
+from functools import partial
 from typing import Any
 
 import pandas as pd
@@ -72,11 +73,9 @@ def _migrate_sql(url: str, progress: Callable[[date], None] | None) -> Migration
     former = store._run(days, what="listing the former feature days")
     for day in former:
         increments = store._run(
-            lambda day=day: rows(sql.LEGACY_INCREMENTS, day), what="reading a former day"
+            partial(rows, sql.LEGACY_INCREMENTS, day), what="reading a former day"
         )
-        states = store._run(
-            lambda day=day: rows(sql.LEGACY_STATES, day), what="reading a former day"
-        )
+        states = store._run(partial(rows, sql.LEGACY_STATES, day), what="reading a former day")
         store.write_day(day=day, increments=increments, states=states)
         if progress is not None:
             progress(day)
@@ -87,7 +86,7 @@ def _migrate_sql(url: str, progress: Callable[[date], None] | None) -> Migration
             for table in tables:
                 if sa.inspect(conn).has_table(table.name):
                     removed += int(
-                        conn.execute(sa.select(sa.func.count()).select_from(table)).scalar()
+                        conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
                     )
                     table.drop(conn)
         return removed

@@ -341,7 +341,7 @@ class SqlFeatureStore(compact.CompactFeatures, _SqlBase):
                 return int(
                     conn.execute(
                         sa.select(sa.func.count()).select_from(LEGACY_FEATURE_DAYS)
-                    ).scalar()
+                    ).scalar_one()
                 )
 
         found = self._run(legacy_days, what="checking the features store layout")
@@ -473,7 +473,7 @@ class SqlPredictionStore(_SqlBase):
         def read() -> list[base.PredictionRecord]:
             with self._read() as conn:
                 return [
-                    base.prediction_record(r._mapping, day=base.as_date(r.day))
+                    base.prediction_record(r._asdict(), day=base.as_date(r.day))
                     for r in conn.execute(query).fetchall()
                 ]
 
