@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import sqlalchemy as sa
@@ -22,6 +22,9 @@ import sqlalchemy as sa
 from lof.calendar import format_day
 from lof.features import COUNT_COLUMNS
 from lof.stores import base
+
+if TYPE_CHECKING:  # boto3 is imported only when a DynamoDB store is migrated
+    from lof.stores.dynamodb import DynamoFeatureStore
 
 
 @dataclass
@@ -147,7 +150,7 @@ def _prev_classes(item: dict[str, Any]) -> tuple[int, ...]:
 
 
 def _dynamo_rows(
-    store: Any, part: str, day: date, gen: str, classes: tuple[int, ...]
+    store: DynamoFeatureStore, part: str, day: date, gen: str, classes: tuple[int, ...]
 ) -> pd.DataFrame:
     rows = []
     n = len(COUNT_COLUMNS)
