@@ -355,7 +355,7 @@ def migrate_store() -> None:
     from lof.stores.migrate import migrate_store as migrate
 
     url = _settings().store_url
-    done = migrate(str(url), progress=lambda day: console.print(f"converted {day:%Y%m%d}"))
+    done = migrate(url, progress=lambda day: console.print(f"converted {day:%Y%m%d}"))
     if done.days:
         out.print(f"converted {done.days} day(s); removed {done.removed} former rows/items")
     else:

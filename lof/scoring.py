@@ -115,7 +115,7 @@ def read_assessed_records(
 ) -> pd.DataFrame:
     """LEB2's assessed records as of ``day``, re-reading only the activities whose checksums
     changed since the last run (``lof.sources.assessed_cache``; the cache lives in LOF_HOME)."""
-    cache = assessed_cache.cache_path(home=settings.home, leb2_url=str(settings.leb2_url))
+    cache = assessed_cache.cache_path(home=settings.home, leb2_url=settings.leb2_url)
     return assessed_cache.assessed_records(
         engine, class_ids=class_ids, until=end_of_day(day), cache=cache
     )
