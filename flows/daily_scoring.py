@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
+import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from sqlalchemy import Engine
 
 from flows.tasks import DAILY_TIMEOUT_SECONDS, io_task, send_lof_logs_to_prefect
 from lof import drift, legacy, reasons, registry, scoring, tracking
@@ -17,10 +19,11 @@ from lof.config import Settings, get_settings
 from lof.progress import count_bar, interactive
 from lof.sources import leb2
 from lof.stores import open_feature_store, open_prediction_store
+from lof.stores.base import FeatureStore, PredictionStore
 
 
 @io_task(backoff_seconds=5)
-def find_ongoing_classes(settings: Settings, engine: Any, day: date) -> Any:
+def find_ongoing_classes(settings: Settings, engine: Engine, day: date) -> pd.DataFrame:
     return leb2.ongoing_classes(engine, day=day, window_months=settings.ongoing_window_months)
 
 
@@ -33,7 +36,11 @@ def load_model(settings: Settings) -> tuple[Any, str]:
 
 @io_task(backoff_seconds=5)
 def build_features(
-    settings: Settings, engine: Any, feature_store: Any, day: date, classes: Any
+    settings: Settings,
+    engine: Engine,
+    feature_store: FeatureStore,
+    day: date,
+    classes: pd.DataFrame,
 ) -> scoring.DayFeatures:
     return scoring.compute_day_features(
         settings=settings, engine=engine, feature_store=feature_store, day=day, classes=classes
@@ -41,14 +48,16 @@ def build_features(
 
 
 @io_task(backoff_seconds=5)
-def write_features(feature_store: Any, day_features: scoring.DayFeatures) -> None:
+def write_features(feature_store: FeatureStore, day_features: scoring.DayFeatures) -> None:
     feature_store.write_day(
         day=day_features.day, increments=day_features.increment, states=day_features.states
     )
 
 
 @task(cache_policy=NO_CACHE)
-def predict(settings: Settings, model: Any, version: str, day_features: scoring.DayFeatures) -> Any:
+def predict(
+    settings: Settings, model: Any, version: str, day_features: scoring.DayFeatures
+) -> pd.DataFrame:
     inputs = legacy.model_inputs(model=model, raw=day_features.raw, scaled=day_features.scaled)
     predictions = lof_model.predict_frame(
         model=model,
@@ -70,7 +79,9 @@ def predict(settings: Settings, model: Any, version: str, day_features: scoring.
 
 
 @io_task(backoff_seconds=5)
-def write_predictions(prediction_store: Any, day: date, predictions: Any) -> None:
+def write_predictions(
+    prediction_store: PredictionStore, day: date, predictions: pd.DataFrame
+) -> None:
     prediction_store.write_day(day=day, predictions=predictions)
 
 
@@ -137,7 +148,11 @@ def report_drift(settings: Settings, day: date, version: str, psi: dict[str, flo
 
 
 def fill_missing_days(
-    settings: Settings, engine: Any, feature_store: Any, day: date, classes: Any
+    settings: Settings,
+    engine: Engine,
+    feature_store: FeatureStore,
+    day: date,
+    classes: pd.DataFrame,
 ) -> list[date]:
     """Catch up: build the features store day by day up to D-1 so day D reads D-1's state."""
     missing = scoring.days_to_fill(feature_store=feature_store, classes=classes, day=day)

@@ -8,14 +8,15 @@ import sys
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
+from lof.console import console, out, print_day_result, print_synth_summary, run_synth
 from lof.errors import ConfigError, LofError
+
+if TYPE_CHECKING:
+    from lof.config import Settings
 
 app = typer.Typer(
     name="lof",
@@ -24,8 +25,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console(stderr=True)
-out = Console()
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -58,16 +57,16 @@ def clear_failures(command: F) -> F:
             console.print("interrupted")
             raise typer.Exit(130) from None
 
-    return wrapper  # type: ignore[return-value]
+    return cast(F, wrapper)
 
 
-def _settings() -> Any:
+def _settings() -> Settings:
     from lof.config import get_settings
 
     return get_settings()
 
 
-def check_before_prefect(**days: str | None) -> Any:
+def check_before_prefect(**days: str | None) -> Settings:
     """Read the settings and parse the command's days before any Prefect flow starts.
 
     Running a flow in-process starts a temporary Prefect server (15-20 s); a typo in a day or a
@@ -80,18 +79,6 @@ def check_before_prefect(**days: str | None) -> Any:
         if value is not None:
             parse_day(value, what=option)
     return settings
-
-
-def day_progress() -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[detail]}"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
-    )
 
 
 @app.command()
@@ -120,57 +107,6 @@ def synth(
     print_synth_summary(summary)
 
 
-def run_synth(**options: Any) -> Any:
-    from lof import synth as synth_module
-    from lof.calendar import parse_day
-
-    settings = _settings()
-    if settings.amplitude_is_http:
-        raise ConfigError(
-            "LOF_AMPLITUDE_SOURCE is an Export API URL; lof synth writes files: "
-            "set it to a folder (or unset it for the default under LOF_HOME)"
-        )
-    knobs = {k: v for k, v in options.items() if v is not None and k not in ("today", "replace")}
-    if options.get("today"):
-        knobs["today"] = parse_day(options["today"], what="--today")
-    settings.home.mkdir(parents=True, exist_ok=True)
-    with day_progress() as progress:
-        tasks: dict[str, Any] = {}
-
-        def report(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                label = "LEB2 classes" if stage == "leb2" else "Amplitude days"
-                tasks[stage] = progress.add_task(label, total=total, detail="")
-            progress.update(tasks[stage], completed=done, total=total)
-
-        return synth_module.synthesize(
-            leb2_url=settings.leb2_url,
-            amplitude_dir=Path(settings.amplitude_source),
-            replace=options.get("replace", True),
-            progress=report,
-            timezone_name=settings.timezone,
-            project_id=settings.amplitude_project_id,
-            **knobs,
-        )
-
-
-def print_synth_summary(summary: Any) -> None:
-    table = Table(title="Synthetic university")
-    for column in ("semester", "days", "state"):
-        table.add_column(column)
-    for sem in summary.semester_ranges:
-        table.add_row(
-            sem.slug, f"{sem.first_day} .. {sem.last_day}", "ongoing" if sem.ongoing else "finished"
-        )
-    out.print(table)
-    out.print(
-        f"{summary.classes_obem} OBEM and {summary.classes_other} other classes, "
-        f"{summary.students} students, {summary.enrolments} enrolments, "
-        f"{summary.activities} activities, {summary.records} assessed records, "
-        f"{summary.events} Amplitude events in {summary.amplitude_files} files"
-    )
-
-
 @app.command()
 @clear_failures
 def daily(
@@ -184,17 +120,6 @@ def daily(
 
     result = daily_scoring(date=date)
     print_day_result(result)
-
-
-def print_day_result(result: dict[str, Any]) -> None:
-    table = Table(title=f"Predictions for {result['day']} (model v{result['model_version']})")
-    for column in ("class", "students", "at risk"):
-        table.add_column(column, justify="right" if column != "class" else "left")
-    for row in result["per_class"]:
-        table.add_row(
-            f"{row['code']} ({row['class_id']})", str(row["students"]), str(row["at_risk"])
-        )
-    out.print(table)
 
 
 @app.command()
@@ -430,7 +355,7 @@ def migrate_store() -> None:
     from lof.stores.migrate import migrate_store as migrate
 
     url = _settings().store_url
-    done = migrate(str(url), progress=lambda day: console.print(f"converted {day:%Y%m%d}"))
+    done = migrate(url, progress=lambda day: console.print(f"converted {day:%Y%m%d}"))
     if done.days:
         out.print(f"converted {done.days} day(s); removed {done.removed} former rows/items")
     else:

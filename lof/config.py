@@ -14,7 +14,6 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
-    model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
@@ -30,21 +29,32 @@ def _check_sql_url(value: str, variable: str) -> str:
         make_url(value)
     except ArgumentError:
         raise ValueError(
-            f"{variable}={_redact(value)!r} is not a database URL; "
+            f"{variable}={redact_url(value)!r} is not a database URL; "
             "expected e.g. sqlite:///path/file.db or mysql+pymysql://user:pw@host/db"
         ) from None
     return value
 
 
-def _redact(url: str) -> str:
-    """The URL with any password replaced, safe for messages."""
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by ***, safe for messages and logs."""
     try:
         return make_url(url).render_as_string(hide_password=True)
     except ArgumentError:
-        parsed = urlparse(url)
-        if parsed.password:
-            return url.replace(parsed.password, "***")
+        pass
+    # Not SQLAlchemy's form (a typo such as a missing ":"): mask all of the user info but the
+    # user name, up to the last "@" (a password may hold "@" itself).
+    head, at, host = url.rpartition("@")
+    if not at:
         return url
+    start = head.index("//") + 2 if "//" in head else head.rfind("/") + 1
+    user = head[start:].split(":", 1)[0]
+    return f"{head[:start]}{user}:***@{host}"
+
+
+def _under_home(data: dict[str, Any], name: str) -> Path:
+    """A default file under LOF_HOME (already resolved by its validator)."""
+    home = data.get("home")
+    return (home if isinstance(home, Path) else Path(".lof").resolve()) / name
 
 
 class Settings(BaseSettings):
@@ -52,15 +62,19 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="LOF_", extra="ignore", populate_by_name=True)
 
-    home: Path = Path(".lof")
-    leb2_url: str | None = None
-    amplitude_source: str | None = None
+    # The four locations default to files under LOF_HOME: the embedded demo needs no setting.
+    home: Path = Field(default=Path(".lof"), validate_default=True)
+    leb2_url: str = Field(
+        default_factory=lambda data: f"sqlite:///{_under_home(data, 'leb2-demo.db')}"
+    )
+    amplitude_source: str = Field(default_factory=lambda data: str(_under_home(data, "amplitude")))
     amplitude_api_key: SecretStr | None = None
     amplitude_secret_key: SecretStr | None = None
     amplitude_project_id: int = 100001
-    store_url: str | None = None
-    mlflow_tracking_uri: str | None = Field(
-        default=None, validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "mlflow_tracking_uri")
+    store_url: str = Field(default_factory=lambda data: f"sqlite:///{_under_home(data, 'lof.db')}")
+    mlflow_tracking_uri: str = Field(
+        default_factory=lambda data: f"sqlite:///{_under_home(data, 'mlflow.db')}",
+        validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "mlflow_tracking_uri"),
     )
     model_name: str = "lof-outcome"
     model_stage: str = "Production"
@@ -140,36 +154,32 @@ class Settings(BaseSettings):
 
     @field_validator("leb2_url")
     @classmethod
-    def _valid_leb2_url(cls, value: str | None) -> str | None:
-        return None if value is None else _check_sql_url(value, "LOF_LEB2_URL")
+    def _valid_leb2_url(cls, value: str) -> str:
+        return _check_sql_url(value, "LOF_LEB2_URL")
 
     @field_validator("store_url")
     @classmethod
-    def _valid_store_url(cls, value: str | None) -> str | None:
-        if value is None or value.startswith("dynamodb://"):
+    def _valid_store_url(cls, value: str) -> str:
+        if value.startswith("dynamodb://"):
             return value
         return _check_sql_url(value, "LOF_STORE_URL")
 
     @field_validator("mlflow_tracking_uri")
     @classmethod
-    def _valid_tracking_uri(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
+    def _valid_tracking_uri(cls, value: str) -> str:
         scheme = urlparse(value).scheme.split("+")[0]
         if scheme in ("http", "https") and not urlparse(value).netloc:
-            raise ValueError(f"MLFLOW_TRACKING_URI={_redact(value)!r} is a URL without a host")
+            raise ValueError(f"MLFLOW_TRACKING_URI={redact_url(value)!r} is a URL without a host")
         if scheme not in _TRACKING_SCHEMES:
             raise ValueError(
-                f"MLFLOW_TRACKING_URI={_redact(value)!r}: expected an http(s) server, "
+                f"MLFLOW_TRACKING_URI={redact_url(value)!r}: expected an http(s) server, "
                 "a sqlite:/// (or other database) URL, or a file: path"
             )
         return value
 
     @field_validator("amplitude_source")
     @classmethod
-    def _valid_amplitude_source(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
+    def _valid_amplitude_source(cls, value: str) -> str:
         parsed = urlparse(value)
         if parsed.scheme in ("http", "https") and not parsed.netloc:
             raise ValueError(f"LOF_AMPLITUDE_SOURCE={value!r} is a URL without a host")
@@ -179,19 +189,10 @@ class Settings(BaseSettings):
             )
         return value
 
-    @model_validator(mode="after")
-    def _fill_embedded_defaults(self) -> Settings:
-        home = self.home.expanduser().resolve()
-        self.home = home
-        if self.leb2_url is None:
-            self.leb2_url = f"sqlite:///{home / 'leb2-demo.db'}"
-        if self.amplitude_source is None:
-            self.amplitude_source = str(home / "amplitude")
-        if self.store_url is None:
-            self.store_url = f"sqlite:///{home / 'lof.db'}"
-        if self.mlflow_tracking_uri is None:
-            self.mlflow_tracking_uri = f"sqlite:///{home / 'mlflow.db'}"
-        return self
+    @field_validator("home")
+    @classmethod
+    def _resolved_home(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
 
     @property
     def tz(self) -> ZoneInfo:
@@ -199,7 +200,7 @@ class Settings(BaseSettings):
 
     @property
     def amplitude_is_http(self) -> bool:
-        return urlparse(self.amplitude_source or "").scheme in ("http", "https")
+        return urlparse(self.amplitude_source).scheme in ("http", "https")
 
     @property
     def api_key_list(self) -> list[str]:
@@ -208,12 +209,12 @@ class Settings(BaseSettings):
         return [k.strip() for k in self.api_keys.get_secret_value().split(",") if k.strip()]
 
     def redacted(self, url: str) -> str:
-        return _redact(url)
+        return redact_url(url)
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         # URLs may carry passwords: a repr (in a log, a traceback, a Prefect task) shows none.
         for name, value in super().__repr_args__():
-            yield name, (_redact(value) if name in _URL_FIELDS and value else value)
+            yield name, (redact_url(value) if name in _URL_FIELDS and value else value)
 
 
 _TRACKING_SCHEMES = frozenset(
@@ -225,7 +226,7 @@ _URL_FIELDS = frozenset({"leb2_url", "store_url", "mlflow_tracking_uri", "amplit
 _ENV_NAMES = {"mlflow_tracking_uri": "MLFLOW_TRACKING_URI"}
 
 
-def get_settings(**overrides: object) -> Settings:
+def get_settings(**overrides: Any) -> Settings:
     """Read the settings; a malformed value raises ConfigError naming the variable."""
     try:
         return Settings(**overrides)

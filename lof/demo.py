@@ -11,6 +11,7 @@ from rich.table import Table
 
 from lof.calendar import days_between, format_day
 from lof.config import Settings, get_settings
+from lof.console import day_progress, print_synth_summary, run_synth
 from lof.errors import ConfigError
 
 
@@ -43,7 +44,6 @@ def run_demo(*, seed: int, console: Console, out: Console) -> dict[str, Any]:
     from flows.daily_scoring import daily_scoring
     from flows.promote import promote
     from flows.retrain import retrain
-    from lof.cli import day_progress, print_synth_summary, run_synth
 
     settings = get_settings()
     check_demo_settings(settings)

@@ -67,17 +67,6 @@ ACT_QUIZ_RE = re.compile(r"(?:activity|quiz)/\d")
 PAGE_LOAD = "Page Load"
 
 
-def url_path(url: str) -> str:
-    """The URL without query string or fragment (DESIGN 2.3)."""
-    return url.split("#", 1)[0].split("?", 1)[0]
-
-
-def class_of_url(url: str) -> int | None:
-    """The class id of the first ``class/<digits>`` in the URL (class/1 never matches class/12)."""
-    match = CLASS_RE.search(url)
-    return int(match.group(1)) if match else None
-
-
 URL_CACHE_MAX = 500_000
 
 

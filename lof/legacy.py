@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import hashlib
-import logging
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -31,8 +30,6 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from lof.errors import DataError, ModelError
 from lof.features import FEATURES, LEVELS
 from lof.signals import SIGNALS
-
-log = logging.getLogger(__name__)
 
 FORMER_COLUMNS: tuple[str, ...] = (
     "N_specific_act_view",
@@ -215,7 +212,7 @@ def _unpickle(path: Path) -> tuple[Any, str | None, list[str]]:
     versions = [
         str(w.message.original_sklearn_version)
         for w in caught
-        if issubclass(w.category, InconsistentVersionWarning)
+        if isinstance(w.message, InconsistentVersionWarning)
     ]
     pickled_with = versions[0] if versions else None
     if error is not None:

@@ -12,6 +12,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 import pandas as pd
+from sqlalchemy import Engine
 
 from lof import features as feat
 from lof import signals
@@ -77,7 +78,7 @@ def days_to_fill(*, feature_store: FeatureStore, classes: pd.DataFrame, day: dat
 def compute_day_features(
     *,
     settings: Settings,
-    engine: Any,
+    engine: Engine,
     feature_store: FeatureStore,
     day: date,
     classes: pd.DataFrame | None = None,
@@ -110,11 +111,11 @@ def compute_day_features(
 
 
 def read_assessed_records(
-    *, settings: Settings, engine: Any, class_ids: Collection[int], day: date
+    *, settings: Settings, engine: Engine, class_ids: Collection[int], day: date
 ) -> pd.DataFrame:
     """LEB2's assessed records as of ``day``, re-reading only the activities whose checksums
     changed since the last run (``lof.sources.assessed_cache``; the cache lives in LOF_HOME)."""
-    cache = assessed_cache.cache_path(home=settings.home, leb2_url=str(settings.leb2_url))
+    cache = assessed_cache.cache_path(home=settings.home, leb2_url=settings.leb2_url)
     return assessed_cache.assessed_records(
         engine, class_ids=class_ids, until=end_of_day(day), cache=cache
     )
@@ -122,7 +123,7 @@ def read_assessed_records(
 
 def raw_features(
     *,
-    engine: Any,
+    engine: Engine,
     states: pd.DataFrame,
     records: pd.DataFrame,
     class_ids: Collection[int],

@@ -15,7 +15,6 @@ make a large university without holding it in memory.
 
 from __future__ import annotations
 
-import logging
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,8 +30,6 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from lof.errors import DataError, SourceError
 from lof.sources.leb2 import METADATA, TABLE_NAMES, TABLES
-
-log = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]
 """``progress(stage, done, total)``; stage is ``"leb2"`` (classes) or ``"amplitude"`` (days)."""

@@ -97,3 +97,27 @@ def test_database_password_is_redacted_in_errors(
         get_settings()
     assert "hunter2" not in str(caught.value)
     assert "LOF_LEB2_URL" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("mysql+pymysql://reader:hunter2@db/leb2", "mysql+pymysql://reader:***@db/leb2"),
+        ("https://user:hunter2@mlflow.example", "https://user:***@mlflow.example"),
+        # Not SQLAlchemy's form (missing ":"): still no password.
+        ("mysql+pymysql//reader:hunter2@db/leb2", "mysql+pymysql//reader:***@db/leb2"),
+        ("reader:hunter2@db", "reader:***@db"),
+        ("sqlite:///path/lof.db", "sqlite:///path/lof.db"),
+        ("/a/folder", "/a/folder"),
+    ],
+)
+def test_one_url_redaction_for_every_message(url: str, shown: str) -> None:
+    from lof.config import redact_url
+
+    assert redact_url(url) == shown
+
+
+def test_home_defaults_follow_an_explicit_home(tmp_path: Path) -> None:
+    settings = get_settings(home=tmp_path / "h")
+    assert settings.leb2_url == f"sqlite:///{tmp_path / 'h' / 'leb2-demo.db'}"
+    assert settings.store_url == f"sqlite:///{tmp_path / 'h' / 'lof.db'}"

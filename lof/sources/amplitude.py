@@ -437,7 +437,7 @@ def export_archives(
     A window Amplitude refuses as too large (400) is split in halves until single hours.
     """
     key, secret = _credentials(settings)
-    url = settings.amplitude_source.rstrip("/") + EXPORT_PATH  # type: ignore[union-attr]
+    url = settings.amplitude_source.rstrip("/") + EXPORT_PATH
     timeout = httpx.Timeout(settings.http_timeout_seconds)
     pending = [(start, end)]
     with httpx.Client(auth=(key, secret), timeout=timeout, follow_redirects=True) as client:

@@ -28,9 +28,9 @@ import pickle
 from collections.abc import Collection
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
+from sqlalchemy import Engine
 
 from lof.sources import leb2
 
@@ -70,7 +70,7 @@ def _save(path: Path | None, prints: pd.DataFrame, rows: pd.DataFrame) -> None:
 
 
 def assessed_records(
-    engine: Any,
+    engine: Engine,
     *,
     class_ids: Collection[int],
     until: datetime | None,

@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -45,6 +45,8 @@ from sqlalchemy.exc import (
     SQLAlchemyError,
 )
 
+from lof.calendar import end_of_day
+from lof.config import LabelRule, redact_url
 from lof.errors import DataError, SourceError
 from lof.retry import call_with_retries
 
@@ -61,7 +63,6 @@ TABLE_NAMES: tuple[str, ...] = (
     "act_sub_points",
     "activity_submissions",
 )
-LabelRule = Literal["attainment", "max", "mean"]
 ULTI = "ulti"
 OBEM = "obem"
 # Far enough in the future to mean "no cutoff" and still fit a MySQL DATETIME.
@@ -180,13 +181,6 @@ _TRANSIENT_WORDS = (
 )
 
 
-def _redact(url: str) -> str:
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "<unparseable URL>"
-
-
 def is_transient(exc: BaseException) -> bool:
     """Whether a database error is worth retrying (dropped connection, deadlock, restart)."""
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
@@ -237,7 +231,7 @@ def _run(engine: Engine, what: str, fn: Callable[[Any], T]) -> T:
 
 def connect(url: str) -> Engine:
     """An engine on LEB2, checked: it answers and holds the tables lof reads."""
-    shown = _redact(url)
+    shown = redact_url(url)
     try:
         parsed = make_url(url)
     except ArgumentError:
@@ -360,10 +354,6 @@ def _month_back(moment: datetime, months: int) -> datetime:
     return moment.replace(year=year, month=month, day=min(moment.day, last_day))
 
 
-def _end_of_day(day: date) -> datetime:
-    return datetime.combine(day + timedelta(days=1), time.min)
-
-
 def _ulti_outcome_join(class_col: Any) -> Any:
     return and_(
         outcomes_t.c.class_id == class_col,
@@ -460,7 +450,7 @@ def ongoing_classes(engine: Engine, *, day: date, window_months: int) -> pd.Data
     ``window_months`` months before the end of ``day`` (and not after it). A class without a
     required level (no flag=1 level on its ulti criteria) cannot be scored and is left out.
     """
-    until = _end_of_day(day)
+    until = end_of_day(day)
     since = _month_back(until, window_months)
     recent_t = activities_t.alias("recent")
     recent = (

@@ -26,6 +26,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
+from lof.calendar import format_day
 from lof.errors import DataError
 from lof.features import ENGAGEMENT_COLUMNS, SET_COLUMNS, STATE_INT_COLUMNS, sorted_ids
 from lof.model import PREDICTION_OUTPUT
@@ -142,21 +143,11 @@ def class_day_bodies(
     return out
 
 
-class SimulatedCrash(RuntimeError):
-    """Raised by the ``_fail_after_rows`` test hook of ``write_day`` to imitate a crash."""
-
-
-def crash_check(written: int, fail_after_rows: int | None) -> None:
-    """The test hook: stop a write once ``fail_after_rows`` rows are written."""
-    if fail_after_rows is not None and written >= fail_after_rows:
-        raise SimulatedCrash(f"simulated crash after {written} rows")
-
-
 # --- days -------------------------------------------------------------------------------------
 
 
-def day_key(day: date) -> str:
-    return day.strftime("%Y%m%d")
+# The stores key days as the CLI and API write them: one format, owned by lof.calendar.
+day_key = format_day
 
 
 def parse_day_key(text: str) -> date:
@@ -309,7 +300,7 @@ def prediction_rows(frame: pd.DataFrame, *, what: str = "predictions") -> list[d
         frame, [c for c in PREDICTION_COLUMNS if c not in OPTIONAL_PREDICTION_COLUMNS], what=what
     )
     _require_unique(frame, ["class_id", "user_id"], what=what)
-    columns = {
+    columns: dict[str, list[Any]] = {
         c: frame[c].tolist() if c in frame.columns else [None] * len(frame)
         for c in PREDICTION_COLUMNS
     }
@@ -393,6 +384,5 @@ __all__ = [
     "FeatureStore",
     "PredictionRecord",
     "PredictionStore",
-    "SimulatedCrash",
     "StoredBody",
 ]

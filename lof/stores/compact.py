@@ -412,7 +412,6 @@ class CompactFeatures:
         writes: list[DayWrite],
         *,
         drop_checkpoints: list[DayMeta],
-        fail_after_rows: int | None,
     ) -> dict[date, str]:
         """Atomically replace the days of ``writes`` and drop those checkpoints' C blobs;
         returns each written day's new stamp (its generation)."""
@@ -513,14 +512,13 @@ class CompactFeatures:
         day: date,
         increments: pd.DataFrame,
         states: pd.DataFrame,
-        _fail_after_rows: int | None = None,
     ) -> None:
         """Replace day ``day`` (increments and states) and mark it complete, atomically."""
         key = base.day_key(day)
         new_increments = split_frame(increments, what=f"features increments of {key}")
         new_states = split_frame(states, what=f"features states of {key}")
         self._guarded(
-            lambda: self._write(day, new_increments, new_states, _fail_after_rows),
+            lambda: self._write(day, new_increments, new_states),
             f"writing features of {key}",
         )
 
@@ -529,7 +527,6 @@ class CompactFeatures:
         day: date,
         increments: dict[int, ClassRows],
         states: dict[int, ClassRows],
-        fail_after_rows: int | None,
     ) -> None:
         near = self._days(first=day - timedelta(days=1), last=day + timedelta(days=1))
         before, old, after = (near.get(day + timedelta(days=d)) for d in (-1, 0, 1))
@@ -566,7 +563,7 @@ class CompactFeatures:
             fixed = self._fix_next_day(old, after, states)
             if fixed is not None:
                 writes.append(fixed)
-        stamps = self._commit(writes, drop_checkpoints=drop, fail_after_rows=fail_after_rows)
+        stamps = self._commit(writes, drop_checkpoints=drop)
         self._cache = (day, stamps[day], states, None)
 
     def _fix_next_day(

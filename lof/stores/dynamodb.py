@@ -365,7 +365,6 @@ class _DynamoBase:
         *,
         day: date,
         items: dict[int, dict[str, list[tuple[int, str]]]],
-        fail_after_rows: int | None,
         before_flip: Callable[[dict[str, Any] | None], None] | None = None,
         after_flip: Callable[[], None] | None = None,
     ) -> None:
@@ -411,9 +410,6 @@ class _DynamoBase:
                 {"PutRequest": {"Item": {"pk": {"S": pk}, "sk": {"S": sk}}}}
                 for pk, sk in self._extra_keys(day, gen, classes)
             ]
-            if fail_after_rows is not None and fail_after_rows < len(requests) + 1:
-                self._batch_write(requests[:fail_after_rows], what=what)
-                raise base.SimulatedCrash(f"simulated crash after {fail_after_rows} rows")
             self._batch_write(requests, what=what)
             rows = sum(len(r) for parts in items.values() for r in parts.values())
             manifest = {
@@ -569,7 +565,6 @@ class DynamoFeatureStore(compact.CompactFeatures, _DynamoBase):
         writes: list[compact.DayWrite],
         *,
         drop_checkpoints: list[compact.DayMeta],
-        fail_after_rows: int | None,
     ) -> dict[date, str]:
         stamps: dict[date, str] = {}
         manifests = []
@@ -613,9 +608,6 @@ class DynamoFeatureStore(compact.CompactFeatures, _DynamoBase):
             if current is not None:
                 manifest["prev_gen"] = current["gen"]
             manifests.append(manifest)
-        if fail_after_rows is not None and fail_after_rows < len(requests) + 1:
-            self._batch_write(requests[:fail_after_rows], what="writing features")
-            raise base.SimulatedCrash(f"simulated crash after {fail_after_rows} rows")
         self._batch_write(requests, what="writing features")
         if len(manifests) == 1:
             self.client.put_item(TableName=self.table, Item=manifests[0])
@@ -659,9 +651,7 @@ class DynamoPredictionStore(_DynamoBase):
     def _extra_keys(self, day: date, gen: str, classes: Iterable[int]) -> list[tuple[str, str]]:
         return [(f"CLASS#{c}", f"{base.day_key(day)}#{gen}") for c in classes]
 
-    def write_day(
-        self, *, day: date, predictions: pd.DataFrame, _fail_after_rows: int | None = None
-    ) -> None:
+    def write_day(self, *, day: date, predictions: pd.DataFrame) -> None:
         """Replace day ``day``'s predictions and mark it complete, atomically."""
         rows = base.prediction_rows(predictions, what=f"predictions of {base.day_key(day)}")
         items: dict[int, dict[str, list[tuple[int, str]]]] = {}
@@ -705,7 +695,6 @@ class DynamoPredictionStore(_DynamoBase):
         self._write_generation(
             day=day,
             items=items,
-            fail_after_rows=_fail_after_rows,
             before_flip=drop_old_bodies,
             after_flip=put_bodies,
         )

@@ -20,6 +20,7 @@ from typing import Any, Protocol, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from lof.calendar import format_day
 from lof.errors import StoreError
 from lof.feedback import FeedbackRecord
 
@@ -72,9 +73,10 @@ class SqlFeedbackStore:
     """Feedback in the predictions' SQL database."""
 
     def __init__(self, url: str) -> None:
-        from lof.stores.sql import create_store_engine, redact
+        from lof.config import redact_url
+        from lof.stores.sql import create_store_engine
 
-        self.url = redact(url)
+        self.url = redact_url(url)
         self.engine = create_store_engine(url)
         self._run(lambda: METADATA.create_all(self.engine, checkfirst=True), what="creating")
 
@@ -94,7 +96,7 @@ class SqlFeedbackStore:
         day = row.day if isinstance(row.day, date) else date.fromisoformat(str(row.day)[:10])
         return FeedbackRecord(
             class_id=int(row.class_id),
-            predicted_dt=day.strftime("%Y%m%d"),
+            predicted_dt=format_day(day),
             user_id=int(row.user_id),
             teacher_id=row.teacher_id,
             verdict=row.verdict,
@@ -235,7 +237,7 @@ class DynamoFeedbackStore:
         }
         if day is not None:
             request["KeyConditionExpression"] += " AND begins_with(sk, :day)"
-            request["ExpressionAttributeValues"][":day"] = {"S": day.strftime("%Y%m%d") + "#"}
+            request["ExpressionAttributeValues"][":day"] = {"S": format_day(day) + "#"}
         return self._guard(lambda: self._pages("query", request), what="reading feedback")
 
     def read_all(self) -> list[FeedbackRecord]:

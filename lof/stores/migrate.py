@@ -13,13 +13,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import sqlalchemy as sa
 
+from lof.calendar import format_day
 from lof.features import COUNT_COLUMNS
 from lof.stores import base
+
+if TYPE_CHECKING:  # boto3 is imported only when a DynamoDB store is migrated
+    from lof.stores.dynamodb import DynamoFeatureStore
 
 
 @dataclass
@@ -71,11 +76,9 @@ def _migrate_sql(url: str, progress: Callable[[date], None] | None) -> Migration
     former = store._run(days, what="listing the former feature days")
     for day in former:
         increments = store._run(
-            lambda day=day: rows(sql.LEGACY_INCREMENTS, day), what="reading a former day"
+            partial(rows, sql.LEGACY_INCREMENTS, day), what="reading a former day"
         )
-        states = store._run(
-            lambda day=day: rows(sql.LEGACY_STATES, day), what="reading a former day"
-        )
+        states = store._run(partial(rows, sql.LEGACY_STATES, day), what="reading a former day")
         store.write_day(day=day, increments=increments, states=states)
         if progress is not None:
             progress(day)
@@ -86,7 +89,7 @@ def _migrate_sql(url: str, progress: Callable[[date], None] | None) -> Migration
             for table in tables:
                 if sa.inspect(conn).has_table(table.name):
                     removed += int(
-                        conn.execute(sa.select(sa.func.count()).select_from(table)).scalar()
+                        conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
                     )
                     table.drop(conn)
         return removed
@@ -125,7 +128,7 @@ def _migrate_dynamodb(url: str, progress: Callable[[date], None] | None) -> Migr
             for gen in gens:
                 for class_id in base.decode_ids(item["classes"]["S"]) + _prev_classes(item):
                     for part in ("I", "S"):
-                        pk = f"{part}#{class_id}#{base.day_key(day)}#{gen}"
+                        pk = f"{part}#{class_id}#{format_day(day)}#{gen}"
                         keys += [
                             {"pk": i["pk"], "sk": i["sk"]} for i in store._query(pk, keys_only=True)
                         ]
@@ -147,12 +150,12 @@ def _prev_classes(item: dict[str, Any]) -> tuple[int, ...]:
 
 
 def _dynamo_rows(
-    store: Any, part: str, day: date, gen: str, classes: tuple[int, ...]
+    store: DynamoFeatureStore, part: str, day: date, gen: str, classes: tuple[int, ...]
 ) -> pd.DataFrame:
     rows = []
     n = len(COUNT_COLUMNS)
     for class_id in classes:
-        for item in store._query(f"{part}#{class_id}#{base.day_key(day)}#{gen}"):
+        for item in store._query(f"{part}#{class_id}#{format_day(day)}#{gen}"):
             values = base.loads(item["data"]["S"])
             row: dict[str, Any] = {"class_id": class_id, "user_id": int(item["sk"]["S"])}
             row.update(zip(COUNT_COLUMNS, values[:n], strict=True))

@@ -25,7 +25,6 @@ starts by deleting the day).
 from __future__ import annotations
 
 import logging
-import re
 import uuid
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
@@ -39,6 +38,7 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 
+from lof.config import redact_url
 from lof.errors import StoreError
 from lof.features import COUNT_COLUMNS
 from lof.retry import call_with_retries
@@ -142,13 +142,6 @@ def new_generation() -> str:
     return uuid.uuid4().hex
 
 
-def redact(url: str) -> str:
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return re.sub(r"://([^:/@]*):[^@]*@", r"://\1:***@", url)
-
-
 def _is_transient(exc: BaseException) -> bool:
     """Dropped connections and lock/serialization conflicts are worth another try."""
     if isinstance(exc, DBAPIError):
@@ -181,7 +174,7 @@ def _enable_sqlite_wal(dbapi_connection: Any, _record: Any) -> None:
 
 def create_store_engine(url: str) -> Engine:
     """An engine for LOF_STORE_URL with its tables in place; StoreError (one line) if unusable."""
-    shown = redact(url)
+    shown = redact_url(url)
     try:
         parsed = make_url(url)
     except ArgumentError:
@@ -251,7 +244,7 @@ class _SqlBase:
     """Engine handling shared by both stores: retries and clear errors."""
 
     def __init__(self, url: str, *, engine: Engine | None = None) -> None:
-        self.url = redact(url)
+        self.url = redact_url(url)
         self.engine = engine if engine is not None else create_store_engine(url)
 
     def _run(self, fn: Callable[[], T], *, what: str) -> T:
@@ -274,30 +267,18 @@ class _SqlBase:
         day: date,
         tables: list[tuple[sa.Table, list[dict[str, Any]]]],
         days_table: sa.Table,
-        fail_after_rows: int | None,
         what: str,
     ) -> None:
         total = sum(len(rows) for _, rows in tables)
 
         def transaction() -> None:
-            written = 0
             with self.engine.begin() as conn:
                 conn.execute(sa.delete(days_table).where(days_table.c.day == day))
                 for table, _rows in tables:
                     conn.execute(sa.delete(table).where(table.c.day == day))
                 for table, rows in tables:
                     for start in range(0, len(rows), CHUNK_ROWS):
-                        chunk = rows[start : start + CHUNK_ROWS]
-                        if fail_after_rows is not None and written + len(chunk) > fail_after_rows:
-                            chunk = chunk[: fail_after_rows - written]
-                            if chunk:
-                                conn.execute(table.insert(), chunk)
-                            raise base.SimulatedCrash(
-                                f"simulated crash after {fail_after_rows} rows"
-                            )
-                        conn.execute(table.insert(), chunk)
-                        written += len(chunk)
-                base.crash_check(written, fail_after_rows)
+                        conn.execute(table.insert(), rows[start : start + CHUNK_ROWS])
                 conn.execute(
                     days_table.insert(),
                     {
@@ -360,7 +341,7 @@ class SqlFeatureStore(compact.CompactFeatures, _SqlBase):
                 return int(
                     conn.execute(
                         sa.select(sa.func.count()).select_from(LEGACY_FEATURE_DAYS)
-                    ).scalar()
+                    ).scalar_one()
                 )
 
         found = self._run(legacy_days, what="checking the features store layout")
@@ -413,10 +394,8 @@ class SqlFeatureStore(compact.CompactFeatures, _SqlBase):
         writes: list[compact.DayWrite],
         *,
         drop_checkpoints: list[compact.DayMeta],
-        fail_after_rows: int | None,
     ) -> dict[date, str]:
         stamps = {w.day: new_generation() for w in writes}
-        written = 0
         now = datetime.now(UTC).replace(tzinfo=None)
         with self.engine.begin() as conn:
             for write in writes:
@@ -427,14 +406,7 @@ class SqlFeatureStore(compact.CompactFeatures, _SqlBase):
                     for (part, class_id), data in sorted(write.blobs.items())
                 ]
                 for start in range(0, len(rows), 500):
-                    chunk = rows[start : start + 500]
-                    if fail_after_rows is not None and written + len(chunk) > fail_after_rows:
-                        if chunk[: fail_after_rows - written]:
-                            conn.execute(FEATURE_BLOBS.insert(), chunk[: fail_after_rows - written])
-                        raise base.SimulatedCrash(f"simulated crash after {fail_after_rows} rows")
-                    conn.execute(FEATURE_BLOBS.insert(), chunk)
-                    written += len(chunk)
-                base.crash_check(written, fail_after_rows)
+                    conn.execute(FEATURE_BLOBS.insert(), rows[start : start + 500])
                 conn.execute(
                     FEATURE_MANIFEST.insert(),
                     {
@@ -470,9 +442,7 @@ class SqlFeatureStore(compact.CompactFeatures, _SqlBase):
 class SqlPredictionStore(_SqlBase):
     """Predictions store on a SQL database (see the module docstring for the layout)."""
 
-    def write_day(
-        self, *, day: date, predictions: pd.DataFrame, _fail_after_rows: int | None = None
-    ) -> None:
+    def write_day(self, *, day: date, predictions: pd.DataFrame) -> None:
         """Replace day ``day``'s predictions and mark it complete, in one transaction."""
         rows = base.prediction_rows(predictions, what=f"predictions of {base.day_key(day)}")
         now = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
@@ -496,7 +466,6 @@ class SqlPredictionStore(_SqlBase):
             day=day,
             tables=[(PREDICTIONS, rows), (PREDICTION_BODIES, bodies)],
             days_table=PREDICTION_DAYS,
-            fail_after_rows=_fail_after_rows,
             what=f"writing predictions of {base.day_key(day)}",
         )
 
@@ -504,7 +473,7 @@ class SqlPredictionStore(_SqlBase):
         def read() -> list[base.PredictionRecord]:
             with self._read() as conn:
                 return [
-                    base.prediction_record(r._mapping, day=base.as_date(r.day))
+                    base.prediction_record(r._asdict(), day=base.as_date(r.day))
                     for r in conn.execute(query).fetchall()
                 ]
 

@@ -462,14 +462,15 @@ def test_a_store_failure_mid_write_leaves_both_stores_as_they_were(
     features store does not move past D-1 (so catch-up redoes D), and a rerun completes it."""
     from flows.daily_scoring import daily_scoring
     from lof.errors import StoreError
-    from lof.stores.base import SimulatedCrash
     from lof.stores.sql import SqlPredictionStore
+    from tests.stores._crash import SimulatedCrash, crash_after_rows
 
     write_day = SqlPredictionStore.write_day
 
     def dies_midway(self, **kwargs) -> None:
         try:
-            write_day(self, **kwargs, _fail_after_rows=5)
+            with crash_after_rows(self, 5):
+                write_day(self, **kwargs)
         except SimulatedCrash:
             raise StoreError("predictions store went away mid-write") from None
 

@@ -172,12 +172,12 @@ def test_dynamodb_unprocessed_items_are_retried(moto_endpoint: str) -> None:
 
 def test_dynamodb_history_skips_dead_generations(moto_endpoint: str) -> None:
     """A crashed rewrite's index items must not add days or duplicate history entries."""
-    from lof.stores.base import SimulatedCrash
+    from tests.stores._crash import SimulatedCrash, crash_after_rows
 
     store = open_prediction_store(_dynamo_url(moto_endpoint))
     store.write_day(day=DAYS[0], predictions=predictions([(1, 10, 2)]))
-    with pytest.raises(SimulatedCrash):
-        store.write_day(day=DAYS[0], predictions=predictions([(1, 10, 5)]), _fail_after_rows=2)
+    with crash_after_rows(store, 2), pytest.raises(SimulatedCrash):
+        store.write_day(day=DAYS[0], predictions=predictions([(1, 10, 5)]))
     history = store.read_student_history(class_id=1, user_id=10)
     assert [(r["predicted_dt"], r["predicted_label"]) for r in history] == [("20230301", 2)]
     assert store.list_days(class_id=1) == [DAYS[0]]

@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from lof.stores import open_prediction_store
-from lof.stores.base import SimulatedCrash
+from tests.stores._crash import SimulatedCrash, crash_after_rows
 
 from . import test_contract
 from .test_contract import D1, D2, predictions
@@ -46,9 +46,7 @@ def test_rewrite_replaces_bodies_and_their_etags(store_url: str) -> None:
 def test_crashed_write_leaves_no_body(store_url: str) -> None:
     store = open_prediction_store(store_url)
     store.write_day(day=D1, predictions=predictions([(1, 10, 2)]))
-    with pytest.raises(SimulatedCrash):
-        store.write_day(
-            day=D2, predictions=predictions([(1, 10, 3), (1, 11, 3)]), _fail_after_rows=1
-        )
+    with crash_after_rows(store, 1), pytest.raises(SimulatedCrash):
+        store.write_day(day=D2, predictions=predictions([(1, 10, 3), (1, 11, 3)]))
     assert store.read_class_body(day=D2, class_id=1) is None
     assert store.read_class_body(day=D1, class_id=1) is not None

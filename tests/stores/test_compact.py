@@ -18,8 +18,8 @@ from typer.testing import CliRunner
 from lof import features as feat
 from lof.errors import StoreError
 from lof.stores import base, open_feature_store
-from lof.stores.base import SimulatedCrash
 from lof.stores.compact import CHECKPOINT_EVERY, CHECKPOINTS_KEPT
+from tests.stores._crash import SimulatedCrash, crash_after_rows
 
 from . import test_contract
 from .test_contract import assert_frames_equal
@@ -116,9 +116,9 @@ def test_crash_mid_checkpoint_leaves_the_previous_day_readable(store_url: str) -
     write_all(store_url, days[:-1])
     store = open_feature_store(store_url)
     day, increment, state = days[-1]
-    with pytest.raises(SimulatedCrash):
+    with crash_after_rows(store, 5), pytest.raises(SimulatedCrash):
         # The last day of a chain: increments, deltas, then the checkpoint blobs; crash inside.
-        store.write_day(day=day, increments=increment, states=state, _fail_after_rows=5)
+        store.write_day(day=day, increments=increment, states=state)
     assert not store.is_complete(day=day)
     assert store.last_complete_day() == days[-2][0]
     assert store.read_states(day=day).empty

@@ -19,8 +19,9 @@ import sqlalchemy as sa
 from lof.errors import DataError, StoreError
 from lof.features import ENGAGEMENT_COLUMNS, FEATURES
 from lof.stores import open_feature_store, open_prediction_store
-from lof.stores.base import RECORD_KEYS, SimulatedCrash
+from lof.stores.base import RECORD_KEYS
 from tests.servers import free_port, running
+from tests.stores._crash import SimulatedCrash, crash_after_rows
 
 D1, D2, D3 = date(2023, 3, 1), date(2023, 3, 2), date(2023, 3, 3)
 
@@ -162,8 +163,8 @@ def test_features_crash_leaves_day_invisible_and_rerun_completes(store_url: str)
     next_state = STATE_A.copy()
     next_state["material_view"] += 5
 
-    with pytest.raises(SimulatedCrash):
-        store.write_day(day=D2, increments=INCREMENT_A, states=next_state, _fail_after_rows=3)
+    with crash_after_rows(store, 3), pytest.raises(SimulatedCrash):
+        store.write_day(day=D2, increments=INCREMENT_A, states=next_state)
     assert not store.is_complete(day=D2)
     assert store.last_complete_day() == D1
     assert store.read_states(day=D2).empty
@@ -181,8 +182,8 @@ def test_features_crash_during_rewrite_keeps_previous_content(store_url: str) ->
     store = open_feature_store(store_url)
     store.write_day(day=D1, increments=INCREMENT_A, states=STATE_A)
     other = engagement([(9, 90, 1, 1, 1, 1, 1, (3,), (4,))])
-    with pytest.raises(SimulatedCrash):
-        store.write_day(day=D1, increments=other, states=other, _fail_after_rows=1)
+    with crash_after_rows(store, 1), pytest.raises(SimulatedCrash):
+        store.write_day(day=D1, increments=other, states=other)
     assert_frames_equal(store.read_states(day=D1), STATE_A)
     assert store.read_states(day=D1, class_ids=[9]).empty
 
@@ -297,8 +298,8 @@ def test_predictions_crash_leaves_day_invisible_and_rerun_completes(store_url: s
     store = open_prediction_store(store_url)
     store.write_day(day=D1, predictions=predictions([(1, 10, 2), (1, 11, 3)]))
     day2 = predictions([(1, 10, 4), (1, 11, 4), (1, 12, 4)])
-    with pytest.raises(SimulatedCrash):
-        store.write_day(day=D2, predictions=day2, _fail_after_rows=2)
+    with crash_after_rows(store, 2), pytest.raises(SimulatedCrash):
+        store.write_day(day=D2, predictions=day2)
     assert store.read_class_day(day=D2, class_id=1) == []
     assert store.list_days(class_id=1) == [D1]
     assert store.last_complete_day() == D1
@@ -306,8 +307,8 @@ def test_predictions_crash_leaves_day_invisible_and_rerun_completes(store_url: s
         "20230301"
     ]
 
-    with pytest.raises(SimulatedCrash):
-        store.write_day(day=D1, predictions=day2, _fail_after_rows=1)
+    with crash_after_rows(store, 1), pytest.raises(SimulatedCrash):
+        store.write_day(day=D1, predictions=day2)
     assert [r["user_id"] for r in store.read_class_day(day=D1, class_id=1)] == [10, 11]
 
     # Reruns complete both days; leftovers of the crashed writes are cleaned by them.
@@ -412,8 +413,8 @@ def test_mysql_smoke(mariadb_url: str) -> None:
     store = open_prediction_store(mariadb_url)
     frame = predictions([(1, 10, 2), (1, 11, 3)])
     store.write_day(day=D1, predictions=frame)
-    with pytest.raises(SimulatedCrash):
-        store.write_day(day=D2, predictions=frame, _fail_after_rows=1)
+    with crash_after_rows(store, 1), pytest.raises(SimulatedCrash):
+        store.write_day(day=D2, predictions=frame)
     records = store.read_class_day(day=D1, class_id=1)
     assert records[0]["risk_prob"] == frame.loc[0, "risk_prob"]
     assert store.list_days(class_id=1) == [D1]
