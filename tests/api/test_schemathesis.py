@@ -41,7 +41,7 @@ _URL = f"sqlite:///{_HOME / 'lof.db'}"
 _APP = create_app(
     settings_for(_HOME, _URL, link_secret="schemathesis-link-secret-0123", stale_after_days=None)
 )  # 2023 data
-# only this module's endpoints: /webhooks/* belong to lof.webhooks and are tested there
+# only this module's endpoints: /webhooks/* belong to lof.api.webhooks and are tested there
 schema = schemathesis.openapi.from_asgi("/openapi.json", _APP).exclude(path_regex="^/webhooks")
 
 
