@@ -85,6 +85,9 @@ async def settings_dep(request: Request) -> Settings:
     return settings
 
 
+SettingsDep = Annotated[Settings, Depends(settings_dep)]
+
+
 async def store_holder_dep(request: Request) -> StoreHolder:
     holder: StoreHolder = request.app.state.store_holder
     return holder
@@ -109,7 +112,7 @@ _api_key_scheme = APIKeyHeader(
 
 
 async def api_key_dep(
-    settings: Annotated[Settings, Depends(settings_dep)],
+    settings: SettingsDep,
     key: Annotated[str | None, Depends(_api_key_scheme)],
 ) -> None:
     """Accept the request only if its x-api-key equals one configured key (constant time)."""
@@ -124,7 +127,6 @@ async def api_key_dep(
         raise ApiProblem(401, f"invalid {API_KEY_HEADER}")
 
 
-SettingsDep = Annotated[Settings, Depends(settings_dep)]
 StoreDep = Annotated[PredictionStore, Depends(store_dep)]
 StoreHolderDep = Annotated[StoreHolder, Depends(store_holder_dep)]
 BodyCacheDep = Annotated[BodyCache, Depends(body_cache_dep)]
