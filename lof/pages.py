@@ -32,16 +32,9 @@ from starlette.concurrency import run_in_threadpool
 
 from lof import feedback as fb
 from lof import links, report
-from lof.api import (
-    ApiKeyDep,
-    ApiProblem,
-    Problem,
-    SettingsDep,
-    StoreDep,
-    _guard_store,
-    parse_id,
-    parse_predicted_dt,
-)
+from lof.api.deps import ApiKeyDep, SettingsDep, StoreDep, guard_store, store_dep
+from lof.api.params import parse_id, parse_predicted_dt
+from lof.api.problems import ApiProblem, Problem
 from lof.config import Settings
 from lof.errors import ConfigError, DataError, StoreError
 from lof.model import DEFAULT_THRESHOLD
@@ -175,7 +168,7 @@ class _FeedbackHolder:
             if self._store is None:
                 from lof.stores.feedback import open_feedback_store
 
-                self._store = _guard_store(lambda: open_feedback_store(self._url))
+                self._store = guard_store(lambda: open_feedback_store(self._url))
             return self._store
 
     def close(self) -> None:
@@ -196,7 +189,7 @@ def read_class_history(
         return {}
     with ThreadPoolExecutor(max_workers=min(READ_WORKERS, len(days))) as pool:
         results = pool.map(
-            lambda d: _guard_store(lambda: store.read_class_day(day=d, class_id=class_id)), days
+            lambda d: guard_store(lambda: store.read_class_day(day=d, class_id=class_id)), days
         )
         return dict(zip(days, results, strict=True))
 
@@ -211,7 +204,7 @@ def build_page(
     claims: links.LinkClaims,
 ) -> tuple[report.ClassReport | None, list[date], date | None]:
     """The report for ``day`` (default: the latest scored day), the class's days, the day."""
-    all_days = _guard_store(lambda: store.list_days(class_id=class_id))
+    all_days = guard_store(lambda: store.list_days(class_id=class_id))
     if not all_days:
         return None, all_days, day
     day = day or all_days[-1]
@@ -264,7 +257,7 @@ def _save_feedback(
     source: str,
 ) -> fb.FeedbackRecord:
     day = parse_predicted_dt(entry.predicted_dt)
-    records = _guard_store(lambda: store.read_class_day(day=day, class_id=entry.class_id))
+    records = guard_store(lambda: store.read_class_day(day=day, class_id=entry.class_id))
     prediction = next((r for r in records if int(r["user_id"]) == entry.user_id), None)
     if prediction is None:
         raise fb.FeedbackInvalid(
@@ -272,7 +265,7 @@ def _save_feedback(
             f"{entry.predicted_dt}; feedback is given on a prediction of the class page"
         )
     record = fb.make_record(entry, prediction=prediction, source=source)  # type: ignore[arg-type]
-    return _guard_store(lambda: fstore.put(record))
+    return guard_store(lambda: fstore.put(record))
 
 
 # --- the page ---------------------------------------------------------------------------------
@@ -374,8 +367,6 @@ async def class_report(
 
 
 async def _prediction_store(request: Request) -> PredictionStore:
-    from lof.api import store_dep
-
     return await store_dep(request)
 
 
@@ -606,7 +597,7 @@ async def export_feedback(
     day = _parse_date(date) if date else None
     fstore = await run_in_threadpool(feedback_store, request)
     records = await run_in_threadpool(
-        lambda: _guard_store(lambda: fstore.read_class(class_id=cid, day=day))
+        lambda: guard_store(lambda: fstore.read_class(class_id=cid, day=day))
     )
     return JSONResponse([r.model_dump() for r in records])
 

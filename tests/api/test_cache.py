@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from lof.api import _Body, _BodyCache, _wants_gzip, create_app
+from lof.api import create_app
+from lof.api.cache import Body, BodyCache, compress, wants_gzip
 from lof.stores import open_prediction_store
 
 from ._data import CLASS_A, DAY2, KEYS, USERS_A, fill, prediction_frame, settings_for
@@ -82,16 +83,16 @@ def test_missing_day_is_not_cached(tmp_path: Path, sqlite_url: str) -> None:
 
 
 def test_cache_is_bounded_in_bytes_oldest_out() -> None:
-    cache = _BodyCache(ttl=60, max_bytes=1000)
+    cache = BodyCache(ttl=60, max_bytes=1000)
     for day in range(1, 6):
-        cache.put((1, date(2023, 3, day)), _Body(b"x" * 200))  # counts 400 bytes each
+        cache.put((1, date(2023, 3, day)), Body(b"x" * 200))  # counts 400 bytes each
     assert cache.size <= 1000
     assert cache.get((1, date(2023, 3, 1))) is None
     assert cache.get((1, date(2023, 3, 5))) is not None
-    cache.put((2, date(2023, 3, 1)), _Body(b"y" * 600))  # larger than the bound: not kept
+    cache.put((2, date(2023, 3, 1)), Body(b"y" * 600))  # larger than the bound: not kept
     assert cache.get((2, date(2023, 3, 1))) is None
-    off = _BodyCache(ttl=0, max_bytes=1000)
-    off.put((1, date(2023, 3, 1)), _Body(b"z"))
+    off = BodyCache(ttl=0, max_bytes=1000)
+    off.put((1, date(2023, 3, 1)), Body(b"z"))
     assert off.get((1, date(2023, 3, 1))) is None
 
 
@@ -109,11 +110,10 @@ def test_cache_is_bounded_in_bytes_oldest_out() -> None:
     ],
 )
 def test_accept_encoding_parsing(header: str, expected: bool) -> None:
-    assert _wants_gzip(header) is expected
+    assert wants_gzip(header) is expected
 
 
 def test_gzip_body_is_valid_json() -> None:
-    body = _Body(json.dumps([{"a": 1}] * 100).encode())
-    from lof.api import _gzip
+    body = Body(json.dumps([{"a": 1}] * 100).encode())
 
-    assert json.loads(gzip.decompress(_gzip(body.plain))) == [{"a": 1}] * 100
+    assert json.loads(gzip.decompress(compress(body.plain))) == [{"a": 1}] * 100

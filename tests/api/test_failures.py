@@ -146,7 +146,7 @@ def test_unexpected_error_is_json_500_without_internals(tmp_path: Path, caplog) 
 def test_webhook_router_is_included_when_present(tmp_path: Path) -> None:
     app = create_app(settings_for(tmp_path, f"sqlite:///{tmp_path / 'lof.db'}"))
     paths = set(app.openapi()["paths"])
-    present = importlib.util.find_spec("lof.webhooks") is not None
+    present = importlib.util.find_spec("lof.api.webhooks") is not None
     assert ("/webhooks/s3" in paths) is present
     assert "/predictions" in paths
 
@@ -157,8 +157,8 @@ def test_import_has_no_side_effects_and_app_is_lazy(tmp_path: Path) -> None:
     env.update(LOF_HOME=str(home), LOF_API_KEYS="k", MLFLOW_TRACKING_URI="")
     env.pop("MLFLOW_TRACKING_URI")
     code = (
-        "import os, lof.api as api\n"
-        "assert api._app is None and api._handler is None\n"
+        "import os, lof.api as api, lof.api.entry as entry\n"
+        "assert entry._app is None and entry._handler is None\n"
         f"assert not os.path.exists({str(home)!r})\n"
         "app = api.app\n"
         "assert api.get_app() is app\n"

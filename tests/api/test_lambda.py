@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 import lof.api as api
+import lof.api.entry as entry
 
 from ._data import KEYS, USERS_A, fill
 
@@ -22,8 +23,8 @@ def lambda_env(lof_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     fill(url)
     monkeypatch.setenv("LOF_STORE_URL", url)
     monkeypatch.setenv("LOF_API_KEYS", ",".join(KEYS))
-    monkeypatch.setattr(api, "_app", None)
-    monkeypatch.setattr(api, "_handler", None)
+    monkeypatch.setattr(entry, "_app", None)
+    monkeypatch.setattr(entry, "_handler", None)
     return lof_home
 
 

@@ -27,8 +27,8 @@ from fastapi.testclient import TestClient
 
 from flows.promote import promote
 from lof import registry
+from lof.api.webhooks import router
 from lof.config import Settings, get_settings
-from lof.webhooks import router
 from tests.servers import free_port, running, stop
 
 from ._support import register, version

@@ -18,7 +18,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from mlflow.webhooks.delivery import _generate_hmac_signature
 
-from lof import webhooks
+from lof.api import webhooks
+from lof.api.problems import ApiProblem
 from lof.config import Settings, get_settings
 
 from ._support import model_file_key, register
@@ -88,9 +89,9 @@ def test_notification_shapes_are_parsed_and_keys_decoded() -> None:
     ):
         assert webhooks.parse_s3_notification(ignored)[0] == []
     for bad in ({"hello": 1}, [1, 2], {"Records": "x"}, {"Records": [{"s3": {}}]}, sns("{trunc")):
-        with pytest.raises(webhooks.WebhookRejected) as refused:
+        with pytest.raises(ApiProblem) as refused:
             webhooks.parse_s3_notification(bad)
-        assert refused.value.status_code == 400 and refused.value.reason
+        assert refused.value.status_code == 400 and refused.value.detail
 
 
 def test_secret_is_checked_in_constant_time_forms() -> None:

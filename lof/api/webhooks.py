@@ -30,6 +30,7 @@ from pydantic import SecretStr
 from starlette.concurrency import run_in_threadpool
 
 from lof import promotion
+from lof.api.problems import ApiProblem, problem_response
 from lof.config import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -43,15 +44,6 @@ MLFLOW_DELIVERY_HEADER = "x-mlflow-delivery-id"
 MLFLOW_MAX_AGE_SECONDS = 300
 MAX_BODY_BYTES = 256 * 1024
 JSON_TYPES = ("application/json", "text/plain")  # SNS posts its JSON as text/plain
-
-
-class WebhookRejected(Exception):
-    """A request refused with an HTTP status and a one-line reason."""
-
-    def __init__(self, status_code: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status_code = status_code
-        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -79,18 +71,18 @@ def s3_event_id(*, bucket: str, key: str, etag: str, sequencer: str, time_: str)
 
 def parse_json(body: bytes) -> Any:
     if not body.strip():
-        raise WebhookRejected(400, "empty body; expected an S3 event notification as JSON")
+        raise ApiProblem(400, "empty body; expected an S3 event notification as JSON")
     try:
         return json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise WebhookRejected(
+        raise ApiProblem(
             400, f"body is not valid JSON ({exc.__class__.__name__}: {exc}); nothing was done"
         ) from None
 
 
 def _text(value: Any, where: str) -> str:
     if not isinstance(value, str | int) or isinstance(value, bool) or str(value) == "":
-        raise WebhookRejected(400, f"{where} is missing or not a string")
+        raise ApiProblem(400, f"{where} is missing or not a string")
     return str(value)
 
 
@@ -99,11 +91,11 @@ def _records(body: dict[str, Any]) -> tuple[list[S3Upload], list[str]]:
     skipped: list[str] = []
     records = body["Records"]
     if not isinstance(records, list):
-        raise WebhookRejected(400, "Records is not a list")
+        raise ApiProblem(400, "Records is not a list")
     for index, record in enumerate(records):
         where = f"Records[{index}]"
         if not isinstance(record, dict) or not isinstance(record.get("s3"), dict):
-            raise WebhookRejected(400, f"{where} has no s3 object; not an S3 event record")
+            raise ApiProblem(400, f"{where} has no s3 object; not an S3 event record")
         name = str(record.get("eventName", ""))
         s3 = record["s3"]
         bucket = _text((s3.get("bucket") or {}).get("name"), f"{where}.s3.bucket.name")
@@ -126,7 +118,7 @@ def _records(body: dict[str, Any]) -> tuple[list[S3Upload], list[str]]:
 def _eventbridge(body: dict[str, Any]) -> tuple[list[S3Upload], list[str]]:
     detail = body.get("detail")
     if not isinstance(detail, dict):
-        raise WebhookRejected(400, "EventBridge event has no detail object")
+        raise ApiProblem(400, "EventBridge event has no detail object")
     bucket = _text((detail.get("bucket") or {}).get("name"), "detail.bucket.name")
     obj = detail.get("object") or {}
     key = decode_key(_text(obj.get("key"), "detail.object.key"))
@@ -145,7 +137,7 @@ def _eventbridge(body: dict[str, Any]) -> tuple[list[S3Upload], list[str]]:
 def parse_s3_notification(body: Any, *, depth: int = 0) -> tuple[list[S3Upload], list[str]]:
     """The created objects of a notification, and why anything else in it was skipped."""
     if not isinstance(body, dict):
-        raise WebhookRejected(400, "body is JSON but not an object; expected an S3 notification")
+        raise ApiProblem(400, "body is JSON but not an object; expected an S3 notification")
     if body.get("Event") == "s3:TestEvent":
         return [], [f"s3:TestEvent for bucket {body.get('Bucket', '?')}"]
     if "Records" in body:
@@ -156,17 +148,17 @@ def parse_s3_notification(body: Any, *, depth: int = 0) -> tuple[list[S3Upload],
     if sns_type == "Notification" and "Message" in body and depth == 0:
         message = body["Message"]
         if not isinstance(message, str):
-            raise WebhookRejected(400, "SNS Message is not a string")
+            raise ApiProblem(400, "SNS Message is not a string")
         try:
             return parse_s3_notification(parse_json(message.encode()), depth=1)
-        except WebhookRejected as exc:
-            raise WebhookRejected(exc.status_code, f"SNS Message: {exc.reason}") from None
+        except ApiProblem as exc:
+            raise ApiProblem(exc.status_code, f"SNS Message: {exc.detail}") from None
     if sns_type in ("SubscriptionConfirmation", "UnsubscribeConfirmation"):
         return [], [
             f"SNS {sns_type} for {body.get('TopicArn', '?')}: confirm it with "
             "`aws sns confirm-subscription` and the Token it carries"
         ]
-    raise WebhookRejected(
+    raise ApiProblem(
         400,
         "unknown event shape: expected S3 event Records, an SNS Notification wrapping them, "
         "or an EventBridge 'Object Created' event from aws.s3",
@@ -241,12 +233,12 @@ def emit_promotion_event(
     """
     import httpx
     from prefect.client.orchestration import get_client
-    from prefect.events import Event
+    from prefect.events import Event, Resource
     from prefect.settings import PREFECT_API_URL
 
     if not PREFECT_API_URL.value():
         # Without it Prefect would emit to a throwaway in-process server: nothing would run.
-        raise WebhookRejected(
+        raise ApiProblem(
             503, "PREFECT_API_URL is not set for the API; nothing was emitted; retry later"
         )
     labels = {
@@ -259,7 +251,7 @@ def emit_promotion_event(
         labels["lof.s3.key"] = key or ""
     event = Event(
         event=promotion.EVENT_NAME,
-        resource=labels,
+        resource=Resource(labels),
         payload={
             "model_name": settings.model_name,
             "version": version or "",
@@ -274,7 +266,7 @@ def emit_promotion_event(
             prefect.request("POST", "/events", json=[event.model_dump(mode="json")])
     except (httpx.HTTPError, OSError) as exc:
         log.warning("Prefect refused or missed a promotion event: %s", type(exc).__name__)
-        raise WebhookRejected(
+        raise ApiProblem(
             503, "Prefect did not take the promotion event (check PREFECT_API_URL); retry later"
         ) from None
     log.info(
@@ -286,9 +278,9 @@ def emit_promotion_event(
 # --- resolution ---------------------------------------------------------------------------------
 
 
-def _registry_down(exc: Exception) -> WebhookRejected:
+def _registry_down(exc: Exception) -> ApiProblem:
     log.warning("model registry unavailable for a webhook: %s", type(exc).__name__)
-    return WebhookRejected(503, "the model registry is unavailable; retry later")
+    return ApiProblem(503, "the model registry is unavailable; retry later")
 
 
 def plan_uploads(
@@ -315,7 +307,7 @@ def plan_uploads(
         except Exception as exc:
             raise _registry_down(exc) from None
         if not known:
-            raise WebhookRejected(
+            raise ApiProblem(
                 404,
                 f"unknown object {where}: the model registry has no {ref.owner}; "
                 "nothing was emitted",
@@ -336,23 +328,23 @@ def _settings(request: Request) -> Settings:
     return state_settings if isinstance(state_settings, Settings) else get_settings()
 
 
-def _rejected(exc: WebhookRejected, request: Request) -> JSONResponse:
-    log.info("webhook %s refused (%d): %s", request.url.path, exc.status_code, exc.reason)
+def _rejected(exc: ApiProblem, request: Request) -> JSONResponse:
+    log.info("webhook %s refused (%d): %s", request.url.path, exc.status_code, exc.detail)
     headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
-    return JSONResponse({"detail": exc.reason}, status_code=exc.status_code, headers=headers)
+    return problem_response(exc.status_code, exc.detail, headers=headers)
 
 
 async def _json_body(request: Request) -> bytes:
     content_type = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
     if content_type not in JSON_TYPES and not content_type.endswith("+json"):
-        raise WebhookRejected(
+        raise ApiProblem(
             415,
             f"content type {content_type or '(none)'!r} is not accepted; "
             "send the notification as application/json",
         )
     body = await request.body()
     if len(body) > MAX_BODY_BYTES:
-        raise WebhookRejected(413, f"body larger than {MAX_BODY_BYTES} bytes")
+        raise ApiProblem(413, f"body larger than {MAX_BODY_BYTES} bytes")
     return body
 
 
@@ -365,7 +357,7 @@ async def s3_webhook(request: Request) -> JSONResponse:
     try:
         settings = _settings(request)
         if not authorized(request.headers, settings.webhook_secret):
-            raise WebhookRejected(
+            raise ApiProblem(
                 401,
                 "missing or wrong webhook secret: send LOF_WEBHOOK_SECRET as the "
                 f"{SECRET_HEADER} header or a Bearer token",
@@ -382,16 +374,15 @@ async def s3_webhook(request: Request) -> JSONResponse:
                 log.info("webhook ignored %s: %s", item["object"], item["reason"])
         for item in accepted:
             item["prefect_event_id"] = await run_in_threadpool(
-                lambda item=item: emit_promotion_event(
-                    settings=settings,
-                    version=item["version"],
-                    event_id=item["event_id"],
-                    reason="s3-upload",
-                    bucket=item["bucket"],
-                    key=item["key"],
-                )
+                emit_promotion_event,
+                settings=settings,
+                version=item["version"],
+                event_id=item["event_id"],
+                reason="s3-upload",
+                bucket=item["bucket"],
+                key=item["key"],
             )
-    except WebhookRejected as exc:
+    except ApiProblem as exc:
         return _rejected(exc, request)
     status = "accepted" if accepted else "ignored"
     return JSONResponse(
@@ -409,14 +400,14 @@ async def mlflow_webhook(request: Request) -> JSONResponse:
         if not mlflow_signature_valid(
             secret=settings.mlflow_webhook_secret, headers=request.headers, body=body
         ):
-            raise WebhookRejected(
+            raise ApiProblem(
                 401,
                 "missing, stale or wrong X-MLflow-Signature: configure the MLflow webhook "
                 "with the secret of LOF_MLFLOW_WEBHOOK_SECRET",
             )
         data = parse_json(body)
         if not isinstance(data, dict) or not isinstance(data.get("data"), dict):
-            raise WebhookRejected(
+            raise ApiProblem(
                 400, "unknown event shape: expected MLflow's {entity, action, data} payload"
             )
         entity, action, payload = data.get("entity"), data.get("action"), data["data"]
@@ -437,12 +428,12 @@ async def mlflow_webhook(request: Request) -> JSONResponse:
                 200,
             )
         if not version.isdigit():
-            raise WebhookRejected(400, "data.version is missing or not a version number")
+            raise ApiProblem(400, "data.version is missing or not a version number")
         try:
             done = await run_in_threadpool(
                 lambda: _alias_already_live(settings=settings, version=version)
             )
-        except WebhookRejected:
+        except ApiProblem:
             raise
         except Exception as exc:
             raise _registry_down(exc) from None
@@ -455,7 +446,7 @@ async def mlflow_webhook(request: Request) -> JSONResponse:
                 settings=settings, version=version, event_id=event_id, reason="mlflow-alias"
             )
         )
-    except WebhookRejected as exc:
+    except ApiProblem as exc:
         return _rejected(exc, request)
     return JSONResponse(
         {
@@ -473,7 +464,7 @@ def _alias_already_live(*, settings: Settings, version: str) -> str | None:
     versions = {str(v.version): v for v in promotion.all_versions(settings=settings)}
     info = versions.get(version)
     if info is None:
-        raise WebhookRejected(
+        raise ApiProblem(
             404, f"model {settings.model_name!r} has no version {version}; nothing was emitted"
         )
     if (info.current_stage or "") == settings.model_stage:

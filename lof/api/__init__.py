@@ -1,0 +1,30 @@
+"""The predictions API for the LEB2 backend (DESIGN 3.5): FastAPI, API keys, Lambda-ready.
+
+* ``factory`` — ``create_app``: settings, problem handlers and the routers below;
+* routers — ``ops`` (``/healthz``, ``/readyz``), ``predictions`` (``/predictions``, a student's
+  history), ``webhooks`` (``/webhooks/*``, promotion events) and ``lof.pages`` (class page,
+  links, feedback);
+* ``deps`` (settings, API key, predictions store as ``Annotated`` dependencies), ``params``
+  (quote-tolerant ids and days), ``problems`` (the one error body), ``schemas``, ``cache``;
+* ``entry`` — ``get_app``, the Lambda ``handler`` and ``serve`` (uvicorn).
+
+Nothing happens at import time: ``lof.api.app`` (for ``uvicorn lof.api:app``) and
+``lof.api.handler`` build the app on first use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lof.api.entry import get_app, handler, serve
+from lof.api.factory import create_app
+
+
+def __getattr__(name: str) -> Any:
+    # `uvicorn lof.api:app` and Mangum-style imports find `app` without building it at import
+    if name == "app":
+        return get_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["create_app", "get_app", "handler", "serve"]
