@@ -5,8 +5,6 @@ The flow never promotes: the new version waits for `lof promote` (or the upload 
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
@@ -32,7 +30,9 @@ def build_training_set(
 
 
 @task(cache_policy=NO_CACHE)
-def train_and_register(settings: Settings, training_set: training.TrainingSet) -> Any:
+def train_and_register(
+    settings: Settings, training_set: training.TrainingSet
+) -> training.RetrainResult:
     # No task retries: a retry would start a second parent run; MLflow calls retry themselves.
     return training.train_and_register(settings=settings, training=training_set)
 

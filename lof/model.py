@@ -27,7 +27,7 @@ at-risk threshold chosen on those out-of-fold predictions (``choose_threshold``)
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -387,7 +387,9 @@ def _required_by_class(required_levels: Mapping[int, int] | pd.DataFrame) -> dic
                 f"required levels frame lacks column(s) {', '.join(missing)}; "
                 "expected class_id, required_level"
             )
-        pairs = zip(required_levels["class_id"], required_levels["required_level"], strict=True)
+        pairs: Iterable[tuple[Any, Any]] = zip(
+            required_levels["class_id"], required_levels["required_level"], strict=True
+        )
     else:
         pairs = required_levels.items()
     out: dict[int, int] = {}

@@ -23,6 +23,7 @@ The promote flow, the ``lof promote`` command and the webhooks share these funct
 
 from __future__ import annotations
 
+import functools
 import getpass
 import logging
 import math
@@ -359,7 +360,7 @@ def holdouts(*, settings: Settings, first: str | None = None) -> list[tuple[str,
         if not info.run_id:
             continue
         listed = registry.call(
-            lambda info=info: client.list_artifacts(info.run_id, "holdout"),
+            functools.partial(client.list_artifacts, info.run_id, "holdout"),
             what=f"list holdout of version {info.version}",
         )
         if any(item.path.endswith("holdout.parquet") for item in listed):

@@ -43,7 +43,7 @@ def encode_class_ids(ids: Any) -> str:
     parts: list[str] = []
     start = prev = None
     for value in values:
-        if start is None:
+        if start is None or prev is None:
             start = prev = value
         elif value == prev + 1:
             prev = value

@@ -7,6 +7,7 @@ from datetime import date
 
 import mlflow
 import pandas as pd
+from mlflow.data.pandas_dataset import from_pandas
 
 from lof.calendar import format_day
 from lof.config import Settings
@@ -77,7 +78,7 @@ def log_scoring_run(
         if not raw_features.empty:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", category=UserWarning)  # int id columns, by design
-                dataset = mlflow.data.from_pandas(raw_features, name=f"features-{format_day(day)}")
+                dataset = from_pandas(raw_features, name=f"features-{format_day(day)}")
                 mlflow.log_input(dataset, context="scoring")
     if trend_id:
         log_semester_day(

@@ -788,6 +788,7 @@ def _train_and_register(
     seed: int,
 ) -> RetrainResult:
     import mlflow
+    from mlflow.data.pandas_dataset import from_pandas
 
     examples = training.examples
     if examples.empty or (examples["class_id"] != LEGACY_CLASS_ID).sum() == 0:
@@ -851,7 +852,7 @@ def _train_and_register(
             if len(holdout):
                 inputs.append((holdout, "lof-holdout", "holdout"))
             for frame, name, context in inputs:
-                dataset = mlflow.data.from_pandas(frame, name=name, targets="label")
+                dataset = from_pandas(frame, name=name, targets="label")
                 mlflow.log_input(dataset, context=context)
         results = compare_candidates(
             train=train,

@@ -27,6 +27,7 @@ from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
+from types import ModuleType
 from typing import IO, Any
 from zoneinfo import ZoneInfo
 
@@ -35,9 +36,11 @@ import orjson
 import pandas as pd
 
 try:  # ISA-L inflates the same gzip streams ~1.5x faster than zlib; zlib when not installed.
-    from isal import isal_zlib as _inflate
+    from isal import isal_zlib
+
+    _inflate: ModuleType = isal_zlib
 except ImportError:  # pragma: no cover - depends on the platform's wheels
-    _inflate = zlib  # type: ignore[assignment]
+    _inflate = zlib
 
 from lof.config import Settings
 from lof.errors import ConfigError, DataError, SourceError
