@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from datetime import date
 from typing import Any, Protocol, TypeVar
@@ -160,23 +159,13 @@ class DynamoFeedbackStore:
     """Feedback in a DynamoDB table next to the predictions table."""
 
     def __init__(self, url: str) -> None:
-        import boto3
-        from botocore.config import Config
-
-        from lof.stores.dynamodb import parse_url
+        from lof.stores.dynamodb import new_client, parse_url
 
         options = parse_url(url)
         self.url = url
         self.table = f"{options['prefix']}feedback"
         self.create_table = bool(options["create"])
-        self.client = boto3.session.Session().client(
-            "dynamodb",
-            endpoint_url=options["endpoint"],
-            region_name=options["region"] or os.environ.get("AWS_REGION") or None,
-            config=Config(
-                retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=30
-            ),
-        )
+        self.client = new_client(endpoint=options["endpoint"], region=options["region"])
         self._guard(self._ensure_table, what="opening the feedback table")
 
     def _guard(self, fn: Callable[[], T], *, what: str) -> T:
