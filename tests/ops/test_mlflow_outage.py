@@ -81,3 +81,29 @@ def test_daily_fails_fast_with_one_line_when_mlflow_is_down(
     assert len(errors) == 1, output
     assert "MLFLOW_TRACKING_URI" in errors[0]
     assert "Traceback" not in output
+
+
+def test_mlflow_http_settings_are_bounded_and_applied(
+    lof_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lof.config import get_settings
+    from lof.errors import ConfigError
+    from lof.tracking import bound_mlflow_http
+
+    for name, bad in (
+        ("LOF_MLFLOW_HTTP_RETRIES", "11"),
+        ("LOF_MLFLOW_HTTP_BACKOFF_FACTOR", "-1"),
+        ("LOF_MLFLOW_HTTP_TIMEOUT_SECONDS", "0"),
+    ):
+        with monkeypatch.context() as scoped:
+            scoped.setenv(name, bad)
+            with pytest.raises(ConfigError, match=name):
+                get_settings()
+    for name in ("BACKOFF_FACTOR", "TIMEOUT"):  # restored after the test
+        monkeypatch.setenv(f"MLFLOW_HTTP_REQUEST_{name}", "1")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "7")
+    monkeypatch.setenv("LOF_MLFLOW_HTTP_TIMEOUT_SECONDS", "10")
+    bound_mlflow_http(get_settings())
+    assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "3"
+    assert os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] == "2"
+    assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "10"
