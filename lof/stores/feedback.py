@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from lof.calendar import format_day
 from lof.errors import StoreError
 from lof.feedback import FeedbackRecord
+from lof.retry import call_with_retries, is_transient_db_error
 
 T = TypeVar("T")
 
@@ -80,8 +81,11 @@ class SqlFeedbackStore:
         self._run(lambda: METADATA.create_all(self.engine, checkfirst=True), what="creating")
 
     def _run(self, fn: Callable[[], T], *, what: str) -> T:
+        """Run one transaction, retried on dropped connections and deadlocks (lof.retry)."""
         try:
-            return fn()
+            return call_with_retries(
+                fn, is_transient=is_transient_db_error, attempts=3, what=f"{what} feedback"
+            )
         except SQLAlchemyError as exc:
             orig = getattr(exc, "orig", None) or exc
             reason = " ".join(str(orig).split())[:200]
