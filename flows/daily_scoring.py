@@ -11,18 +11,18 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy import Engine
 
-from flows.tasks import DAILY_TIMEOUT_SECONDS, io_task, send_lof_logs_to_prefect
+from flows.tasks import DAILY_TIMEOUT_SECONDS, io_task, run_settings, send_lof_logs_to_prefect
 from lof import drift, legacy, reasons, registry, scoring, tracking
 from lof import model as lof_model
 from lof.calendar import format_day, parse_day, yesterday_local
-from lof.config import Settings, get_settings
+from lof.config import Settings
 from lof.progress import count_bar, interactive
 from lof.sources import leb2
 from lof.stores import open_feature_store, open_prediction_store
 from lof.stores.base import FeatureStore, PredictionStore
 
 
-@io_task(backoff_seconds=5)
+@io_task()
 def find_ongoing_classes(settings: Settings, engine: Engine, day: date) -> pd.DataFrame:
     return leb2.ongoing_classes(engine, day=day, window_months=settings.ongoing_window_months)
 
@@ -34,7 +34,7 @@ def load_model(settings: Settings) -> tuple[Any, str]:
     return model, version
 
 
-@io_task(backoff_seconds=5)
+@io_task()
 def build_features(
     settings: Settings,
     engine: Engine,
@@ -47,7 +47,7 @@ def build_features(
     )
 
 
-@io_task(backoff_seconds=5)
+@io_task()
 def write_features(feature_store: FeatureStore, day_features: scoring.DayFeatures) -> None:
     feature_store.write_day(
         day=day_features.day, increments=day_features.increment, states=day_features.states
@@ -78,14 +78,14 @@ def predict(
     return out
 
 
-@io_task(backoff_seconds=5)
+@io_task()
 def write_predictions(
     prediction_store: PredictionStore, day: date, predictions: pd.DataFrame
 ) -> None:
     prediction_store.write_day(day=day, predictions=predictions)
 
 
-@io_task(backoff_seconds=5)
+@io_task()
 def feature_drift(
     settings: Settings, version: str, day_features: scoring.DayFeatures
 ) -> dict[str, float]:
@@ -100,7 +100,7 @@ def feature_drift(
     return drift.day_psi(reference=reference, features=day_features.scaled)
 
 
-@io_task(backoff_seconds=5)
+@io_task()
 def log_to_mlflow(
     settings: Settings,
     summary: scoring.DaySummary,
@@ -178,7 +178,7 @@ def fill_missing_days(
 def daily_scoring(date: str | None = None) -> dict[str, Any]:
     """Score day ``date`` (YYYYMMDD; default yesterday in LOF_TIMEZONE) for every ongoing class."""
     send_lof_logs_to_prefect()
-    settings = get_settings()
+    settings = run_settings()
     day = parse_day(date, what="--date") if date else yesterday_local(settings.tz)
     logger = get_run_logger()
     model, version = load_model(settings)

@@ -9,14 +9,14 @@ from __future__ import annotations
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.tasks import io_task
+from flows.tasks import io_task, run_settings
 from lof import legacy, training
 from lof.calendar import parse_day
-from lof.config import Settings, get_settings
+from lof.config import Settings
 from lof.progress import interactive
 
 
-@io_task(backoff_seconds=10)
+@io_task()
 def build_training_set(settings: Settings, as_of: str | None) -> training.TrainingSet:
     return training.build_training_set(
         settings=settings,
@@ -42,7 +42,7 @@ def import_model(
 ) -> legacy.ImportResult:
     """Wrap the classifier pickled at ``path``, score it on lof's examples (the finished
     semesters as of ``as_of``, YYYYMMDD, default today), register it."""
-    settings = get_settings()
+    settings = run_settings()
     legacy.load_classifier(path)  # fail before any I/O on a file that cannot be imported
     legacy.check_description(description)
     if as_of:

@@ -6,13 +6,13 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from flows.tasks import PROMOTE_TIMEOUT_SECONDS, io_task, send_lof_logs_to_prefect
+from flows.tasks import PROMOTE_TIMEOUT_SECONDS, io_task, run_settings, send_lof_logs_to_prefect
 from lof import promotion, registry
-from lof.config import Settings, get_settings
+from lof.config import Settings
 from lof.errors import DataError, ModelError
 
 
-@io_task(backoff_seconds=2)
+@io_task()
 def resolve_candidate(settings: Settings, bucket: str, key: str) -> str | None:
     """The registered version an uploaded object belongs to, or None (logged why)."""
     logger = get_run_logger()
@@ -35,17 +35,17 @@ def resolve_candidate(settings: Settings, bucket: str, key: str) -> str | None:
     return version
 
 
-@io_task(backoff_seconds=2)
+@io_task()
 def wait_for_model_files(settings: Settings, version: str) -> None:
     promotion.wait_for_model_files(settings=settings, version=version)
 
 
-@io_task(backoff_seconds=2)
+@io_task()
 def check_already_done(settings: Settings, version: str, event_id: str | None) -> str | None:
     return promotion.already_done(settings=settings, version=version, event_id=event_id)
 
 
-@io_task(backoff_seconds=2)
+@io_task()
 def find_production(settings: Settings) -> str | None:
     return promotion.stage_version(settings=settings)
 
@@ -59,7 +59,7 @@ def score_gate(
     )
 
 
-@io_task(backoff_seconds=2)
+@io_task()
 def move_to_production(
     settings: Settings, version: str, reason: str, event_id: str | None, promoted_by: str
 ) -> None:
@@ -72,7 +72,7 @@ def move_to_production(
     )
 
 
-@io_task(backoff_seconds=2)
+@io_task()
 def restore_alias(settings: Settings, production: str | None) -> None:
     promotion.restore_alias(settings=settings, production=production)
 
@@ -96,7 +96,7 @@ def promote(
 ) -> promotion.PromotionResult:
     """Gate ``version`` (or the version an uploaded S3 object belongs to) and promote it."""
     send_lof_logs_to_prefect()
-    settings = get_settings()
+    settings = run_settings()
     logger = get_run_logger()
     version, bucket, key, event_id = map(_blank, (version, bucket, key, event_id))
     reason = _blank(reason) or "manual"

@@ -9,14 +9,14 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows.tasks import RETRAIN_TIMEOUT_SECONDS, io_task, send_lof_logs_to_prefect
+from flows.tasks import RETRAIN_TIMEOUT_SECONDS, io_task, run_settings, send_lof_logs_to_prefect
 from lof import training
 from lof.calendar import parse_day
-from lof.config import Settings, get_settings
+from lof.config import Settings
 from lof.progress import interactive
 
 
-@io_task(backoff_seconds=10)
+@io_task()
 def build_training_set(
     settings: Settings, semesters: list[str] | None, as_of: str | None, dataset: str | None
 ) -> training.TrainingSet:
@@ -43,7 +43,7 @@ def retrain(
 ) -> training.RetrainResult:
     """Train on ``semesters`` (default: every finished one) as of day ``as_of`` (YYYYMMDD)."""
     send_lof_logs_to_prefect()
-    settings = get_settings()
+    settings = run_settings()
     logger = get_run_logger()
     if as_of:
         parse_day(as_of, what="--as-of")  # fail before any I/O on a malformed day

@@ -1,4 +1,4 @@
-"""Task options the flows share: retries with bounded backoff for I/O, never for clear errors."""
+"""What the flows share: task options, time limits, the run's settings, logging."""
 
 from __future__ import annotations
 
@@ -8,31 +8,25 @@ from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from prefect.tasks import exponential_backoff
 
-from lof.errors import LofError
-
-
-def retry_unless_clear_failure(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry unexpected errors only: a LofError already went through the adapter's own retries."""
-    try:
-        state.result()
-    except LofError:
-        return False
-    except Exception:
-        return True
-    return False
+from lof.config import Settings, get_settings
+from lof.tracking import bound_mlflow_http
 
 
-def io_task(*, backoff_seconds: float) -> Callable[[Callable[..., Any]], Any]:
-    """A task that talks to another system: two retries, exponential backoff with jitter."""
-    return task(
-        retries=2,
-        retry_delay_seconds=exponential_backoff(backoff_factor=backoff_seconds),
-        retry_jitter_factor=0.5,
-        retry_condition_fn=retry_unless_clear_failure,
-        cache_policy=NO_CACHE,
-    )
+def io_task() -> Callable[[Callable[..., Any]], Any]:
+    """A task that talks to another system, without Prefect retries.
+
+    Each adapter call already retries what is transient (lof.retry, botocore, MlflowClient):
+    a second layer here would multiply an outage's wait.
+    """
+    return task(cache_policy=NO_CACHE)
+
+
+def run_settings() -> Settings:
+    """The settings of a flow run, with MLflow's HTTP retries bounded by them."""
+    settings = get_settings()
+    bound_mlflow_http(settings)
+    return settings
 
 
 # Flow time limits: a hung run fails as TimedOut (and notifies) instead of blocking later days.

@@ -91,6 +91,13 @@ class Settings(BaseSettings):
     promote_margin: float = Field(default=0.02, ge=0.0, le=1.0)
     http_timeout_seconds: float = Field(default=60.0, gt=0)
     http_retries: int = Field(default=5, ge=1, le=20)
+    # MlflowClient's own HTTP retries (429/5xx, refused connections), the one retry layer of an
+    # MLflow call: applied to MLFLOW_HTTP_REQUEST_* when a run starts (lof.tracking). The
+    # defaults bound an unreachable registry to about 12 s per call (backoff 0, 4, 8 s) and a
+    # hung one to about 2 minutes (4 x 25 s), instead of MLflow's 7 tries of 120 s.
+    mlflow_http_retries: int = Field(default=3, ge=0, le=10)
+    mlflow_http_backoff_factor: int = Field(default=2, ge=0, le=30)
+    mlflow_http_timeout_seconds: int = Field(default=25, ge=1, le=600)
 
     # class pages opened from the LMS through signed links (lof.links, lof.pages)
     link_secret: SecretStr | None = None

@@ -14,7 +14,6 @@ The Export API's ZIP is streamed to a temporary file on disk, never held in memo
 from __future__ import annotations
 
 import logging
-import random
 import re
 import tempfile
 import time
@@ -45,6 +44,7 @@ except ImportError:  # pragma: no cover - depends on the platform's wheels
 from lof.config import Settings
 from lof.errors import ConfigError, DataError, SourceError
 from lof.features import EngagementAggregator, empty_engagement
+from lof.retry import call_with_retries
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,8 @@ EXPORT_PATH = "/api/2/export"
 HOUR_FORMAT = "%Y%m%dT%H"
 BACKOFF_BASE_SECONDS = 0.5
 BACKOFF_CAP_SECONDS = 30.0
-RETRY_AFTER_CAP_SECONDS = 60.0
+# Four retries of at most 30 s each: an Amplitude outage fails a run in about 2 minutes.
+RETRY_AFTER_CAP_SECONDS = 30.0
 CHUNK_BYTES = 1 << 20
 
 _PAGE_LOAD = b"Page Load"
@@ -398,32 +399,24 @@ def download_export(
 
     Returns False for an empty window (404); raises ``_TooLarge`` on HTTP 400.
     """
-    for attempt in range(1, attempts + 1):
-        try:
-            return _download_once(
+    try:
+        return call_with_retries(
+            lambda: _download_once(
                 client, url=url, start=start, end=end, target=target, progress=progress
-            )
-        except _Transient as exc:
-            if attempt == attempts:
-                raise SourceError(
-                    f"Amplitude export {_window_text(start, end)} from {url} failed "
-                    f"{attempts} times, last: {exc.reason}; retry later or raise "
-                    "LOF_HTTP_RETRIES / LOF_HTTP_TIMEOUT_SECONDS"
-                ) from None
-            base = BACKOFF_BASE_SECONDS if base_delay is None else base_delay
-            delay = random.uniform(0, min(BACKOFF_CAP_SECONDS, base * 2 ** (attempt - 1)))
-            if exc.retry_after is not None:
-                delay = max(delay, exc.retry_after)
-            log.warning(
-                "Amplitude export %s: %s; retry %d/%d in %.1fs",
-                _window_text(start, end),
-                exc.reason,
-                attempt,
-                attempts - 1,
-                delay,
-            )
-            time.sleep(delay)
-    raise AssertionError("unreachable")
+            ),
+            is_transient=lambda exc: isinstance(exc, _Transient),
+            attempts=attempts,
+            base_delay=BACKOFF_BASE_SECONDS if base_delay is None else base_delay,
+            max_delay=BACKOFF_CAP_SECONDS,
+            what=f"Amplitude export {_window_text(start, end)}",
+            min_delay=lambda exc: exc.retry_after if isinstance(exc, _Transient) else None,
+        )
+    except _Transient as exc:
+        raise SourceError(
+            f"Amplitude export {_window_text(start, end)} from {url} failed "
+            f"{attempts} times, last: {exc.reason}; retry later or raise "
+            "LOF_HTTP_RETRIES / LOF_HTTP_TIMEOUT_SECONDS"
+        ) from None
 
 
 def export_archives(

@@ -38,10 +38,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import (
     ArgumentError,
-    DBAPIError,
-    InterfaceError,
     NoSuchModuleError,
-    OperationalError,
     SQLAlchemyError,
 )
 
@@ -49,6 +46,7 @@ from lof.calendar import end_of_day
 from lof.config import LabelRule, redact_url
 from lof.errors import DataError, SourceError
 from lof.retry import call_with_retries
+from lof.retry import is_transient_db_error as is_transient
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -166,33 +164,6 @@ submissions_t = TABLES["activity_submissions"]
 
 
 # --- connection --------------------------------------------------------------------------------
-
-# MySQL client/server codes that mean "try again": server gone away, lost connection, can't
-# connect (restart), lock wait timeout, deadlock, too many connections.
-_TRANSIENT_MYSQL_CODES = {1040, 1205, 1213, 2003, 2006, 2013, 2055}
-_TRANSIENT_WORDS = (
-    "server has gone away",
-    "lost connection",
-    "connection reset",
-    "broken pipe",
-    "database is locked",
-    "connection refused",
-    "timed out",
-)
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Whether a database error is worth retrying (dropped connection, deadlock, restart)."""
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    if not isinstance(exc, OperationalError | InterfaceError):
-        return False
-    orig = getattr(exc, "orig", None)
-    args = getattr(orig, "args", ())
-    if args and isinstance(args[0], int):
-        return args[0] in _TRANSIENT_MYSQL_CODES
-    text = str(orig or exc).lower()
-    return any(word in text for word in _TRANSIENT_WORDS)
 
 
 def _reason(exc: BaseException, url: str) -> str:

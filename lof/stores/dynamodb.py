@@ -22,7 +22,7 @@ Key design (both tables; ``D`` = day as YYYYMMDD, ``G`` = generation id of one w
   class's days (``list_days``, ``read_student_history`` then BatchGetItem the student's items).
 
 Idempotence and atomicity: ``write_day`` records D as pending under a fresh generation G, writes
-every item of G (BatchWriteItem in parallel, UnprocessedItems retried with backoff), then flips
+every item of G (BatchWriteItem in parallel, UnprocessedItems resent with backoff), then flips
 the day manifest to G with one PutItem — the single atomic step readers consult. The manifest
 also names the generation it replaced: that one stays until the next write of D deletes it, so
 a reader that fetched the old manifest just before the flip still finds every item it points
@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import re
 import time
 import uuid
@@ -58,6 +57,7 @@ from botocore.exceptions import (
 )
 
 from lof.errors import StoreError
+from lof.retry import call_with_retries
 from lof.stores import base, compact
 
 log = logging.getLogger(__name__)
@@ -152,13 +152,21 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())[:200]
 
 
-def _client(*, endpoint: str | None, region: str | None, attempts: int) -> Any:
-    config = Config(
-        retries={"mode": "standard", "max_attempts": attempts},
-        connect_timeout=5,
-        read_timeout=60,
-        max_pool_connections=max(WRITE_WORKERS, READ_WORKERS) + 2,
-    )
+# botocore's standard retries are the one retry layer of every DynamoDB call (throttling, 5xx,
+# dropped connections; backoff capped at 20 s): 5 attempts of at most 5 s to connect and 20 s
+# to read, so an outage fails a call in about 2 minutes. The feedback store shares it.
+CLIENT_CONFIG = Config(
+    retries={"mode": "standard", "max_attempts": 5},
+    connect_timeout=5,
+    read_timeout=20,
+    max_pool_connections=max(WRITE_WORKERS, READ_WORKERS) + 2,
+)
+# A probe client that gives up fast: a wrong endpoint should fail in seconds.
+PROBE_CONFIG = CLIENT_CONFIG.merge(Config(retries={"mode": "standard", "max_attempts": 2}))
+
+
+def new_client(*, endpoint: str | None, region: str | None, config: Config = CLIENT_CONFIG) -> Any:
+    """A DynamoDB client of the shared configuration (region: the URL's, else AWS_REGION)."""
     return boto3.session.Session().client(
         "dynamodb",
         endpoint_url=endpoint,
@@ -212,6 +220,22 @@ def new_generation() -> str:
     return f"{time.time_ns() // 1_000_000:012x}{uuid.uuid4().hex[:8]}"
 
 
+class _Unprocessed(Exception):
+    """DynamoDB took only part of a batch (throttling): the rest is sent again."""
+
+
+def _until_processed(fn: Callable[[], None], *, what: str) -> None:
+    """Resend a batch's unprocessed part with backoff; the calls' own errors are botocore's."""
+    call_with_retries(
+        fn,
+        is_transient=lambda exc: isinstance(exc, _Unprocessed),
+        attempts=UNPROCESSED_ATTEMPTS,
+        base_delay=0.05,
+        max_delay=5.0,
+        what=what,
+    )
+
+
 class _DynamoBase:
     """Table handling shared by both stores: creation, batches, pagination, generations."""
 
@@ -223,11 +247,10 @@ class _DynamoBase:
         options = parse_url(url)
         self.table = f"{options['prefix']}{self.kind}"
         try:
-            # A probe client that gives up fast: a wrong endpoint should fail in seconds.
-            probe = _client(endpoint=options["endpoint"], region=options["region"], attempts=2)
-            self.client = _client(
-                endpoint=options["endpoint"], region=options["region"], attempts=8
+            probe = new_client(
+                endpoint=options["endpoint"], region=options["region"], config=PROBE_CONFIG
             )
+            self.client = new_client(endpoint=options["endpoint"], region=options["region"])
         except (BotoCoreError, ValueError) as exc:
             raise StoreError(_error_line(exc, url=url, what="opening the store")) from None
         self.create_tables = bool(options["create"])
@@ -294,17 +317,22 @@ class _DynamoBase:
 
     def _write_chunk(self, chunk: list[dict[str, Any]], *, what: str) -> None:
         pending = chunk
-        for attempt in range(UNPROCESSED_ATTEMPTS):
+
+        def write() -> None:
+            nonlocal pending
             response = self.client.batch_write_item(RequestItems={self.table: pending})
             pending = response.get("UnprocessedItems", {}).get(self.table, [])
-            if not pending:
-                return
-            time.sleep(random.uniform(0, min(5.0, 0.05 * 2**attempt)))
-        raise StoreError(
-            f"{what}: DynamoDB left {len(pending)} items unprocessed after "
-            f"{UNPROCESSED_ATTEMPTS} attempts on LOF_STORE_URL={self.url!r} (throttled); "
-            "rerun later or raise the table's capacity"
-        )
+            if pending:
+                raise _Unprocessed()
+
+        try:
+            _until_processed(write, what=what)
+        except _Unprocessed:
+            raise StoreError(
+                f"{what}: DynamoDB left {len(pending)} items unprocessed after "
+                f"{UNPROCESSED_ATTEMPTS} attempts on LOF_STORE_URL={self.url!r} (throttled); "
+                "rerun later or raise the table's capacity"
+            ) from None
 
     def _batch_get(self, keys: list[tuple[str, str]]) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
@@ -312,20 +340,24 @@ class _DynamoBase:
             pending: list[dict[str, Any]] = [
                 {"pk": {"S": pk}, "sk": {"S": sk}} for pk, sk in keys[i : i + BATCH_GET_MAX]
             ]
-            for attempt in range(UNPROCESSED_ATTEMPTS):
+
+            def read() -> None:
+                nonlocal pending
                 response = self.client.batch_get_item(
                     RequestItems={self.table: {"Keys": pending, "ConsistentRead": True}}
                 )
                 items.extend(response.get("Responses", {}).get(self.table, []))
                 pending = response.get("UnprocessedKeys", {}).get(self.table, {}).get("Keys", [])
-                if not pending:
-                    break
-                time.sleep(random.uniform(0, min(5.0, 0.05 * 2**attempt)))
-            else:
+                if pending:
+                    raise _Unprocessed()
+
+            try:
+                _until_processed(read, what=f"reading {self.table}")
+            except _Unprocessed:
                 raise StoreError(
                     f"reading {self.table}: DynamoDB left {len(pending)} keys unprocessed on "
                     f"LOF_STORE_URL={self.url!r} (throttled); retry later"
-                )
+                ) from None
         return items
 
     # --- day manifests and generations --------------------------------------------------------

@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from datetime import date
 from typing import Any, Protocol, TypeVar
@@ -23,6 +22,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from lof.calendar import format_day
 from lof.errors import StoreError
 from lof.feedback import FeedbackRecord
+from lof.retry import call_with_retries, is_transient_db_error
 
 T = TypeVar("T")
 
@@ -81,8 +81,11 @@ class SqlFeedbackStore:
         self._run(lambda: METADATA.create_all(self.engine, checkfirst=True), what="creating")
 
     def _run(self, fn: Callable[[], T], *, what: str) -> T:
+        """Run one transaction, retried on dropped connections and deadlocks (lof.retry)."""
         try:
-            return fn()
+            return call_with_retries(
+                fn, is_transient=is_transient_db_error, attempts=3, what=f"{what} feedback"
+            )
         except SQLAlchemyError as exc:
             orig = getattr(exc, "orig", None) or exc
             reason = " ".join(str(orig).split())[:200]
@@ -160,23 +163,13 @@ class DynamoFeedbackStore:
     """Feedback in a DynamoDB table next to the predictions table."""
 
     def __init__(self, url: str) -> None:
-        import boto3
-        from botocore.config import Config
-
-        from lof.stores.dynamodb import parse_url
+        from lof.stores.dynamodb import new_client, parse_url
 
         options = parse_url(url)
         self.url = url
         self.table = f"{options['prefix']}feedback"
         self.create_table = bool(options["create"])
-        self.client = boto3.session.Session().client(
-            "dynamodb",
-            endpoint_url=options["endpoint"],
-            region_name=options["region"] or os.environ.get("AWS_REGION") or None,
-            config=Config(
-                retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=30
-            ),
-        )
+        self.client = new_client(endpoint=options["endpoint"], region=options["region"])
         self._guard(self._ensure_table, what="opening the feedback table")
 
     def _guard(self, fn: Callable[[], T], *, what: str) -> T:

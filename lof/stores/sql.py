@@ -36,12 +36,12 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 from lof.config import redact_url
 from lof.errors import StoreError
 from lof.features import COUNT_COLUMNS
-from lof.retry import call_with_retries
+from lof.retry import call_with_retries, is_transient_db_error
 from lof.stores import base, compact
 
 log = logging.getLogger(__name__)
@@ -142,28 +142,6 @@ def new_generation() -> str:
     return uuid.uuid4().hex
 
 
-def _is_transient(exc: BaseException) -> bool:
-    """Dropped connections and lock/serialization conflicts are worth another try."""
-    if isinstance(exc, DBAPIError):
-        if exc.connection_invalidated:
-            return True
-        text = str(exc.orig).lower()
-        return any(
-            word in text
-            for word in (
-                "server has gone away",
-                "lost connection",
-                "connection reset",
-                "terminating connection",
-                "server closed the connection",
-                "deadlock",
-                "could not serialize",
-                "database is locked",
-            )
-        )
-    return False
-
-
 def _enable_sqlite_wal(dbapi_connection: Any, _record: Any) -> None:
     # WAL lets the API read while the daily flow writes; busy_timeout waits out a writer's lock.
     cursor = dbapi_connection.cursor()
@@ -203,7 +181,7 @@ def create_store_engine(url: str) -> Engine:
     try:
         call_with_retries(
             lambda: _create_tables(engine),
-            is_transient=_is_transient,
+            is_transient=is_transient_db_error,
             attempts=3,
             base_delay=0.2,
             what="creating the store tables",
@@ -249,7 +227,7 @@ class _SqlBase:
 
     def _run(self, fn: Callable[[], T], *, what: str) -> T:
         try:
-            return call_with_retries(fn, is_transient=_is_transient, what=what)
+            return call_with_retries(fn, is_transient=is_transient_db_error, what=what)
         except SQLAlchemyError as exc:
             raise StoreError(
                 f"{what} failed on LOF_STORE_URL={self.url!r}: {_reason(exc)}; "

@@ -1,0 +1,184 @@
+"""The one retry helper: what is retried, how often, how long it waits; DB errors by code."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+import traceback
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+from lof.retry import call_with_retries, is_transient_db_error
+
+
+class Flaky(Exception):
+    """Stands for a transient failure (the caller's ``is_transient`` says so by type)."""
+
+
+@pytest.fixture
+def slept(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Real sleeps, recorded: the delays the helper chose."""
+    delays: list[float] = []
+    real_sleep = time.sleep
+
+    def recording_sleep(seconds: float) -> None:
+        delays.append(seconds)
+        real_sleep(seconds)
+
+    monkeypatch.setattr(time, "sleep", recording_sleep)
+    return delays
+
+
+def failing(times: int, exc: BaseException, calls: list[int]):
+    def fn() -> str:
+        calls.append(1)
+        if len(calls) <= times:
+            raise exc
+        return "ok"
+
+    return fn
+
+
+def is_flaky(exc: BaseException) -> bool:
+    return isinstance(exc, Flaky)
+
+
+def test_transient_errors_are_retried_until_success(slept: list[float]) -> None:
+    calls: list[int] = []
+    fn = failing(2, Flaky("busy"), calls)
+    assert call_with_retries(fn, is_transient=is_flaky, attempts=5, base_delay=0.01) == "ok"
+    assert len(calls) == 3
+    assert len(slept) == 2
+
+
+def test_attempts_are_bounded_and_the_last_error_is_raised(slept: list[float]) -> None:
+    calls: list[int] = []
+    last = Flaky("still busy")
+    with pytest.raises(Flaky) as info:
+        call_with_retries(
+            failing(100, last, calls), is_transient=is_flaky, attempts=4, base_delay=0.01
+        )
+    assert info.value is last
+    assert len(calls) == 4
+    assert len(slept) == 3
+
+
+def test_other_errors_are_raised_at_once_with_their_traceback(slept: list[float]) -> None:
+    calls: list[int] = []
+
+    def broken() -> None:
+        calls.append(1)
+        raise KeyError("a bug")
+
+    with pytest.raises(KeyError) as info:
+        call_with_retries(broken, is_transient=is_flaky, attempts=5)
+    assert calls == [1]
+    assert slept == []
+    frames = [frame.name for frame in traceback.extract_tb(info.value.__traceback__)]
+    assert frames[-1] == "broken"
+
+
+def test_backoff_is_capped_with_full_jitter(slept: list[float]) -> None:
+    calls: list[int] = []
+    with pytest.raises(Flaky):
+        call_with_retries(
+            failing(100, Flaky(), calls),
+            is_transient=is_flaky,
+            attempts=8,
+            base_delay=0.005,
+            max_delay=0.02,
+        )
+    assert len(slept) == 7
+    assert all(0 <= delay <= 0.02 for delay in slept)
+    assert all(delay <= 0.005 * 2**n for n, delay in enumerate(slept))
+
+
+def test_a_server_hint_raises_the_delay(slept: list[float]) -> None:
+    calls: list[int] = []
+    fn = failing(1, Flaky(), calls)
+    call_with_retries(
+        fn, is_transient=is_flaky, base_delay=0.001, max_delay=0.001, min_delay=lambda _: 0.03
+    )
+    assert slept == [pytest.approx(0.03)]
+
+
+# --- database errors, classified by driver code on real servers --------------------------------
+
+
+def error_of(engine_url: str, sql: str, **engine_options: object) -> SQLAlchemyError:
+    engine = create_engine(engine_url, **engine_options)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text(sql))
+    except SQLAlchemyError as exc:
+        return exc
+    finally:
+        engine.dispose()
+    raise AssertionError(f"{sql} did not fail")
+
+
+def test_mariadb_codes(mariadb_url: str) -> None:
+    refused = error_of("mysql+pymysql://root@127.0.0.1:1/none", "SELECT 1")
+    assert refused.orig.args[0] == 2003 and is_transient_db_error(refused)
+    denied = error_of("mysql+pymysql://lof_nobody:x@127.0.0.1:3306/mysql", "SELECT 1")
+    assert denied.orig.args[0] in (1045, 1698) and not is_transient_db_error(denied)  # denied
+    syntax = error_of(mariadb_url, "SELEC 1")
+    assert not is_transient_db_error(syntax)
+
+
+def test_mariadb_killed_connection_is_transient(mariadb_url: str) -> None:
+    engine = create_engine(mariadb_url)
+    killer = create_engine(mariadb_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            ident = conn.execute(text("SELECT CONNECTION_ID()")).scalar()
+            with killer.connect() as other:
+                other.execute(text(f"KILL {ident}"))
+            with pytest.raises(OperationalError) as info:
+                conn.execute(text("SELECT 1"))
+    finally:
+        engine.dispose()
+        killer.dispose()
+    assert info.value.orig.args[0] in (2006, 2013)
+    assert is_transient_db_error(info.value)
+
+
+def test_postgres_codes(postgres_url: str) -> None:
+    syntax = error_of(postgres_url, "SELEC 1")
+    assert syntax.orig.pgcode == "42601" and not is_transient_db_error(syntax)
+    refused = error_of("postgresql+psycopg2://postgres@127.0.0.1:1/none", "SELECT 1")
+    assert is_transient_db_error(refused)
+    engine = create_engine(postgres_url)
+    killer = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            pid = conn.execute(text("SELECT pg_backend_pid()")).scalar()
+            with killer.connect() as other:
+                other.execute(text(f"SELECT pg_terminate_backend({pid})"))
+            with pytest.raises(OperationalError) as info:
+                conn.execute(text("SELECT 1"))
+    finally:
+        engine.dispose()
+        killer.dispose()
+    assert is_transient_db_error(info.value)
+
+
+def test_sqlite_locked_is_transient(tmp_path: Path) -> None:
+    path = tmp_path / "locked.db"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("CREATE TABLE t (x INT)")
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        locked = error_of(
+            f"sqlite:///{path}", "INSERT INTO t VALUES (1)", connect_args={"timeout": 0}
+        )
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert locked.orig.sqlite_errorcode == sqlite3.SQLITE_BUSY
+    assert is_transient_db_error(locked)
+    missing = error_of(f"sqlite:///{path}", "SELECT * FROM no_such_table")
+    assert not is_transient_db_error(missing)
