@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lof import drift, registry, scoring, signals, tracking
+from lof import drift, plots, registry, scoring, signals, tracking
 from lof import features as feat
 from lof import model as lof_model
 from lof.calendar import end_of_day, format_day, today_local
@@ -695,13 +695,13 @@ def _log_plots(
     required = holdout["required_level"].to_numpy(dtype=int)
     with tempfile.TemporaryDirectory(prefix="lof-plots-") as tmp:
         folder = Path(tmp)
-        lof_model.plot_confusion(
+        plots.plot_confusion(
             labels=labels, proba=proba, title=title, path=folder / "confusion_matrix.png"
         )
-        lof_model.plot_metrics_by_progress(
+        plots.plot_metrics_by_progress(
             metrics=metrics, title=title, path=folder / "metrics_by_progress.png"
         )
-        lof_model.plot_calibration(
+        plots.plot_calibration(
             labels=labels,
             proba=proba,
             required=required,

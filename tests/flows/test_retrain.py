@@ -214,14 +214,14 @@ def test_class_without_labels_is_named(settings, university, tmp_path, monkeypat
 
 
 def test_failure_after_training_registers_nothing(settings, monkeypatch):
-    """A plot that fails mid-run (fault injected into lof.model.plot_calibration, as no real
+    """A plot that fails mid-run (fault injected into lof.plots.plot_calibration, as no real
     part fails on demand there) leaves the run failed and the registry without a version."""
-    from lof import model as lof_model
+    from lof import plots
 
     def broken(**kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(lof_model, "plot_calibration", broken)
+    monkeypatch.setattr(plots, "plot_calibration", broken)
     with pytest.raises(ModelError, match="nothing was registered"):
         training.run_retrain(
             settings=settings,
