@@ -12,6 +12,7 @@ import mlflow
 import pandas as pd
 import pytest
 
+from lof import examples as example_set
 from lof import model as lof_model
 from lof import registry, synth, training
 from lof.config import get_settings
@@ -135,7 +136,7 @@ def test_retrain_flow_selects_on_risk_and_registers_the_refit(settings, universi
     assert set(fit_without_holdout.training_class_ids) == evaluation
 
     holdout = registry.load_holdout(settings=settings, version="1")
-    assert list(holdout.columns) == list(training.HOLDOUT_COLUMNS)
+    assert list(holdout.columns) == list(example_set.HOLDOUT_COLUMNS)
     assert set(holdout["class_id"]) == held
     assert sorted(holdout["progress"].unique()) == [0.1, 0.25, 0.5, 0.75, 1.0]
     pyfunc = mlflow.pyfunc.load_model(f"models:/{settings.model_name}/1")

@@ -1,30 +1,14 @@
-"""Code tests of the pure parts of lof.training: snapshot days, holdout split, legacy files."""
+"""Code tests of the pure parts of lof.training: holdout split, fingerprint."""
 
 from __future__ import annotations
-
-from datetime import date
 
 import pandas as pd
 import pytest
 
 from lof import training
 from lof.errors import DataError
-from lof.features import FEATURES
 
 from .model_examples import make_examples
-
-
-def test_snapshot_days_cover_the_window():
-    days = training.snapshot_days(first_day=date(2024, 1, 1), last_day=date(2024, 4, 10))
-    assert days == {
-        0.1: date(2024, 1, 11),
-        0.25: date(2024, 1, 26),
-        0.5: date(2024, 2, 20),
-        0.75: date(2024, 3, 16),
-        1.0: date(2024, 4, 10),
-    }
-    same = training.snapshot_days(first_day=date(2024, 1, 1), last_day=date(2024, 1, 1))
-    assert set(same.values()) == {date(2024, 1, 1)}
 
 
 def _classes(examples: pd.DataFrame, semesters: dict[int, str]) -> pd.DataFrame:
@@ -89,24 +73,3 @@ def test_fingerprint_tracks_content():
     changed = examples.copy()
     changed.loc[0, "avglevel"] += 0.01
     assert training.fingerprint(changed) != training.fingerprint(examples)
-
-
-def test_legacy_dataset(tmp_path):
-    good = tmp_path / "legacy.csv"
-    pd.DataFrame({"Target": [1, 5], **{f: [0.0, 1.0] for f in FEATURES}}).to_csv(good, index=False)
-    rows = training.read_legacy_dataset(good)
-    assert list(rows.columns) == list(training.EXAMPLE_COLUMNS)
-    assert rows["label"].tolist() == [1, 5]
-    assert (rows["class_id"] == training.LEGACY_CLASS_ID).all()
-
-    bad_target = tmp_path / "bad.csv"
-    pd.DataFrame({"Target": [1, 9], **{f: [0.0, 1.0] for f in FEATURES}}).to_csv(
-        bad_target, index=False
-    )
-    with pytest.raises(DataError, match="outside 1-5, first at data row 2"):
-        training.read_legacy_dataset(bad_target)
-    with pytest.raises(DataError, match="does not exist"):
-        training.read_legacy_dataset(tmp_path / "nope.csv")
-    with pytest.raises(DataError, match="lacks column\\(s\\) Target"):
-        pd.DataFrame({f: [0.0] for f in FEATURES}).to_csv(tmp_path / "t.csv", index=False)
-        training.read_legacy_dataset(tmp_path / "t.csv")
