@@ -425,7 +425,7 @@ def import_model(
     import mlflow
 
     from lof import examples as example_set
-    from lof import registry, tracking, training
+    from lof import registry, selection, tracking, training
     from lof.features import FEATURES as NAMES
 
     loaded = load_classifier(path)
@@ -441,7 +441,7 @@ def import_model(
             "LEB2 has no labelled examples in its finished semesters, so the imported model "
             "cannot be scored; nothing was registered; check the classes' assessed records"
         )
-    _, holdout, kind = training.split_holdout(examples=examples, classes=training_set.classes)
+    _, holdout, kind = selection.split_holdout(examples=examples, classes=training_set.classes)
     if holdout.empty:  # no time holdout: the imported model never fitted lof's examples
         holdout, kind = examples, "all-examples"
     threshold = settings.risk_threshold
