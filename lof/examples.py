@@ -188,6 +188,24 @@ def stored_snapshots(
     return out
 
 
+def _day_plan(
+    classes: pd.DataFrame,
+) -> tuple[dict[int, tuple[date, date]], dict[date, list[tuple[int, float]]], list[date]]:
+    """Each class's activity window, the (class, progress point) snapshots due on each day,
+    and every day any class is active, in order."""
+    plans = {
+        int(row.class_id): snapshot_days(first_day=row.first_day, last_day=row.last_day)
+        for row in classes.itertuples()
+    }
+    window = {int(r.class_id): (r.first_day, r.last_day) for r in classes.itertuples()}
+    by_day: dict[date, list[tuple[int, float]]] = {}
+    for class_id, points in plans.items():
+        for point, day in points.items():
+            by_day.setdefault(day, []).append((class_id, point))
+    days = sorted({d for first, last in window.values() for d in _days(first, last)})
+    return window, by_day, days
+
+
 def build_examples(
     *,
     settings: Settings,
@@ -199,16 +217,7 @@ def build_examples(
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[pd.DataFrame, dict[str, int]]:
     """Scaled, labelled examples at every progress point of every class (one pass over days)."""
-    plans = {
-        int(row.class_id): snapshot_days(first_day=row.first_day, last_day=row.last_day)
-        for row in classes.itertuples()
-    }
-    window = {int(r.class_id): (r.first_day, r.last_day) for r in classes.itertuples()}
-    by_day: dict[date, list[tuple[int, float]]] = {}
-    for class_id, points in plans.items():
-        for point, day in points.items():
-            by_day.setdefault(day, []).append((class_id, point))
-    days = sorted({d for first, last in window.values() for d in _days(first, last)})
+    window, by_day, days = _day_plan(classes)
     counts = {
         "days_from_store": 0,
         "days_from_amplitude": 0,
