@@ -19,7 +19,7 @@ import pandas as pd
 from lof import model as lof_model
 from lof import registration, registry, selection, tracking
 from lof.calendar import format_day
-from lof.config import Settings
+from lof.config import Settings, redact_url
 from lof.errors import DataError, LofError, ModelError
 from lof.examples import LEGACY_CLASS_ID, TrainingSet, build_training_set
 
@@ -100,14 +100,13 @@ def train_and_register(
             n_splits=n_splits,
             seed=seed,
         )
-    except LofError:
-        raise
     except Exception as exc:
-        first = str(exc).splitlines()[0] if str(exc) else ""
+        if isinstance(exc, LofError) or not registration.mlflow_unavailable(exc):
+            raise  # a bug or a data problem keeps its own message and traceback
         raise ModelError(
-            f"retrain failed while training or logging to MLflow ({type(exc).__name__}: "
-            f"{first[:200]}); nothing was registered; check MLFLOW_TRACKING_URI and rerun "
-            "`lof retrain`"
+            f"retrain could not reach MLflow at {redact_url(settings.mlflow_tracking_uri)} "
+            f"({type(exc).__name__}); nothing was registered; check MLFLOW_TRACKING_URI and "
+            "rerun `lof retrain`"
         ) from exc
 
 
