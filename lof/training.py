@@ -7,7 +7,6 @@ retraining never changes the Production stage or alias.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -22,8 +21,6 @@ from lof.calendar import format_day
 from lof.config import Settings, redact_url
 from lof.errors import DataError, LofError, ModelError
 from lof.examples import LEGACY_CLASS_ID, TrainingSet, build_training_set
-
-log = logging.getLogger(__name__)
 
 RETRAIN_EXPERIMENT = "lof-retrain"
 
