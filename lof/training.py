@@ -1,8 +1,9 @@
 """Retraining: examples that mirror scoring, candidates compared on risk, the winner refitted.
 
 The examples come from ``lof.examples``; candidates are evaluated, compared and the winner
-refitted by ``lof.selection``. Nothing is registered unless every step before succeeded;
-retraining never changes the Production stage or alias.
+refitted by ``lof.selection``; ``lof.registration`` logs the MLflow runs and registers the
+version. Nothing is registered unless every step before succeeded; retraining never changes
+the Production stage or alias.
 """
 
 from __future__ import annotations
