@@ -316,7 +316,7 @@ def read_dataset(path: str | Path) -> pd.DataFrame:
     Either system's header: lof's 13 names or the former ``N_`` names; the level in
     ``Target`` or ``maxlevel``; an unnamed first column (the former files' index) is dropped.
     """
-    from lof.training import EXAMPLE_COLUMNS, LEGACY_CLASS_ID
+    from lof.examples import EXAMPLE_COLUMNS, LEGACY_CLASS_ID
 
     path = Path(path)
     if not path.is_file():
@@ -424,7 +424,8 @@ def import_model(
     """
     import mlflow
 
-    from lof import registry, tracking, training
+    from lof import examples as example_set
+    from lof import registry, selection, tracking, training
     from lof.features import FEATURES as NAMES
 
     loaded = load_classifier(path)
@@ -432,13 +433,15 @@ def import_model(
     wrapped = LegacyModel(loaded.estimator, input_scaling=DEFAULT_SCALING)
     if training_set is None:
         training_set = training.build_training_set(settings=settings, semesters=None, as_of=None)
-    examples = training_set.examples[training_set.examples["class_id"] != training.LEGACY_CLASS_ID]
+    examples = training_set.examples[
+        training_set.examples["class_id"] != example_set.LEGACY_CLASS_ID
+    ]
     if examples.empty:
         raise DataError(
             "LEB2 has no labelled examples in its finished semesters, so the imported model "
             "cannot be scored; nothing was registered; check the classes' assessed records"
         )
-    _, holdout, kind = training.split_holdout(examples=examples, classes=training_set.classes)
+    _, holdout, kind = selection.split_holdout(examples=examples, classes=training_set.classes)
     if holdout.empty:  # no time holdout: the imported model never fitted lof's examples
         holdout, kind = examples, "all-examples"
     threshold = settings.risk_threshold
@@ -471,7 +474,7 @@ def import_model(
             mlflow.log_metrics(metrics)
             input_example = holdout[list(NAMES)].head(5).astype(float)
             logged = registry.log_model(model=wrapped, input_example=input_example)
-            registry.log_holdout(holdout=holdout[list(training.HOLDOUT_COLUMNS)])
+            registry.log_holdout(holdout=holdout[list(example_set.HOLDOUT_COLUMNS)])
             tags = {
                 "imported": "true",
                 "source_file": source,

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from lof import examples as example_set
 from lof import features as feat
 from lof import registry, training
 from lof.config import get_settings
@@ -70,7 +71,7 @@ def test_one_class_per_semester_retrains_promotes_and_scores(lof_home: Path) -> 
     # its 25% snapshot day. Then a grade of that class is revised in LEB2 afterwards.
     latest = finished.sort_values("first_start").iloc[-1]
     class_id = int(latest["class_id"])
-    window = training.snapshot_days(
+    window = example_set.snapshot_days(
         first_day=pd.Timestamp(latest["first_start"]).date(), last_day=latest["last_day"]
     )
     day = window[0.25]

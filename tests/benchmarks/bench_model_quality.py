@@ -88,7 +88,7 @@ def main() -> None:
             LOF_AMPLITUDE_SOURCE=str(root / "amplitude"),
         )
         from lof import model as lof_model
-        from lof import synth, training
+        from lof import selection, synth, training
         from lof.config import get_settings
         from lof.sources import leb2
 
@@ -114,15 +114,15 @@ def main() -> None:
         engine = leb2.connect(settings.leb2_url)
         candidates = lof_model.make_candidates(seed=args.seed)
 
-        train, holdout, kind = training.split_holdout(
+        train, holdout, kind = selection.split_holdout(
             examples=examples, classes=built.classes, n_splits=args.folds
         )
-        if kind != training.KIND_TIME:  # one class per semester: hold the latest out anyway
+        if kind != selection.KIND_TIME:  # one class per semester: hold the latest out anyway
             latest = built.classes.sort_values("first_start")["semester"].iloc[-1]
             held = set(built.classes.loc[built.classes["semester"] == latest, "class_id"])
             train = examples[~examples["class_id"].isin(held)].reset_index(drop=True)
             holdout = examples[examples["class_id"].isin(held)].reset_index(drop=True)
-        by_time = training.compare_candidates(
+        by_time = selection.compare_candidates(
             train=train, holdout=holdout, candidates=candidates, settings=settings,
             n_splits=args.folds, seed=args.seed,
         )  # fmt: skip
@@ -132,7 +132,7 @@ def main() -> None:
             lof_model=lof_model, leb2=leb2, seed=args.seed,
         )  # fmt: skip
 
-        by_class = training.compare_candidates(
+        by_class = selection.compare_candidates(
             train=examples, holdout=examples.iloc[0:0], candidates=candidates,
             settings=settings, n_splits=args.folds, seed=args.seed,
         )  # fmt: skip

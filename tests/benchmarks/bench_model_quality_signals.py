@@ -4,7 +4,7 @@ Run:  .venv/bin/python tests/benchmarks/bench_model_quality_signals.py [--studen
       [--classes 10] [--events 4.0] [--seeds 11] [--candidates logreg,hist_gb]
 
 A synthetic university (``lof.synth``, two finished semesters) is built once per seed; the
-training examples are built the way a retrain builds them (``lof.training.build_examples``:
+training examples are built the way a retrain builds them (``lof.examples.build_examples``:
 one pass over the days, features and signals at each progress point, scaled within the class,
 labelled by ``LOF_LABEL_RULE``), at 10/25/50/75% of each class's activity window. Each
 candidate is fitted on the earlier semester and scored on the later one (classes it never saw,
@@ -29,8 +29,9 @@ POINTS = (0.1, 0.25, 0.5, 0.75)
 
 
 def build(*, home: Path, students: int, classes: int, events: float, seed: int) -> pd.DataFrame:
+    from lof import examples as example_set
     from lof import model as lof_model
-    from lof import synth, training
+    from lof import synth
     from lof.config import get_settings
 
     summary = synth.synthesize(
@@ -47,11 +48,11 @@ def build(*, home: Path, students: int, classes: int, events: float, seed: int) 
 
     engine = leb2.connect(settings.leb2_url)
     finished = [s.slug for s in summary.semester_ranges if not s.ongoing]
-    picked = training.pick_classes(engine=engine, semesters=finished, as_of=TODAY)
+    picked = example_set.pick_classes(engine=engine, semesters=finished, as_of=TODAY)
     saved = lof_model.PROGRESS_POINTS
     lof_model.PROGRESS_POINTS = POINTS  # the early points a warning is for
     try:
-        examples, _ = training.build_examples(
+        examples, _ = example_set.build_examples(
             settings=settings, engine=engine, classes=picked, as_of=TODAY
         )
     finally:

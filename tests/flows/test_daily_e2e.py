@@ -21,7 +21,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from lof import registry, tracking, training
+from lof import registration, registry, tracking
 from lof.config import get_settings
 from lof.stores import open_feature_store, open_prediction_store
 from lof.tracking import DAILY_EXPERIMENT
@@ -310,7 +310,7 @@ def test_retrain_metrics_are_attached_to_the_logged_model(scored: dict, env: dic
             experiment_ids=[run.info.experiment_id],
             filter_string=f"source_run_id = '{version.run_id}'",
         )
-        if m.name == training.REGISTERED_FIT
+        if m.name == registration.REGISTERED_FIT
     ]
     keys = {m.key for m in logged.metrics}
     assert "holdout.macro_f1" in keys, keys

@@ -12,12 +12,14 @@ import mlflow
 import pandas as pd
 import pytest
 
+from lof import examples as example_set
 from lof import model as lof_model
 from lof import registry, synth, training
 from lof.config import get_settings
 from lof.errors import DataError, ModelError
 from lof.features import FEATURES
 from lof.sources import leb2
+from tests.servers import free_port
 
 TODAY = date(2025, 3, 1)
 
@@ -135,7 +137,7 @@ def test_retrain_flow_selects_on_risk_and_registers_the_refit(settings, universi
     assert set(fit_without_holdout.training_class_ids) == evaluation
 
     holdout = registry.load_holdout(settings=settings, version="1")
-    assert list(holdout.columns) == list(training.HOLDOUT_COLUMNS)
+    assert list(holdout.columns) == list(example_set.HOLDOUT_COLUMNS)
     assert set(holdout["class_id"]) == held
     assert sorted(holdout["progress"].unique()) == [0.1, 0.25, 0.5, 0.75, 1.0]
     pyfunc = mlflow.pyfunc.load_model(f"models:/{settings.model_name}/1")
@@ -214,15 +216,16 @@ def test_class_without_labels_is_named(settings, university, tmp_path, monkeypat
 
 
 def test_failure_after_training_registers_nothing(settings, monkeypatch):
-    """A plot that fails mid-run (fault injected into lof.model.plot_calibration, as no real
-    part fails on demand there) leaves the run failed and the registry without a version."""
-    from lof import model as lof_model
+    """A plot that fails mid-run (fault injected into lof.plots.plot_calibration, as no real
+    part fails on demand there) leaves the run failed and the registry without a version; the
+    error is not taken for an MLflow outage."""
+    from lof import plots
 
     def broken(**kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(lof_model, "plot_calibration", broken)
-    with pytest.raises(ModelError, match="nothing was registered"):
+    monkeypatch.setattr(plots, "plot_calibration", broken)
+    with pytest.raises(OSError, match="disk full"):  # not an MLflow outage: kept as raised
         training.run_retrain(
             settings=settings,
             as_of=TODAY,
@@ -237,6 +240,25 @@ def test_failure_after_training_registers_nothing(settings, monkeypatch):
     assert runs and all(
         r.info.status == "FAILED" for r in runs if "lof.candidate" not in r.data.tags
     )
+
+
+def test_unreachable_mlflow_is_one_line_naming_the_setting(settings, monkeypatch):
+    """No server behind MLFLOW_TRACKING_URI: one ModelError naming the setting, nothing else."""
+    built = training.build_training_set(settings=settings, semesters=None, as_of=TODAY)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    try:
+        with pytest.raises(ModelError, match="nothing was registered; check MLFLOW_TRACKING_URI"):
+            training.train_and_register(
+                settings=get_settings(),
+                training=built,
+                candidate_names=["logreg"],
+                n_splits=2,
+            )
+    finally:
+        mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+        mlflow.set_registry_uri(settings.mlflow_tracking_uri)
+    assert _versions(settings) == []
 
 
 def test_as_of_backtest_uses_only_what_was_known(settings, university):

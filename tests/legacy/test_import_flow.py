@@ -26,6 +26,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from lof import examples as example_set
 from lof import legacy, promotion, registry, synth, training
 from lof.config import get_settings
 from lof.features import FEATURES, LEVELS
@@ -199,7 +200,7 @@ def test_both_former_file_styles_feed_a_retrain(day_one):
         built = training.build_training_set(
             settings=settings, semesters=None, as_of=TODAY, dataset=path
         )
-        rows = built.examples[built.examples["class_id"] == training.LEGACY_CLASS_ID]
+        rows = built.examples[built.examples["class_id"] == example_set.LEGACY_CLASS_ID]
         assert built.legacy_rows == len(rows) == len(final)
         assert rows["label"].tolist() == final["label"].tolist()
         assert np.allclose(rows[list(FEATURES)].to_numpy(), final[list(FEATURES)].to_numpy())

@@ -1,4 +1,4 @@
-"""Code tests of lof.model: predictions frame, feature check, metrics, selection, plots."""
+"""Code tests of lof.model: predictions frame, feature check, metrics, selection."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from lof import model as lof_model
 from lof.errors import DataError, ModelError
-from lof.features import FEATURES, LEVELS
+from lof.features import FEATURES
 
 from .model_examples import make_examples
 
@@ -188,27 +188,6 @@ def test_calibrated_candidate_falls_back_with_rare_levels(examples):
     estimator = lof_model.make_candidates(names=["hist_gb_calibrated"])["hist_gb_calibrated"]
     fitted = lof_model.fit(estimator=estimator, examples=rare)
     assert lof_model.model_classes(fitted) == [1, 2, 3, 4, 5]
-
-
-def test_plots_write_png(tmp_path, fitted_logreg, examples):
-    proba = lof_model.level_probabilities(model=fitted_logreg, features=examples)
-    labels = examples["label"].to_numpy()
-    required = examples["required_level"].to_numpy()
-    metrics = lof_model.score_examples(examples=examples, proba=proba)
-    paths = [
-        lof_model.plot_confusion(
-            labels=labels, proba=proba, title="t", path=tmp_path / "confusion.png"
-        ),
-        lof_model.plot_metrics_by_progress(
-            metrics=metrics, title="t", path=tmp_path / "by_progress.png"
-        ),
-        lof_model.plot_calibration(
-            labels=labels, proba=proba, required=required, title="t", path=tmp_path / "cal.png"
-        ),
-    ]
-    for path in paths:
-        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert LEVELS == (1, 2, 3, 4, 5)
 
 
 def test_risk_metrics_known_values():
