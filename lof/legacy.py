@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from lof.errors import DataError, ModelError
+from lof.errors import DataError, LofError, ModelError
 from lof.features import FEATURES, LEVELS
 from lof.signals import SIGNALS
 
@@ -425,7 +425,8 @@ def import_model(
     import mlflow
 
     from lof import examples as example_set
-    from lof import registry, selection, tracking, training
+    from lof import registration, registry, selection, tracking, training
+    from lof.config import redact_url
     from lof.features import FEATURES as NAMES
 
     loaded = load_classifier(path)
@@ -453,8 +454,8 @@ def import_model(
 
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     mlflow.set_registry_uri(settings.mlflow_tracking_uri)
-    experiment_id = tracking.ensure_experiment(settings=settings, name=IMPORT_EXPERIMENT)
     try:
+        experiment_id = tracking.ensure_experiment(settings=settings, name=IMPORT_EXPERIMENT)
         with mlflow.start_run(experiment_id=experiment_id, run_name=f"import-{source}") as run:
             mlflow.set_tags({"lof.imported": "true", "lof.source_sha256": loaded.sha256})
             mlflow.log_params(
@@ -500,14 +501,13 @@ def import_model(
                 description=text or f"imported from {source}",
             )
             mlflow.set_tag("lof.registered_version", version)
-    except (DataError, ModelError):
-        raise
     except Exception as exc:
-        first = str(exc).splitlines()[0] if str(exc) else ""
+        if isinstance(exc, LofError) or not registration.mlflow_unavailable(exc):
+            raise  # a bug or a data problem keeps its own message and traceback
         raise ModelError(
-            f"import of {source} failed while logging to MLflow ({type(exc).__name__}: "
-            f"{first[:200]}); nothing was registered; check MLFLOW_TRACKING_URI and rerun "
-            "`lof import-model`"
+            f"import of {source} could not reach MLflow at "
+            f"{redact_url(settings.mlflow_tracking_uri)} ({type(exc).__name__}); nothing was "
+            "registered; check MLFLOW_TRACKING_URI and rerun `lof import-model`"
         ) from exc
     return ImportResult(
         version=version,

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
 
+import mlflow
 import numpy as np
 import pandas as pd
 import pytest
@@ -29,8 +30,10 @@ import yaml
 from lof import examples as example_set
 from lof import legacy, promotion, registry, synth, training
 from lof.config import get_settings
+from lof.errors import ModelError
 from lof.features import FEATURES, LEVELS
 from lof.stores import open_prediction_store
+from tests.servers import free_port
 
 from .test_legacy import _pickle_claiming
 
@@ -244,3 +247,26 @@ def test_first_retrain_after_the_import_is_gated_against_it(day_one):
     assert report.metric == promotion.GATE_METRIC == "risk_roc_auc_25_50"
     assert report.production_score == pytest.approx(expected)
     assert report.passed == (report.candidate_score >= expected - settings.promote_margin - 1e-12)
+
+
+def test_unreachable_mlflow_is_one_line_naming_the_setting(day_one, monkeypatch):
+    """No server behind MLFLOW_TRACKING_URI: one ModelError naming it, nothing registered."""
+    settings = day_one["settings"]
+    built = training.build_training_set(settings=settings, semesters=None, as_of=TODAY)
+    before = registry.client(settings=settings).search_model_versions(
+        f"name='{settings.model_name}'"
+    )
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    try:
+        with pytest.raises(ModelError, match="nothing was registered; check MLFLOW_TRACKING_URI"):
+            legacy.import_model(
+                settings=get_settings(), path=day_one["pickled"], training_set=built
+            )
+    finally:
+        mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+        mlflow.set_registry_uri(settings.mlflow_tracking_uri)
+    after = registry.client(settings=settings).search_model_versions(
+        f"name='{settings.model_name}'"
+    )
+    assert len(after) == len(before)
