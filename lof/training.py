@@ -808,8 +808,7 @@ def _train_and_register(
     train_ids = _leb2_class_ids(train)
     holdout_ids = _leb2_class_ids(holdout)
 
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    mlflow.set_registry_uri(settings.mlflow_tracking_uri)
+    registry.use_tracking_server(settings)
     experiment_id = tracking.ensure_experiment(settings=settings, name=RETRAIN_EXPERIMENT)
     run_name = f"retrain-{format_day(training.as_of)}"
     with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as parent:
