@@ -103,7 +103,8 @@ def production_alias(settings: Settings) -> str:
 def use_tracking_server(settings: Settings) -> None:
     """Point MLflow's fluent API (``mlflow.start_run``, ``log_model``) at the settings' server.
 
-    The one place that changes the process-wide URIs; registry reads and writes use a client.
+    The one place that changes the process-wide URIs; registry reads and writes use a client,
+    and only model downloads (which MLflow resolves through these URIs) call it here.
     """
     import mlflow
 
@@ -224,10 +225,15 @@ def production_version(*, settings: Settings, mlflow_client: Any = None) -> str 
 
 
 def _sklearn_model(*, settings: Settings, uri: str) -> Any:
-    """Download the model at ``uri`` through the settings' server, then load the local copy."""
+    """Download the model at ``uri`` through the settings' server, then load the local copy.
+
+    MLflow resolves a version's ``models:/m-...`` source (a logged model) through the
+    process-wide tracking URI whatever ``tracking_uri`` says, hence ``use_tracking_server``.
+    """
     import mlflow.artifacts
     import mlflow.sklearn
 
+    use_tracking_server(settings)
     tracking = settings.mlflow_tracking_uri
     with tempfile.TemporaryDirectory(prefix="lof-model-") as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -345,6 +351,7 @@ def model_files(*, settings: Settings, version: str) -> tuple[set[str], str | No
     stored yet)."""
     import mlflow.artifacts
 
+    use_tracking_server(settings)  # as in _sklearn_model: the location may need it
     tracking = settings.mlflow_tracking_uri
     location = client(settings=settings).get_model_version_download_uri(
         settings.model_name, str(version)
