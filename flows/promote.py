@@ -1,4 +1,7 @@
-"""Promote: gate a registered version and move it to Production (by event or one click)."""
+"""Promote: gate a registered version and move it to Production (by event or one click).
+
+The flow only sequences tasks: read the registry's state, decide (``promotion.decide``), act.
+"""
 
 from __future__ import annotations
 
@@ -41,13 +44,8 @@ def wait_for_model_files(settings: Settings, version: str) -> None:
 
 
 @io_task()
-def check_already_done(settings: Settings, version: str, event_id: str | None) -> str | None:
-    return promotion.already_done(settings=settings, version=version, event_id=event_id)
-
-
-@io_task()
-def find_production(settings: Settings) -> str | None:
-    return promotion.stage_version(settings=settings)
+def read_state(settings: Settings) -> registry.RegistryState:
+    return registry.read_state(settings=settings)
 
 
 @task(cache_policy=NO_CACHE)
@@ -74,7 +72,7 @@ def move_to_production(
 
 @io_task()
 def restore_alias(settings: Settings, production: str | None) -> None:
-    promotion.restore_alias(settings=settings, production=production)
+    registry.point_alias(settings=settings, version=production)
 
 
 def _blank(value: str | None) -> str | None:
@@ -83,6 +81,22 @@ def _blank(value: str | None) -> str | None:
         return None
     value = str(value).strip()
     return value or None
+
+
+def _result(
+    decision: promotion.Decision,
+    request: promotion.PromotionRequest,
+    state: registry.RegistryState,
+    gate: promotion.GateReport | None = None,
+) -> promotion.PromotionResult:
+    return promotion.PromotionResult(
+        status=decision.status,
+        message=decision.reason,
+        version=request.version,
+        previous=state.production if decision.status != "already" else None,
+        event_id=request.event_id,
+        gate=gate,
+    )
 
 
 @flow(name="promote", timeout_seconds=PROMOTE_TIMEOUT_SECONDS)
@@ -115,48 +129,35 @@ def promote(
                 event_id=event_id,
             )
 
-    done = check_already_done(settings, version, event_id)
-    if done:
-        logger.info(done)
-        return promotion.PromotionResult(
-            status="already", message=done, version=version, event_id=event_id
-        )
-
-    production = find_production(settings)
-    if key is not None and production is not None and int(version) < int(production):
-        message = (
-            f"ignored s3://{bucket}/{key}: version {version} is older than Production "
-            f"v{production}; roll back by hand with `lof promote --version {version}`"
-        )
-        logger.info(message)
-        return promotion.PromotionResult(
-            status="ignored", message=message, version=version, previous=production
-        )
+    request = promotion.PromotionRequest(
+        version=version,
+        event_id=event_id,
+        reason=reason,
+        upload=f"s3://{bucket}/{key}" if key is not None else None,
+    )
+    state = read_state(settings)
+    decision = promotion.decide(request=request, state=state, model_name=settings.model_name)
+    if decision.action == "refuse":
+        raise ModelError(decision.reason)
+    if decision.action == "ignore":
+        logger.info(decision.reason)
+        return _result(decision, request, state)
 
     wait_for_model_files(settings, version)
-    report = score_gate(settings, version, production, force)
+    report = score_gate(settings, version, state.production, force)
     logger.info(report.describe())
-    if not report.passed:
-        if reason == "mlflow-alias":
-            restore_alias(settings, production)
-            logger.info("alias %r points back at v%s", promotion.PRODUCTION_ALIAS, production)
-        raise ModelError(promotion.refusal_message(report, settings=settings))
+    decision = promotion.decide(
+        request=request, state=state, model_name=settings.model_name, gate=report
+    )
+    if decision.action == "refuse":
+        if decision.restore_alias:
+            restore_alias(settings, state.production)
+            logger.info("the alias points back at v%s", state.production)
+        raise ModelError(decision.reason)
 
     promoted_by = promotion.promoter(reason=reason, event_id=event_id)
     if flow_run.id:
         promoted_by += f" run {flow_run.id}"
     move_to_production(settings, version, reason, event_id, promoted_by)
-    message = (
-        f"promoted version {version} of {settings.model_name!r} to {settings.model_stage}"
-        + (f" (v{production} archived)" if production and production != version else "")
-        + f"; {report.describe()}"
-    )
-    logger.info(message)
-    return promotion.PromotionResult(
-        status="promoted",
-        message=message,
-        version=version,
-        previous=production,
-        event_id=event_id,
-        gate=report,
-    )
+    logger.info(decision.reason)
+    return _result(decision, request, state, report)

@@ -452,8 +452,7 @@ def import_model(
     source = loaded.path.name
     estimator_name = f"{type(loaded.estimator).__module__}.{type(loaded.estimator).__name__}"
 
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    mlflow.set_registry_uri(settings.mlflow_tracking_uri)
+    registry.use_tracking_server(settings)
     try:
         experiment_id = tracking.ensure_experiment(settings=settings, name=IMPORT_EXPERIMENT)
         with mlflow.start_run(experiment_id=experiment_id, run_name=f"import-{source}") as run:

@@ -69,7 +69,6 @@ METRICS: tuple[str, ...] = (
     "log_loss",
     "share_at_risk",
 )
-LOWER_IS_BETTER = frozenset({"brier", "risk_brier", "risk_ece", "log_loss", TIE_METRIC})
 FIT_THREADS = 1
 
 

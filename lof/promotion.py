@@ -17,13 +17,18 @@ The promote flow, the ``lof promote`` command and the webhooks share these funct
   need ``--force``). A version without the tag (registered before) counts as having trained on
   no held-out class, and the report says so. A refusal changes nothing.
 - Idempotent: an event already recorded on a version, or a version already at Production with
-  the ``production`` alias, is a no-op. S3 delivers at least once, and setting the alias from the
-  promote flow fires the MLflow alias webhook again.
+  the alias, is a no-op. S3 delivers at least once, and setting the alias from the promote flow
+  fires the MLflow alias webhook again.
+- An uploaded file of a version older than Production is ignored (roll back by hand); a refusal
+  that the alias asked for points the alias back at Production.
+
+``decide`` applies these rules to a request and the registry's state (``registry.read_state``)
+without I/O: the promote flow reads the state, decides and acts; the webhooks reuse
+``already_done``.
 """
 
 from __future__ import annotations
 
-import functools
 import getpass
 import logging
 import math
@@ -32,8 +37,8 @@ import socket
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from dataclasses import dataclass
+from typing import Any, Literal
 from urllib.parse import unquote_plus
 
 import pandas as pd
@@ -45,10 +50,8 @@ from lof.config import Settings
 from lof.errors import ModelError
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 EVENT_NAME = "lof.model.uploaded"
-PRODUCTION_ALIAS = registry.PRODUCTION_ALIAS
 GATE_METRIC = lof_model.SELECTION_METRIC
 FALLBACK_METRIC = "risk_roc_auc"
 MODEL_FILE_NAMES = frozenset({"model.skops", "model.pkl", "model.cloudpickle", "model.joblib"})
@@ -131,70 +134,28 @@ class PromotionResult:
     previous: str | None = None
     event_id: str | None = None
     gate: GateReport | None = None
-    details: dict[str, Any] = field(default_factory=dict)
 
     def describe(self) -> str:
         return self.message
 
 
-# --- registry access --------------------------------------------------------------------------
-
-
-def _use_registry(settings: Settings) -> None:
-    """``models:/`` URIs resolve through the process-wide MLflow URIs."""
-    import mlflow
-
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    mlflow.set_registry_uri(settings.mlflow_tracking_uri)
-
-
-def all_versions(*, settings: Settings) -> list[Any]:
-    """Every registered version of ``settings.model_name`` (empty if the model is unknown)."""
-    client = registry.client(settings=settings)
-    name = settings.model_name.replace("'", "\\'")
-
-    def search() -> list[Any]:
-        try:
-            return list(client.search_model_versions(f"name='{name}'"))
-        except Exception as exc:
-            if registry.not_found(exc):
-                return []
-            raise
-
-    return registry.call(search, what=f"list versions of {settings.model_name}")
-
-
-def stage_version(*, settings: Settings) -> str | None:
-    """The version at ``settings.model_stage`` by stage only (the alias may lag or lead)."""
-    stage = settings.model_stage
-    versions = [v for v in all_versions(settings=settings) if (v.current_stage or "") == stage]
-    return str(max(int(v.version) for v in versions)) if versions else None
-
-
-def _alias_version(*, settings: Settings) -> str | None:
-    client = registry.client(settings=settings)
-    try:
-        return str(client.get_model_version_by_alias(settings.model_name, PRODUCTION_ALIAS).version)
-    except Exception as exc:
-        if registry.not_found(exc):
-            return None
-        raise
-
-
 # --- resolving an S3 object -------------------------------------------------------------------
 
 
-def normalize_key(key: str) -> str:
+def decode_key(key: str) -> str:
     """Decode a key still URL-encoded as S3 notifications send it ('+' is a space).
 
-    MLflow's own keys never hold a literal '%', so decoding a key that has one is safe.
+    The one decoding of S3 keys (webhooks and the promote flow): a key reaches the flow either
+    raw (a Prefect Cloud webhook) or decoded (lof's webhook), so decoding is done only when a
+    '%' shows the key is still encoded (moto encodes even '/'); MLflow's own keys never hold a
+    literal '%'.
     """
     return unquote_plus(key) if "%" in key else key
 
 
 def parse_artifact_key(*, bucket: str, key: str) -> ArtifactKey | None:
     """Place an S3 key in MLflow's artifact layout; None for an unrelated key."""
-    key = normalize_key(key)
+    key = decode_key(key)
     match = _MODEL_KEY.search(key)
     if match:
         return ArtifactKey(
@@ -230,29 +191,17 @@ def _belongs_to(version: Any, ref: ArtifactKey) -> bool:
 
 def find_version(*, settings: Settings, ref: ArtifactKey) -> str | None:
     """The registered version the artifact belongs to (highest if registered twice)."""
-    matches = [int(v.version) for v in all_versions(settings=settings) if _belongs_to(v, ref)]
+    matches = [
+        int(v.version) for v in registry.all_versions(settings=settings) if _belongs_to(v, ref)
+    ]
     return str(max(matches)) if matches else None
 
 
 def artifact_is_known(*, settings: Settings, ref: ArtifactKey) -> bool:
     """Whether MLflow knows the logged model (or run) the key belongs to."""
-    client = registry.client(settings=settings)
-
-    def lookup() -> bool:
-        try:
-            if ref.model_id:
-                client.get_logged_model(ref.model_id)
-            else:
-                client.get_run(ref.run_id)
-        except Exception as exc:
-            if registry.not_found(exc) or "INVALID_PARAMETER_VALUE" in str(
-                getattr(exc, "error_code", "")
-            ):
-                return False
-            raise
-        return True
-
-    return registry.call(lookup, what=f"look up {ref.owner}")
+    return registry.artifact_owner_exists(
+        settings=settings, model_id=ref.model_id, run_id=ref.run_id
+    )
 
 
 def wait_for_version(
@@ -273,21 +222,9 @@ def wait_for_version(
 
 def missing_model_files(*, settings: Settings, version: str) -> list[str]:
     """Files of the version's MLflow model not (yet) in the artifact store; [] when complete."""
-    import mlflow.artifacts
-
-    _use_registry(settings)
-    uri = f"models:/{settings.model_name}/{version}"
-    names = {
-        info.path.rsplit("/", 1)[-1]
-        for info in registry.call(
-            lambda: mlflow.artifacts.list_artifacts(artifact_uri=uri), what=f"list {uri}"
-        )
-    }
-    if "MLmodel" not in names:
+    names, text = registry.model_files(settings=settings, version=version)
+    if text is None:
         return ["MLmodel"]
-    text = registry.call(
-        lambda: mlflow.artifacts.load_text(f"{uri}/MLmodel"), what=f"read {uri}/MLmodel"
-    )
     flavors = (yaml.safe_load(text) or {}).get("flavors", {})
     listed = {
         str(conf[key]).rsplit("/", 1)[-1]
@@ -322,27 +259,100 @@ def wait_for_model_files(
         time.sleep(poll_seconds)
 
 
-# --- idempotence ------------------------------------------------------------------------------
+# --- the decision (pure) ---------------------------------------------------------------------
 
 
-def already_done(*, settings: Settings, version: str, event_id: str | None) -> str | None:
-    """Why promoting ``version`` for ``event_id`` would change nothing, or None."""
-    versions = {str(v.version): v for v in all_versions(settings=settings)}
-    if event_id:
-        for number, info in sorted(versions.items(), key=lambda kv: int(kv[0])):
-            if (info.tags or {}).get("promotion_event_id") == event_id:
-                return f"event {event_id} already promoted version {number}; nothing to do"
-    info = versions.get(str(version))
-    if info is None:
-        raise ModelError(
-            f"model {settings.model_name!r} has no version {version}; "
-            "list versions in the MLflow UI or run `lof retrain`"
-        )
-    if (info.current_stage or "") == settings.model_stage and _alias_version(
-        settings=settings
-    ) == str(version):
-        return f"version {version} is already at {settings.model_stage}; nothing to do"
+@dataclass(frozen=True)
+class PromotionRequest:
+    """What asks for a promotion: a version, from a person or an event."""
+
+    version: str
+    event_id: str | None = None
+    reason: str = "manual"
+    upload: str | None = None
+    """``s3://bucket/key`` when an uploaded file asked (the older-upload rule applies)."""
+
+
+Action = Literal["promote", "ignore", "refuse"]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do with a request, why (the line logged or raised), and the status reported."""
+
+    action: Action
+    reason: str
+    status: Status
+    unknown_version: bool = False
+    restore_alias: bool = False
+    """Point the alias back at Production: a refused promotion that the alias itself asked for."""
+
+
+def already_done(*, request: PromotionRequest, state: registry.RegistryState) -> str | None:
+    """Why the request would change nothing: its event already promoted a version, or the
+    version is at the stage with the alias on it. S3 delivers at least once, and the alias the
+    promote flow sets fires the MLflow alias webhook again."""
+    if request.event_id:
+        for seen in state.versions:
+            if seen.event_id == request.event_id:
+                return (
+                    f"event {request.event_id} already promoted version {seen.version}; "
+                    "nothing to do"
+                )
+    info = state.get(request.version)
+    if info is not None and info.stage == state.stage and state.alias_version == info.version:
+        return f"version {info.version} is already at {state.stage}; nothing to do"
     return None
+
+
+def decide(
+    *,
+    request: PromotionRequest,
+    state: registry.RegistryState,
+    model_name: str,
+    gate: GateReport | None = None,
+) -> Decision:
+    """Promote, ignore or refuse ``request`` given the registry's state and the gate's report.
+
+    Before the gate has run (``gate`` None) a request no rule stops is "promote" pending it;
+    the flow scores the gate only then, and decides again with its report.
+    """
+    version = request.version
+    done = already_done(request=request, state=state)
+    if done:
+        return Decision("ignore", done, "already")
+    if state.get(version) is None:
+        return Decision(
+            "refuse",
+            f"model {model_name!r} has no version {version}; "
+            "list versions in the MLflow UI or run `lof retrain`",
+            "refused",
+            unknown_version=True,
+        )
+    production = state.production
+    if request.upload and production is not None and int(version) < int(production):
+        return Decision(
+            "ignore",
+            f"ignored {request.upload}: version {version} is older than Production "
+            f"v{production}; roll back by hand with `lof promote --version {version}`",
+            "ignored",
+        )
+    if gate is None:
+        return Decision("promote", f"version {version} goes to the gate", "promoted")
+    if not gate.passed:
+        return Decision(
+            "refuse",
+            refusal_message(gate, model_name=model_name),
+            "refused",
+            restore_alias=request.reason == "mlflow-alias",
+        )
+    return Decision(
+        "promote",
+        f"promoted version {version} of {model_name!r} to {state.stage}"
+        + (f" (v{production} archived)" if production and production != version else "")
+        + f"; {gate.describe()}",
+        "promoted",
+    )
 
 
 # --- the gate ---------------------------------------------------------------------------------
@@ -350,23 +360,15 @@ def already_done(*, settings: Settings, version: str, event_id: str | None) -> s
 
 def holdouts(*, settings: Settings, first: str | None = None) -> list[tuple[str, pd.DataFrame]]:
     """Held-out examples recorded at retrain: ``first``'s, then the newest versions' ones."""
-    client = registry.client(settings=settings)
-    versions = sorted(all_versions(settings=settings), key=lambda v: -int(v.version))
+    versions = sorted(registry.all_versions(settings=settings), key=lambda v: -int(v.version))
     ordered = [v for v in versions if str(v.version) == str(first)] + [
         v for v in versions[:HOLDOUT_LOOKBACK] if str(v.version) != str(first)
     ]
-    out = []
-    for info in ordered:
-        if not info.run_id:
-            continue
-        listed = registry.call(
-            functools.partial(client.list_artifacts, info.run_id, "holdout"),
-            what=f"list holdout of version {info.version}",
-        )
-        if any(item.path.endswith("holdout.parquet") for item in listed):
-            version = str(info.version)
-            out.append((version, registry.load_holdout(settings=settings, version=version)))
-    return out
+    return [
+        (str(info.version), registry.load_holdout(settings=settings, version=str(info.version)))
+        for info in ordered
+        if info.run_id and registry.has_holdout(settings=settings, run_id=info.run_id)
+    ]
 
 
 def latest_holdout(*, settings: Settings) -> tuple[str, pd.DataFrame] | None:
@@ -421,7 +423,6 @@ def gate_passes(*, candidate_score: float, production_score: float, margin: floa
 
 
 def load_version(*, settings: Settings, version: str) -> Any:
-    _use_registry(settings)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = registry.load_model_version(settings=settings, version=version)
@@ -527,30 +528,14 @@ def run_gate(
     )
 
 
-def refusal_message(report: GateReport, *, settings: Settings) -> str:
+def refusal_message(report: GateReport, *, model_name: str) -> str:
     return (
-        f"refused to promote version {report.candidate} of {settings.model_name!r}: "
+        f"refused to promote version {report.candidate} of {model_name!r}: "
         f"{report.metric} {report.candidate_score:.4f} is worse than Production "
         f"v{report.production}'s {report.production_score:.4f} by more than the margin "
         f"{report.margin:g} (LOF_PROMOTE_MARGIN) on the holdout of v{report.holdout_version}; "
         f"nothing changed; to promote anyway run `lof promote --version {report.candidate} --force`"
     )
-
-
-def restore_alias(*, settings: Settings, production: str | None) -> None:
-    """Point the alias back at the Production version (after a refused alias promotion)."""
-    client = registry.client(settings=settings)
-    name = settings.model_name
-    if production is None:
-        registry.call(
-            lambda: client.delete_registered_model_alias(name, PRODUCTION_ALIAS),
-            what="remove alias",
-        )
-    else:
-        registry.call(
-            lambda: client.set_registered_model_alias(name, PRODUCTION_ALIAS, production),
-            what="restore alias",
-        )
 
 
 def promoter(*, reason: str, event_id: str | None) -> str:

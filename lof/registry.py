@@ -3,7 +3,13 @@
 Conventions (retrain and promote rely on them): the registered model is
 ``settings.model_name``; each version's run holds the model under ``model`` and the held-out
 examples under ``holdout/holdout.parquet``; retrain only registers versions, promotion alone
-moves the ``Production`` stage (archiving the previous one) and the ``production`` alias.
+moves the ``Production`` stage (archiving the previous one) and the alias named after it
+(``production_alias``: ``production``). The stage is the contract; the alias mirrors it.
+
+This module alone talks to the registry, through a client built from the settings;
+``use_tracking_server`` is the one place that points MLflow's process-wide fluent API at the
+server (runs logged by retrain, import and daily scoring). MlflowClient retries HTTP errors
+itself, so nothing here retries again.
 """
 
 from __future__ import annotations
@@ -11,23 +17,25 @@ from __future__ import annotations
 import logging
 import tempfile
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from lof.config import Settings
 from lof.errors import ModelError
-from lof.retry import call_with_retries
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 HOLDOUT_ARTIFACT = "holdout/holdout.parquet"
 MODEL_ARTIFACT = "model"
-PRODUCTION_ALIAS = "production"
 TRAINING_CLASSES_TAG = "training_class_ids"
 """Version tag: the LEB2 class ids the registered model was fitted on (``encode_class_ids``)."""
 EVALUATION_CLASSES_TAG = "evaluation_class_ids"
@@ -79,98 +87,160 @@ def decode_class_ids(text: str | None) -> set[int] | None:
     return out
 
 
-def client(*, settings: Settings) -> Any:
-    """An MlflowClient on the settings' tracking and registry URI."""
+def client(*, settings: Settings) -> MlflowClient:
+    """An MlflowClient on the settings' tracking and registry URI (no process-wide state)."""
     from mlflow import MlflowClient
 
     uri = settings.mlflow_tracking_uri
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
-def is_transient(exc: BaseException) -> bool:
-    """HTTP 429/5xx and dropped connections to a tracking server are worth a retry."""
+def production_alias(settings: Settings) -> str:
+    """The alias that mirrors the stage (``Production`` -> ``production``): one name for all."""
+    return settings.model_stage.lower()
+
+
+def use_tracking_server(settings: Settings) -> None:
+    """Point MLflow's fluent API (``mlflow.start_run``, ``log_model``) at the settings' server.
+
+    The one place that changes the process-wide URIs; registry reads and writes use a client,
+    and only model downloads (which MLflow resolves through these URIs) call it here.
+    """
+    import mlflow
+
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    mlflow.set_registry_uri(settings.mlflow_tracking_uri)
+
+
+def not_found(exc: BaseException) -> bool:
+    """The registry says the model, version, alias or run does not exist (code or HTTP 404)."""
     from mlflow.exceptions import MlflowException
 
-    if isinstance(exc, ConnectionError | TimeoutError):
-        return True
-    name = type(exc).__name__
-    if name in ("ConnectionError", "ReadTimeout", "ConnectTimeout", "ChunkedEncodingError"):
-        return True
-    if isinstance(exc, MlflowException):
-        code = str(getattr(exc, "error_code", ""))
-        text = str(exc)
-        return code in ("TEMPORARILY_UNAVAILABLE", "RESOURCE_EXHAUSTED") or any(
-            marker in text
-            for marker in ("429", "500", "502", "503", "504", "Max retries", "Connection")
-        )
-    return False
-
-
-def call(fn: Callable[[], T], *, what: str) -> T:
-    """Call the tracking server, retrying what is transient with bounded backoff."""
-    return call_with_retries(fn, is_transient=is_transient, attempts=4, max_delay=8.0, what=what)
+    if not isinstance(exc, MlflowException):
+        return False
+    return exc.error_code == "RESOURCE_DOES_NOT_EXIST" or exc.get_http_status_code() == 404
 
 
 def _where(settings: Settings) -> str:
     return f"registry {settings.redacted(settings.mlflow_tracking_uri or '')}"
 
 
-def not_found(exc: BaseException) -> bool:
-    from mlflow.exceptions import MlflowException
-
-    return isinstance(exc, MlflowException) and (
-        "RESOURCE_DOES_NOT_EXIST" in str(getattr(exc, "error_code", ""))
-        or "not found" in str(exc).lower()
-        or "does not exist" in str(exc).lower()
-    )
-
-
 # --- reading ----------------------------------------------------------------------------------
 
 
-def production_version(*, settings: Settings) -> str | None:
-    """The version at ``settings.model_stage`` (or, failing that, its alias), None if none."""
-    mlflow_client = client(settings=settings)
-    name, stage = settings.model_name, settings.model_stage
+@dataclass(frozen=True)
+class VersionState:
+    """One registered version as promotion sees it."""
 
-    def find() -> str | None:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                versions = mlflow_client.get_latest_versions(name, stages=[stage])
-        except Exception as exc:
-            if not_found(exc):
-                return None
-            raise
-        if versions:
-            return str(max(int(v.version) for v in versions))
-        try:
-            return str(mlflow_client.get_model_version_by_alias(name, stage.lower()).version)
-        except Exception as exc:
-            if not_found(exc):
-                return None
-            raise
+    version: str
+    stage: str
+    event_id: str | None = None
+    """The ``promotion_event_id`` tag: the event that promoted it (None: none recorded)."""
 
+
+@dataclass(frozen=True)
+class RegistryState:
+    """The registry's answer to "which version is in Production", read once.
+
+    ``production`` is the one rule every reader uses: the highest version at the stage, and,
+    when no version is at the stage, the version the alias points at.
+    """
+
+    stage: str
+    versions: tuple[VersionState, ...] = ()
+    stage_version: str | None = None
+    alias_version: str | None = None
+
+    @property
+    def production(self) -> str | None:
+        return self.stage_version if self.stage_version is not None else self.alias_version
+
+    def get(self, version: str) -> VersionState | None:
+        return next((v for v in self.versions if v.version == str(version)), None)
+
+
+def all_versions(*, settings: Settings, mlflow_client: Any = None) -> list[ModelVersion]:
+    """Every registered version of ``settings.model_name`` (empty if the model is unknown)."""
+    mlflow_client = mlflow_client or client(settings=settings)
+    name = settings.model_name.replace("'", "\\'")
     try:
-        return call(find, what=f"find {name} at {stage}")
+        return list(mlflow_client.search_model_versions(f"name='{name}'"))
+    except Exception as exc:
+        if not_found(exc):
+            return []
+        raise
+
+
+def _alias_version(*, settings: Settings, mlflow_client: Any) -> str | None:
+    """The version the alias points at; None when the model or the alias does not exist (the
+    registry answers an unset alias of a known model with INVALID_PARAMETER_VALUE)."""
+    from mlflow.exceptions import MlflowException
+
+    alias = production_alias(settings)
+    try:
+        return str(mlflow_client.get_model_version_by_alias(settings.model_name, alias).version)
+    except MlflowException as exc:
+        if not_found(exc) or exc.error_code == "INVALID_PARAMETER_VALUE":
+            return None
+        raise
+
+
+def read_state(*, settings: Settings, mlflow_client: Any = None) -> RegistryState:
+    """The versions, the one at ``settings.model_stage`` and the alias's, or a ModelError."""
+    mlflow_client = mlflow_client or client(settings=settings)
+    stage = settings.model_stage
+    try:
+        found = all_versions(settings=settings, mlflow_client=mlflow_client)
+        alias = _alias_version(settings=settings, mlflow_client=mlflow_client)
     except Exception as exc:
         raise ModelError(
-            f"cannot read model {name!r} at stage {stage} from {_where(settings)}: "
-            f"{type(exc).__name__}; check MLFLOW_TRACKING_URI"
+            f"cannot read model {settings.model_name!r} at stage {stage} from "
+            f"{_where(settings)}: {type(exc).__name__}; check MLFLOW_TRACKING_URI"
         ) from exc
+    versions = tuple(
+        sorted(
+            (
+                VersionState(
+                    version=str(v.version),
+                    stage=v.current_stage or "",
+                    event_id=(v.tags or {}).get("promotion_event_id") or None,
+                )
+                for v in found
+            ),
+            key=lambda v: int(v.version),
+        )
+    )
+    at_stage = [v.version for v in versions if v.stage == stage]
+    return RegistryState(
+        stage=stage,
+        versions=versions,
+        stage_version=at_stage[-1] if at_stage else None,
+        alias_version=alias,
+    )
+
+
+def production_version(*, settings: Settings, mlflow_client: Any = None) -> str | None:
+    """The version at ``settings.model_stage`` (or, failing that, its alias), None if none."""
+    return read_state(settings=settings, mlflow_client=mlflow_client).production
 
 
 def _sklearn_model(*, settings: Settings, uri: str) -> Any:
+    """Download the model at ``uri`` through the settings' server, then load the local copy.
+
+    MLflow resolves a version's ``models:/m-...`` source (a logged model) through the
+    process-wide tracking URI whatever ``tracking_uri`` says, hence ``use_tracking_server``.
+    """
+    import mlflow.artifacts
     import mlflow.sklearn
 
-    def load() -> Any:
-        mlflow.set_registry_uri(settings.mlflow_tracking_uri)
-        mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return mlflow.sklearn.load_model(uri)
-
-    return call(load, what=f"load {uri}")
+    use_tracking_server(settings)
+    tracking = settings.mlflow_tracking_uri
+    with tempfile.TemporaryDirectory(prefix="lof-model-") as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=uri, dst_path=tmp, tracking_uri=tracking, registry_uri=tracking
+        )
+        return mlflow.sklearn.load_model(local)
 
 
 def load_model_version(*, settings: Settings, version: str) -> Any:
@@ -223,10 +293,7 @@ def version_info(*, settings: Settings, version: str) -> Any:
     """The registry's ModelVersion (tags, run_id, stage, aliases)."""
     mlflow_client = client(settings=settings)
     try:
-        return call(
-            lambda: mlflow_client.get_model_version(settings.model_name, str(version)),
-            what=f"read version {version}",
-        )
+        return mlflow_client.get_model_version(settings.model_name, str(version))
     except Exception as exc:
         if not_found(exc):
             raise ModelError(
@@ -246,14 +313,12 @@ def load_holdout(*, settings: Settings, version: str) -> pd.DataFrame:
     info = version_info(settings=settings, version=version)
     with tempfile.TemporaryDirectory(prefix="lof-holdout-") as tmp:
         try:
-            path = call(
-                lambda: mlflow.artifacts.download_artifacts(
-                    run_id=info.run_id,
-                    artifact_path=HOLDOUT_ARTIFACT,
-                    dst_path=tmp,
-                    tracking_uri=settings.mlflow_tracking_uri,
-                ),
-                what=f"download holdout of version {version}",
+            path = mlflow.artifacts.download_artifacts(
+                run_id=info.run_id,
+                artifact_path=HOLDOUT_ARTIFACT,
+                dst_path=tmp,
+                tracking_uri=settings.mlflow_tracking_uri,
+                registry_uri=settings.mlflow_tracking_uri,
             )
             return pd.read_parquet(path)
         except Exception as exc:
@@ -262,6 +327,56 @@ def load_holdout(*, settings: Settings, version: str) -> pd.DataFrame:
                 f"{HOLDOUT_ARTIFACT} in run {info.run_id} ({type(exc).__name__}); "
                 "it was not registered by `lof retrain`; retrain or promote with --force"
             ) from exc
+
+
+def artifact_owner_exists(*, settings: Settings, model_id: str | None, run_id: str | None) -> bool:
+    """Whether MLflow knows the logged model (or, without one, the run) artifacts belong to."""
+    from mlflow.exceptions import MlflowException
+
+    mlflow_client = client(settings=settings)
+    try:
+        if model_id:
+            mlflow_client.get_logged_model(model_id)
+        else:
+            mlflow_client.get_run(run_id or "")
+    except MlflowException as exc:
+        if not_found(exc) or exc.error_code == "INVALID_PARAMETER_VALUE":
+            return False
+        raise
+    return True
+
+
+def model_files(*, settings: Settings, version: str) -> tuple[set[str], str | None]:
+    """The file names stored with a version's MLflow model, and its ``MLmodel`` text (None: not
+    stored yet)."""
+    import mlflow.artifacts
+
+    use_tracking_server(settings)  # as in _sklearn_model: the location may need it
+    tracking = settings.mlflow_tracking_uri
+    location = client(settings=settings).get_model_version_download_uri(
+        settings.model_name, str(version)
+    )
+    names = {
+        info.path.rsplit("/", 1)[-1]
+        for info in mlflow.artifacts.list_artifacts(artifact_uri=location, tracking_uri=tracking)
+    }
+    if "MLmodel" not in names:
+        return names, None
+    with tempfile.TemporaryDirectory(prefix="lof-mlmodel-") as tmp:
+        path = mlflow.artifacts.download_artifacts(
+            artifact_uri=f"{location.rstrip('/')}/MLmodel",
+            dst_path=tmp,
+            tracking_uri=tracking,
+            registry_uri=tracking,
+        )
+        return names, Path(path).read_text()
+
+
+def has_holdout(*, settings: Settings, run_id: str) -> bool:
+    """Whether a run stored held-out examples at ``HOLDOUT_ARTIFACT``."""
+    folder, _, file_name = HOLDOUT_ARTIFACT.rpartition("/")
+    listed = client(settings=settings).list_artifacts(run_id, folder)
+    return any(item.path.endswith(file_name) for item in listed)
 
 
 # --- writing ----------------------------------------------------------------------------------
@@ -337,7 +452,7 @@ def register_version(
     string_tags = {str(k): str(v) for k, v in tags.items()}
     try:
         try:
-            call(lambda: mlflow_client.get_registered_model(name), what=f"read {name}")
+            mlflow_client.get_registered_model(name)
         except Exception as exc:
             if not not_found(exc):
                 raise
@@ -356,7 +471,7 @@ def register_version(
                 description=description,
             )
 
-        version = call(create_once, what=f"register {name}")
+        version = create_once()
     except Exception as exc:
         raise ModelError(
             f"cannot register {model_uri} as {name!r} in {_where(settings)}: "
@@ -384,7 +499,7 @@ def transition_to_production(
             mlflow_client.transition_model_version_stage(
                 name, str(version), stage, archive_existing_versions=True
             )
-        mlflow_client.set_registered_model_alias(name, stage.lower(), str(version))
+        mlflow_client.set_registered_model_alias(name, production_alias(settings), str(version))
         tags = {
             "promoted_by": promoted_by,
             "promoted_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -395,9 +510,25 @@ def transition_to_production(
             mlflow_client.set_model_version_tag(name, str(version), key, value)
 
     try:
-        call(move, what=f"promote {name} v{version}")
+        move()
     except Exception as exc:
         raise ModelError(
             f"cannot move version {version} of {name!r} to {stage} in {_where(settings)}: "
             f"{type(exc).__name__}; rerun `lof promote --version {version}`"
+        ) from exc
+
+
+def point_alias(*, settings: Settings, version: str | None) -> None:
+    """Point the alias at ``version`` (None: remove it), e.g. back at Production after a refusal."""
+    mlflow_client = client(settings=settings)
+    name, alias = settings.model_name, production_alias(settings)
+    try:
+        if version is None:
+            mlflow_client.delete_registered_model_alias(name, alias)
+        else:
+            mlflow_client.set_registered_model_alias(name, alias, str(version))
+    except Exception as exc:
+        raise ModelError(
+            f"cannot point alias {alias!r} of {name!r} at {version or 'nothing'} in "
+            f"{_where(settings)}: {type(exc).__name__}; check MLFLOW_TRACKING_URI"
         ) from exc

@@ -10,6 +10,7 @@ import mlflow
 import pandas as pd
 from mlflow.data.pandas_dataset import from_pandas
 
+from lof import registry
 from lof.calendar import format_day
 from lof.config import Settings
 
@@ -70,7 +71,7 @@ def log_scoring_run(
     ``per_class_shares.json`` table (one row per class and day, not one metric key per class).
     """
     experiment_id = ensure_experiment(settings=settings, name=DAILY_EXPERIMENT)
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    registry.use_tracking_server(settings)
     trend_id = (
         semester_run(
             settings=settings, experiment_id=experiment_id, semester=semester, model_name=model_name

@@ -152,8 +152,7 @@ def _train_and_register(
         seed=seed, mlp_max_iter=mlp_max_iter, names=candidate_names
     )
 
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    mlflow.set_registry_uri(settings.mlflow_tracking_uri)
+    registry.use_tracking_server(settings)
     experiment_id = tracking.ensure_experiment(settings=settings, name=RETRAIN_EXPERIMENT)
     run_name = f"retrain-{format_day(training.as_of)}"
     with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as parent:

@@ -18,6 +18,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from lof import registry
 from lof.api.deps import SettingsDep, StoreHolder, StoreHolderDep, guard_store
 from lof.api.schemas import Health, Readiness
 from lof.calendar import format_day, today_local
@@ -44,24 +45,11 @@ def _registry_path_missing(uri: str) -> str | None:
 
 
 def registry_version(*, settings: Settings) -> str | None:
-    """The registered model's version at ``settings.model_stage``, or None if there is none."""
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    uri = settings.mlflow_tracking_uri or ""
-    missing = _registry_path_missing(uri)
+    """The Production version as daily scoring and promotion see it (``registry``), or None."""
+    missing = _registry_path_missing(settings.mlflow_tracking_uri or "")
     if missing is not None:
         raise LofError(f"no MLflow registry at {missing}; run `lof retrain` first")
-    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
-    try:
-        versions = client.get_latest_versions(settings.model_name, stages=[settings.model_stage])
-    except MlflowException as exc:
-        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
-            return None
-        raise
-    if not versions:
-        return None
-    return str(max(int(v.version) for v in versions))
+    return registry.production_version(settings=settings)
 
 
 def stale_reason(*, last_day: date | None, today: date, stale_after_days: int | None) -> str | None:

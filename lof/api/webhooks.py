@@ -22,14 +22,13 @@ import logging
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote_plus
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import SecretStr
 from starlette.concurrency import run_in_threadpool
 
-from lof import promotion
+from lof import promotion, registry
 from lof.api.problems import ApiProblem, problem_response
 from lof.config import Settings, get_settings
 
@@ -56,11 +55,6 @@ class S3Upload:
 
 
 # --- parsing (plain functions) ------------------------------------------------------------------
-
-
-def decode_key(raw: str) -> str:
-    """S3 notifications URL-encode keys, with '+' for a space."""
-    return unquote_plus(raw)
 
 
 def s3_event_id(*, bucket: str, key: str, etag: str, sequencer: str, time_: str) -> str:
@@ -100,7 +94,7 @@ def _records(body: dict[str, Any]) -> tuple[list[S3Upload], list[str]]:
         s3 = record["s3"]
         bucket = _text((s3.get("bucket") or {}).get("name"), f"{where}.s3.bucket.name")
         obj = s3.get("object") or {}
-        key = decode_key(_text(obj.get("key"), f"{where}.s3.object.key"))
+        key = promotion.decode_key(_text(obj.get("key"), f"{where}.s3.object.key"))
         if not name.startswith("ObjectCreated"):
             skipped.append(f"{name or 'unnamed event'} for s3://{bucket}/{key}")
             continue
@@ -121,7 +115,7 @@ def _eventbridge(body: dict[str, Any]) -> tuple[list[S3Upload], list[str]]:
         raise ApiProblem(400, "EventBridge event has no detail object")
     bucket = _text((detail.get("bucket") or {}).get("name"), "detail.bucket.name")
     obj = detail.get("object") or {}
-    key = decode_key(_text(obj.get("key"), "detail.object.key"))
+    key = promotion.decode_key(_text(obj.get("key"), "detail.object.key"))
     if body.get("detail-type") != "Object Created":
         return [], [f"{body.get('detail-type')} for s3://{bucket}/{key}"]
     event_id = s3_event_id(
@@ -418,11 +412,12 @@ async def mlflow_webhook(request: Request) -> JSONResponse:
         name = payload.get("name")
         alias = payload.get("alias")
         version = str(payload.get("version") or "")
-        if name != settings.model_name or alias != promotion.PRODUCTION_ALIAS:
+        expected = registry.production_alias(settings)
+        if name != settings.model_name or alias != expected:
             return JSONResponse(
                 {
                     "status": "ignored",
-                    "reason": f"alias {alias!r} of {name!r} is not {promotion.PRODUCTION_ALIAS!r} "
+                    "reason": f"alias {alias!r} of {name!r} is not {expected!r} "
                     f"of {settings.model_name!r}",
                 },
                 200,
@@ -460,13 +455,12 @@ async def mlflow_webhook(request: Request) -> JSONResponse:
 
 
 def _alias_already_live(*, settings: Settings, version: str) -> str | None:
-    """Why the alias event needs no promotion (the promote flow itself set the alias)."""
-    versions = {str(v.version): v for v in promotion.all_versions(settings=settings)}
-    info = versions.get(version)
-    if info is None:
+    """Why the alias event needs no promotion (the promote flow itself set the alias): the
+    promote flow's own "already done" rule on the registry's state."""
+    state = registry.read_state(settings=settings)
+    if state.get(version) is None:
         raise ApiProblem(
             404, f"model {settings.model_name!r} has no version {version}; nothing was emitted"
         )
-    if (info.current_stage or "") == settings.model_stage:
-        return f"version {version} is already at {settings.model_stage}"
-    return None
+    request = promotion.PromotionRequest(version=version, reason="mlflow-alias")
+    return promotion.already_done(request=request, state=state)

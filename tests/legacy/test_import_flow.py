@@ -164,7 +164,7 @@ def test_import_registers_a_tagged_version_with_signature_and_metrics(day_one):
     for point in (25, 50, 75, 100):
         assert f"holdout.at_risk_recall_at_{point}" in run.data.metrics
         assert f"all.brier_at_{point}" in run.data.metrics
-    assert promotion.stage_version(settings=settings) == version
+    assert registry.read_state(settings=settings).stage_version == version
     staged = mlflow.sklearn.load_model(f"models:/{settings.model_name}/Production")
     assert isinstance(staged, legacy.LegacyModel)
     assert np.array_equal(
