@@ -10,7 +10,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from lof.config import Settings, get_settings
-from lof.tracking import bound_mlflow_http
+from lof.registry import bound_http
 
 
 def io_task() -> Callable[[Callable[..., Any]], Any]:
@@ -25,7 +25,7 @@ def io_task() -> Callable[[Callable[..., Any]], Any]:
 def run_settings() -> Settings:
     """The settings of a flow run, with MLflow's HTTP retries bounded by them."""
     settings = get_settings()
-    bound_mlflow_http(settings)
+    bound_http(settings)
     return settings
 
 

@@ -92,7 +92,7 @@ class Settings(BaseSettings):
     http_timeout_seconds: float = Field(default=60.0, gt=0)
     http_retries: int = Field(default=5, ge=1, le=20)
     # MlflowClient's own HTTP retries (429/5xx, refused connections), the one retry layer of an
-    # MLflow call: applied to MLFLOW_HTTP_REQUEST_* when a run starts (lof.tracking). The
+    # MLflow call: applied to MLFLOW_HTTP_REQUEST_* by every registry client (lof.registry.bound_http). The
     # defaults bound an unreachable registry to about 12 s per call (backoff 0, 4, 8 s) and a
     # hung one to about 2 minutes (4 x 25 s), instead of MLflow's 7 tries of 120 s.
     mlflow_http_retries: int = Field(default=3, ge=0, le=10)

@@ -15,6 +15,7 @@ itself, so nothing here retries again.
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 import warnings
 from collections.abc import Mapping
@@ -87,10 +88,23 @@ def decode_class_ids(text: str | None) -> set[int] | None:
     return out
 
 
+def bound_http(settings: Settings) -> None:
+    """Bound MlflowClient's own HTTP retries by the LOF_MLFLOW_HTTP_* settings.
+
+    MLflow reads MLFLOW_HTTP_REQUEST_* at each request; its defaults (7 retries, 120 s timeout)
+    hold a run for about 16 minutes when the registry is down. These are the only retries of
+    an MLflow call, so the settings win over values already in the environment.
+    """
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(settings.mlflow_http_retries)
+    os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] = str(settings.mlflow_http_backoff_factor)
+    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(settings.mlflow_http_timeout_seconds)
+
+
 def client(*, settings: Settings) -> MlflowClient:
     """An MlflowClient on the settings' tracking and registry URI (no process-wide state)."""
     from mlflow import MlflowClient
 
+    bound_http(settings)
     uri = settings.mlflow_tracking_uri
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
@@ -108,6 +122,7 @@ def use_tracking_server(settings: Settings) -> None:
     """
     import mlflow
 
+    bound_http(settings)
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     mlflow.set_registry_uri(settings.mlflow_tracking_uri)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import warnings
 from datetime import date
 
@@ -15,18 +14,6 @@ from lof.calendar import format_day
 from lof.config import Settings
 
 DAILY_EXPERIMENT = "lof-daily-scoring"
-
-
-def bound_mlflow_http(settings: Settings) -> None:
-    """Bound MlflowClient's own HTTP retries by the LOF_MLFLOW_HTTP_* settings.
-
-    MLflow reads MLFLOW_HTTP_REQUEST_* at each request; its defaults (7 retries, 120 s timeout)
-    hold a run for about 16 minutes when the registry is down. These are the only retries of
-    an MLflow call, so the settings win over values already in the environment.
-    """
-    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(settings.mlflow_http_retries)
-    os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] = str(settings.mlflow_http_backoff_factor)
-    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(settings.mlflow_http_timeout_seconds)
 
 
 def local_artifact_location(*, settings: Settings, name: str) -> str | None:

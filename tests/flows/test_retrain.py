@@ -246,7 +246,7 @@ def test_unreachable_mlflow_is_one_line_naming_the_setting(settings, monkeypatch
     """No server behind MLFLOW_TRACKING_URI: one ModelError naming the setting, nothing else."""
     built = training.build_training_set(settings=settings, semesters=None, as_of=TODAY)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{free_port()}")
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("LOF_MLFLOW_HTTP_RETRIES", "0")
     try:
         with pytest.raises(ModelError, match="nothing was registered; check MLFLOW_TRACKING_URI"):
             training.train_and_register(
@@ -256,8 +256,7 @@ def test_unreachable_mlflow_is_one_line_naming_the_setting(settings, monkeypatch
                 n_splits=2,
             )
     finally:
-        mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-        mlflow.set_registry_uri(settings.mlflow_tracking_uri)
+        registry.use_tracking_server(settings)  # the URIs and HTTP bounds the other tests use
     assert _versions(settings) == []
 
 

@@ -21,7 +21,6 @@ from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
 
-import mlflow
 import numpy as np
 import pandas as pd
 import pytest
@@ -257,15 +256,14 @@ def test_unreachable_mlflow_is_one_line_naming_the_setting(day_one, monkeypatch)
         f"name='{settings.model_name}'"
     )
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{free_port()}")
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("LOF_MLFLOW_HTTP_RETRIES", "0")
     try:
         with pytest.raises(ModelError, match="nothing was registered; check MLFLOW_TRACKING_URI"):
             legacy.import_model(
                 settings=get_settings(), path=day_one["pickled"], training_set=built
             )
     finally:
-        mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-        mlflow.set_registry_uri(settings.mlflow_tracking_uri)
+        registry.use_tracking_server(settings)  # the URIs and HTTP bounds the other tests use
     after = registry.client(settings=settings).search_model_versions(
         f"name='{settings.model_name}'"
     )

@@ -88,7 +88,7 @@ def test_mlflow_http_settings_are_bounded_and_applied(
 ) -> None:
     from lof.config import get_settings
     from lof.errors import ConfigError
-    from lof.tracking import bound_mlflow_http
+    from lof.registry import bound_http
 
     for name, bad in (
         ("LOF_MLFLOW_HTTP_RETRIES", "11"),
@@ -103,7 +103,7 @@ def test_mlflow_http_settings_are_bounded_and_applied(
         monkeypatch.setenv(f"MLFLOW_HTTP_REQUEST_{name}", "1")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "7")
     monkeypatch.setenv("LOF_MLFLOW_HTTP_TIMEOUT_SECONDS", "10")
-    bound_mlflow_http(get_settings())
+    bound_http(get_settings())
     assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "3"
     assert os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] == "2"
     assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "10"
