@@ -92,9 +92,9 @@ class Settings(BaseSettings):
     http_timeout_seconds: float = Field(default=60.0, gt=0)
     http_retries: int = Field(default=5, ge=1, le=20)
     # MlflowClient's own HTTP retries (429/5xx, refused connections), the one retry layer of an
-    # MLflow call: applied to MLFLOW_HTTP_REQUEST_* by every registry client (lof.registry.bound_http). The
-    # defaults bound an unreachable registry to about 12 s per call (backoff 0, 4, 8 s) and a
-    # hung one to about 2 minutes (4 x 25 s), instead of MLflow's 7 tries of 120 s.
+    # MLflow call, applied to MLFLOW_HTTP_REQUEST_* by lof.registry.bound_http. The defaults
+    # bound an unreachable registry to about 12 s per call (backoff 0, 4, 8 s) and a hung one
+    # to about 2 minutes (4 x 25 s), instead of MLflow's 7 tries of 120 s.
     mlflow_http_retries: int = Field(default=3, ge=0, le=10)
     mlflow_http_backoff_factor: int = Field(default=2, ge=0, le=30)
     mlflow_http_timeout_seconds: int = Field(default=25, ge=1, le=600)
