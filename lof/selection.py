@@ -222,15 +222,8 @@ def refit_on_everything(
     )
 
 
-COMPARISON_METRICS: tuple[str, ...] = (
-    "risk_roc_auc",
-    "risk_pr_auc",
-    "risk_brier",
-    "risk_ece",
-    "at_risk_precision",
-    "at_risk_recall",
-    "macro_f1",
-)
+# the risk metrics and macro-F1, in the order of lof.model.METRICS
+COMPARISON_METRICS = lof_model.METRICS[: lof_model.METRICS.index("macro_f1") + 1]
 
 
 def comparison(results: dict[str, dict[str, Any]]) -> pd.DataFrame:

@@ -17,7 +17,7 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 
-from tests.servers import free_port, running, wait_for_port
+from tests.servers import free_port, mlflow_server_command, running, wait_for_port
 
 MARIADB_ROOT = "mysql+pymysql://root@127.0.0.1:3306"
 POSTGRES_ROOT = "postgresql+psycopg2://postgres@127.0.0.1:5432"
@@ -116,20 +116,8 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real `mlflow server` on loopback with a sqlite backend and local artifacts."""
     root = tmp_path_factory.mktemp("mlflow-server")
     port = free_port()
-    exe = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or "mlflow"
-    command = [
-        exe,
-        "server",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-        "--backend-store-uri",
-        f"sqlite:///{root / 'mlflow.db'}",
-        "--artifacts-destination",
-        (root / "artifacts").as_uri(),
-    ]
+    command = mlflow_server_command(
+        port=port, backend=root / "mlflow.db", artifacts=(root / "artifacts").as_uri()
+    )
     with running(command, port=port, log=root / "server.log", timeout=90) as url:
         yield url

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -14,6 +16,25 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def mlflow_server_command(*, port: int, backend: Path, artifacts: str) -> list[str]:
+    """The `mlflow server` command of the test servers: loopback, one worker, sqlite backend."""
+    exe = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or "mlflow"
+    return [
+        exe,
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--backend-store-uri",
+        f"sqlite:///{backend}",
+        "--artifacts-destination",
+        artifacts,
+    ]
 
 
 def wait_for_port(

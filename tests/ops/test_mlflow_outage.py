@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import free_port, running
+from tests.servers import free_port, mlflow_server_command, running
 
 # The issue's bound is "about 2 minutes"; the assertion leaves room for a loaded 2-core test
 # machine. MLflow's own defaults (7 retries, backoff factor 2) wait about 4 minutes per
@@ -23,21 +22,9 @@ OUTAGE_BOUND_SECONDS = 180
 def stopped_mlflow(tmp_path: Path) -> str:
     """The URL of a real `mlflow server` that answered once and is now stopped."""
     port = free_port()
-    exe = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or "mlflow"
-    command = [
-        exe,
-        "server",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-        "--backend-store-uri",
-        f"sqlite:///{tmp_path / 'mlflow.db'}",
-        "--artifacts-destination",
-        (tmp_path / "artifacts").as_uri(),
-    ]
+    command = mlflow_server_command(
+        port=port, backend=tmp_path / "mlflow.db", artifacts=(tmp_path / "artifacts").as_uri()
+    )
     with running(command, port=port, log=tmp_path / "server.log", timeout=90) as url:
         pass
     return url

@@ -29,7 +29,7 @@ from flows.promote import promote
 from lof import registry
 from lof.api.webhooks import router
 from lof.config import Settings, get_settings
-from tests.servers import free_port, running, stop
+from tests.servers import free_port, mlflow_server_command, running, stop
 
 from ._support import register, version
 
@@ -76,20 +76,9 @@ def s3_mlflow_server(
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": "us-east-1",
     }
-    command = [
-        str(Path(sys.executable).parent / "mlflow"),
-        "server",
-        "--backend-store-uri",
-        f"sqlite:///{home / 'mlflow.db'}",
-        "--artifacts-destination",
-        f"s3://{BUCKET}/mlflow",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-    ]
+    command = mlflow_server_command(
+        port=port, backend=home / "mlflow.db", artifacts=f"s3://{BUCKET}/mlflow"
+    )
     with running(command, port=port, log=home / "server.log", env=env, cwd=home, timeout=90) as url:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
