@@ -407,6 +407,130 @@ def _prefixed(prefix: str, metrics: dict[str, float]) -> dict[str, float]:
     return {f"{prefix}{k}": float(v) for k, v in metrics.items() if not np.isnan(float(v))}
 
 
+@dataclass(frozen=True)
+class _Scored:
+    """An imported model's scores on lof's examples, and what it was scored on."""
+
+    semesters: list[str]
+    examples: pd.DataFrame
+    holdout: pd.DataFrame
+    holdout_kind: str
+    held: dict[str, float]
+    metrics: dict[str, float]
+
+
+def _score_on_lof_examples(*, settings: Any, model: LegacyModel, training_set: Any) -> _Scored:
+    """Score ``model`` as a retrained candidate is: on the holdout a retrain would keep now
+    (all examples when there is none) and on every example; DataError when there is none."""
+    from lof import examples as example_set
+    from lof import selection, training
+
+    if training_set is None:
+        training_set = training.build_training_set(settings=settings, semesters=None, as_of=None)
+    examples = training_set.examples[
+        training_set.examples["class_id"] != example_set.LEGACY_CLASS_ID
+    ]
+    if examples.empty:
+        raise DataError(
+            "LEB2 has no labelled examples in its finished semesters, so the imported model "
+            "cannot be scored; nothing was registered; check the classes' assessed records"
+        )
+    _, holdout, kind = selection.split_holdout(examples=examples, classes=training_set.classes)
+    if holdout.empty:  # no time holdout: the imported model never fitted lof's examples
+        holdout, kind = examples, "all-examples"
+    threshold = settings.risk_threshold
+    held = evaluate(model=model, examples=holdout, threshold=threshold)
+    every = evaluate(model=model, examples=examples, threshold=threshold)
+    return _Scored(
+        semesters=list(training_set.semesters),
+        examples=examples,
+        holdout=holdout,
+        holdout_kind=kind,
+        held=held,
+        metrics=_prefixed("holdout.", held) | _prefixed("all.", every),
+    )
+
+
+def _estimator_name(estimator: Any) -> str:
+    return f"{type(estimator).__module__}.{type(estimator).__name__}"
+
+
+def _run_params(
+    *, settings: Any, loaded: LoadedClassifier, model: LegacyModel, scored: _Scored
+) -> dict[str, Any]:
+    """The import run's parameters: where the model came from and what it was scored on."""
+    return {
+        "source_file": loaded.path.name,
+        "source_sha256": loaded.sha256,
+        "estimator": _estimator_name(loaded.estimator),
+        "pickled_with": loaded.pickled_with or "",
+        "input_scaling": model.input_scaling,
+        "semesters": ",".join(scored.semesters),
+        "holdout_kind": scored.holdout_kind,
+        "risk_threshold": settings.risk_threshold,
+        "n_examples": len(scored.examples),
+        "n_holdout": len(scored.holdout),
+    }
+
+
+def _version_tags(
+    *, settings: Any, loaded: LoadedClassifier, model: LegacyModel, scored: _Scored
+) -> dict[str, Any]:
+    """The registered version's tags, with the holdout figures a retrained version carries."""
+    return {
+        "imported": "true",
+        "source_file": loaded.path.name,
+        "source_sha256": loaded.sha256,
+        "pickled_with": loaded.pickled_with or "",
+        "estimator": _estimator_name(loaded.estimator),
+        "input_scaling": model.input_scaling,
+        "semester": ",".join(scored.semesters),
+        "holdout_kind": scored.holdout_kind,
+        "label_rule": settings.label_rule,
+        "candidate": "imported",
+        **{
+            k: scored.held.get(k, float("nan"))
+            for k in ("macro_f1_at_50", "macro_f1", "at_risk_recall", "brier")
+        },
+    }
+
+
+def _log_and_register(
+    *,
+    settings: Any,
+    loaded: LoadedClassifier,
+    model: LegacyModel,
+    scored: _Scored,
+    description: str,
+) -> tuple[str, str]:
+    """Log the import run (metrics, model, holdout) and register its model: (version, run id);
+    an empty ``description`` becomes "imported from <file>"."""
+    import mlflow
+
+    from lof import examples as example_set
+    from lof import registry, tracking
+
+    source = loaded.path.name
+    experiment_id = tracking.ensure_experiment(settings=settings, name=IMPORT_EXPERIMENT)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"import-{source}") as run:
+        mlflow.set_tags({"lof.imported": "true", "lof.source_sha256": loaded.sha256})
+        mlflow.log_params(_run_params(settings=settings, loaded=loaded, model=model, scored=scored))
+        mlflow.log_metrics(scored.metrics)
+        input_example = scored.holdout[list(FEATURES)].head(5).astype(float)
+        logged = registry.log_model(model=model, input_example=input_example)
+        registry.log_holdout(holdout=scored.holdout[list(example_set.HOLDOUT_COLUMNS)])
+        version = registry.register_version(
+            settings=settings,
+            model_uri=logged.model_uri,
+            run_id=run.info.run_id,
+            tags=_version_tags(settings=settings, loaded=loaded, model=model, scored=scored),
+            model_id=logged.model_id,
+            description=description or f"imported from {source}",
+        )
+        mlflow.set_tag("lof.registered_version", version)
+    return version, run.info.run_id
+
+
 def import_model(
     *,
     settings: Any,
@@ -422,84 +546,20 @@ def import_model(
     (``all.*``; the former model saw none of them). Nothing is registered unless every step
     before succeeded.
     """
-    import mlflow
-
-    from lof import examples as example_set
-    from lof import registration, registry, selection, tracking, training
+    from lof import registration, registry
     from lof.config import redact_url
-    from lof.features import FEATURES as NAMES
 
     loaded = load_classifier(path)
     text = check_description(description)
     wrapped = LegacyModel(loaded.estimator, input_scaling=DEFAULT_SCALING)
-    if training_set is None:
-        training_set = training.build_training_set(settings=settings, semesters=None, as_of=None)
-    examples = training_set.examples[
-        training_set.examples["class_id"] != example_set.LEGACY_CLASS_ID
-    ]
-    if examples.empty:
-        raise DataError(
-            "LEB2 has no labelled examples in its finished semesters, so the imported model "
-            "cannot be scored; nothing was registered; check the classes' assessed records"
-        )
-    _, holdout, kind = selection.split_holdout(examples=examples, classes=training_set.classes)
-    if holdout.empty:  # no time holdout: the imported model never fitted lof's examples
-        holdout, kind = examples, "all-examples"
-    threshold = settings.risk_threshold
-    held = evaluate(model=wrapped, examples=holdout, threshold=threshold)
-    every = evaluate(model=wrapped, examples=examples, threshold=threshold)
-    metrics = _prefixed("holdout.", held) | _prefixed("all.", every)
+    scored = _score_on_lof_examples(settings=settings, model=wrapped, training_set=training_set)
     source = loaded.path.name
-    estimator_name = f"{type(loaded.estimator).__module__}.{type(loaded.estimator).__name__}"
 
     registry.use_tracking_server(settings)
     try:
-        experiment_id = tracking.ensure_experiment(settings=settings, name=IMPORT_EXPERIMENT)
-        with mlflow.start_run(experiment_id=experiment_id, run_name=f"import-{source}") as run:
-            mlflow.set_tags({"lof.imported": "true", "lof.source_sha256": loaded.sha256})
-            mlflow.log_params(
-                {
-                    "source_file": source,
-                    "source_sha256": loaded.sha256,
-                    "estimator": estimator_name,
-                    "pickled_with": loaded.pickled_with or "",
-                    "input_scaling": wrapped.input_scaling,
-                    "semesters": ",".join(training_set.semesters),
-                    "holdout_kind": kind,
-                    "risk_threshold": threshold,
-                    "n_examples": len(examples),
-                    "n_holdout": len(holdout),
-                }
-            )
-            mlflow.log_metrics(metrics)
-            input_example = holdout[list(NAMES)].head(5).astype(float)
-            logged = registry.log_model(model=wrapped, input_example=input_example)
-            registry.log_holdout(holdout=holdout[list(example_set.HOLDOUT_COLUMNS)])
-            tags = {
-                "imported": "true",
-                "source_file": source,
-                "source_sha256": loaded.sha256,
-                "pickled_with": loaded.pickled_with or "",
-                "estimator": estimator_name,
-                "input_scaling": wrapped.input_scaling,
-                "semester": ",".join(training_set.semesters),
-                "holdout_kind": kind,
-                "label_rule": settings.label_rule,
-                "candidate": "imported",
-                **{
-                    k: held.get(k, float("nan"))
-                    for k in ("macro_f1_at_50", "macro_f1", "at_risk_recall", "brier")
-                },
-            }
-            version = registry.register_version(
-                settings=settings,
-                model_uri=logged.model_uri,
-                run_id=run.info.run_id,
-                tags=tags,
-                model_id=logged.model_id,
-                description=text or f"imported from {source}",
-            )
-            mlflow.set_tag("lof.registered_version", version)
+        version, run_id = _log_and_register(
+            settings=settings, loaded=loaded, model=wrapped, scored=scored, description=text
+        )
     except Exception as exc:
         if isinstance(exc, LofError) or not registration.mlflow_unavailable(exc):
             raise  # a bug or a data problem keeps its own message and traceback
@@ -510,13 +570,13 @@ def import_model(
         ) from exc
     return ImportResult(
         version=version,
-        run_id=run.info.run_id,
+        run_id=run_id,
         source=source,
         sha256=loaded.sha256,
         input_scaling=wrapped.input_scaling,
-        metrics=metrics,
-        n_examples=len(examples),
-        n_classes=int(examples["class_id"].nunique()),
-        semesters=list(training_set.semesters),
+        metrics=scored.metrics,
+        n_examples=len(scored.examples),
+        n_classes=int(scored.examples["class_id"].nunique()),
+        semesters=scored.semesters,
         pickled_with=loaded.pickled_with,
     )

@@ -430,6 +430,65 @@ def load_version(*, settings: Settings, version: str) -> Any:
     return model
 
 
+def _production_fit(*, settings: Settings, version: str) -> tuple[Any, set[int] | None]:
+    """Production is compared as it serves: its registered fit and every class that fit saw."""
+    fit = load_version(settings=settings, version=version)
+    classes = registry.decode_class_ids(
+        registry.version_tags(settings=settings, version=version).get(registry.TRAINING_CLASSES_TAG)
+    )
+    return fit, classes
+
+
+def _unknown_classes_note(*, trained: Sequence[tuple[str, set[int] | None]]) -> str:
+    """The report's note on versions compared without knowing the classes they trained on."""
+    unknown = [f"v{version}" for version, classes in trained if classes is None]
+    if not unknown:
+        return ""
+    return (
+        f"training classes of {', '.join(unknown)} unknown (no {registry.TRAINING_CLASSES_TAG} "
+        "tag): compared on its whole holdout"
+    )
+
+
+def _pick_holdout(
+    *,
+    found: Sequence[tuple[str, pd.DataFrame]],
+    fits: Sequence[Any],
+    trained: Sequence[tuple[str, set[int] | None]],
+) -> tuple[str, pd.DataFrame, int]:
+    """The first holdout with rows of classes neither version trained on, and the rows left out.
+
+    ``trained`` is (version, classes) of the candidate, then Production; ModelError when no
+    holdout has such a row or every holdout lacks a column one of ``fits`` takes."""
+    (candidate, candidate_classes), (production, production_classes) = trained
+    overlap = 0
+    lacking: list[str] = []
+    for holdout_version, holdout in found:
+        if lacks_columns(holdout, models=fits):
+            lacking.append(holdout_version)
+            continue
+        rows, excluded = comparable_rows(holdout, trained=[c for _, c in trained])
+        if len(rows):
+            return holdout_version, rows, excluded
+        overlap += excluded
+    if len(lacking) == len(found):
+        raise ModelError(
+            f"the held-out data recorded with {', '.join('v' + v for v in lacking)} lacks "
+            f"column(s) v{candidate} or Production v{production} takes, so they cannot be "
+            f"compared; nothing changed; promote with `lof promote --version {candidate} "
+            "--force` after checking the retrain's holdout figures in MLflow"
+        )
+    raise ModelError(
+        f"no held-out example to compare v{candidate} with Production v{production} on: "
+        f"all {overlap} held-out rows recorded with {', '.join('v' + v for v, _ in found)} "
+        f"are from classes one of them trained on "
+        f"(v{candidate}: {registry.encode_class_ids(candidate_classes or [])}; "
+        f"v{production}: {registry.encode_class_ids(production_classes or [])}); "
+        f"nothing changed; promote with `lof promote --version {candidate} --force` "
+        "after checking the retrain's holdout figures in MLflow"
+    )
+
+
 def run_gate(
     *, settings: Settings, candidate: str, production: str | None, force: bool
 ) -> GateReport:
@@ -454,64 +513,16 @@ def run_gate(
     candidate_fit, candidate_classes = _comparable_model(
         settings=settings, version=candidate, model=candidate_model
     )
-    production_model = load_version(settings=settings, version=production)
-    # Production is compared as it serves: its registered fit and every class that fit saw.
-    production_fit = production_model
-    production_classes = registry.decode_class_ids(
-        registry.version_tags(settings=settings, version=production).get(
-            registry.TRAINING_CLASSES_TAG
-        )
+    production_fit, production_classes = _production_fit(settings=settings, version=production)
+    trained = [(candidate, candidate_classes), (production, production_classes)]
+    holdout_version, rows, excluded = _pick_holdout(
+        found=found, fits=(candidate_fit, production_fit), trained=trained
     )
-    unknown = [
-        f"v{v}"
-        for v, c in ((candidate, candidate_classes), (production, production_classes))
-        if c is None
-    ]
-    note = (
-        f"training classes of {', '.join(unknown)} unknown (no {registry.TRAINING_CLASSES_TAG} "
-        "tag): compared on its whole holdout"
-        if unknown
-        else ""
-    )
-    trained = [candidate_classes, production_classes]
-    chosen: tuple[str, pd.DataFrame, int] | None = None
-    overlap = 0
-    lacking: list[str] = []
-    for holdout_version, holdout in found:
-        if lacks_columns(holdout, models=(candidate_fit, production_fit)):
-            lacking.append(holdout_version)
-            continue
-        rows, excluded = comparable_rows(holdout, trained=trained)
-        if len(rows):
-            chosen = (holdout_version, rows, excluded)
-            break
-        overlap += excluded
-    if chosen is None and len(lacking) == len(found):
-        raise ModelError(
-            f"the held-out data recorded with {', '.join('v' + v for v in lacking)} lacks "
-            f"column(s) v{candidate} or Production v{production} takes, so they cannot be "
-            f"compared; nothing changed; promote with `lof promote --version {candidate} "
-            "--force` after checking the retrain's holdout figures in MLflow"
-        )
-    if chosen is None:
-        raise ModelError(
-            f"no held-out example to compare v{candidate} with Production v{production} on: "
-            f"all {overlap} held-out rows recorded with {', '.join('v' + v for v, _ in found)} "
-            f"are from classes one of them trained on "
-            f"(v{candidate}: {registry.encode_class_ids(candidate_classes or [])}; "
-            f"v{production}: {registry.encode_class_ids(production_classes or [])}); "
-            f"nothing changed; promote with `lof promote --version {candidate} --force` "
-            "after checking the retrain's holdout figures in MLflow"
-        )
-    holdout_version, rows, excluded = chosen
     metric, candidate_score = holdout_score(
         model=candidate_fit, holdout=rows, threshold=settings.risk_threshold
     )
     _, production_score = holdout_score(
         model=production_fit, holdout=rows, threshold=settings.risk_threshold
-    )
-    passed = gate_passes(
-        candidate_score=candidate_score, production_score=production_score, margin=margin
     )
     return GateReport(
         candidate=candidate,
@@ -522,9 +533,11 @@ def run_gate(
         production_score=production_score,
         margin=margin,
         rows=len(rows),
-        passed=passed,
+        passed=gate_passes(
+            candidate_score=candidate_score, production_score=production_score, margin=margin
+        ),
         excluded_rows=excluded,
-        note=note,
+        note=_unknown_classes_note(trained=trained),
     )
 
 
