@@ -159,6 +159,83 @@ def _effects(
     return effects
 
 
+def _raw_in_row_order(
+    *, raw: pd.DataFrame, scaled: pd.DataFrame, columns: list[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """``raw``'s ``columns`` per row of ``scaled`` (matched by class, user), and class medians."""
+    keys = ["class_id", "user_id"]
+    raw_rows = (
+        raw.set_index(keys)
+        .reindex(pd.MultiIndex.from_frame(scaled[keys].astype("int64")))
+        .reset_index(drop=True)
+    )
+    raw_values = raw_rows[columns].astype(float)
+    raw_medians = raw_values.groupby(scaled["class_id"].to_numpy()).transform("median")
+    return raw_values.to_numpy(), raw_medians.to_numpy()
+
+
+def _wanted(
+    *,
+    model: Any,
+    base: pd.DataFrame,
+    medians: pd.DataFrame,
+    required: np.ndarray,
+    columns: list[str],
+    candidates: int | None,
+) -> np.ndarray:
+    """Which (row, column) effects to measure exactly: all that differ from the median, or,
+    with many students, only each student's ``candidates`` most promising ones."""
+    differs = ~np.isclose(base.to_numpy(), medians.to_numpy())
+    n = len(base)
+    if candidates is None or candidates >= len(columns) or n <= SAMPLE_ROWS:
+        return differs
+    # Screening: the exact effects on an even sample of rows give each column's typical
+    # weight; a student's candidates are the columns where weight x distance from the
+    # median is largest. Only those are measured exactly for every student.
+    sample = np.unique(np.linspace(0, n - 1, SAMPLE_ROWS).astype(int))
+    sampled = _effects(model, base, medians, required, columns, sample, differs[sample])
+    weight = np.abs(sampled).mean(axis=0) + 1e-9
+    score = np.abs(base.to_numpy() - medians.to_numpy()) * weight * differs
+    best = np.argsort(-score, axis=1, kind="stable")[:, :candidates]
+    wanted = np.zeros_like(differs)
+    np.put_along_axis(wanted, best, True, axis=1)
+    wanted &= differs
+    return wanted
+
+
+def _row_reasons(
+    *,
+    effects: np.ndarray,
+    wanted: np.ndarray,
+    raw_values: np.ndarray,
+    raw_medians: np.ndarray,
+    columns: list[str],
+    top: int,
+    min_effect: float,
+) -> list[dict[str, Any]]:
+    """One student's reasons: the ``top`` largest measured effects of at least ``min_effect``."""
+    order = np.argsort(-np.abs(effects), kind="stable")
+    reasons = []
+    for j in order[:top]:
+        effect = float(effects[j])
+        if abs(effect) < min_effect or not wanted[j]:
+            break
+        value, median = float(raw_values[j]), float(raw_medians[j])
+        if _same_in_words(columns[j], value, median):
+            continue  # "3 sessions (class median 3)" would claim a difference it hides
+        reasons.append(
+            {
+                "feature": columns[j],
+                "text": render(columns[j], value, median),
+                "direction": "raises risk" if effect > 0 else "lowers risk",
+                "value": value,
+                "class_median": median,
+                "effect": round(effect, 4),
+            }
+        )
+    return reasons
+
+
 def explain(
     *,
     model: Any,
@@ -184,56 +261,28 @@ def explain(
         return []
     columns = lof_model.input_features(model)
     required = np.asarray(required, dtype=int)
-    keys = ["class_id", "user_id"]
-    raw_rows = (
-        raw.set_index(keys)
-        .reindex(pd.MultiIndex.from_frame(scaled[keys].astype("int64")))
-        .reset_index(drop=True)
-    )
-    classes = scaled["class_id"].to_numpy()
     base = scaled[columns].astype(float).reset_index(drop=True)
-    medians = base.groupby(classes).transform("median")
-    raw_values = raw_rows[columns].astype(float)
-    raw_medians = raw_values.groupby(classes).transform("median")
-
-    differs = ~np.isclose(base.to_numpy(), medians.to_numpy())
-    wanted = differs
-    if candidates is not None and candidates < len(columns) and n > SAMPLE_ROWS:
-        # Screening: the exact effects on an even sample of rows give each column's typical
-        # weight; a student's candidates are the columns where weight x distance from the
-        # median is largest. Only those are measured exactly for every student.
-        sample = np.unique(np.linspace(0, n - 1, SAMPLE_ROWS).astype(int))
-        sampled = _effects(model, base, medians, required, columns, sample, differs[sample])
-        weight = np.abs(sampled).mean(axis=0) + 1e-9
-        score = np.abs(base.to_numpy() - medians.to_numpy()) * weight * differs
-        best = np.argsort(-score, axis=1, kind="stable")[:, :candidates]
-        wanted = np.zeros_like(differs)
-        np.put_along_axis(wanted, best, True, axis=1)
-        wanted &= differs
+    medians = base.groupby(scaled["class_id"].to_numpy()).transform("median")
+    raw_array, median_array = _raw_in_row_order(raw=raw, scaled=scaled, columns=columns)
+    wanted = _wanted(
+        model=model,
+        base=base,
+        medians=medians,
+        required=required,
+        columns=columns,
+        candidates=candidates,
+    )
     known = None if risk is None else np.asarray(risk, dtype=float)
     effects = _effects(model, base, medians, required, columns, np.arange(n), wanted, known)
-
-    out: list[list[dict[str, Any]]] = []
-    raw_array, median_array = raw_values.to_numpy(), raw_medians.to_numpy()
-    for i in range(n):
-        order = np.argsort(-np.abs(effects[i]), kind="stable")
-        reasons = []
-        for j in order[:top]:
-            effect = float(effects[i, j])
-            if abs(effect) < min_effect or not wanted[i, j]:
-                break
-            value, median = float(raw_array[i, j]), float(median_array[i, j])
-            if _same_in_words(columns[j], value, median):
-                continue  # "3 sessions (class median 3)" would claim a difference it hides
-            reasons.append(
-                {
-                    "feature": columns[j],
-                    "text": render(columns[j], value, median),
-                    "direction": "raises risk" if effect > 0 else "lowers risk",
-                    "value": value,
-                    "class_median": median,
-                    "effect": round(effect, 4),
-                }
-            )
-        out.append(reasons)
-    return out
+    return [
+        _row_reasons(
+            effects=effects[i],
+            wanted=wanted[i],
+            raw_values=raw_array[i],
+            raw_medians=median_array[i],
+            columns=columns,
+            top=top,
+            min_effect=min_effect,
+        )
+        for i in range(n)
+    ]
