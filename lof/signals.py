@@ -149,6 +149,94 @@ def _end_of(day: date) -> datetime:
     return datetime.combine(day + timedelta(days=1), time.min)
 
 
+def _days_run(*, out: pd.DataFrame, acts: pd.DataFrame, today: int) -> np.ndarray:
+    """Days each row's class has run by ``today`` (at least 1); sets ``window_elapsed``."""
+    windows = class_windows(acts).set_index("class_id")
+    first = out["class_id"].map(windows["first_day"]).fillna(today).astype(np.int64).to_numpy()
+    last = out["class_id"].map(windows["last_day"]).fillna(today).astype(np.int64).to_numpy()
+    out["window_elapsed"] = np.clip((today - first) / np.maximum(last - first, 1), 0.0, 1.0)
+    return np.maximum(today - first + 1, 1).astype(np.float64)
+
+
+def _add_event_signals(
+    *,
+    out: pd.DataFrame,
+    states: pd.DataFrame | None,
+    day: date,
+    keys: pd.MultiIndex,
+    days_run: np.ndarray,
+) -> None:
+    """Events: days since the last one (days run when none), events in the last 7 days."""
+    if states is None or not len(states):
+        out["days_since_last_event"] = days_run
+        return
+    ev = event_signals(states=states, day=day).set_index(KEYS)
+    found = ev.reindex(keys)
+    seen = found["last_event_day"].fillna(0).to_numpy() > 0
+    since = day.toordinal() - found["last_event_day"].fillna(0).to_numpy()
+    out["days_since_last_event"] = np.where(seen, np.maximum(since, 0), days_run)
+    out["events_last_7d"] = found["events_last_7d"].fillna(0.0).to_numpy()
+
+
+def _due_activities(*, acts: pd.DataFrame, until: datetime) -> pd.DataFrame:
+    """The distinct (class_id, activity_id) started and due before ``until``."""
+    due = pd.to_datetime(acts["due_date"])
+    started = pd.to_datetime(acts["start_date"]) < until
+    due_acts = acts.loc[due.notna() & (due < until) & started, ["class_id", "activity_id"]]
+    return due_acts.astype(np.int64).drop_duplicates()
+
+
+def _add_submission_signals(
+    *,
+    out: pd.DataFrame,
+    submissions: pd.DataFrame | None,
+    due_acts: pd.DataFrame,
+    n_due: np.ndarray,
+    until: datetime,
+    today: int,
+    keys: pd.MultiIndex,
+    days_run: np.ndarray,
+) -> None:
+    """Days since the last submission (days run when none) and due work not handed in."""
+    subs = _frame(submissions, SUBMISSION_COLUMNS)
+    sub_at = pd.to_datetime(subs["submitted_at"])
+    subs = subs.loc[sub_at < until].copy()
+    subs["at"] = pd.to_datetime(subs["submitted_at"])
+    for column in ("class_id", "activity_id", "user_id"):
+        subs[column] = subs[column].astype(np.int64)
+    latest = subs.groupby(KEYS)["at"].max()
+    latest_day = latest.reindex(keys)
+    has_sub = latest_day.notna().to_numpy()
+    sub_days = np.array(
+        [d.toordinal() if isinstance(d, pd.Timestamp) else 0 for d in latest_day], dtype=np.int64
+    )
+    out["days_since_last_submission"] = np.where(has_sub, np.maximum(today - sub_days, 0), days_run)
+    handed = subs.merge(due_acts, on=["class_id", "activity_id"], how="inner")
+    handed_count = handed.drop_duplicates([*KEYS, "activity_id"]).groupby(KEYS).size()
+    handed_in = handed_count.reindex(keys).fillna(0).to_numpy()
+    out["past_due_not_submitted"] = np.maximum(n_due - handed_in, 0).astype(np.float64)
+
+
+def _attainment_so_far(
+    *,
+    records: pd.DataFrame | None,
+    due_acts: pd.DataFrame,
+    n_due: np.ndarray,
+    keys: pd.MultiIndex,
+) -> np.ndarray:
+    """Mean level over each row's due activities, a missing one counting as level 1."""
+    rec = _frame(records, ("class_id", "user_id", "activity_id", "level"))
+    rec = rec.astype({"class_id": np.int64, "user_id": np.int64, "activity_id": np.int64})
+    rec = rec.merge(due_acts, on=["class_id", "activity_id"], how="inner")
+    rec["level"] = pd.to_numeric(rec["level"], errors="coerce").astype(np.float64)
+    per_activity = rec.groupby([*KEYS, "activity_id"])["level"].mean()
+    level_sum = per_activity.groupby(level=KEYS).sum().reindex(keys).fillna(0.0).to_numpy()
+    level_n = per_activity.groupby(level=KEYS).size().reindex(keys).fillna(0).to_numpy()
+    # Missing activities count as level 1.
+    attainment = (level_sum + (n_due - level_n)) / np.maximum(n_due, 1)
+    return np.where(n_due > 0, attainment, 0.0)
+
+
 def add_signals(
     *,
     raw: pd.DataFrame,
@@ -176,58 +264,24 @@ def add_signals(
         [out["class_id"].astype(np.int64), out["user_id"].astype(np.int64)]
     )
     acts = _frame(activities, ACTIVITY_COLUMNS)
-    windows = class_windows(acts).set_index("class_id")
-    first = out["class_id"].map(windows["first_day"]).fillna(today).astype(np.int64).to_numpy()
-    last = out["class_id"].map(windows["last_day"]).fillna(today).astype(np.int64).to_numpy()
-    days_run = np.maximum(today - first + 1, 1).astype(np.float64)
-    out["window_elapsed"] = np.clip((today - first) / np.maximum(last - first, 1), 0.0, 1.0)
+    days_run = _days_run(out=out, acts=acts, today=today)
+    _add_event_signals(out=out, states=states, day=day, keys=keys, days_run=days_run)
 
-    # Events: days since the last one, events in the last 7 days.
-    if states is not None and len(states):
-        ev = event_signals(states=states, day=day).set_index(KEYS)
-        found = ev.reindex(keys)
-        seen = found["last_event_day"].fillna(0).to_numpy() > 0
-        since = today - found["last_event_day"].fillna(0).to_numpy()
-        out["days_since_last_event"] = np.where(seen, np.maximum(since, 0), days_run)
-        out["events_last_7d"] = found["events_last_7d"].fillna(0.0).to_numpy()
-    else:
-        out["days_since_last_event"] = days_run
-
-    # Due activities, submissions, levels.
-    due = pd.to_datetime(acts["due_date"])
-    started = pd.to_datetime(acts["start_date"]) < until
-    due_acts = acts.loc[due.notna() & (due < until) & started, ["class_id", "activity_id"]]
-    due_acts = due_acts.astype(np.int64).drop_duplicates()
+    due_acts = _due_activities(acts=acts, until=until)
     n_due = out["class_id"].map(due_acts.groupby("class_id").size()).fillna(0).to_numpy()
-
-    subs = _frame(submissions, SUBMISSION_COLUMNS)
-    sub_at = pd.to_datetime(subs["submitted_at"])
-    subs = subs.loc[sub_at < until].copy()
-    subs["at"] = pd.to_datetime(subs["submitted_at"])
-    for column in ("class_id", "activity_id", "user_id"):
-        subs[column] = subs[column].astype(np.int64)
-    latest = subs.groupby(KEYS)["at"].max()
-    latest_day = latest.reindex(keys)
-    has_sub = latest_day.notna().to_numpy()
-    sub_days = np.array(
-        [d.toordinal() if isinstance(d, pd.Timestamp) else 0 for d in latest_day], dtype=np.int64
+    _add_submission_signals(
+        out=out,
+        submissions=submissions,
+        due_acts=due_acts,
+        n_due=n_due,
+        until=until,
+        today=today,
+        keys=keys,
+        days_run=days_run,
     )
-    out["days_since_last_submission"] = np.where(has_sub, np.maximum(today - sub_days, 0), days_run)
-    handed = subs.merge(due_acts, on=["class_id", "activity_id"], how="inner")
-    handed_count = handed.drop_duplicates([*KEYS, "activity_id"]).groupby(KEYS).size()
-    handed_in = handed_count.reindex(keys).fillna(0).to_numpy()
-    out["past_due_not_submitted"] = np.maximum(n_due - handed_in, 0).astype(np.float64)
-
-    rec = _frame(records, ("class_id", "user_id", "activity_id", "level"))
-    rec = rec.astype({"class_id": np.int64, "user_id": np.int64, "activity_id": np.int64})
-    rec = rec.merge(due_acts, on=["class_id", "activity_id"], how="inner")
-    rec["level"] = pd.to_numeric(rec["level"], errors="coerce").astype(np.float64)
-    per_activity = rec.groupby([*KEYS, "activity_id"])["level"].mean()
-    level_sum = per_activity.groupby(level=KEYS).sum().reindex(keys).fillna(0.0).to_numpy()
-    level_n = per_activity.groupby(level=KEYS).size().reindex(keys).fillna(0).to_numpy()
-    # Missing activities count as level 1.
-    attainment = (level_sum + (n_due - level_n)) / np.maximum(n_due, 1)
-    out["attainment_so_far"] = np.where(n_due > 0, attainment, 0.0)
+    out["attainment_so_far"] = _attainment_so_far(
+        records=records, due_acts=due_acts, n_due=n_due, keys=keys
+    )
     for name in SIGNALS:
         out[name] = out[name].astype(np.float64)
     return out
