@@ -299,13 +299,7 @@ async def class_report(
         cid = parse_id(class_id, name="class_id")
         day = _parse_date(date) if date else None
     except ApiProblem as exc:
-        return message_page(
-            settings,
-            status_code=422,
-            title="This address is not valid",
-            message=exc.detail,
-            advice="open the class page again from LEB2.",
-        )
+        return _invalid_address(settings, exc)
     try:
         claims = links.verify(token, secret=settings.link_secret, class_id=cid)
     except ConfigError:
@@ -329,23 +323,64 @@ async def class_report(
         log.warning("class page of class %d: store unavailable: %s", cid, exc)
         return _store_down(settings)
     if built is None:
-        if all_days:
-            latest = all_days[-1]
-            return message_page(
-                settings,
-                status_code=404,
-                title="No predictions for that day",
-                message=f"Class {cid} has no predictions on {report.iso(shown_day)}.",  # type: ignore[arg-type]
-                advice=f"see the latest day, {report.iso(latest)}.",
-                back_url=_report_url(cid, token=token),
-            )
+        return _no_predictions(settings, cid=cid, token=token, all_days=all_days, day=shown_day)
+    return _report_page(
+        settings,
+        built=built,
+        all_days=all_days,
+        shown_day=shown_day,
+        cid=cid,
+        token=token,
+        claims=claims,
+        saved=saved,
+    )
+
+
+def _invalid_address(settings: Settings, exc: ApiProblem) -> HTMLResponse:
+    return message_page(
+        settings,
+        status_code=422,
+        title="This address is not valid",
+        message=exc.detail,
+        advice="open the class page again from LEB2.",
+    )
+
+
+def _no_predictions(
+    settings: Settings, *, cid: int, token: str, all_days: list[date], day: date | None
+) -> HTMLResponse:
+    """404 for a class without predictions on ``day``, pointing to its latest day if any."""
+    if all_days:
+        latest = all_days[-1]
         return message_page(
             settings,
             status_code=404,
-            title="No predictions yet",
-            message=f"Class {cid} has no predictions on any day yet.",
-            advice="come back after the next daily scoring run (around 03:00).",
+            title="No predictions for that day",
+            message=f"Class {cid} has no predictions on {report.iso(day)}.",  # type: ignore[arg-type]
+            advice=f"see the latest day, {report.iso(latest)}.",
+            back_url=_report_url(cid, token=token),
         )
+    return message_page(
+        settings,
+        status_code=404,
+        title="No predictions yet",
+        message=f"Class {cid} has no predictions on any day yet.",
+        advice="come back after the next daily scoring run (around 03:00).",
+    )
+
+
+def _report_page(
+    settings: Settings,
+    *,
+    built: report.ClassReport,
+    all_days: list[date],
+    shown_day: date | None,
+    cid: int,
+    token: str,
+    claims: links.LinkClaims,
+    saved: str | None,
+) -> HTMLResponse:
+    """The rendered class report, with links to its other recent days and the feedback form."""
     saved_note = None
     if saved and saved.isdigit():
         saved_note = f"Thank you: your feedback on student {int(saved)} was saved."
