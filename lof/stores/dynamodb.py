@@ -392,6 +392,77 @@ class _DynamoBase:
         ]
         self._batch_write(requests, what=f"deleting generation {gen} of {base.day_key(day)}")
 
+    def _clear_leftovers(self, *, day: date, key: str, current: dict[str, Any] | None) -> None:
+        """Delete generations of ``day`` no reader can still need, before writing a new one."""
+        pending = self._get("PENDING", key)
+        if pending is not None and (current is None or pending["gen"]["S"] != current["gen"]):
+            # Leftovers of a write of this day that crashed before its flip.
+            self._delete_generation(day, pending["gen"]["S"], _ids(pending["classes"]["S"]))
+        if current is not None and "prev" in current:
+            # Two generations old now: no reader can still be on its way to it.
+            self._delete_generation(day, *current["prev"])
+
+    def _generation_requests(
+        self,
+        *,
+        day: date,
+        gen: str,
+        classes: list[int],
+        items: dict[int, dict[str, list[tuple[int, str]]]],
+    ) -> list[dict[str, Any]]:
+        """The put requests of generation ``gen``: its data rows, then its extra keys."""
+        requests = [
+            {
+                "PutRequest": {
+                    "Item": {
+                        "pk": {"S": self._data_pk(part, class_id, day, gen)},
+                        "sk": {"S": str(user_id)},
+                        "data": {"S": data},
+                    }
+                }
+            }
+            for class_id in classes
+            for part, rows in items[class_id].items()
+            for user_id, data in rows
+        ]
+        requests += [
+            {"PutRequest": {"Item": {"pk": {"S": pk}, "sk": {"S": sk}}}}
+            for pk, sk in self._extra_keys(day, gen, classes)
+        ]
+        return requests
+
+    @staticmethod
+    def _manifest_item(
+        *, key: str, gen: str, classes: list[int], rows: int, current: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        """The day's manifest pointing to ``gen``, keeping the generation it replaces."""
+        manifest = {
+            "pk": {"S": "DAY"},
+            "sk": {"S": key},
+            "gen": {"S": gen},
+            "classes": {"S": base.encode_ids(classes)},
+            "rows": {"N": str(rows)},
+            "written_at": {"S": datetime.now(UTC).isoformat(timespec="seconds")},
+        }
+        if current is not None:
+            manifest["prev_gen"] = {"S": current["gen"]}
+            manifest["prev_classes"] = {"S": base.encode_ids(current["classes"])}
+        return manifest
+
+    def _drop_pending(self, *, key: str, gen: str) -> None:
+        """Delete the pending record of ``gen``, unless a newer write of the day replaced it."""
+        try:
+            self.client.delete_item(
+                TableName=self.table,
+                Key={"pk": {"S": "PENDING"}, "sk": {"S": key}},
+                ConditionExpression="gen = :gen",
+                ExpressionAttributeValues={":gen": {"S": gen}},
+            )
+        except ClientError as exc:
+            # Another write of the same day started meanwhile; its pending record stays.
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+
     def _write_generation(
         self,
         *,
@@ -407,13 +478,7 @@ class _DynamoBase:
 
         def run() -> None:
             current = self._manifest(day)
-            pending = self._get("PENDING", key)
-            if pending is not None and (current is None or pending["gen"]["S"] != current["gen"]):
-                # Leftovers of a write of this day that crashed before its flip.
-                self._delete_generation(day, pending["gen"]["S"], _ids(pending["classes"]["S"]))
-            if current is not None and "prev" in current:
-                # Two generations old now: no reader can still be on its way to it.
-                self._delete_generation(day, *current["prev"])
+            self._clear_leftovers(day=day, key=key, current=current)
             gen = new_generation()
             self.client.put_item(
                 TableName=self.table,
@@ -424,53 +489,18 @@ class _DynamoBase:
                     "classes": {"S": base.encode_ids(classes)},
                 },
             )
-            requests = [
-                {
-                    "PutRequest": {
-                        "Item": {
-                            "pk": {"S": self._data_pk(part, class_id, day, gen)},
-                            "sk": {"S": str(user_id)},
-                            "data": {"S": data},
-                        }
-                    }
-                }
-                for class_id in classes
-                for part, rows in items[class_id].items()
-                for user_id, data in rows
-            ]
-            requests += [
-                {"PutRequest": {"Item": {"pk": {"S": pk}, "sk": {"S": sk}}}}
-                for pk, sk in self._extra_keys(day, gen, classes)
-            ]
+            requests = self._generation_requests(day=day, gen=gen, classes=classes, items=items)
             self._batch_write(requests, what=what)
             rows = sum(len(r) for parts in items.values() for r in parts.values())
-            manifest = {
-                "pk": {"S": "DAY"},
-                "sk": {"S": key},
-                "gen": {"S": gen},
-                "classes": {"S": base.encode_ids(classes)},
-                "rows": {"N": str(rows)},
-                "written_at": {"S": datetime.now(UTC).isoformat(timespec="seconds")},
-            }
-            if current is not None:
-                manifest["prev_gen"] = {"S": current["gen"]}
-                manifest["prev_classes"] = {"S": base.encode_ids(current["classes"])}
+            manifest = self._manifest_item(
+                key=key, gen=gen, classes=classes, rows=rows, current=current
+            )
             if before_flip is not None:
                 before_flip(current)
             self.client.put_item(TableName=self.table, Item=manifest)
             if after_flip is not None:
                 after_flip()
-            try:
-                self.client.delete_item(
-                    TableName=self.table,
-                    Key={"pk": {"S": "PENDING"}, "sk": {"S": key}},
-                    ConditionExpression="gen = :gen",
-                    ExpressionAttributeValues={":gen": {"S": gen}},
-                )
-            except ClientError as exc:
-                # Another write of the same day started meanwhile; its pending record stays.
-                if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                    raise
+            self._drop_pending(key=key, gen=gen)
 
         self._guard(run, what=what)
 
