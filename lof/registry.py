@@ -127,6 +127,16 @@ def use_tracking_server(settings: Settings) -> None:
     mlflow.set_registry_uri(settings.mlflow_tracking_uri)
 
 
+def registry_errors() -> tuple[type[BaseException], ...]:
+    """What a registry call raises when the server cannot be reached or refuses the request
+    (MLflow wraps network failures in MlflowException); anything else is a bug and keeps its
+    own traceback."""
+    import requests
+    from mlflow.exceptions import MlflowException
+
+    return (MlflowException, requests.RequestException)
+
+
 def not_found(exc: BaseException) -> bool:
     """The registry says the model, version, alias or run does not exist (code or HTTP 404)."""
     from mlflow.exceptions import MlflowException
@@ -207,7 +217,7 @@ def read_state(*, settings: Settings, mlflow_client: Any = None) -> RegistryStat
     try:
         found = all_versions(settings=settings, mlflow_client=mlflow_client)
         alias = _alias_version(settings=settings, mlflow_client=mlflow_client)
-    except Exception as exc:
+    except registry_errors() as exc:
         raise ModelError(
             f"cannot read model {settings.model_name!r} at stage {stage} from "
             f"{_where(settings)}: {type(exc).__name__}; check MLFLOW_TRACKING_URI"
@@ -309,7 +319,7 @@ def version_info(*, settings: Settings, version: str) -> Any:
     mlflow_client = client(settings=settings)
     try:
         return mlflow_client.get_model_version(settings.model_name, str(version))
-    except Exception as exc:
+    except registry_errors() as exc:
         if not_found(exc):
             raise ModelError(
                 f"model {settings.model_name!r} has no version {version} in {_where(settings)}; "
@@ -487,7 +497,7 @@ def register_version(
             )
 
         version = create_once()
-    except Exception as exc:
+    except registry_errors() as exc:
         raise ModelError(
             f"cannot register {model_uri} as {name!r} in {_where(settings)}: "
             f"{type(exc).__name__}; check MLFLOW_TRACKING_URI and rerun `lof retrain`"
@@ -526,7 +536,7 @@ def transition_to_production(
 
     try:
         move()
-    except Exception as exc:
+    except registry_errors() as exc:
         raise ModelError(
             f"cannot move version {version} of {name!r} to {stage} in {_where(settings)}: "
             f"{type(exc).__name__}; rerun `lof promote --version {version}`"
@@ -542,7 +552,7 @@ def point_alias(*, settings: Settings, version: str | None) -> None:
             mlflow_client.delete_registered_model_alias(name, alias)
         else:
             mlflow_client.set_registered_model_alias(name, alias, str(version))
-    except Exception as exc:
+    except registry_errors() as exc:
         raise ModelError(
             f"cannot point alias {alias!r} of {name!r} at {version or 'nothing'} in "
             f"{_where(settings)}: {type(exc).__name__}; check MLFLOW_TRACKING_URI"
