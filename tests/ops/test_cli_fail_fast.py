@@ -70,3 +70,27 @@ def test_bad_input_is_refused_without_starting_prefect(
     assert report["server_imported"] is False
     assert report["flows_imported"] == []
     assert report["children"] == []
+
+
+STARTUP_WAIT = """
+from lof import cli
+cli._quiet_prefect()
+from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS as wait
+print(wait.value())
+"""
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, 120), ("45", 45)])
+def test_a_temporary_prefect_server_is_given_time_to_start(given: str | None, expected: int):
+    """Prefect's 20 s wait fails a run on a busy machine before it starts; an operator's wins."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k != "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
+    }
+    if given is not None:
+        env["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = given
+    done = subprocess.run(
+        [sys.executable, "-c", STARTUP_WAIT], env=env, capture_output=True, text=True, check=True
+    )
+    assert int(done.stdout.split()[-1]) == expected
