@@ -129,21 +129,27 @@ def test_mariadb_codes(mariadb_url: str) -> None:
     assert not is_transient_db_error(syntax)
 
 
-def test_mariadb_killed_connection_is_transient(mariadb_url: str) -> None:
-    engine = create_engine(mariadb_url)
-    killer = create_engine(mariadb_url, isolation_level="AUTOCOMMIT")
+def killed_connection_error(url: str, *, own_id: str, kill: str) -> OperationalError:
+    """The error of a query on a connection the server killed meanwhile (``kill`` takes its id)."""
+    engine = create_engine(url)
+    killer = create_engine(url, isolation_level="AUTOCOMMIT")
     try:
         with engine.connect() as conn:
-            ident = conn.execute(text("SELECT CONNECTION_ID()")).scalar()
+            ident = conn.execute(text(own_id)).scalar()
             with killer.connect() as other:
-                other.execute(text(f"KILL {ident}"))
+                other.execute(text(kill.format(ident)))
             with pytest.raises(OperationalError) as info:
                 conn.execute(text("SELECT 1"))
     finally:
         engine.dispose()
         killer.dispose()
-    assert info.value.orig.args[0] in (2006, 2013)
-    assert is_transient_db_error(info.value)
+    return info.value
+
+
+def test_mariadb_killed_connection_is_transient(mariadb_url: str) -> None:
+    killed = killed_connection_error(mariadb_url, own_id="SELECT CONNECTION_ID()", kill="KILL {}")
+    assert killed.orig.args[0] in (2006, 2013)
+    assert is_transient_db_error(killed)
 
 
 def test_postgres_codes(postgres_url: str) -> None:
@@ -151,19 +157,10 @@ def test_postgres_codes(postgres_url: str) -> None:
     assert syntax.orig.pgcode == "42601" and not is_transient_db_error(syntax)
     refused = error_of("postgresql+psycopg2://postgres@127.0.0.1:1/none", "SELECT 1")
     assert is_transient_db_error(refused)
-    engine = create_engine(postgres_url)
-    killer = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            pid = conn.execute(text("SELECT pg_backend_pid()")).scalar()
-            with killer.connect() as other:
-                other.execute(text(f"SELECT pg_terminate_backend({pid})"))
-            with pytest.raises(OperationalError) as info:
-                conn.execute(text("SELECT 1"))
-    finally:
-        engine.dispose()
-        killer.dispose()
-    assert is_transient_db_error(info.value)
+    killed = killed_connection_error(
+        postgres_url, own_id="SELECT pg_backend_pid()", kill="SELECT pg_terminate_backend({})"
+    )
+    assert is_transient_db_error(killed)
 
 
 def test_sqlite_locked_is_transient(tmp_path: Path) -> None:
