@@ -105,8 +105,12 @@ def render(feature: str, value: float, median: float) -> str:
     return f"{text} (class median {reference})"
 
 
+def _rounded(value: float) -> str:
+    return f"{round(value):g}"
+
+
 def _same_in_words(feature: str, value: float, median: float) -> bool:
-    shown = _MEDIAN_FORMAT.get(feature, lambda v: f"{round(v):g}")
+    shown = _MEDIAN_FORMAT.get(feature, _rounded)
     return shown(value) == shown(median)
 
 
@@ -118,8 +122,8 @@ def _risk(model: Any, frame: pd.DataFrame, required: np.ndarray) -> np.ndarray:
 
 def _effects(
     model: Any,
-    base: pd.DataFrame,
-    medians: pd.DataFrame,
+    base: np.ndarray,
+    medians: np.ndarray,
     required: np.ndarray,
     columns: list[str],
     rows: np.ndarray,
@@ -128,34 +132,27 @@ def _effects(
 ) -> np.ndarray:
     """(len(rows), len(columns)) risk changes; 0 where not ``wanted`` (rows x columns mask).
 
-    One batch: the actual rows, then each column set to the class median in turn, only for
-    the rows where it is wanted."""
-    part = base.iloc[rows].reset_index(drop=True)
-    part_medians = medians.iloc[rows].reset_index(drop=True)
+    One batch: the actual rows (unless their risk is ``known``), then one copy of a row per
+    wanted column, that column set to the class median."""
+    part = base[rows]
     part_required = required[rows]
-    variants = [] if known is not None else [part]
-    owners: list[tuple[int, np.ndarray]] = []
-    for j, column in enumerate(columns):
-        own = np.flatnonzero(wanted[:, j])
-        if len(own) == 0:
-            continue
-        variant = part.iloc[own].copy()
-        variant[column] = part_medians[column].to_numpy()[own]
-        variants.append(variant)
-        owners.append((j, own))
-    m = len(part)
+    m = len(rows)
     effects = np.zeros((m, len(columns)))
-    if not variants:
+    owner, column = np.nonzero(wanted)
+    if len(owner) == 0:
         return effects
-    batch = pd.concat(variants, ignore_index=True)
-    heads = [] if known is not None else [part_required]
-    batch_required = np.concatenate([*heads, *[part_required[own] for _, own in owners]])
-    risk = _risk(model, batch, batch_required)
+    variants = part[owner]
+    variants[np.arange(len(owner)), column] = medians[rows][owner, column]
+    if known is None:
+        batch, batch_required = (
+            np.vstack([part, variants]),
+            np.concatenate([part_required, part_required[owner]]),
+        )
+    else:
+        batch, batch_required = variants, part_required[owner]
+    risk = _risk(model, pd.DataFrame(batch, columns=columns), batch_required)
     actual = known[rows] if known is not None else risk[:m]
-    offset = 0 if known is not None else m
-    for j, own in owners:
-        effects[own, j] = actual[own] - risk[offset : offset + len(own)]
-        offset += len(own)
+    effects[owner, column] = actual[owner] - risk[len(batch) - len(owner) :]
     return effects
 
 
@@ -177,15 +174,15 @@ def _raw_in_row_order(
 def _wanted(
     *,
     model: Any,
-    base: pd.DataFrame,
-    medians: pd.DataFrame,
+    base: np.ndarray,
+    medians: np.ndarray,
     required: np.ndarray,
     columns: list[str],
     candidates: int | None,
 ) -> np.ndarray:
     """Which (row, column) effects to measure exactly: all that differ from the median, or,
     with many students, only each student's ``candidates`` most promising ones."""
-    differs = ~np.isclose(base.to_numpy(), medians.to_numpy())
+    differs = ~np.isclose(base, medians)
     n = len(base)
     if candidates is None or candidates >= len(columns) or n <= SAMPLE_ROWS:
         return differs
@@ -195,7 +192,7 @@ def _wanted(
     sample = np.unique(np.linspace(0, n - 1, SAMPLE_ROWS).astype(int))
     sampled = _effects(model, base, medians, required, columns, sample, differs[sample])
     weight = np.abs(sampled).mean(axis=0) + 1e-9
-    score = np.abs(base.to_numpy() - medians.to_numpy()) * weight * differs
+    score = np.abs(base - medians) * weight * differs
     best = np.argsort(-score, axis=1, kind="stable")[:, :candidates]
     wanted = np.zeros_like(differs)
     np.put_along_axis(wanted, best, True, axis=1)
@@ -203,7 +200,7 @@ def _wanted(
     return wanted
 
 
-def _row_reasons(
+def _reasons_of_rows(
     *,
     effects: np.ndarray,
     wanted: np.ndarray,
@@ -212,28 +209,31 @@ def _row_reasons(
     columns: list[str],
     top: int,
     min_effect: float,
-) -> list[dict[str, Any]]:
-    """One student's reasons: the ``top`` largest measured effects of at least ``min_effect``."""
-    order = np.argsort(-np.abs(effects), kind="stable")
-    reasons = []
-    for j in order[:top]:
-        effect = float(effects[j])
-        if abs(effect) < min_effect or not wanted[j]:
-            break
-        value, median = float(raw_values[j]), float(raw_medians[j])
-        if _same_in_words(columns[j], value, median):
+) -> list[list[dict[str, Any]]]:
+    """Each row's reasons: of its ``top`` largest effects, the measured ones of at least
+    ``min_effect`` (as they come in size order, the first weak one ends the list)."""
+    order = np.argsort(-np.abs(effects), axis=1, kind="stable")[:, :top]
+    chosen = np.take_along_axis(effects, order, axis=1)
+    strong = (np.abs(chosen) >= min_effect) & np.take_along_axis(wanted, order, axis=1)
+    strong = np.cumprod(strong, axis=1).astype(bool)
+    out: list[list[dict[str, Any]]] = [[] for _ in range(len(effects))]
+    for i, k in zip(*np.nonzero(strong), strict=True):
+        j = int(order[i, k])
+        feature, effect = columns[j], float(chosen[i, k])
+        value, median = float(raw_values[i, j]), float(raw_medians[i, j])
+        if _same_in_words(feature, value, median):
             continue  # "3 sessions (class median 3)" would claim a difference it hides
-        reasons.append(
+        out[i].append(
             {
-                "feature": columns[j],
-                "text": render(columns[j], value, median),
+                "feature": feature,
+                "text": render(feature, value, median),
                 "direction": "raises risk" if effect > 0 else "lowers risk",
                 "value": value,
                 "class_median": median,
                 "effect": round(effect, 4),
             }
         )
-    return reasons
+    return out
 
 
 def explain(
@@ -262,27 +262,25 @@ def explain(
     columns = lof_model.input_features(model)
     required = np.asarray(required, dtype=int)
     base = scaled[columns].astype(float).reset_index(drop=True)
-    medians = base.groupby(scaled["class_id"].to_numpy()).transform("median")
+    medians = base.groupby(scaled["class_id"].to_numpy()).transform("median").to_numpy()
+    base_array = base.to_numpy()
     raw_array, median_array = _raw_in_row_order(raw=raw, scaled=scaled, columns=columns)
     wanted = _wanted(
         model=model,
-        base=base,
+        base=base_array,
         medians=medians,
         required=required,
         columns=columns,
         candidates=candidates,
     )
     known = None if risk is None else np.asarray(risk, dtype=float)
-    effects = _effects(model, base, medians, required, columns, np.arange(n), wanted, known)
-    return [
-        _row_reasons(
-            effects=effects[i],
-            wanted=wanted[i],
-            raw_values=raw_array[i],
-            raw_medians=median_array[i],
-            columns=columns,
-            top=top,
-            min_effect=min_effect,
-        )
-        for i in range(n)
-    ]
+    effects = _effects(model, base_array, medians, required, columns, np.arange(n), wanted, known)
+    return _reasons_of_rows(
+        effects=effects,
+        wanted=wanted,
+        raw_values=raw_array,
+        raw_medians=median_array,
+        columns=columns,
+        top=top,
+        min_effect=min_effect,
+    )

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import Engine
 
@@ -173,9 +174,9 @@ def attach_model_and_features(
     """Add the model identity and the raw feature snapshot a teacher reads to see why."""
     snapshot = raw.set_index(["class_id", "user_id"])[list(feat.FEATURES)]
     keys = list(zip(predictions["class_id"], predictions["user_id"], strict=True))
-    rows = snapshot.loc[keys].to_dict(orient="records")
+    values = snapshot.loc[keys].to_numpy(dtype=np.float64).tolist()
     out = predictions.copy()
-    out["features"] = [{name: float(value) for name, value in row.items()} for row in rows]
+    out["features"] = [dict(zip(feat.FEATURES, row, strict=True)) for row in values]
     out["model_name"] = model_name
     out["model_version"] = str(model_version)
     return out

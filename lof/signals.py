@@ -139,10 +139,20 @@ def class_windows(activities: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "class_id": grouped.index.to_numpy(dtype=np.int64),
-            "first_day": [d.toordinal() for d in grouped["first"]],
-            "last_day": [d.toordinal() for d in grouped["last"]],
+            "first_day": _ordinals(grouped["first"]),
+            "last_day": _ordinals(grouped["last"]),
         }
     ).astype(np.int64)
+
+
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+
+
+def _ordinals(moments: pd.Series) -> np.ndarray:
+    """Date ordinals (``date.toordinal``) of datetimes; missing ones are 0."""
+    values = pd.to_datetime(moments).to_numpy(dtype="datetime64[ns]")
+    days = values.astype("datetime64[D]").astype(np.int64) + _EPOCH_ORDINAL
+    return np.where(np.isnat(values), 0, days)
 
 
 def _end_of(day: date) -> datetime:
@@ -199,17 +209,13 @@ def _add_submission_signals(
 ) -> None:
     """Days since the last submission (days run when none) and due work not handed in."""
     subs = _frame(submissions, SUBMISSION_COLUMNS)
-    sub_at = pd.to_datetime(subs["submitted_at"])
-    subs = subs.loc[sub_at < until].copy()
-    subs["at"] = pd.to_datetime(subs["submitted_at"])
-    for column in ("class_id", "activity_id", "user_id"):
-        subs[column] = subs[column].astype(np.int64)
-    latest = subs.groupby(KEYS)["at"].max()
-    latest_day = latest.reindex(keys)
+    at = pd.to_datetime(subs["submitted_at"])
+    before = (at < until).to_numpy()
+    subs = subs.loc[before, ["class_id", "activity_id", "user_id"]].astype(np.int64)
+    subs["at"] = at[before]
+    latest_day = subs.groupby(KEYS)["at"].max().reindex(keys)
     has_sub = latest_day.notna().to_numpy()
-    sub_days = np.array(
-        [d.toordinal() if isinstance(d, pd.Timestamp) else 0 for d in latest_day], dtype=np.int64
-    )
+    sub_days = _ordinals(latest_day)
     out["days_since_last_submission"] = np.where(has_sub, np.maximum(today - sub_days, 0), days_run)
     handed = subs.merge(due_acts, on=["class_id", "activity_id"], how="inner")
     handed_count = handed.drop_duplicates([*KEYS, "activity_id"]).groupby(KEYS).size()
