@@ -26,6 +26,8 @@ at-risk threshold chosen on those out-of-fold predictions (``choose_threshold``)
 
 from __future__ import annotations
 
+import functools
+import sys
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -160,9 +162,16 @@ def input_features(model: Any) -> list[str]:
 def _threads() -> Any:
     """One OpenMP/BLAS thread per fit: on shared hosts more threads than free cores make
     histogram boosting several times slower, and candidates and folds already run in turn."""
-    from threadpoolctl import threadpool_limits
+    return _thread_controller(len(sys.modules)).limit(limits=FIT_THREADS)
 
-    return threadpool_limits(limits=FIT_THREADS)
+
+@functools.lru_cache(maxsize=1)
+def _thread_controller(_modules_loaded: int) -> Any:
+    """threadpoolctl's view of the loaded thread pools. Building it scans the process's
+    libraries (~5 ms); it is rebuilt only when modules were imported since (a new pool)."""
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
 
 
 def _uncalibrated(pipeline: Any) -> Any:

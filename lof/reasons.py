@@ -109,11 +109,6 @@ def _rounded(value: float) -> str:
     return f"{round(value):g}"
 
 
-def _same_in_words(feature: str, value: float, median: float) -> bool:
-    shown = _MEDIAN_FORMAT.get(feature, _rounded)
-    return shown(value) == shown(median)
-
-
 def _risk(model: Any, frame: pd.DataFrame, required: np.ndarray) -> np.ndarray:
     """risk_prob as served: calibrated when the model carries a calibration (``RiskModel``)."""
     proba = lof_model.level_probabilities(model=model, features=frame)
@@ -217,16 +212,23 @@ def _reasons_of_rows(
     strong = (np.abs(chosen) >= min_effect) & np.take_along_axis(wanted, order, axis=1)
     strong = np.cumprod(strong, axis=1).astype(bool)
     out: list[list[dict[str, Any]]] = [[] for _ in range(len(effects))]
-    for i, k in zip(*np.nonzero(strong), strict=True):
-        j = int(order[i, k])
-        feature, effect = columns[j], float(chosen[i, k])
-        value, median = float(raw_values[i, j]), float(raw_medians[i, j])
-        if _same_in_words(feature, value, median):
+    shown = [_MEDIAN_FORMAT.get(c, _rounded) for c in columns]
+    rows, ranks = np.nonzero(strong)
+    picked = order[rows, ranks]
+    for i, j, effect, value, median in zip(
+        rows.tolist(),
+        picked.tolist(),
+        chosen[rows, ranks].tolist(),
+        raw_values[rows, picked].tolist(),
+        raw_medians[rows, picked].tolist(),
+        strict=True,
+    ):
+        if shown[j](value) == shown[j](median):
             continue  # "3 sessions (class median 3)" would claim a difference it hides
         out[i].append(
             {
-                "feature": feature,
-                "text": render(feature, value, median),
+                "feature": columns[j],
+                "text": render(columns[j], value, median),
                 "direction": "raises risk" if effect > 0 else "lowers risk",
                 "value": value,
                 "class_median": median,

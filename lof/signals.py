@@ -126,8 +126,8 @@ def class_windows(activities: pd.DataFrame) -> pd.DataFrame:
     """class_id, first_day, last_day (date ordinals) of each class's live activities."""
     if activities is None or len(activities) == 0:
         return pd.DataFrame({"class_id": [], "first_day": [], "last_day": []}, dtype=np.int64)
-    start = pd.to_datetime(activities["start_date"])
-    due = pd.to_datetime(activities["due_date"])
+    start = _datetimes(activities["start_date"])
+    due = _datetimes(activities["due_date"])
     frame = pd.DataFrame(
         {
             "class_id": activities["class_id"].astype(np.int64).to_numpy(),
@@ -148,9 +148,14 @@ def class_windows(activities: pd.DataFrame) -> pd.DataFrame:
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
 
+def _datetimes(values: pd.Series) -> pd.Series:
+    """``values`` as naive datetimes; LEB2's reads already are (``pd.to_datetime`` costs ms)."""
+    return values if values.dtype == "datetime64[ns]" else pd.to_datetime(values)
+
+
 def _ordinals(moments: pd.Series) -> np.ndarray:
     """Date ordinals (``date.toordinal``) of datetimes; missing ones are 0."""
-    values = pd.to_datetime(moments).to_numpy(dtype="datetime64[ns]")
+    values = _datetimes(moments).to_numpy(dtype="datetime64[ns]")
     days = values.astype("datetime64[D]").astype(np.int64) + _EPOCH_ORDINAL
     return np.where(np.isnat(values), 0, days)
 
@@ -190,8 +195,8 @@ def _add_event_signals(
 
 def _due_activities(*, acts: pd.DataFrame, until: datetime) -> pd.DataFrame:
     """The distinct (class_id, activity_id) started and due before ``until``."""
-    due = pd.to_datetime(acts["due_date"])
-    started = pd.to_datetime(acts["start_date"]) < until
+    due = _datetimes(acts["due_date"])
+    started = _datetimes(acts["start_date"]) < until
     due_acts = acts.loc[due.notna() & (due < until) & started, ["class_id", "activity_id"]]
     return due_acts.astype(np.int64).drop_duplicates()
 
@@ -209,7 +214,7 @@ def _add_submission_signals(
 ) -> None:
     """Days since the last submission (days run when none) and due work not handed in."""
     subs = _frame(submissions, SUBMISSION_COLUMNS)
-    at = pd.to_datetime(subs["submitted_at"])
+    at = _datetimes(subs["submitted_at"])
     before = (at < until).to_numpy()
     subs = subs.loc[before, ["class_id", "activity_id", "user_id"]].astype(np.int64)
     subs["at"] = at[before]
