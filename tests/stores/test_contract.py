@@ -327,6 +327,14 @@ def test_bad_prediction_frames_are_refused(store_url: str) -> None:
     bad.at[0, "predicted_prob"] = "not json at all"
     with pytest.raises((DataError, ValueError)):
         store.write_day(day=D1, predictions=bad)
+    not_an_id = predictions([(1, 10, 2), (1, 11, 3)]).astype({"user_id": object})
+    not_an_id.at[1, "user_id"] = "eleven"
+    with pytest.raises(DataError, match="row 1 has a malformed value"):
+        store.write_day(day=D1, predictions=not_an_id)
+    no_class = predictions([(1, 10, 2), (1, 11, 3)]).astype({"class_id": float})
+    no_class.at[1, "class_id"] = float("nan")
+    with pytest.raises(DataError, match="row 1 has a malformed value"):
+        store.write_day(day=D1, predictions=no_class)
     assert store.last_complete_day() is None
 
 
