@@ -342,16 +342,21 @@ def prediction_rows(frame: pd.DataFrame, *, what: str = "predictions") -> list[d
         bad_row = _first_malformed_row(frame)
         bad = {c: frame[c].iloc[bad_row] for c in PREDICTION_COLUMNS if c in frame.columns}
         raise DataError(f"{what}: row {bad_row} has a malformed value: {bad}") from None
-    maps = {c: frame[c].tolist() for c in ("predicted_prob", "features")}
-    reasons = frame["reasons"].tolist() if "reasons" in frame.columns else [None] * n
+    names = list(plain)
     rows: list[dict[str, Any]] = []
-    for i in range(n):
-        row = {c: plain[c][i] for c in plain}
-        row["predicted_prob"] = _float_map(
-            maps["predicted_prob"][i], column="predicted_prob", what=what, row=i
+    for i, (values, probabilities, features, reasons) in enumerate(
+        zip(
+            zip(*plain.values(), strict=True),
+            frame["predicted_prob"].tolist(),
+            frame["features"].tolist(),
+            frame["reasons"].tolist() if "reasons" in frame.columns else [None] * n,
+            strict=True,
         )
-        row["features"] = _float_map(maps["features"][i], column="features", what=what, row=i)
-        row["reasons"] = _reasons(reasons[i], what=what, row=i)
+    ):
+        row = dict(zip(names, values, strict=True))
+        row["predicted_prob"] = _float_map(probabilities, column="predicted_prob", what=what, row=i)
+        row["features"] = _float_map(features, column="features", what=what, row=i)
+        row["reasons"] = _reasons(reasons, what=what, row=i)
         rows.append(row)
     rows.sort(key=lambda r: (r["class_id"], r["user_id"]))
     return rows
