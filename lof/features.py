@@ -15,9 +15,11 @@ Frames used across lof (column order as listed):
 
 from __future__ import annotations
 
+import gc
 import math
 import re
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -202,6 +204,20 @@ class EngagementAggregator:
         return pd.DataFrame(data, columns=list(ENGAGEMENT_COLUMNS))
 
 
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """No cyclic garbage collection while many id tuples are built: they hold only ints, so
+    there is nothing to collect, yet each collection would walk the whole heap, a cost that
+    grows with the state."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def _object_series(values: list[Any]) -> pd.Series:
     # Element by element: numpy would turn equal-length tuples into a 2-D array.
     array = np.empty(len(values), dtype=object)
@@ -301,7 +317,7 @@ def accumulate(*, previous: pd.DataFrame | None, increment: pd.DataFrame | None)
             out[column] = _object_series([_union(v, ()) for v in out[column]])
         return out.sort_values(KEYS, kind="stable").reset_index(drop=True)
 
-    merged = prev.merge(inc, on=KEYS, how="outer", suffixes=("_p", "_i"), sort=True)
+    merged = prev.merge(inc, on=KEYS, how="outer", suffixes=("_p", "_i"), sort=True, indicator=True)
     data: dict[str, Any] = {
         "class_id": merged["class_id"].astype(np.int64).to_numpy(),
         "user_id": merged["user_id"].astype(np.int64).to_numpy(),
@@ -311,13 +327,18 @@ def accumulate(*, previous: pd.DataFrame | None, increment: pd.DataFrame | None)
             merged[f"{column}_p"].fillna(0).astype(np.int64).to_numpy()
             + merged[f"{column}_i"].fillna(0).astype(np.int64).to_numpy()
         )
-    for column in SET_COLUMNS:
-        data[column] = _object_series(
-            [
-                _union(a, b)
-                for a, b in zip(merged[f"{column}_p"], merged[f"{column}_i"], strict=True)
-            ]
-        )
+    # Only the students with an increment today need a union; the others keep their tuples.
+    touched = np.flatnonzero((merged["_merge"] != "left_only").to_numpy()).tolist()
+    with paused_gc():
+        for column in SET_COLUMNS:
+            cells = merged[f"{column}_p"].tolist()
+            today = merged[f"{column}_i"].tolist()
+            for i, cell in enumerate(cells):
+                if not isinstance(cell, tuple):
+                    cells[i] = _union(cell, ())
+            for i in touched:
+                cells[i] = _union(cells[i], today[i])
+            data[column] = _object_series(cells)
 
     def ints(columns: Iterable[str], suffix: str) -> np.ndarray:
         names = [f"{c}{suffix}" for c in columns]
