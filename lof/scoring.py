@@ -103,7 +103,8 @@ def compute_day_features(
     read_counts = dict(increment.attrs.get("amplitude", {}))
     increment = only_started_classes(increment, classes=classes, day=day)
     increment = signals.stamp_increment(increment, day=day)
-    states = feat.accumulate(previous=previous, increment=increment)
+    # The stores hand out sorted, distinct id tuples (lof.stores.compact.to_frame).
+    states = feat.accumulate(previous=previous, increment=increment, previous_sorted=True)
     records, submissions = read_assessed(
         settings=settings, engine=engine, class_ids=class_ids, day=day
     )
