@@ -26,7 +26,13 @@ import numpy as np
 import pandas as pd
 
 from lof.errors import DataError
-from lof.signals import EVENT_STATE_COLUMNS, RECENT_COLUMNS, SCALED_SIGNALS, merge_recent
+from lof.signals import (
+    EVENT_STATE_COLUMNS,
+    RECENT_COLUMNS,
+    SCALED_SIGNALS,
+    as_datetimes,
+    merge_recent,
+)
 
 COUNT_COLUMNS: tuple[str, ...] = (
     "class_view_count",
@@ -377,10 +383,14 @@ def engagement_features(*, states: pd.DataFrame | None) -> pd.DataFrame:
     )
     for column in COUNT_COLUMNS:
         out[column] = frame[column].astype(np.float64).to_numpy()
-    out["specific_activity_view"] = np.array(
-        [_count(v) for v in frame["activity_ids"]], dtype=np.float64
-    )
-    out["session_id_count"] = np.array([_count(v) for v in frame["session_ids"]], dtype=np.float64)
+    for name, column in (
+        ("specific_activity_view", "activity_ids"),
+        ("session_id_count", "session_ids"),
+    ):
+        out[name] = np.array(
+            [len(v) if type(v) is tuple else _count(v) for v in frame[column].tolist()],
+            dtype=np.float64,
+        )
     return out.sort_values(KEYS, kind="stable").reset_index(drop=True)
 
 
@@ -439,8 +449,8 @@ def assessment_features(*, records: pd.DataFrame | None) -> pd.DataFrame:
 
     subs = rec.drop_duplicates(subset=[*KEYS, "submission_id"]).copy()
     subs["spent"] = pd.to_numeric(subs["spent_seconds"], errors="coerce").fillna(0.0)
-    due = pd.to_datetime(subs["due_date"])
-    submitted = pd.to_datetime(subs["submitted_at"])
+    due = as_datetimes(subs["due_date"])
+    submitted = as_datetimes(subs["submitted_at"])
     subs["early"] = (due - submitted).dt.total_seconds().fillna(0.0)
     subs["submissions"] = pd.to_numeric(subs["submissions"], errors="coerce").fillna(1.0)
     per_submission = subs.groupby(KEYS, sort=True).agg(
