@@ -15,11 +15,9 @@ Frames used across lof (column order as listed):
 
 from __future__ import annotations
 
-import gc
 import math
 import re
-from collections.abc import Collection, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -210,20 +208,6 @@ class EngagementAggregator:
         return pd.DataFrame(data, columns=list(ENGAGEMENT_COLUMNS))
 
 
-@contextmanager
-def paused_gc() -> Iterator[None]:
-    """No cyclic garbage collection while many id tuples are built: they hold only ints, so
-    there is nothing to collect, yet each collection would walk the whole heap, a cost that
-    grows with the state."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 def _object_series(values: list[Any]) -> pd.Series:
     # Element by element: numpy would turn equal-length tuples into a 2-D array.
     array = np.empty(len(values), dtype=object)
@@ -345,16 +329,15 @@ def accumulate(
         )
     # Only the students with an increment today need a union; the others keep their tuples.
     touched = np.flatnonzero((merged["_merge"] != "left_only").to_numpy()).tolist()
-    with paused_gc():
-        for column in SET_COLUMNS:
-            cells = merged[f"{column}_p"].tolist()
-            today = merged[f"{column}_i"].tolist()
-            for i, cell in enumerate(cells):
-                if not isinstance(cell, tuple):
-                    cells[i] = _union(cell, ())
-            for i in touched:
-                cells[i] = _union(cells[i], today[i], trusted=previous_sorted)
-            data[column] = _object_series(cells)
+    for column in SET_COLUMNS:
+        cells = merged[f"{column}_p"].tolist()
+        today = merged[f"{column}_i"].tolist()
+        for i, cell in enumerate(cells):
+            if not isinstance(cell, tuple):
+                cells[i] = _union(cell, ())
+        for i in touched:
+            cells[i] = _union(cells[i], today[i], trusted=previous_sorted)
+        data[column] = _object_series(cells)
 
     def ints(columns: Iterable[str], suffix: str) -> np.ndarray:
         names = [f"{c}{suffix}" for c in columns]

@@ -45,7 +45,6 @@ from lof.features import (
     ENGAGEMENT_COLUMNS,
     SET_COLUMNS,
     STATE_INT_COLUMNS,
-    paused_gc,
     sorted_ids,
 )
 from lof.signals import EVENT_STATE_COLUMNS
@@ -250,11 +249,10 @@ def to_frame(classes: Mapping[int, ClassRows]) -> pd.DataFrame:
         data[column] = counts[:, i].astype(np.int64)
     for k, column in enumerate(SET_COLUMNS):
         cells: list[tuple[int, ...]] = []
-        with paused_gc():
-            for rows in chosen:
-                listed = rows.values[k].tolist()
-                edges = np.concatenate(([0], np.cumsum(rows.lengths[k]))).tolist()
-                cells.extend(tuple(listed[a:b]) for a, b in itertools.pairwise(edges))
+        for rows in chosen:
+            listed = rows.values[k].tolist()
+            edges = np.concatenate(([0], np.cumsum(rows.lengths[k]))).tolist()
+            cells.extend(tuple(listed[a:b]) for a, b in itertools.pairwise(edges))
         column_values = np.empty(len(cells), dtype=object)
         for i, cell in enumerate(cells):
             column_values[i] = cell
