@@ -269,7 +269,8 @@ def add_signals(
     """``raw`` (the cohort's 13 raw features, one row per class_id, user_id) plus ``SIGNALS``.
 
     ``activities``: the classes' live activities (``ACTIVITY_COLUMNS``, naive local datetimes);
-    ``submissions``: live submissions before the end of ``day`` (``SUBMISSION_COLUMNS``);
+    ``submissions``: live submissions before the end of ``day`` (``SUBMISSION_COLUMNS``; only
+    each student's latest per activity matters, ``lof.sources.leb2.latest_submissions``);
     ``records``: assessed records as of ``day`` (``lof.sources.leb2.assessed_records``).
     """
     out = raw.copy()
