@@ -24,7 +24,13 @@ import numpy as np
 import pandas as pd
 
 from lof.errors import DataError
-from lof.signals import EVENT_STATE_COLUMNS, RECENT_COLUMNS, SCALED_SIGNALS, merge_recent
+from lof.signals import (
+    EVENT_STATE_COLUMNS,
+    RECENT_COLUMNS,
+    SCALED_SIGNALS,
+    as_datetimes,
+    merge_recent,
+)
 
 COUNT_COLUMNS: tuple[str, ...] = (
     "class_view_count",
@@ -246,14 +252,16 @@ def sorted_ids(value: Any) -> tuple[int, ...]:
     return tuple(sorted(_ids(value)))
 
 
-def _union(previous: Any, today: Any) -> tuple[int, ...]:
+def _union(previous: Any, today: Any, *, trusted: bool = False) -> tuple[int, ...]:
     """Yesterday's ids plus today's. A student with nothing new today keeps yesterday's tuple
-    untouched, so quiet students cost nothing however long the history."""
+    untouched, so quiet students cost nothing however long the history; ``trusted``: a tuple
+    ``previous`` is known sorted and distinct, so it is not checked again."""
     if not isinstance(today, tuple | list | set | frozenset | str) or not today:
         return previous if isinstance(previous, tuple) else sorted_ids(previous)
     if not isinstance(previous, tuple | list | set | frozenset | str) or not previous:
         return sorted_ids(today)
-    before, new = sorted_ids(previous), sorted_ids(today)
+    before = previous if trusted and isinstance(previous, tuple) else sorted_ids(previous)
+    new = sorted_ids(today)
     if new[0] > before[-1]:
         # Ids that only grow (session ids are start times): appending keeps it sorted.
         return before + new
@@ -279,11 +287,19 @@ def _normalized(frame: pd.DataFrame | None) -> pd.DataFrame:
     return frame.loc[:, list(ENGAGEMENT_COLUMNS)]
 
 
-def accumulate(*, previous: pd.DataFrame | None, increment: pd.DataFrame | None) -> pd.DataFrame:
+def accumulate(
+    *,
+    previous: pd.DataFrame | None,
+    increment: pd.DataFrame | None,
+    previous_sorted: bool = False,
+) -> pd.DataFrame:
     """Yesterday's cumulative state + today's increment -> today's state.
 
     Counts add up; the id sets are unioned, so distinct counts over the whole period come out
     exactly as if computed at once (DESIGN 2.3), whatever the split into days.
+    ``previous_sorted``: ``previous``'s id tuples are known sorted and distinct (a features
+    store's ``read_states``), so the students active today are not checked over their whole
+    history again.
     """
     prev = _normalized(previous)
     inc = _normalized(increment)
@@ -301,7 +317,7 @@ def accumulate(*, previous: pd.DataFrame | None, increment: pd.DataFrame | None)
             out[column] = _object_series([_union(v, ()) for v in out[column]])
         return out.sort_values(KEYS, kind="stable").reset_index(drop=True)
 
-    merged = prev.merge(inc, on=KEYS, how="outer", suffixes=("_p", "_i"), sort=True)
+    merged = prev.merge(inc, on=KEYS, how="outer", suffixes=("_p", "_i"), sort=True, indicator=True)
     data: dict[str, Any] = {
         "class_id": merged["class_id"].astype(np.int64).to_numpy(),
         "user_id": merged["user_id"].astype(np.int64).to_numpy(),
@@ -311,13 +327,17 @@ def accumulate(*, previous: pd.DataFrame | None, increment: pd.DataFrame | None)
             merged[f"{column}_p"].fillna(0).astype(np.int64).to_numpy()
             + merged[f"{column}_i"].fillna(0).astype(np.int64).to_numpy()
         )
+    # Only the students with an increment today need a union; the others keep their tuples.
+    touched = np.flatnonzero((merged["_merge"] != "left_only").to_numpy()).tolist()
     for column in SET_COLUMNS:
-        data[column] = _object_series(
-            [
-                _union(a, b)
-                for a, b in zip(merged[f"{column}_p"], merged[f"{column}_i"], strict=True)
-            ]
-        )
+        cells = merged[f"{column}_p"].tolist()
+        today = merged[f"{column}_i"].tolist()
+        for i, cell in enumerate(cells):
+            if not isinstance(cell, tuple):
+                cells[i] = _union(cell, ())
+        for i in touched:
+            cells[i] = _union(cells[i], today[i], trusted=previous_sorted)
+        data[column] = _object_series(cells)
 
     def ints(columns: Iterable[str], suffix: str) -> np.ndarray:
         names = [f"{c}{suffix}" for c in columns]
@@ -346,10 +366,14 @@ def engagement_features(*, states: pd.DataFrame | None) -> pd.DataFrame:
     )
     for column in COUNT_COLUMNS:
         out[column] = frame[column].astype(np.float64).to_numpy()
-    out["specific_activity_view"] = np.array(
-        [_count(v) for v in frame["activity_ids"]], dtype=np.float64
-    )
-    out["session_id_count"] = np.array([_count(v) for v in frame["session_ids"]], dtype=np.float64)
+    for name, column in (
+        ("specific_activity_view", "activity_ids"),
+        ("session_id_count", "session_ids"),
+    ):
+        out[name] = np.array(
+            [len(v) if type(v) is tuple else _count(v) for v in frame[column].tolist()],
+            dtype=np.float64,
+        )
     return out.sort_values(KEYS, kind="stable").reset_index(drop=True)
 
 
@@ -408,8 +432,8 @@ def assessment_features(*, records: pd.DataFrame | None) -> pd.DataFrame:
 
     subs = rec.drop_duplicates(subset=[*KEYS, "submission_id"]).copy()
     subs["spent"] = pd.to_numeric(subs["spent_seconds"], errors="coerce").fillna(0.0)
-    due = pd.to_datetime(subs["due_date"])
-    submitted = pd.to_datetime(subs["submitted_at"])
+    due = as_datetimes(subs["due_date"])
+    submitted = as_datetimes(subs["submitted_at"])
     subs["early"] = (due - submitted).dt.total_seconds().fillna(0.0)
     subs["submissions"] = pd.to_numeric(subs["submissions"], errors="coerce").fillna(1.0)
     per_submission = subs.groupby(KEYS, sort=True).agg(

@@ -104,22 +104,31 @@ def compute_day_features(
     read_counts = dict(increment.attrs.get("amplitude", {}))
     increment = only_started_classes(increment, classes=classes, day=day)
     increment = signals.stamp_increment(increment, day=day)
-    states = feat.accumulate(previous=previous, increment=increment)
-    records = read_assessed_records(settings=settings, engine=engine, class_ids=class_ids, day=day)
-    raw = raw_features(engine=engine, states=states, records=records, class_ids=class_ids, day=day)
+    # The stores hand out sorted, distinct id tuples (lof.stores.compact.to_frame).
+    states = feat.accumulate(previous=previous, increment=increment, previous_sorted=True)
+    records, submissions = read_assessed(
+        settings=settings, engine=engine, class_ids=class_ids, day=day
+    )
+    raw = raw_features(
+        engine=engine,
+        states=states,
+        records=records,
+        class_ids=class_ids,
+        day=day,
+        started_submissions=submissions,
+    )
     scaled = feat.scale_within_class(features=raw)
     return DayFeatures(day, classes, increment, states, raw, scaled, read_counts)
 
 
-def read_assessed_records(
+def read_assessed(
     *, settings: Settings, engine: Engine, class_ids: Collection[int], day: date
-) -> pd.DataFrame:
-    """LEB2's assessed records as of ``day``, re-reading only the activities whose checksums
-    changed since the last run (``lof.sources.assessed_cache``; the cache lives in LOF_HOME)."""
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """LEB2's assessed records as of ``day`` and the latest submissions on the activities
+    started by then, re-reading only the activities whose checksums changed since the last run
+    (``lof.sources.assessed_cache``; the cache lives in LOF_HOME)."""
     cache = assessed_cache.cache_path(home=settings.home, leb2_url=settings.leb2_url)
-    return assessed_cache.assessed_records(
-        engine, class_ids=class_ids, until=end_of_day(day), cache=cache
-    )
+    return assessed_cache.read(engine, class_ids=class_ids, until=end_of_day(day), cache=cache)
 
 
 def raw_features(
@@ -130,12 +139,19 @@ def raw_features(
     class_ids: Collection[int],
     day: date,
     deleted_before: datetime | None = None,
+    started_submissions: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """The cohort's 13 raw features and early-warning signals: what scoring and training share
-    (``deleted_before``: LEB2 as it stood then, for a retrain as of that day)."""
+    (``deleted_before``: LEB2 as it stood then, for a retrain as of that day;
+    ``started_submissions``: the latest submissions on the activities started by ``day``,
+    already read with the records, ``read_assessed``)."""
     raw = feat.features_at(states=states, records=records, class_ids=class_ids)
     activities, submissions = leb2.activity_status(
-        engine, class_ids=class_ids, until=end_of_day(day), deleted_before=deleted_before
+        engine,
+        class_ids=class_ids,
+        until=end_of_day(day),
+        deleted_before=deleted_before,
+        started_submissions=started_submissions,
     )
     return signals.add_signals(
         raw=raw,

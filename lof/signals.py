@@ -126,8 +126,8 @@ def class_windows(activities: pd.DataFrame) -> pd.DataFrame:
     """class_id, first_day, last_day (date ordinals) of each class's live activities."""
     if activities is None or len(activities) == 0:
         return pd.DataFrame({"class_id": [], "first_day": [], "last_day": []}, dtype=np.int64)
-    start = _datetimes(activities["start_date"])
-    due = _datetimes(activities["due_date"])
+    start = as_datetimes(activities["start_date"])
+    due = as_datetimes(activities["due_date"])
     frame = pd.DataFrame(
         {
             "class_id": activities["class_id"].astype(np.int64).to_numpy(),
@@ -139,25 +139,32 @@ def class_windows(activities: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "class_id": grouped.index.to_numpy(dtype=np.int64),
-            "first_day": _ordinals(grouped["first"]),
-            "last_day": _ordinals(grouped["last"]),
+            "first_day": [d.toordinal() for d in grouped["first"]],
+            "last_day": [d.toordinal() for d in grouped["last"]],
         }
     ).astype(np.int64)
+
+
+def as_datetimes(values: pd.Series) -> pd.Series:
+    """``values`` as datetimes; a column that already is one passes as it is (converting it
+    again walks every value as a Python object, a cost that grows with the semester)."""
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return values
+    return pd.to_datetime(values)
 
 
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
 
-def _datetimes(values: pd.Series) -> pd.Series:
-    """``values`` as naive datetimes; LEB2's reads already are (``pd.to_datetime`` costs ms)."""
-    return values if values.dtype == "datetime64[ns]" else pd.to_datetime(values)
-
-
-def _ordinals(moments: pd.Series) -> np.ndarray:
-    """Date ordinals (``date.toordinal``) of datetimes; missing ones are 0."""
-    values = _datetimes(moments).to_numpy(dtype="datetime64[ns]")
-    days = values.astype("datetime64[D]").astype(np.int64) + _EPOCH_ORDINAL
-    return np.where(np.isnat(values), 0, days)
+def _day_ordinals(values: pd.Series) -> np.ndarray:
+    """The date ordinal of each datetime (0 for none), in numpy: one Timestamp per student
+    costs more than the rest of the signals."""
+    if values.dtype == "datetime64[ns]":
+        days = values.to_numpy().astype("datetime64[D]")
+        return np.where(np.isnat(days), 0, days.astype(np.int64) + _EPOCH_ORDINAL)
+    return np.array(
+        [d.toordinal() if isinstance(d, pd.Timestamp) else 0 for d in values], dtype=np.int64
+    )
 
 
 def _end_of(day: date) -> datetime:
@@ -195,8 +202,8 @@ def _add_event_signals(
 
 def _due_activities(*, acts: pd.DataFrame, until: datetime) -> pd.DataFrame:
     """The distinct (class_id, activity_id) started and due before ``until``."""
-    due = _datetimes(acts["due_date"])
-    started = _datetimes(acts["start_date"]) < until
+    due = as_datetimes(acts["due_date"])
+    started = as_datetimes(acts["start_date"]) < until
     due_acts = acts.loc[due.notna() & (due < until) & started, ["class_id", "activity_id"]]
     return due_acts.astype(np.int64).drop_duplicates()
 
@@ -214,13 +221,15 @@ def _add_submission_signals(
 ) -> None:
     """Days since the last submission (days run when none) and due work not handed in."""
     subs = _frame(submissions, SUBMISSION_COLUMNS)
-    at = _datetimes(subs["submitted_at"])
-    before = (at < until).to_numpy()
-    subs = subs.loc[before, ["class_id", "activity_id", "user_id"]].astype(np.int64)
-    subs["at"] = at[before]
-    latest_day = subs.groupby(KEYS)["at"].max().reindex(keys)
+    sub_at = as_datetimes(subs["submitted_at"])
+    subs = subs.loc[sub_at < until].copy()
+    subs["at"] = sub_at[sub_at < until]
+    for column in ("class_id", "activity_id", "user_id"):
+        subs[column] = subs[column].astype(np.int64)
+    latest = subs.groupby(KEYS)["at"].max()
+    latest_day = latest.reindex(keys)
     has_sub = latest_day.notna().to_numpy()
-    sub_days = _ordinals(latest_day)
+    sub_days = _day_ordinals(latest_day)
     out["days_since_last_submission"] = np.where(has_sub, np.maximum(today - sub_days, 0), days_run)
     handed = subs.merge(due_acts, on=["class_id", "activity_id"], how="inner")
     handed_count = handed.drop_duplicates([*KEYS, "activity_id"]).groupby(KEYS).size()
@@ -260,7 +269,8 @@ def add_signals(
     """``raw`` (the cohort's 13 raw features, one row per class_id, user_id) plus ``SIGNALS``.
 
     ``activities``: the classes' live activities (``ACTIVITY_COLUMNS``, naive local datetimes);
-    ``submissions``: live submissions before the end of ``day`` (``SUBMISSION_COLUMNS``);
+    ``submissions``: live submissions before the end of ``day`` (``SUBMISSION_COLUMNS``; only
+    each student's latest per activity matters, ``lof.sources.leb2.latest_submissions``);
     ``records``: assessed records as of ``day`` (``lof.sources.leb2.assessed_records``).
     """
     out = raw.copy()

@@ -12,11 +12,14 @@ for directly. Instead, every day:
    grades, changed dates) are read in full (``leb2.assessed_rows`` restricted to them);
 3. the rows and checksums are saved for the next run (one file, replaced atomically).
 
-The result is the same frame ``leb2.assessed_records`` returns. What a checksum cannot see: an
-edit that keeps every count and sum equal (e.g. two grades swapped between students on the same
-criterion, or a ``spent_time`` rewritten to another value of the same length); such a change
-shows when anything else about the activity changes, or when the cache file is removed.
-Without a cache file (first run, another machine) the read is simply a full one.
+The result is the same frame ``leb2.assessed_records`` returns. The same checksums cover each
+activity's latest live submission per student (``leb2.latest_submissions``, what the
+early-warning signals read), so ``read`` returns those too, reread for the changed activities
+only. What a checksum cannot see: an edit that keeps every count and sum equal (e.g. two grades
+swapped between students on the same criterion, a ``spent_time`` rewritten to another value of
+the same length, or an earlier submission's time moved while the activity's latest stays);
+such a change shows when anything else about the activity changes, or when the cache file is
+removed. Without a cache file (first run, another machine) the read is simply a full one.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from sqlalchemy import Engine
 from lof.sources import leb2
 
 log = logging.getLogger(__name__)
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: the latest submissions are kept too
 
 
 def cache_path(*, home: Path, leb2_url: str) -> Path:
@@ -44,26 +47,33 @@ def cache_path(*, home: Path, leb2_url: str) -> Path:
     return Path(home) / "cache" / f"assessed-{digest}.pkl"
 
 
-def _load(path: Path | None) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+def _load(path: Path | None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame] | None:
     if path is None or not path.exists():
         return None
     try:
         with path.open("rb") as handle:
-            version, prints, rows = pickle.load(handle)  # lof's own file, under LOF_HOME
+            saved = pickle.load(handle)  # lof's own file, under LOF_HOME
     except (OSError, pickle.UnpicklingError, EOFError, ValueError, TypeError):
         log.warning("ignoring unreadable assessed-records cache %s", path)
         return None
-    return (prints, rows) if version == CACHE_VERSION else None
+    if not isinstance(saved, tuple) or not saved or saved[0] != CACHE_VERSION:
+        return None  # an older lof's cache: one full read rebuilds it
+    _, prints, rows, submissions = saved
+    return prints, rows, submissions
 
 
-def _save(path: Path | None, prints: pd.DataFrame, rows: pd.DataFrame) -> None:
+def _save(
+    path: Path | None, prints: pd.DataFrame, rows: pd.DataFrame, submissions: pd.DataFrame
+) -> None:
     if path is None:
         return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_suffix(f".{os.getpid()}.tmp")
         with temporary.open("wb") as handle:
-            pickle.dump((CACHE_VERSION, prints, rows), handle, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump(
+                (CACHE_VERSION, prints, rows, submissions), handle, protocol=pickle.HIGHEST_PROTOCOL
+            )
         os.replace(temporary, path)
     except OSError as exc:  # a cache that cannot be written only costs the next run time
         log.warning("cannot write the assessed-records cache %s: %s", path, exc)
@@ -78,28 +88,59 @@ def assessed_records(
     stats: dict[str, int] | None = None,
 ) -> pd.DataFrame:
     """``leb2.assessed_records`` through the checksum cache at ``cache`` (None = no cache)."""
+    records, _ = read(engine, class_ids=class_ids, until=until, cache=cache, stats=stats)
+    return records
+
+
+def read(
+    engine: Engine,
+    *,
+    class_ids: Collection[int],
+    until: datetime | None,
+    cache: Path | None,
+    stats: dict[str, int] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(``leb2.assessed_records``, ``leb2.latest_submissions(started=True)``) of ``class_ids``
+    as of ``until``, through the checksum cache at ``cache`` (None = no cache)."""
     ids = sorted({int(c) for c in class_ids})
     cutoff = leb2.NO_CUTOFF if until is None else until
     prints = leb2.activity_fingerprints(engine, class_ids=ids, cutoff=cutoff)
     cached = _load(cache)
     changed = set(prints["activity_id"].tolist())
-    reuse = None
+    reuse = reuse_subs = None
     if cached is not None:
-        old_prints, old_records = cached
+        old_prints, old_records, old_subs = cached
         same = prints.merge(old_prints, on=list(prints.columns), how="inner")["activity_id"]
         unchanged = set(same.tolist())
         changed -= unchanged
         reuse = old_records[old_records["activity_id"].isin(unchanged)]
-    if changed or reuse is None:
+        reuse_subs = old_subs[old_subs["activity_id"].isin(unchanged)]
+    if changed or reuse is None or reuse_subs is None:
         rows = leb2.assessed_rows(engine, class_ids=ids, cutoff=cutoff, activity_ids=changed)
         fresh = leb2.finish_records(engine, rows, ids)
+        fresh_subs = leb2.latest_submissions(
+            engine, class_ids=ids, cutoff=cutoff, activity_ids=changed
+        )
         records = fresh if reuse is None or not len(reuse) else pd.concat([reuse, fresh])
+        submissions = (
+            fresh_subs
+            if reuse_subs is None or not len(reuse_subs)
+            else pd.concat([reuse_subs, fresh_subs])
+        )
     else:
-        records = reuse
+        records, submissions = reuse, reuse_subs
     records = records.sort_values(
         ["class_id", "user_id", "activity_id", "cri_id"], kind="stable"
     ).reset_index(drop=True)
-    _save(cache, prints, records)
+    submissions = submissions.sort_values(
+        ["class_id", "activity_id", "user_id"], kind="stable"
+    ).reset_index(drop=True)
+    _save(cache, prints, records, submissions)
     if stats is not None:
-        stats.update(activities=len(prints), reread=len(changed), rows=len(records))
-    return records
+        stats.update(
+            activities=len(prints),
+            reread=len(changed),
+            rows=len(records),
+            submissions=len(submissions),
+        )
+    return records, submissions

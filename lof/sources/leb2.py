@@ -927,14 +927,18 @@ def activity_status(
     class_ids: Collection[int],
     until: datetime | None,
     deleted_before: datetime | None = None,
+    started_submissions: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(activities, submissions) of ``class_ids`` for ``lof.signals.add_signals``.
 
     activities: every live activity of the live classes (``class_id, activity_id, start_date,
-    due_date``), future ones too, as they bound the class's window; submissions: the live
-    submissions before ``until`` (naive local time, None = now) on those activities
-    (``class_id, activity_id, user_id, submitted_at``). ``deleted_before``: a row deleted at
-    or after it counts as live (a retrain as of that day).
+    due_date``), future ones too, as they bound the class's window; submissions: per student
+    and live activity with a live submission before ``until`` (naive local time, None = now),
+    the latest such submission's time (``class_id, activity_id, user_id, submitted_at``): all
+    the signals read of them. ``deleted_before``: a row deleted at or after it counts as live
+    (a retrain as of that day). ``started_submissions``: these rows already read for the
+    activities started before ``until`` (``latest_submissions(started=True)``, e.g. through
+    ``lof.sources.assessed_cache``); only the other activities' are read.
     """
     cutoff = NO_CUTOFF if until is None else until
     ids = list(class_ids)
@@ -952,38 +956,87 @@ def activity_status(
         )
         for chunk in _chunks(ids)
     ]
-    submission_statements = [
+    activities = _frame(
+        _fetch(engine, "activities", activity_statements),
+        ["class_id", "activity_id", "start_date", "due_date"],
+    )
+    for column in ("start_date", "due_date"):
+        activities[column] = _datetimes(activities[column])
+    for column in ("class_id", "activity_id"):
+        activities[column] = activities[column].astype("int64")
+    if started_submissions is None:
+        submissions = latest_submissions(
+            engine, class_ids=ids, cutoff=cutoff, deleted_before=deleted_before
+        )
+    else:
+        if deleted_before is not None:
+            raise ValueError("started_submissions are of LEB2 as it is now, not as of a day")
+        later = latest_submissions(engine, class_ids=ids, cutoff=cutoff, started=False)
+        parts = [f for f in (started_submissions, later) if len(f)]
+        submissions = (
+            pd.concat(parts, ignore_index=True).loc[:, list(LATEST_SUBMISSION_COLUMNS)]
+            if parts
+            else later
+        )
+    return activities, submissions
+
+
+LATEST_SUBMISSION_COLUMNS: tuple[str, ...] = ("class_id", "activity_id", "user_id", "submitted_at")
+
+
+def latest_submissions(
+    engine: Engine,
+    *,
+    class_ids: Collection[int],
+    cutoff: datetime,
+    activity_ids: Collection[int] | None = None,
+    started: bool | None = None,
+    deleted_before: datetime | None = None,
+) -> pd.DataFrame:
+    """Per (class, live activity, student) with a live submission before ``cutoff``: the latest
+    one's time (``LATEST_SUBMISSION_COLUMNS``). Aggregated in the database: one row per
+    student and activity crosses the wire, not one per submission.
+
+    ``activity_ids``: only these activities (of ``class_ids``); ``started``: only the activities
+    started before ``cutoff`` (True, those ``activity_fingerprints`` checksums), only the
+    others (False), or all (None). ``deleted_before``: a row deleted at or after it counts as
+    live.
+    """
+    ids = list(class_ids)
+    if activity_ids is not None:
+        chunks = [(activities_t.c.id, chunk) for chunk in _chunks(activity_ids)]
+    else:
+        chunks = [(activities_t.c.class_id, chunk) for chunk in _chunks(ids)]
+    begun = activities_t.c.start_date < cutoff
+    extra: list[Any] = []
+    if started is True:
+        extra = [begun]
+    elif started is False:
+        extra = [or_(activities_t.c.start_date >= cutoff, activities_t.c.start_date.is_(None))]
+    statements = [
         select(
             activities_t.c.class_id,
             submissions_t.c.activity_id,
             submissions_t.c.user_id,
-            _as_text(submissions_t.c.submitted_at),
+            _as_text(func.max(submissions_t.c.submitted_at)),
         )
         .select_from(
             submissions_t.join(activities_t, activities_t.c.id == submissions_t.c.activity_id)
         )
         .where(
-            activities_t.c.class_id.in_(chunk),
+            column.in_(chunk),
             *_live(activities_t, submissions_t, deleted_before=deleted_before),
             submissions_t.c.submitted_at < cutoff,
+            *extra,
         )
-        for chunk in _chunks(ids)
+        .group_by(activities_t.c.class_id, submissions_t.c.activity_id, submissions_t.c.user_id)
+        for column, chunk in chunks
     ]
-    activities = _frame(
-        _fetch(engine, "activities", activity_statements),
-        ["class_id", "activity_id", "start_date", "due_date"],
-    )
-    submissions = _frame(
-        _fetch(engine, "submissions", submission_statements),
-        ["class_id", "activity_id", "user_id", "submitted_at"],
-    )
-    for column in ("start_date", "due_date"):
-        activities[column] = _datetimes(activities[column])
+    submissions = _frame(_fetch(engine, "submissions", statements), list(LATEST_SUBMISSION_COLUMNS))
+    if activity_ids is not None:
+        wanted = {int(c) for c in ids}
+        submissions = submissions[submissions["class_id"].isin(wanted)].reset_index(drop=True)
     submissions["submitted_at"] = _datetimes(submissions["submitted_at"])
-    for frame, columns in (
-        (activities, ("class_id", "activity_id")),
-        (submissions, ("class_id", "activity_id", "user_id")),
-    ):
-        for column in columns:
-            frame[column] = frame[column].astype("int64")
-    return activities, submissions
+    for column in ("class_id", "activity_id", "user_id"):
+        submissions[column] = submissions[column].astype("int64")
+    return submissions

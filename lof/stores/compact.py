@@ -33,6 +33,7 @@ import zlib
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -48,6 +49,13 @@ from lof.features import (
 )
 from lof.signals import EVENT_STATE_COLUMNS
 from lof.stores import base
+
+try:  # ISA-L: the same zlib streams, deflated ~3x and inflated ~2x faster; zlib when missing.
+    from isal import isal_zlib
+
+    _deflate: ModuleType = isal_zlib
+except ImportError:  # pragma: no cover - depends on the platform's wheels
+    _deflate = zlib
 
 MAGIC = b"LF2"
 MAGIC_COUNTS_ONLY = b"LF1"  # before the event state: 5 count columns, no column-count byte
@@ -113,7 +121,7 @@ def encode(rows: ClassRows) -> bytes:
     for lengths, values in zip(rows.lengths, rows.values, strict=True):
         parts.append(lengths.astype("<u4").tobytes())
         parts.append(_segment_diff(values.astype(np.int64), lengths).astype("<i8").tobytes())
-    body = zlib.compress(b"".join(parts), 1)
+    body = _deflate.compress(b"".join(parts), 1)
     return MAGIC + bytes([FULL if rows.full else 0, rows.counts.shape[1]]) + body
 
 
@@ -130,7 +138,7 @@ def decode(blob: bytes) -> ClassRows:
             "upgrade lof to read this store"
         )
     full = bool(blob[3] & FULL)
-    raw = zlib.decompress(blob[start:])
+    raw = _deflate.decompress(blob[start:])
     n = int(np.frombuffer(raw, "<u4", 1, 0)[0])
     pos = 4
     users = np.cumsum(np.frombuffer(raw, "<i8", n, pos)).astype(np.int64)

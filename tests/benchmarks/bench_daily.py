@@ -88,7 +88,7 @@ class PhaseTimer:
                 result = original(*args, **kwargs)
             finally:
                 self.seconds[phase] += time.perf_counter() - began
-            self.rows[name] = len(result)
+            self.rows[name] = len(result[0] if isinstance(result, tuple) else result)
             return result
 
         setattr(owner, name, timed)
@@ -141,7 +141,7 @@ class DailyRun:
         self.model = tiny_model()
         self.timer = PhaseTimer()
         # scoring calls these through their modules, so patching the attributes times them.
-        self.timer.wrap(scoring, "read_assessed_records", "leb2")
+        self.timer.wrap(scoring, "read_assessed", "leb2")
         self.timer.wrap(amplitude, "day_increments", "amplitude")
         self.timer.wrap(scoring, "read_previous_states", "state_read")
 
@@ -237,7 +237,7 @@ class DailyRun:
             "classes": len(classes),
             "lines": int(amplitude_stats.get("lines", 0)),
             "counted": int(amplitude_stats.get("counted", 0)),
-            "records": self.timer.rows.get("read_assessed_records", 0),
+            "records": self.timer.rows.get("read_assessed", 0),
             "increment_rows": len(day_features.increment),
             "state_rows": len(day_features.states),
             "state_session_ids": int(sum(len(s) for s in day_features.states["session_ids"])),

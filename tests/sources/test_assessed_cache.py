@@ -37,12 +37,30 @@ def _check_days(engine: sa.Engine, cache: Path, days: list[date]) -> list[dict[s
         ids = leb2.ongoing_classes(engine, day=day, window_months=4)["class_id"].tolist()
         full = leb2.assessed_records(engine, class_ids=ids, until=end_of_day(day))
         stats: dict[str, int] = {}
-        got = assessed_cache.assessed_records(
+        got, submissions = assessed_cache.read(
             engine, class_ids=ids, until=end_of_day(day), cache=cache, stats=stats
         )
         pd.testing.assert_frame_equal(got, full)
+        _check_submissions(engine, ids, day, submissions)
         seen.append(stats)
     return seen
+
+
+def _check_submissions(engine: sa.Engine, ids: list[int], day: date, cached: pd.DataFrame) -> None:
+    """The cached latest submissions equal a direct read, and so does what the signals get."""
+    until = end_of_day(day)
+    keys = ["class_id", "activity_id", "user_id"]
+    direct = leb2.latest_submissions(engine, class_ids=ids, cutoff=until, started=True)
+    pd.testing.assert_frame_equal(cached, direct.sort_values(keys).reset_index(drop=True))
+    acts, subs = leb2.activity_status(engine, class_ids=ids, until=until)
+    acts_c, subs_c = leb2.activity_status(
+        engine, class_ids=ids, until=until, started_submissions=cached
+    )
+    pd.testing.assert_frame_equal(acts_c, acts)
+    pd.testing.assert_frame_equal(
+        subs_c.sort_values(keys).reset_index(drop=True),
+        subs.sort_values(keys).reset_index(drop=True),
+    )
 
 
 def test_cached_reads_equal_full_reads_and_reread_only_changes(
@@ -66,6 +84,10 @@ EDITS = {
     "WHERE activity_id = :a AND user_id = :u",
     "spent time edited": "UPDATE activity_submissions SET spent_time = '9:59:59' "
     "WHERE activity_id = :a AND user_id = :u",
+    "submission moved later": "UPDATE activity_submissions SET submitted_at = "
+    "'2025-02-28 23:58:30' WHERE activity_id = :a AND user_id = :u",
+    "submission added": "INSERT INTO activity_submissions (activity_id, user_id, submitted_at, "
+    "spent_time) VALUES (:a, :u + 1000000, '2025-02-27 08:00:00', '0:10:00')",
     "required level moved": "UPDATE cri_levels SET flag = 1 - flag WHERE cri_id = :c",
     "due date moved": "UPDATE activities SET due_date = '2025-02-01 12:00:00' WHERE id = :a",
 }

@@ -568,3 +568,29 @@ def test_activity_status_as_of_a_day_sees_rows_deleted_since(engine) -> None:
     )
     assert sorted(then_acts["activity_id"]) == [1000, 1001, 1002, 1003, 1004]
     assert ((then_subs["activity_id"] == 1002) & (then_subs["user_id"] == 601)).any()
+
+
+def test_latest_submissions_are_each_pair_latest_live_submission(engine) -> None:
+    """One row per student and activity: the latest live submission before the cutoff, with
+    the activities started by then and the others splitting the rows between them."""
+    keys = ["class_id", "activity_id", "user_id"]
+    with engine.connect() as conn:
+        raw = pd.read_sql(
+            "SELECT a.class_id, s.activity_id, s.user_id, s.submitted_at "
+            "FROM activity_submissions s JOIN activities a ON a.id = s.activity_id "
+            "WHERE a.class_id = 1 AND a.deleted_at IS NULL AND s.deleted_at IS NULL "
+            "AND s.submitted_at < :until",
+            conn,
+            params={"until": str(UNTIL)},
+        )
+    raw["submitted_at"] = pd.to_datetime(raw["submitted_at"]).astype("datetime64[ns]")
+    expected = raw.groupby(keys, as_index=False)["submitted_at"].max()
+    got = leb2.latest_submissions(engine, class_ids=[1], cutoff=UNTIL)
+    assert len(got) == len(expected) > 0
+    pd.testing.assert_frame_equal(got.sort_values(keys).reset_index(drop=True), expected)
+    started = leb2.latest_submissions(engine, class_ids=[1], cutoff=UNTIL, started=True)
+    later = leb2.latest_submissions(engine, class_ids=[1], cutoff=UNTIL, started=False)
+    both = pd.concat([started, later]).sort_values(keys).reset_index(drop=True)
+    pd.testing.assert_frame_equal(both, expected)
+    _, status = leb2.activity_status(engine, class_ids=[1], until=UNTIL)
+    pd.testing.assert_frame_equal(status.sort_values(keys).reset_index(drop=True), expected)
