@@ -138,7 +138,7 @@ def fit(*, estimator: Any, examples: pd.DataFrame) -> Any:
         counts = np.bincount(labels)
         if len(np.unique(labels)) < 2 or counts[counts > 0].min() < 3:
             fitted = _uncalibrated(fitted)
-    with warnings.catch_warnings(), _threads():
+    with warnings.catch_warnings(), limit_threads():
         warnings.simplefilter("ignore", category=UserWarning)
         _ignore_convergence_warnings()
         fitted.fit(examples[training_features(examples)].astype(float), labels)
@@ -159,7 +159,7 @@ def input_features(model: Any) -> list[str]:
     return [str(n) for n in names] if names is not None else list(FEATURES)
 
 
-def _threads() -> Any:
+def limit_threads() -> Any:
     """One OpenMP/BLAS thread per fit: on shared hosts more threads than free cores make
     histogram boosting several times slower, and candidates and folds already run in turn."""
     return _thread_controller(len(sys.modules)).limit(limits=FIT_THREADS)
@@ -213,7 +213,7 @@ def level_probabilities(*, model: Any, features: pd.DataFrame) -> np.ndarray:
             f"the model takes column(s) {', '.join(missing)} the features frame lacks; "
             "build the features with lof.scoring (13 features and early-warning signals)"
         )
-    with warnings.catch_warnings(), _threads():
+    with warnings.catch_warnings(), limit_threads():
         warnings.simplefilter("ignore", category=UserWarning)
         proba = np.asarray(model.predict_proba(features[columns].astype(float)))
     for j, level in enumerate(model_classes(model)):

@@ -5,11 +5,14 @@ student's scaled value is replaced by the class cohort's median that day and ``r
 computed again; the change (actual risk - risk at the median) is that column's effect. The
 three largest effects (by size, at least ``MIN_EFFECT``) are the reasons, each with its
 direction. A column where the student is at the class median has effect 0 and never becomes a
-reason, so a student at the median on everything gets none. All variants of a day are
-predicted in one batch; with many students, a screening step keeps that batch to about
-``CANDIDATES + 1`` times the cohort (see ``CANDIDATES``). Inputs are correlated (work not
-handed in also lowers attainment so far), so one input's effect is the model's answer to
-"this alone at the median", which can point the other way than the raw correlation.
+reason, so a student at the median on everything gets none. For logistic regression and
+histogram gradient boosting every column's effect is computed exactly from the model's
+parameters (``lof.exact_effects``, about two predictions of the cohort for boosting). Other
+models have their variants predicted in one batch; with many students, a screening step keeps
+that batch to about ``CANDIDATES + 1`` times the cohort (see ``CANDIDATES``). Inputs are
+correlated (work not handed in also lowers attainment so far), so one input's effect is the
+model's answer to "this alone at the median", which can point the other way than the raw
+correlation.
 
 Each reason is rendered with the student's raw value and the class median, e.g. "3 activities
 past due not submitted (class median 0)".
@@ -23,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lof import exact_effects
 from lof import model as lof_model
 
 TOP = 3
@@ -151,6 +155,26 @@ def _effects(
     return effects
 
 
+def _exact_effects(
+    model: Any,
+    base: np.ndarray,
+    medians: np.ndarray,
+    required: np.ndarray,
+    columns: list[str],
+    known: np.ndarray | None,
+) -> np.ndarray | None:
+    """Every column's exact effect (``lof.exact_effects``), or None when the model is not of a
+    kind it supports."""
+    if exact_effects.supported(model) is None:
+        return None
+    if known is None:
+        known = _risk(model, pd.DataFrame(base, columns=columns), required)
+    variant = exact_effects.variant_risks(
+        model=model, base=base, medians=medians, required=required, risk=known
+    )
+    return None if variant is None else known[:, None] - variant
+
+
 def _raw_in_row_order(
     *, raw: pd.DataFrame, scaled: pd.DataFrame, columns: list[str]
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -213,6 +237,7 @@ def _reasons_of_rows(
     strong = np.cumprod(strong, axis=1).astype(bool)
     out: list[list[dict[str, Any]]] = [[] for _ in range(len(effects))]
     shown = [_MEDIAN_FORMAT.get(c, _rounded) for c in columns]
+    texts: dict[tuple[int, float, float], str | None] = {}  # counts repeat across students
     rows, ranks = np.nonzero(strong)
     picked = order[rows, ranks]
     for i, j, effect, value, median in zip(
@@ -223,12 +248,18 @@ def _reasons_of_rows(
         raw_medians[rows, picked].tolist(),
         strict=True,
     ):
-        if shown[j](value) == shown[j](median):
-            continue  # "3 sessions (class median 3)" would claim a difference it hides
+        key = (j, value, median)
+        if key not in texts:
+            # "3 sessions (class median 3)" would claim a difference it hides: no reason.
+            hidden = shown[j](value) == shown[j](median)
+            texts[key] = None if hidden else render(columns[j], value, median)
+        text = texts[key]
+        if text is None:
+            continue
         out[i].append(
             {
                 "feature": columns[j],
-                "text": render(columns[j], value, median),
+                "text": text,
                 "direction": "raises risk" if effect > 0 else "lowers risk",
                 "value": value,
                 "class_median": median,
@@ -254,8 +285,9 @@ def explain(
     ``raw`` holds the same students' raw values (any row order); ``required`` the class's
     required level per row. A reason: ``feature``, ``text``, ``direction`` ("raises risk" or
     "lowers risk"), ``value`` and ``class_median`` (raw) and ``effect`` (change of risk_prob).
-    ``candidates``: how many columns per student are measured exactly after screening (None =
-    all; the day's cost is about ``candidates + 1`` predictions of the cohort). ``risk``: the
+    ``candidates``: for models without exact effects, how many columns per student are
+    measured after screening (None = all; the day's cost is about ``candidates + 1``
+    predictions of the cohort). ``risk``: the
     rows' risk_prob when already predicted (saves predicting them again).
     """
     n = len(scaled)
@@ -267,16 +299,23 @@ def explain(
     medians = base.groupby(scaled["class_id"].to_numpy()).transform("median").to_numpy()
     base_array = base.to_numpy()
     raw_array, median_array = _raw_in_row_order(raw=raw, scaled=scaled, columns=columns)
-    wanted = _wanted(
-        model=model,
-        base=base_array,
-        medians=medians,
-        required=required,
-        columns=columns,
-        candidates=candidates,
-    )
     known = None if risk is None else np.asarray(risk, dtype=float)
-    effects = _effects(model, base_array, medians, required, columns, np.arange(n), wanted, known)
+    effects = _exact_effects(model, base_array, medians, required, columns, known)
+    if effects is not None:
+        wanted = ~np.isclose(base_array, medians)
+        effects *= wanted
+    else:
+        wanted = _wanted(
+            model=model,
+            base=base_array,
+            medians=medians,
+            required=required,
+            columns=columns,
+            candidates=candidates,
+        )
+        effects = _effects(
+            model, base_array, medians, required, columns, np.arange(n), wanted, known
+        )
     return _reasons_of_rows(
         effects=effects,
         wanted=wanted,
