@@ -715,15 +715,19 @@ class DynamoPredictionStore(_DynamoBase):
 
     def write_day(self, *, day: date, predictions: pd.DataFrame) -> None:
         """Replace day ``day``'s predictions and mark it complete, atomically."""
-        rows = base.prediction_rows(predictions, what=f"predictions of {base.day_key(day)}")
         items: dict[int, dict[str, list[tuple[int, str]]]] = {}
-        for row in rows:
-            data = {k: row[k] for k in base.PREDICTION_COLUMNS if k not in ("class_id", "user_id")}
-            items.setdefault(row["class_id"], {"P": []})["P"].append(
-                (row["user_id"], base.dumps(data))
-            )
         now = datetime.now(UTC).replace(microsecond=0)
-        bodies = base.class_day_bodies(rows, day=day, written_at=now)
+        with base.no_cycle_collection():
+            rows = base.prediction_rows(predictions, what=f"predictions of {base.day_key(day)}")
+            for row in rows:
+                data = {
+                    k: row[k] for k in base.PREDICTION_COLUMNS if k not in ("class_id", "user_id")
+                }
+                items.setdefault(row["class_id"], {"P": []})["P"].append(
+                    (row["user_id"], base.dumps(data))
+                )
+            bodies = base.class_day_bodies(rows, day=day, written_at=now)
+            del rows
         key = base.day_key(day)
 
         def drop_old_bodies(current: dict[str, Any] | None) -> None:

@@ -422,6 +422,10 @@ class SqlPredictionStore(_SqlBase):
 
     def write_day(self, *, day: date, predictions: pd.DataFrame) -> None:
         """Replace day ``day``'s predictions and mark it complete, in one transaction."""
+        with base.no_cycle_collection():
+            self._write_predictions(day=day, predictions=predictions)
+
+    def _write_predictions(self, *, day: date, predictions: pd.DataFrame) -> None:
         rows = base.prediction_rows(predictions, what=f"predictions of {base.day_key(day)}")
         now = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
         bodies = [

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
 
+from lof.errors import DataError
 from lof.stores import open_prediction_store
 from tests.stores._crash import SimulatedCrash, crash_after_rows
 
@@ -50,3 +52,22 @@ def test_crashed_write_leaves_no_body(store_url: str) -> None:
         store.write_day(day=D2, predictions=predictions([(1, 10, 3), (1, 11, 3)]))
     assert store.read_class_body(day=D2, class_id=1) is None
     assert store.read_class_body(day=D1, class_id=1) is not None
+
+
+def test_predictions_write_restores_cyclic_gc(store_url: str) -> None:
+    """The write pauses cyclic collection for its own objects only: afterwards (even after a
+    refused frame) the collector is as the caller had it."""
+    store = open_prediction_store(store_url)
+    assert gc.isenabled()
+    store.write_day(day=D1, predictions=predictions([(1, 10, 2)]))
+    assert gc.isenabled()
+    with pytest.raises(DataError):
+        store.write_day(day=D1, predictions=predictions([(1, 10, 2)]).drop(columns="risk_prob"))
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        store.write_day(day=D2, predictions=predictions([(1, 10, 3)]))
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    assert store.read_class_body(day=D2, class_id=1) is not None
