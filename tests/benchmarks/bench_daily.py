@@ -345,6 +345,9 @@ def scaling(args: argparse.Namespace, workdir: Path) -> None:
             copy = workdir / f"run-{n}"
             shutil.rmtree(copy, ignore_errors=True)
             shutil.copytree(homes[n], copy)
+            # Flushed first, else the copy's writeback competes with the run's commits (and
+            # day 60's copy is the larger).
+            os.sync()
             runs[n].append(
                 in_child("score", str(copy), semester_day(n).isoformat(), "1", "0", str(data))
             )
