@@ -165,6 +165,8 @@ def _compile(boosting: Any) -> _Ensemble | None:
         feature[t, : len(f)], threshold[t, : len(f)], real[t, : len(f)] = f, thr, True
         class_of_tree[k, t] = 1.0
     cuts = [np.unique(threshold[real & (feature == j)]) for j in range(n_columns)]
+    if max((len(c) for c in cuts), default=0) > 254:
+        return None  # a value's rank would not fit the uint8 codes (max_bins is at most 255)
     # Padding splits compare against rank 255, which every value's rank is at most: bit set,
     # and the table ignores it.
     cut_rank = np.full((n_trees, MAX_SPLITS), 255, dtype=np.uint8)

@@ -7,7 +7,7 @@ three largest effects (by size, at least ``MIN_EFFECT``) are the reasons, each w
 direction. A column where the student is at the class median has effect 0 and never becomes a
 reason, so a student at the median on everything gets none. For logistic regression and
 histogram gradient boosting every column's effect is computed exactly from the model's
-parameters (``lof.exact_effects``, about two predictions of the cohort for boosting). Other
+parameters (``lof.exact_effects``, one to two predictions of the cohort for boosting). Other
 models have their variants predicted in one batch; with many students, a screening step keeps
 that batch to about ``CANDIDATES + 1`` times the cohort (see ``CANDIDATES``). Inputs are
 correlated (work not handed in also lowers attainment so far), so one input's effect is the
@@ -198,10 +198,10 @@ def _wanted(
     required: np.ndarray,
     columns: list[str],
     candidates: int | None,
+    differs: np.ndarray,
 ) -> np.ndarray:
     """Which (row, column) effects to measure exactly: all that differ from the median, or,
     with many students, only each student's ``candidates`` most promising ones."""
-    differs = ~np.isclose(base, medians)
     n = len(base)
     if candidates is None or candidates >= len(columns) or n <= SAMPLE_ROWS:
         return differs
@@ -287,8 +287,8 @@ def explain(
     "lowers risk"), ``value`` and ``class_median`` (raw) and ``effect`` (change of risk_prob).
     ``candidates``: for models without exact effects, how many columns per student are
     measured after screening (None = all; the day's cost is about ``candidates + 1``
-    predictions of the cohort). ``risk``: the
-    rows' risk_prob when already predicted (saves predicting them again).
+    predictions of the cohort). ``risk``: the rows' risk_prob when already predicted (saves
+    predicting them again).
     """
     n = len(scaled)
     if n == 0:
@@ -300,9 +300,10 @@ def explain(
     base_array = base.to_numpy()
     raw_array, median_array = _raw_in_row_order(raw=raw, scaled=scaled, columns=columns)
     known = None if risk is None else np.asarray(risk, dtype=float)
+    differs = ~np.isclose(base_array, medians)
     effects = _exact_effects(model, base_array, medians, required, columns, known)
     if effects is not None:
-        wanted = ~np.isclose(base_array, medians)
+        wanted = differs
         effects *= wanted
     else:
         wanted = _wanted(
@@ -312,6 +313,7 @@ def explain(
             required=required,
             columns=columns,
             candidates=candidates,
+            differs=differs,
         )
         effects = _effects(
             model, base_array, medians, required, columns, np.arange(n), wanted, known
