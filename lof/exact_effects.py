@@ -32,8 +32,9 @@ from lof import model as lof_model
 
 MAX_SPLITS = 8
 """Splits per tree that fit a one-byte decision code (``max_leaf_nodes`` up to 9)."""
-ROWS_PER_CHUNK = 4096
-"""Rows done at once: the per-tree codes and leaf values of a chunk take ~10 bytes per tree."""
+ROWS_PER_CHUNK = 1024
+"""Rows done at once: a chunk's per-tree codes and leaf values (~10 bytes per tree and row)
+stay in the CPU cache at this size; 4096 rows ran ~12% slower on a 400-tree ensemble."""
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from collections.abc import Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
+from types import ModuleType
 from typing import Any, Protocol
 
 import numpy as np
@@ -51,6 +52,17 @@ PREDICTION_COLUMNS: tuple[str, ...] = (
 OPTIONAL_PREDICTION_COLUMNS: frozenset[str] = frozenset({"reasons"})
 REASON_KEYS: tuple[str, ...] = ("feature", "text", "direction", "value", "class_median", "effect")
 RECORD_KEYS: tuple[str, ...] = ("predicted_dt", *PREDICTION_COLUMNS)
+_PLAIN_REASON_TYPES = (str, str, str, float, float, float)  # of REASON_KEYS, as explain builds
+
+try:  # ISA-L: the same gzip streams, packed ~5x faster; the standard library when missing.
+    from isal import igzip
+
+    _body_gzip: ModuleType = igzip
+    BODY_GZIP_LEVEL = 2
+    """ISA-L's level 2 packs a day's bodies ~10% larger than zlib's 3 in a fifth of the time."""
+except ImportError:  # pragma: no cover - depends on the platform's wheels
+    _body_gzip = gzip
+    BODY_GZIP_LEVEL = 3
 
 
 class FeatureStore(Protocol):
@@ -115,8 +127,6 @@ class StoredBody:
         return gzip.decompress(self.gzip)
 
 
-BODY_GZIP_LEVEL = 3
-"""Level 3 packs a body about a fifth larger than 6 in half the time."""
 BODY_MAX_BYTES = 380_000  # gzip; larger bodies are not stored (DynamoDB items stop at 400 KB)
 
 
@@ -139,7 +149,7 @@ def class_day_bodies(
     out = {}
     for class_id, records in by_class.items():
         plain = orjson.dumps(records)
-        packed = gzip.compress(plain, compresslevel=BODY_GZIP_LEVEL, mtime=0)
+        packed = _body_gzip.compress(plain, compresslevel=BODY_GZIP_LEVEL, mtime=0)
         if len(packed) <= BODY_MAX_BYTES:
             etag = '"' + hashlib.sha256(plain).hexdigest()[:32] + '"'
             out[class_id] = StoredBody(
@@ -297,6 +307,9 @@ def _reasons(value: Any, *, what: str, row: int) -> list[dict[str, Any]]:
         raise DataError(f"{what}: row {row} column reasons is {value!r}, expected a list")
     out = []
     for reason in value:
+        if _plain_reason(reason):  # as lof.reasons.explain builds them: stored as they are
+            out.append(reason)
+            continue
         if (type(reason) is not dict and not isinstance(reason, Mapping)) or not isinstance(
             reason.get("text"), str
         ):
@@ -318,6 +331,14 @@ def _reasons(value: Any, *, what: str, row: int) -> list[dict[str, Any]]:
         except (TypeError, ValueError):
             raise DataError(f"{what}: row {row} has a non-numeric reason: {reason!r}") from None
     return out
+
+
+def _plain_reason(reason: Any) -> bool:
+    return (
+        type(reason) is dict
+        and tuple(reason) == REASON_KEYS
+        and tuple(map(type, reason.values())) == _PLAIN_REASON_TYPES
+    )
 
 
 def _ints(column: pd.Series) -> list[int]:

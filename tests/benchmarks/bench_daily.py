@@ -4,13 +4,14 @@ Run:  .venv/bin/python tests/benchmarks/bench_daily.py [--part both|scaling|full
       [--students 4000] [--classes 20] [--per-student 6.0] [--repeat 3]
       [--enrolments 30000] [--events 1000000] [--full-classes 80] [--history 2]
 
-What is timed is what ``flows.daily_scoring`` runs for one day, through the plain functions
-(no Prefect, no MLflow): ``leb2.ongoing_classes``, ``scoring.compute_day_features`` (D-1 state
-from the features store, the day's Amplitude increment, LEB2 assessed records, the 13 features),
-``model.predict_frame`` + ``scoring.attach_model_and_features`` with a small fitted sklearn model
-(its cost is not the point), and the writes of the day's features and predictions (SQLite
-stores under LOF_HOME). Phases are timed by wrapping the module functions compute_day_features
-calls, so the real code path is measured.
+What is timed is what ``flows.daily_scoring`` runs for one day, through the plain functions (no
+Prefect, no MLflow): ``leb2.ongoing_classes``, ``scoring.compute_day_features`` (D-1 state from
+the features store, the day's Amplitude increment, LEB2 assessed records, the 13 features),
+``model.predict_frame`` + ``scoring.attach_model_and_features`` with a small fitted sklearn
+model over the 13 features and the signals (its cost is not the point), the reasons
+(``reasons.explain``, as the daily flow computes them), and the writes of the day's features and
+predictions (SQLite stores under LOF_HOME). Phases are timed by wrapping the module functions
+compute_day_features calls, so the real code path is measured.
 
 1. scaling: a synthetic university (``lof.synth``) whose ongoing semester has 61 days of data,
    Amplitude files for all of them. The features store is filled day by day (as
@@ -55,6 +56,7 @@ PHASES = (
     "amplitude",
     "features",
     "predict",
+    "reasons",
     "write_features",
     "write_predictions",
 )
@@ -102,16 +104,18 @@ class PhaseTimer:
 
 
 def tiny_model() -> Any:
-    """A fitted sklearn pipeline over the 13 FEATURES predicting levels 1..5 (random data)."""
+    """A fitted sklearn pipeline over FEATURES + SIGNALS predicting levels 1..5 (random data)."""
     import numpy as np
     import pandas as pd
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
 
     from lof.features import FEATURES
+    from lof.signals import SIGNALS
 
+    columns = [*FEATURES, *SIGNALS]
     rng = np.random.default_rng(0)
-    train = pd.DataFrame(rng.random((500, len(FEATURES))), columns=list(FEATURES))
+    train = pd.DataFrame(rng.random((500, len(columns))), columns=columns)
     labels = np.resize(np.arange(1, 6), len(train))
     model = Pipeline([("model", LogisticRegression(max_iter=300))])
     model.fit(train, labels)
@@ -202,7 +206,7 @@ class DailyRun:
     def score(self, day: date) -> dict[str, Any]:
         """Score ``day`` as the daily flow does; wall and CPU seconds, phases, sizes."""
         from lof import model as lof_model
-        from lof import scoring
+        from lof import reasons, scoring
 
         self.timer.reset()
         began, cpu_began = time.perf_counter(), time.process_time()
@@ -224,6 +228,16 @@ class DailyRun:
             )
 
         predictions = self.timer.time("predict", predict)
+        predictions["reasons"] = self.timer.time(
+            "reasons",
+            lambda: reasons.explain(
+                model=self.model,
+                scaled=day_features.scaled,
+                raw=day_features.raw,
+                required=predictions["required_level"].to_numpy(),
+                risk=predictions["risk_prob"].to_numpy(),
+            ),
+        )
         self.write_features(day_features)
         self.timer.time(
             "write_predictions",
