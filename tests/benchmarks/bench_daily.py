@@ -396,6 +396,12 @@ def scaling(args: argparse.Namespace, workdir: Path) -> None:
         f"cpu {late['cpu_median'] / early['cpu_median']:.2f}x (bar <= 1.2); "
         f"events {late['counted'] / max(early['counted'], 1):.2f}x"
     )
+    students = late["predictions"] / max(early["predictions"], 1)
+    print(
+        f"  students scored {students:.2f}x; per student scored: wall "
+        f"{late['seconds'] / early['seconds'] / students:.2f}x, "
+        f"cpu {late['cpu_median'] / early['cpu_median'] / students:.2f}x"
+    )
     for phase in PHASES:
         ratio = late["phases"][phase] / max(early["phases"][phase], 1e-9)
         print(f"  {phase:<18} {early['phases'][phase]:7.3f} -> {late['phases'][phase]:7.3f} s"
