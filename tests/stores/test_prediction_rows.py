@@ -12,7 +12,7 @@ from lof.stores.base import REASON_KEYS, prediction_rows
 from .test_contract import predictions
 
 EXPLAINED = {
-    "feature": "n_overdue_unsubmitted",
+    "feature": "past_due_not_submitted",
     "text": "2 activities past due not submitted (class median 0)",
     "direction": "raises risk",
     "value": 2.0,
