@@ -6,9 +6,9 @@ Run:  .venv/bin/python tests/benchmarks/bench_daily.py [--part both|scaling|full
 
 What is timed is what ``flows.daily_scoring`` runs for one day, through the plain functions (no
 Prefect, no MLflow): ``leb2.ongoing_classes``, ``scoring.compute_day_features`` (D-1 state from
-the features store, the day's Amplitude increment, LEB2 assessed records, the 13 features),
-``model.predict_frame`` + ``scoring.attach_model_and_features`` with a small fitted sklearn
-model over the 13 features and the signals (its cost is not the point), the reasons
+the features store, the day's Amplitude increment, LEB2 assessed records, the 13 features
+and the signals), ``model.predict_frame`` + ``scoring.attach_model_and_features`` with a small
+fitted sklearn model over the same columns (its cost is not the point), the reasons
 (``reasons.explain``, as the daily flow computes them), and the writes of the day's features and
 predictions (SQLite stores under LOF_HOME). Phases are timed by wrapping the module functions
 compute_day_features calls, so the real code path is measured.

@@ -192,7 +192,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument(
-        "--models", default="logreg,hist_gb", help="candidates, comma-separated (logreg, hist_gb)"
+        "--models",
+        default="logreg,hist_gb",
+        help="lof.model candidates, comma-separated (e.g. logreg,hist_gb,mlp_baseline)",
     )
     parser.add_argument("--baseline-ref", default="625d3e7^1")
     args = parser.parse_args()
