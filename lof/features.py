@@ -40,6 +40,11 @@ COUNT_COLUMNS: tuple[str, ...] = (
     "submit_button_clicked",
 )
 SET_COLUMNS: tuple[str, ...] = ("activity_ids", "session_ids")
+# The two distinct-count features and the id set each counts.
+DISTINCT_COUNTS: tuple[tuple[str, str], ...] = (
+    ("specific_activity_view", "activity_ids"),
+    ("session_id_count", "session_ids"),
+)
 # The event state of the early-warning signals (lof.signals): plain integer columns.
 STATE_INT_COLUMNS: tuple[str, ...] = (*COUNT_COLUMNS, *EVENT_STATE_COLUMNS)
 ENGAGEMENT_COLUMNS: tuple[str, ...] = (
@@ -356,8 +361,13 @@ def accumulate(
 
 
 def engagement_features(*, states: pd.DataFrame | None) -> pd.DataFrame:
-    """The 7 event features of cumulative states: the 5 counts and the 2 distinct counts."""
-    frame = _normalized(states)
+    """The 7 event features of cumulative states: the 5 counts and the 2 distinct counts.
+
+    ``states`` holds either the id sets or already their sizes (the ``DISTINCT_COUNTS`` names,
+    as ``lof.stores.compact.summary_frame`` gives them to the daily run).
+    """
+    counted = states is not None and all(name in states.columns for name, _ in DISTINCT_COUNTS)
+    frame = states if states is not None and counted else _normalized(states)
     out = pd.DataFrame(
         {
             "class_id": frame["class_id"].astype(np.int64).to_numpy(),
@@ -366,10 +376,10 @@ def engagement_features(*, states: pd.DataFrame | None) -> pd.DataFrame:
     )
     for column in COUNT_COLUMNS:
         out[column] = frame[column].astype(np.float64).to_numpy()
-    for name, column in (
-        ("specific_activity_view", "activity_ids"),
-        ("session_id_count", "session_ids"),
-    ):
+    for name, column in DISTINCT_COUNTS:
+        if counted:
+            out[name] = frame[name].astype(np.float64).to_numpy()
+            continue
         out[name] = np.array(
             [len(v) if type(v) is tuple else _count(v) for v in frame[column].tolist()],
             dtype=np.float64,

@@ -20,17 +20,22 @@ from lof import signals
 from lof.calendar import end_of_day
 from lof.config import Settings
 from lof.sources import amplitude, assessed_cache, leb2
+from lof.stores import compact
 from lof.stores.base import FeatureStore
 
 
 @dataclass
 class DayFeatures:
-    """What one day's feature update produced (nothing is written yet)."""
+    """What one day's feature update produced (nothing is written yet).
+
+    ``states``: the cumulative state per class as arrays (``lof.stores.compact.ClassRows``, what
+    ``FeatureStore.write_day`` takes; ``compact.to_frame`` gives the engagement frame).
+    """
 
     day: date
     classes: pd.DataFrame
     increment: pd.DataFrame
-    states: pd.DataFrame
+    states: dict[int, compact.ClassRows]
     raw: pd.DataFrame
     scaled: pd.DataFrame
     amplitude: dict[str, Any] = field(default_factory=dict)
@@ -96,7 +101,7 @@ def compute_day_features(
         no_features = pd.DataFrame(
             columns=["class_id", "user_id", *feat.FEATURES, *signals.SIGNALS]
         )
-        return DayFeatures(day, classes, empty, empty, no_features, no_features)
+        return DayFeatures(day, classes, empty, {}, no_features, no_features)
     previous = read_previous_states(feature_store=feature_store, day=day, class_ids=class_ids)
     increment = amplitude.day_increments(
         settings=settings, day=day, class_ids=class_ids, progress=progress
@@ -104,14 +109,15 @@ def compute_day_features(
     read_counts = dict(increment.attrs.get("amplitude", {}))
     increment = only_started_classes(increment, classes=classes, day=day)
     increment = signals.stamp_increment(increment, day=day)
-    # The stores hand out sorted, distinct id tuples (lof.stores.compact.to_frame).
-    states = feat.accumulate(previous=previous, increment=increment, previous_sorted=True)
+    states = compact.accumulate(
+        previous, compact.split_frame(increment, what=f"the increment of {day.isoformat()}")
+    )
     records, submissions = read_assessed(
         settings=settings, engine=engine, class_ids=class_ids, day=day
     )
     raw = raw_features(
         engine=engine,
-        states=states,
+        states=compact.summary_frame(states),
         records=records,
         class_ids=class_ids,
         day=day,
@@ -165,11 +171,12 @@ def raw_features(
 
 def read_previous_states(
     *, feature_store: FeatureStore, day: date, class_ids: Collection[int]
-) -> pd.DataFrame:
+) -> dict[int, compact.ClassRows]:
+    """D-1's cumulative state per class ({} when D-1 is not complete: a fresh start)."""
     yesterday = day - timedelta(days=1)
     if not feature_store.is_complete(day=yesterday):
-        return feat.empty_engagement()
-    return feature_store.read_states(day=yesterday, class_ids=class_ids)
+        return {}
+    return feature_store.read_state_rows(day=yesterday, class_ids=class_ids)
 
 
 def only_started_classes(

@@ -66,11 +66,23 @@ except ImportError:  # pragma: no cover - depends on the platform's wheels
 
 
 class FeatureStore(Protocol):
-    def write_day(self, *, day: date, increments: pd.DataFrame, states: pd.DataFrame) -> None:
-        """Replace day ``day`` with these engagement frames and mark it complete, atomically."""
+    def write_day(
+        self,
+        *,
+        day: date,
+        increments: pd.DataFrame | Mapping[int, Any],
+        states: pd.DataFrame | Mapping[int, Any],
+    ) -> None:
+        """Replace day ``day`` with these engagement frames (or per-class arrays,
+        ``lof.stores.compact.ClassRows``) and mark it complete, atomically."""
 
     def read_states(self, *, day: date, class_ids: Collection[int] | None = None) -> pd.DataFrame:
         """Cumulative engagement states as of a complete day (empty if D is not complete)."""
+
+    def read_state_rows(
+        self, *, day: date, class_ids: Collection[int] | None = None
+    ) -> dict[int, Any]:
+        """``read_states`` as per-class arrays (``lof.stores.compact.ClassRows``)."""
 
     def read_increments(
         self, *, day: date, class_ids: Collection[int] | None = None

@@ -42,12 +42,13 @@ import pandas as pd
 from lof.errors import DataError, StoreError
 from lof.features import (
     COUNT_COLUMNS,
+    DISTINCT_COUNTS,
     ENGAGEMENT_COLUMNS,
     SET_COLUMNS,
     STATE_INT_COLUMNS,
     sorted_ids,
 )
-from lof.signals import EVENT_STATE_COLUMNS
+from lof.signals import EVENT_STATE_COLUMNS, RECENT_COLUMNS, merge_recent
 from lof.stores import base
 
 try:  # ISA-L: the same zlib streams, deflated ~3x and inflated ~2x faster; zlib when missing.
@@ -66,6 +67,9 @@ INCREMENT, STATE, CHECKPOINT = "I", "S", "C"
 PARTS = (INCREMENT, STATE, CHECKPOINT)
 MIGRATE_COMMAND = "lof migrate-store"
 _NCOUNTS = len(STATE_INT_COLUMNS)
+_NSUMMED = len(COUNT_COLUMNS)  # the integer columns that add up; the event state merges
+_LAST = STATE_INT_COLUMNS.index("last_event_day")
+_RECENT = [STATE_INT_COLUMNS.index(c) for c in RECENT_COLUMNS]
 
 
 # --- one class's engagement rows as arrays ----------------------------------------------------
@@ -232,6 +236,32 @@ def split_frame(frame: pd.DataFrame, *, what: str) -> dict[int, ClassRows]:
     return out
 
 
+def _class_rows(
+    given: pd.DataFrame | Mapping[int, ClassRows], *, what: str
+) -> dict[int, ClassRows]:
+    if isinstance(given, pd.DataFrame):
+        return split_frame(given, what=what)
+    return {int(c): _checked(rows, what=what) for c, rows in given.items()}
+
+
+def _checked(rows: ClassRows, *, what: str) -> ClassRows:
+    """Arrays handed to a write have the shapes ``encode`` relies on (lof builds them so)."""
+    if (
+        not isinstance(rows, ClassRows)
+        or rows.counts.shape != (rows.n, _NCOUNTS)
+        or len(rows.lengths) != len(SET_COLUMNS)
+        or len(rows.values) != len(SET_COLUMNS)
+        or any(len(ln) != rows.n for ln in rows.lengths)
+        or [int(ln.sum()) for ln in rows.lengths] != [len(v) for v in rows.values]
+        or (rows.n > 1 and bool((np.diff(rows.users) <= 0).any()))
+    ):
+        raise DataError(
+            f"{what}: malformed class arrays; build them with lof.stores.compact "
+            "(split_frame, accumulate)"
+        )
+    return rows if rows.full else _as_full(rows)
+
+
 def to_frame(classes: Mapping[int, ClassRows]) -> pd.DataFrame:
     """The engagement frame (sorted by class_id, user_id; sets as sorted tuples)."""
     ids = sorted(classes)
@@ -258,6 +288,98 @@ def to_frame(classes: Mapping[int, ClassRows]) -> pd.DataFrame:
             column_values[i] = cell
         data[column] = pd.Series(column_values, dtype=object)
     return pd.DataFrame(data, columns=list(ENGAGEMENT_COLUMNS))
+
+
+def accumulate(
+    previous: Mapping[int, ClassRows], increment: Mapping[int, ClassRows]
+) -> dict[int, ClassRows]:
+    """``lof.features.accumulate`` on arrays: yesterday's state plus today's increment, per class.
+
+    Why: the daily run then never turns the state's ids into per-student tuples (and back), so
+    its cost follows the day's ids rather than the semester's. Counts add up, the event states
+    merge as ``lof.signals.merge_recent`` does, the id sets are unioned by one merge of two
+    sorted arrays per set column.
+    """
+    out: dict[int, ClassRows] = {}
+    for class_id in sorted(set(previous) | set(increment)):
+        before, today = previous.get(class_id), increment.get(class_id)
+        if today is None or today.n == 0:
+            if before is not None:
+                out[class_id] = _as_full(before)
+            continue
+        out[class_id] = _accumulate_class(before if before is not None else _no_rows(), today)
+    return out
+
+
+def _no_rows() -> ClassRows:
+    empty = np.zeros(0, np.int64)
+    return ClassRows(
+        users=empty,
+        counts=np.zeros((0, _NCOUNTS), np.int64),
+        lengths=[empty for _ in SET_COLUMNS],
+        values=[empty for _ in SET_COLUMNS],
+    )
+
+
+def _accumulate_class(before: ClassRows, today: ClassRows) -> ClassRows:
+    users = np.union1d(before.users, today.users)
+    at_before = np.searchsorted(users, before.users)
+    at_today = np.searchsorted(users, today.users)
+    sides = []
+    for rows, at in ((before, at_before), (today, at_today)):
+        spread = np.zeros((len(users), _NCOUNTS), np.int64)
+        spread[at] = rows.counts
+        sides.append(spread)
+    counts = np.zeros((len(users), _NCOUNTS), np.int64)
+    counts[:, :_NSUMMED] = sides[0][:, :_NSUMMED] + sides[1][:, :_NSUMMED]
+    last, recent = merge_recent(
+        last_a=sides[0][:, _LAST],
+        recent_a=sides[0][:, _RECENT],
+        last_b=sides[1][:, _LAST],
+        recent_b=sides[1][:, _RECENT],
+    )
+    counts[:, _LAST] = last
+    counts[:, _RECENT] = recent
+    lengths, values = [], []
+    for k in range(len(SET_COLUMNS)):
+        owners_before = at_before[before.owners(k)]
+        owners_today = at_today[today.owners(k)]
+        keys_before, keys_today = _pair_keys(
+            owners_before, before.values[k], owners_today, today.values[k]
+        )
+        # Both sides are sorted by (student, id): today's new pairs are inserted in place.
+        at = np.searchsorted(keys_before, keys_today)
+        known = np.zeros(len(keys_today), bool)
+        inside = at < len(keys_before)
+        known[inside] = keys_before[at[inside]] == keys_today[inside]
+        new = ~known
+        owners = np.insert(owners_before, at[new], owners_today[new])
+        values.append(np.insert(before.values[k], at[new], today.values[k][new]))
+        lengths.append(np.bincount(owners, minlength=len(users)).astype(np.int64))
+    return ClassRows(users=users, counts=counts, lengths=lengths, values=values, full=True)
+
+
+def summary_frame(classes: Mapping[int, ClassRows]) -> pd.DataFrame:
+    """What the features and signals read of a state, without its ids: class_id, user_id, the
+    integer columns and the distinct counts (``lof.features.DISTINCT_COUNTS``), sorted."""
+    ids = sorted(classes)
+    chosen = [classes[c] for c in ids]
+    data: dict[str, Any] = {
+        "class_id": np.concatenate(
+            [np.zeros(0, np.int64)]
+            + [np.full(r.n, c, np.int64) for c, r in zip(ids, chosen, strict=True)]
+        ),
+        "user_id": np.concatenate([np.zeros(0, np.int64)] + [r.users for r in chosen]),
+    }
+    counts = np.concatenate([np.zeros((0, _NCOUNTS), np.int64)] + [r.counts for r in chosen])
+    for i, column in enumerate(STATE_INT_COLUMNS):
+        data[column] = counts[:, i].astype(np.int64)
+    for name, column in DISTINCT_COUNTS:
+        k = SET_COLUMNS.index(column)
+        data[name] = np.concatenate(
+            [np.zeros(0, np.int64)] + [r.lengths[k] for r in chosen]
+        ).astype(np.float64)
+    return pd.DataFrame(data)
 
 
 # --- deltas -----------------------------------------------------------------------------------
@@ -486,10 +608,16 @@ class CompactFeatures:
         return out
 
     def read_states(self, *, day: date, class_ids: Collection[int] | None = None) -> pd.DataFrame:
+        return to_frame(self.read_state_rows(day=day, class_ids=class_ids))
+
+    def read_state_rows(
+        self, *, day: date, class_ids: Collection[int] | None = None
+    ) -> dict[int, ClassRows]:
+        """``read_states`` as per-class arrays, for ``accumulate`` (no per-student tuples)."""
         if class_ids is not None and len(class_ids) == 0:
-            return base.engagement_frame([])
+            return {}
         wanted = None if class_ids is None else {int(c) for c in class_ids}
-        return to_frame(self._guarded(lambda: self._state_rows(day, wanted), "reading states"))
+        return self._guarded(lambda: self._state_rows(day, wanted), "reading states")
 
     def read_increments(
         self, *, day: date, class_ids: Collection[int] | None = None
@@ -518,13 +646,16 @@ class CompactFeatures:
         self,
         *,
         day: date,
-        increments: pd.DataFrame,
-        states: pd.DataFrame,
+        increments: pd.DataFrame | Mapping[int, ClassRows],
+        states: pd.DataFrame | Mapping[int, ClassRows],
     ) -> None:
-        """Replace day ``day`` (increments and states) and mark it complete, atomically."""
+        """Replace day ``day`` (increments and states) and mark it complete, atomically.
+
+        Each is an engagement frame or per-class arrays (``split_frame``, ``accumulate``).
+        """
         key = base.day_key(day)
-        new_increments = split_frame(increments, what=f"features increments of {key}")
-        new_states = split_frame(states, what=f"features states of {key}")
+        new_increments = _class_rows(increments, what=f"features increments of {key}")
+        new_states = _class_rows(states, what=f"features states of {key}")
         self._guarded(
             lambda: self._write(day, new_increments, new_states),
             f"writing features of {key}",

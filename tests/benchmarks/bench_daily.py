@@ -49,6 +49,7 @@ from measure import loadavg, peak_rss_mb
 
 SEMESTER_START = date(2025, 1, 6)  # a Monday: day 5 is a Friday, day 60 a Thursday
 SCALING_DAYS = 61  # the ongoing semester's days of data (today = start + 61)
+SESSIONS = 1  # session_ids' place in lof.features.SET_COLUMNS
 LINES_PER_ENROLMENT_DAY = 0.52  # synth's Amplitude lines per enrolment per weekday, per unit rate
 PHASES = (
     "leb2",
@@ -253,8 +254,10 @@ class DailyRun:
             "counted": int(amplitude_stats.get("counted", 0)),
             "records": self.timer.rows.get("read_assessed", 0),
             "increment_rows": len(day_features.increment),
-            "state_rows": len(day_features.states),
-            "state_session_ids": int(sum(len(s) for s in day_features.states["session_ids"])),
+            "state_rows": sum(r.n for r in day_features.states.values()),
+            "state_session_ids": sum(
+                int(r.lengths[SESSIONS].sum()) for r in day_features.states.values()
+            ),
             "predictions": len(predictions),
         }
 

@@ -1,0 +1,117 @@
+"""The daily run's state update on arrays (``compact.accumulate``) against the frame one.
+
+``lof.features.accumulate`` defines the state (counts add, id sets union, event states merge);
+the daily run keeps the state as per-class arrays instead, so it must give the same state, the
+same features, and write the same store, whatever the ids look like.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import date, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lof import features as feat
+from lof import signals
+from lof.errors import DataError
+from lof.stores import compact, open_feature_store
+
+from .test_contract import assert_frames_equal
+
+DAY0 = date(2024, 9, 2)
+
+
+def increment_of(rng: random.Random, n: int, *, id_scale: int) -> pd.DataFrame:
+    """One day's stamped increment: classes and students come and go, ids repeat across days,
+    session ids grow with the day (as start times do) while activity ids do not."""
+    events = []
+    for _ in range(rng.randint(0, 80)):
+        events.append(
+            {
+                "event_type": "Page Load",
+                "uuid": f"{n}-{rng.random()}",
+                "user_id": str(rng.randint(1, 25)),
+                "session_id": (n * 50 + rng.randint(1, 60)) * id_scale,
+                "event_properties": {
+                    "CURRENT_URL": f"https://leb2/class/{rng.choice([3, 5, 8])}/activity/"
+                    f"{rng.randint(1, 40)}/submission"
+                },
+            }
+        )
+    increment = feat.day_increment(events=events)
+    return signals.stamp_increment(increment, day=DAY0 + timedelta(days=n))
+
+
+@pytest.mark.parametrize("id_scale", [1, 10**12, 2**50], ids=["small", "epoch-ms", "huge"])
+def test_arrays_accumulate_to_the_frame_state_and_its_features(id_scale: int) -> None:
+    rng = random.Random(id_scale % 97)
+    frame_state = feat.empty_engagement()
+    array_state: dict[int, compact.ClassRows] = {}
+    for n in range(12):
+        increment = increment_of(rng, n, id_scale=id_scale)
+        frame_state = feat.accumulate(previous=frame_state, increment=increment)
+        array_state = compact.accumulate(
+            array_state, compact.split_frame(increment, what="increment")
+        )
+        assert_frames_equal(compact.to_frame(array_state), frame_state)
+        pd.testing.assert_frame_equal(
+            feat.engagement_features(states=compact.summary_frame(array_state)),
+            feat.engagement_features(states=frame_state),
+        )
+        assert signals.event_signals(
+            states=compact.summary_frame(array_state), day=DAY0 + timedelta(days=n)
+        ).equals(signals.event_signals(states=frame_state, day=DAY0 + timedelta(days=n)))
+
+
+def test_a_day_without_events_keeps_yesterdays_state() -> None:
+    rng = random.Random(3)
+    state = compact.accumulate({}, compact.split_frame(increment_of(rng, 0, id_scale=1), what="i"))
+    assert state
+    again = compact.accumulate(state, {})
+    assert again.keys() == state.keys()
+    assert all(compact.same_rows(again[c], state[c]) for c in state)
+    assert compact.summary_frame({}).empty
+
+
+def test_writing_arrays_stores_what_writing_the_frame_stores(tmp_path) -> None:
+    rng = random.Random(11)
+    by_frame = open_feature_store(f"sqlite:///{tmp_path / 'frames.db'}")
+    by_arrays = open_feature_store(f"sqlite:///{tmp_path / 'arrays.db'}")
+    frame_state = feat.empty_engagement()
+    for n in range(10):
+        day = DAY0 + timedelta(days=n)
+        increment = increment_of(rng, n, id_scale=10**12)
+        frame_state = feat.accumulate(previous=frame_state, increment=increment)
+        by_frame.write_day(day=day, increments=increment, states=frame_state)
+        previous = by_arrays.read_state_rows(day=day - timedelta(days=1)) if n else {}
+        increment_rows = compact.split_frame(increment, what="increment")
+        by_arrays.write_day(
+            day=day,
+            increments=increment_rows,
+            states=compact.accumulate(previous, increment_rows),
+        )
+    for n in range(10):
+        day = DAY0 + timedelta(days=n)
+        fresh = open_feature_store(f"sqlite:///{tmp_path / 'arrays.db'}")
+        assert_frames_equal(fresh.read_states(day=day), by_frame.read_states(day=day))
+        assert_frames_equal(fresh.read_increments(day=day), by_frame.read_increments(day=day))
+
+
+def test_malformed_arrays_are_refused_before_anything_is_written(tmp_path) -> None:
+    store = open_feature_store(f"sqlite:///{tmp_path / 'lof.db'}")
+    rows = compact.split_frame(increment_of(random.Random(1), 0, id_scale=1), what="increment")
+    class_id, good = next(iter(rows.items()))
+    bad = compact.ClassRows(
+        users=good.users[::-1].copy(),  # unsorted students
+        counts=good.counts,
+        lengths=good.lengths,
+        values=good.values,
+    )
+    if good.n < 2:
+        bad.users = np.array([2, 1], np.int64)
+    with pytest.raises(DataError, match=r"features states of 20240902: malformed class arrays"):
+        store.write_day(day=DAY0, increments=rows, states={class_id: bad})
+    assert store.last_complete_day() is None
