@@ -147,16 +147,26 @@ def model_versions(records: Iterable[Mapping[str, Any]]) -> str:
     return ",".join(sorted({str(r.get("model_version", "")) for r in records}))
 
 
+JSON_COLUMNS: tuple[str, ...] = ("predicted_prob", "features", "reasons")
+"""The prediction columns the SQL store keeps as JSON text (``dumps``)."""
+
+
 def class_day_bodies(
-    rows: list[dict[str, Any]], *, day: date, written_at: datetime
+    rows: list[dict[str, Any]], *, day: date, written_at: datetime, encoded: bool = False
 ) -> dict[int, StoredBody]:
-    """The body of each class of a day's validated prediction rows (sorted by class, user)."""
+    """The body of each class of a day's validated prediction rows (sorted by class, user).
+
+    ``encoded``: the rows' ``JSON_COLUMNS`` already hold their ``dumps`` text, which goes into
+    the bodies as it is (the SQL store has it anyway; no second serialisation).
+    """
     key = day_key(day)
+    as_text = frozenset(JSON_COLUMNS if encoded else ())
+    fragment = orjson.Fragment
     by_class: dict[int, list[PredictionRecord]] = {}
     for row in rows:
         # validated rows hold plain values already: the record only adds the day
         record: PredictionRecord = {"predicted_dt": key}
-        record.update({c: row[c] for c in PREDICTION_COLUMNS})
+        record.update({c: fragment(row[c]) if c in as_text else row[c] for c in PREDICTION_COLUMNS})
         by_class.setdefault(row["class_id"], []).append(record)
     out = {}
     for class_id, records in by_class.items():

@@ -428,6 +428,10 @@ class SqlPredictionStore(_SqlBase):
     def _write_predictions(self, *, day: date, predictions: pd.DataFrame) -> None:
         rows = base.prediction_rows(predictions, what=f"predictions of {base.day_key(day)}")
         now = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+        for row in rows:
+            row["day"] = day
+            for column in base.JSON_COLUMNS:
+                row[column] = base.dumps(row[column])
         bodies = [
             {
                 "class_id": class_id,
@@ -437,13 +441,10 @@ class SqlPredictionStore(_SqlBase):
                 "model_version": body.model_version,
                 "body": body.gzip,
             }
-            for class_id, body in base.class_day_bodies(rows, day=day, written_at=now).items()
+            for class_id, body in base.class_day_bodies(
+                rows, day=day, written_at=now, encoded=True
+            ).items()
         ]
-        for row in rows:
-            row["day"] = day
-            row["predicted_prob"] = base.dumps(row["predicted_prob"])
-            row["features"] = base.dumps(row["features"])
-            row["reasons"] = base.dumps(row["reasons"])
         self._write_day(
             day=day,
             tables=[(PREDICTIONS, rows), (PREDICTION_BODIES, bodies)],

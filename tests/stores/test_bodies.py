@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from lof.errors import DataError
-from lof.stores import open_prediction_store
+from lof.stores import base, open_prediction_store
 from tests.stores._crash import SimulatedCrash, crash_after_rows
 
 from . import test_contract
@@ -29,6 +29,26 @@ def test_body_is_the_class_day_as_read(store_url: str) -> None:
         assert before <= body.written_at <= datetime.now(UTC) + timedelta(seconds=1)
     assert store.read_class_body(day=D1, class_id=3) is None
     assert store.read_class_body(day=D2, class_id=1) is None
+
+
+def test_bodies_from_json_text_are_the_bodies_from_values() -> None:
+    """The SQL store builds bodies from the JSON text it stores: same bytes, same etag."""
+    frame = predictions([(1, 11, 2), (1, 10, 3), (2, 10, 4)])
+    frame["reasons"] = [
+        [{"feature": "avglevel", "text": "a", "direction": "raises risk", "value": float("nan"),
+          "class_median": 2.5, "effect": 0.125}],
+        [],
+        None,
+    ]  # fmt: skip
+    rows = base.prediction_rows(frame)
+    texts = [{**r, **{c: base.dumps(r[c]) for c in base.JSON_COLUMNS}} for r in rows]
+    at = datetime(2025, 1, 6, tzinfo=UTC)
+    plain = base.class_day_bodies(rows, day=D1, written_at=at)
+    encoded = base.class_day_bodies(texts, day=D1, written_at=at, encoded=True)
+    assert plain.keys() == encoded.keys() == {1, 2}
+    for class_id, body in plain.items():
+        assert encoded[class_id] == body
+    assert orjson.loads(plain[1].plain)[1]["reasons"][0]["value"] is None  # NaN as null
 
 
 def test_rewrite_replaces_bodies_and_their_etags(store_url: str) -> None:
