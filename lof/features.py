@@ -257,15 +257,14 @@ def sorted_ids(value: Any) -> tuple[int, ...]:
     return tuple(sorted(_ids(value)))
 
 
-def _union(previous: Any, today: Any, *, trusted: bool = False) -> tuple[int, ...]:
+def _union(previous: Any, today: Any) -> tuple[int, ...]:
     """Yesterday's ids plus today's. A student with nothing new today keeps yesterday's tuple
-    untouched, so quiet students cost nothing however long the history; ``trusted``: a tuple
-    ``previous`` is known sorted and distinct, so it is not checked again."""
+    untouched, so quiet students cost nothing however long the history."""
     if not isinstance(today, tuple | list | set | frozenset | str) or not today:
         return previous if isinstance(previous, tuple) else sorted_ids(previous)
     if not isinstance(previous, tuple | list | set | frozenset | str) or not previous:
         return sorted_ids(today)
-    before = previous if trusted and isinstance(previous, tuple) else sorted_ids(previous)
+    before = sorted_ids(previous)
     new = sorted_ids(today)
     if new[0] > before[-1]:
         # Ids that only grow (session ids are start times): appending keeps it sorted.
@@ -296,15 +295,12 @@ def accumulate(
     *,
     previous: pd.DataFrame | None,
     increment: pd.DataFrame | None,
-    previous_sorted: bool = False,
 ) -> pd.DataFrame:
     """Yesterday's cumulative state + today's increment -> today's state.
 
     Counts add up; the id sets are unioned, so distinct counts over the whole period come out
-    exactly as if computed at once (DESIGN 2.3), whatever the split into days.
-    ``previous_sorted``: ``previous``'s id tuples are known sorted and distinct (a features
-    store's ``read_states``), so the students active today are not checked over their whole
-    history again.
+    exactly as if computed at once (DESIGN 2.3), whatever the split into days
+    (``lof.stores.compact.accumulate`` does the same on the store's arrays).
     """
     prev = _normalized(previous)
     inc = _normalized(increment)
@@ -341,7 +337,7 @@ def accumulate(
             if not isinstance(cell, tuple):
                 cells[i] = _union(cell, ())
         for i in touched:
-            cells[i] = _union(cells[i], today[i], trusted=previous_sorted)
+            cells[i] = _union(cells[i], today[i])
         data[column] = _object_series(cells)
 
     def ints(columns: Iterable[str], suffix: str) -> np.ndarray:

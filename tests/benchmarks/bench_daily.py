@@ -20,7 +20,9 @@ compute_day_features calls, so the real code path is measured.
    left it the day before; ``--repeat`` runs of each, alternating, each in a fresh subprocess on
    a fresh copy (median kept). Day 5 is the baseline: day60/day5 should stay at most 1.2, the
    cost following the day's data and not the history. Both days are weekdays with similar event
-   counts (printed).
+   counts (printed). A run sets off about one full garbage collection (~0.1 s, walking the
+   whole heap), in whichever phase crosses the collector's threshold: amplitude at day 5, leb2
+   at day 60 here, so those two are printed together as well.
 2. full: a university of about ``--enrolments`` enrolments in the ongoing semester and about
    ``--events`` Amplitude events on the scored day D. Amplitude files exist for the last
    ``--history`` days; the store is filled (untimed) from the first of them up to D-1, then D is
@@ -375,6 +377,8 @@ def scaling(args: argparse.Namespace, workdir: Path) -> None:
         chosen = dict(min(runs[n], key=lambda r: abs(r["seconds"] - median)))
         chosen["seconds"] = median
         chosen["cpu_median"] = statistics.median(r["cpu_seconds"] for r in runs[n])
+        # Per phase, the median over the runs (one run's split is noisier than its total).
+        chosen["phases"] = {p: statistics.median(r["phases"][p] for r in runs[n]) for p in PHASES}
         results[n] = chosen
         shown = ", ".join(f"{r['seconds']:.3f}" for r in runs[n])
         print(f"  day {n} ({semester_day(n):%a %Y-%m-%d}) runs {shown} s")
@@ -391,7 +395,7 @@ def scaling(args: argparse.Namespace, workdir: Path) -> None:
         )
     print("  (records: LEB2 assessed records as of the day; sessions: session ids in the state)")
     for n, f in results.items():
-        print(f"  day {n} phases (s): {phase_line(f)}")
+        print(f"  day {n} phases (s, medians): {phase_line(f)}")
     early, late = results[5], results[60]
     print(
         f"ratio day60/day5 (medians of {args.repeat} alternating runs): wall "
@@ -409,6 +413,9 @@ def scaling(args: argparse.Namespace, workdir: Path) -> None:
         ratio = late["phases"][phase] / max(early["phases"][phase], 1e-9)
         print(f"  {phase:<18} {early['phases'][phase]:7.3f} -> {late['phases'][phase]:7.3f} s"
               f"  {ratio:5.2f}x")  # fmt: skip
+    both = [f["phases"]["leb2"] + f["phases"]["amplitude"] for f in (early, late)]
+    print(f"  {'leb2 + amplitude':<18} {both[0]:7.3f} -> {both[1]:7.3f} s"
+          f"  {both[1] / max(both[0], 1e-9):5.2f}x")  # fmt: skip
 
 
 def full(args: argparse.Namespace, workdir: Path) -> None:
