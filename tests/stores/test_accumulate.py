@@ -19,6 +19,7 @@ from lof import signals
 from lof.errors import DataError
 from lof.stores import compact, open_feature_store
 
+from .test_compact import page_load
 from .test_contract import assert_frames_equal
 
 DAY0 = date(2024, 9, 2)
@@ -27,20 +28,16 @@ DAY0 = date(2024, 9, 2)
 def increment_of(rng: random.Random, n: int, *, id_scale: int) -> pd.DataFrame:
     """One day's stamped increment: classes and students come and go, ids repeat across days,
     session ids grow with the day (as start times do) while activity ids do not."""
-    events = []
-    for _ in range(rng.randint(0, 80)):
-        events.append(
-            {
-                "event_type": "Page Load",
-                "uuid": f"{n}-{rng.random()}",
-                "user_id": str(rng.randint(1, 25)),
-                "session_id": (n * 50 + rng.randint(1, 60)) * id_scale,
-                "event_properties": {
-                    "CURRENT_URL": f"https://leb2/class/{rng.choice([3, 5, 8])}/activity/"
-                    f"{rng.randint(1, 40)}/submission"
-                },
-            }
+    events = [
+        page_load(
+            uuid=f"{n}-{rng.random()}",
+            user_id=rng.randint(1, 25),
+            session_id=(n * 50 + rng.randint(1, 60)) * id_scale,
+            class_id=rng.choice([3, 5, 8]),
+            activity_id=rng.randint(1, 40),
         )
+        for _ in range(rng.randint(0, 80))
+    ]
     increment = feat.day_increment(events=events)
     return signals.stamp_increment(increment, day=DAY0 + timedelta(days=n))
 

@@ -30,6 +30,21 @@ DAY0 = date(2023, 6, 1)
 N_DAYS = 2 * CHECKPOINT_EVERY + 3
 
 
+def page_load(
+    *, uuid: str, user_id: int, session_id: int, class_id: int, activity_id: int
+) -> dict[str, object]:
+    """An Amplitude export event of an activity page."""
+    return {
+        "event_type": "Page Load",
+        "uuid": uuid,
+        "user_id": str(user_id),
+        "session_id": session_id,
+        "event_properties": {
+            "CURRENT_URL": f"https://leb2/class/{class_id}/activity/{activity_id}/submission"
+        },
+    }
+
+
 def history(*, days: int = N_DAYS, seed: int = 5) -> list[tuple[date, pd.DataFrame, pd.DataFrame]]:
     """(day, increment, cumulative state) of ``days`` days of 3 classes, students coming and
     going, ids repeating across days (so deltas hold only the new ones)."""
@@ -37,20 +52,16 @@ def history(*, days: int = N_DAYS, seed: int = 5) -> list[tuple[date, pd.DataFra
     state = feat.empty_engagement()
     out = []
     for n in range(days):
-        events = []
-        for _ in range(rng.randint(20, 60)):
-            events.append(
-                {
-                    "event_type": "Page Load",
-                    "uuid": f"{n}-{rng.random()}",
-                    "user_id": str(rng.randint(1, 12)),
-                    "session_id": rng.randint(1, 40) * 10**12,
-                    "event_properties": {
-                        "CURRENT_URL": f"https://leb2/class/{rng.randint(1, 3)}/activity/"
-                        f"{rng.randint(1, 30)}/submission"
-                    },
-                }
+        events = [
+            page_load(
+                uuid=f"{n}-{rng.random()}",
+                user_id=rng.randint(1, 12),
+                session_id=rng.randint(1, 40) * 10**12,
+                class_id=rng.randint(1, 3),
+                activity_id=rng.randint(1, 30),
             )
+            for _ in range(rng.randint(20, 60))
+        ]
         increment = feat.day_increment(events=events)
         state = feat.accumulate(previous=state, increment=increment)
         out.append((DAY0 + timedelta(days=n), increment, state))
