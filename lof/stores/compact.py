@@ -67,7 +67,6 @@ INCREMENT, STATE, CHECKPOINT = "I", "S", "C"
 PARTS = (INCREMENT, STATE, CHECKPOINT)
 MIGRATE_COMMAND = "lof migrate-store"
 _NCOUNTS = len(STATE_INT_COLUMNS)
-_NSUMMED = len(COUNT_COLUMNS)  # the integer columns that add up; the event state merges
 _LAST = STATE_INT_COLUMNS.index("last_event_day")
 _RECENT = [STATE_INT_COLUMNS.index(c) for c in RECENT_COLUMNS]
 
@@ -262,21 +261,29 @@ def _checked(rows: ClassRows, *, what: str) -> ClassRows:
     return rows if rows.full else _as_full(rows)
 
 
-def to_frame(classes: Mapping[int, ClassRows]) -> pd.DataFrame:
-    """The engagement frame (sorted by class_id, user_id; sets as sorted tuples)."""
+def _integer_columns(classes: Mapping[int, ClassRows]) -> dict[str, Any]:
+    """class_id, user_id and the ``STATE_INT_COLUMNS`` of all classes, sorted by class."""
     ids = sorted(classes)
-    if not ids:
-        return base.engagement_frame([])
     chosen = [classes[c] for c in ids]
     data: dict[str, Any] = {
         "class_id": np.concatenate(
-            [np.full(r.n, c, np.int64) for c, r in zip(ids, chosen, strict=True)]
+            [np.zeros(0, np.int64)]
+            + [np.full(r.n, c, np.int64) for c, r in zip(ids, chosen, strict=True)]
         ),
-        "user_id": np.concatenate([r.users for r in chosen]).astype(np.int64),
+        "user_id": np.concatenate([np.zeros(0, np.int64)] + [r.users for r in chosen]),
     }
-    counts = np.concatenate([r.counts for r in chosen]).reshape(-1, _NCOUNTS)
+    counts = np.concatenate([np.zeros((0, _NCOUNTS), np.int64)] + [r.counts for r in chosen])
     for i, column in enumerate(STATE_INT_COLUMNS):
         data[column] = counts[:, i].astype(np.int64)
+    return data
+
+
+def to_frame(classes: Mapping[int, ClassRows]) -> pd.DataFrame:
+    """The engagement frame (sorted by class_id, user_id; sets as sorted tuples)."""
+    if not classes:
+        return base.engagement_frame([])
+    chosen = [classes[c] for c in sorted(classes)]
+    data = _integer_columns(classes)
     for k, column in enumerate(SET_COLUMNS):
         cells: list[tuple[int, ...]] = []
         for rows in chosen:
@@ -330,16 +337,13 @@ def _accumulate_class(before: ClassRows, today: ClassRows) -> ClassRows:
         spread = np.zeros((len(users), _NCOUNTS), np.int64)
         spread[at] = rows.counts
         sides.append(spread)
-    counts = np.zeros((len(users), _NCOUNTS), np.int64)
-    counts[:, :_NSUMMED] = sides[0][:, :_NSUMMED] + sides[1][:, :_NSUMMED]
-    last, recent = merge_recent(
+    counts = sides[0] + sides[1]  # the counts add up; the event state merges instead
+    counts[:, _LAST], counts[:, _RECENT] = merge_recent(
         last_a=sides[0][:, _LAST],
         recent_a=sides[0][:, _RECENT],
         last_b=sides[1][:, _LAST],
         recent_b=sides[1][:, _RECENT],
     )
-    counts[:, _LAST] = last
-    counts[:, _RECENT] = recent
     lengths, values = [], []
     for k in range(len(SET_COLUMNS)):
         owners_before = at_before[before.owners(k)]
@@ -362,18 +366,8 @@ def _accumulate_class(before: ClassRows, today: ClassRows) -> ClassRows:
 def summary_frame(classes: Mapping[int, ClassRows]) -> pd.DataFrame:
     """What the features and signals read of a state, without its ids: class_id, user_id, the
     integer columns and the distinct counts (``lof.features.DISTINCT_COUNTS``), sorted."""
-    ids = sorted(classes)
-    chosen = [classes[c] for c in ids]
-    data: dict[str, Any] = {
-        "class_id": np.concatenate(
-            [np.zeros(0, np.int64)]
-            + [np.full(r.n, c, np.int64) for c, r in zip(ids, chosen, strict=True)]
-        ),
-        "user_id": np.concatenate([np.zeros(0, np.int64)] + [r.users for r in chosen]),
-    }
-    counts = np.concatenate([np.zeros((0, _NCOUNTS), np.int64)] + [r.counts for r in chosen])
-    for i, column in enumerate(STATE_INT_COLUMNS):
-        data[column] = counts[:, i].astype(np.int64)
+    chosen = [classes[c] for c in sorted(classes)]
+    data = _integer_columns(classes)
     for name, column in DISTINCT_COUNTS:
         k = SET_COLUMNS.index(column)
         data[name] = np.concatenate(
