@@ -218,6 +218,35 @@ def _reason(exc: SQLAlchemyError) -> str:
     return f"{type(orig).__name__}: {text[:200]}"
 
 
+def insert_rows(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+    """Insert ``rows`` (dicts holding every column of ``table``) in chunks.
+
+    On SQLite, one executemany of positional tuples whose values were converted column by
+    column (each column's bind conversion, once per distinct constant): SQLAlchemy's per-row
+    parameter processing costs about as much as SQLite's insert itself. Other dialects keep
+    SQLAlchemy's path, which batches rows into multi-row statements.
+    """
+    if not rows:
+        return
+    if conn.dialect.name != "sqlite":
+        for start in range(0, len(rows), CHUNK_ROWS):
+            conn.execute(table.insert(), rows[start : start + CHUNK_ROWS])
+        return
+    compiled = table.insert().compile(dialect=conn.dialect)
+    columns = []
+    for name in compiled.positiontup or ():
+        values = [row[name] for row in rows]
+        process = table.c[name].type.bind_processor(conn.dialect)
+        if process is not None:
+            first = values[0]
+            if all(value is first for value in values):
+                values = [process(first)] * len(values)
+            else:
+                values = list(map(process, values))
+        columns.append(values)
+    conn.exec_driver_sql(compiled.string, list(zip(*columns, strict=True)))
+
+
 class _SqlBase:
     """Engine handling shared by both stores: retries and clear errors."""
 
@@ -255,8 +284,7 @@ class _SqlBase:
                 for table, _rows in tables:
                     conn.execute(sa.delete(table).where(table.c.day == day))
                 for table, rows in tables:
-                    for start in range(0, len(rows), CHUNK_ROWS):
-                        conn.execute(table.insert(), rows[start : start + CHUNK_ROWS])
+                    insert_rows(conn, table, rows)
                 conn.execute(
                     days_table.insert(),
                     {

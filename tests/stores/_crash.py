@@ -1,7 +1,8 @@
 """Kill a store write midway, as a crashed process would, without a hook in the stores' code.
 
-SQL stores: an SQLAlchemy ``after_execute`` event on the store's engine raises once the write's
-INSERTs have put ``rows`` rows into the open transaction. DynamoDB stores: the store's
+SQL stores: SQLAlchemy events on the store's engine raise once the write's INSERTs (Core
+statements, or driver-level ones as the SQLite fast path sends) have put ``rows`` rows into the
+open transaction. DynamoDB stores: the store's
 ``_batch_write`` sends only the first ``rows`` put requests, then raises (items already sent stay,
 as they would after a real crash).
 """
@@ -35,20 +36,32 @@ def crash_after_rows(store: Any, rows: int) -> Iterator[None]:
 def _sql_crash(engine: sa.Engine, rows: int) -> Iterator[None]:
     written = 0
 
+    def count(inserted: int) -> None:
+        nonlocal written
+        written += inserted
+        if written >= rows:
+            raise SimulatedCrash(f"simulated crash after {written} rows")
+
     def after_execute(
         conn: Any, clause: Any, multiparams: Any, params: Any, options: Any, result: Any
     ) -> None:
-        nonlocal written
         if isinstance(clause, sa.Insert):
-            written += len(multiparams) if multiparams else 1
-            if written >= rows:
-                raise SimulatedCrash(f"simulated crash after {written} rows")
+            count(len(multiparams) if multiparams else 1)
 
-    sa.event.listen(engine, "after_execute", after_execute)
+    def after_cursor_execute(
+        conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool
+    ) -> None:
+        if context.compiled is None and statement.lstrip().upper().startswith("INSERT"):
+            count(len(parameters) if many else 1)
+
+    events = (("after_execute", after_execute), ("after_cursor_execute", after_cursor_execute))
+    for name, listener in events:
+        sa.event.listen(engine, name, listener)
     try:
         yield
     finally:
-        sa.event.remove(engine, "after_execute", after_execute)
+        for name, listener in events:
+            sa.event.remove(engine, name, listener)
 
 
 @contextmanager
