@@ -39,6 +39,12 @@ promising columns are measured exactly, ranked by distance from the class median
 column's mean effect on an even sample of ``SAMPLE_ROWS`` students."""
 
 
+class Reasons(list[dict[str, Any]]):
+    """One student's reasons as ``explain`` builds them: dicts of ``feature``, ``text``,
+    ``direction`` (str) and ``value``, ``class_median``, ``effect`` (float), in that order. The
+    stores keep such a list as it is instead of checking each reason again."""
+
+
 def _count(one: str, many: str) -> Callable[[float], str]:
     def text(value: float) -> str:
         n = round(value)
@@ -228,22 +234,24 @@ def _reasons_of_rows(
     columns: list[str],
     top: int,
     min_effect: float,
-) -> list[list[dict[str, Any]]]:
+) -> list[Reasons]:
     """Each row's reasons: of its ``top`` largest effects, the measured ones of at least
     ``min_effect`` (as they come in size order, the first weak one ends the list)."""
     order = np.argsort(-np.abs(effects), axis=1, kind="stable")[:, :top]
     chosen = np.take_along_axis(effects, order, axis=1)
     strong = (np.abs(chosen) >= min_effect) & np.take_along_axis(wanted, order, axis=1)
     strong = np.cumprod(strong, axis=1).astype(bool)
-    out: list[list[dict[str, Any]]] = [[] for _ in range(len(effects))]
+    out = [Reasons() for _ in range(len(effects))]
     shown = [_MEDIAN_FORMAT.get(c, _rounded) for c in columns]
     texts: dict[tuple[int, float, float], str | None] = {}  # counts repeat across students
     rows, ranks = np.nonzero(strong)
     picked = order[rows, ranks]
-    for i, j, effect, value, median in zip(
+    effects_chosen = chosen[rows, ranks]
+    for i, j, raises, effect, value, median in zip(
         rows.tolist(),
         picked.tolist(),
-        chosen[rows, ranks].tolist(),
+        (effects_chosen > 0).tolist(),
+        np.round(effects_chosen, 4).tolist(),
         raw_values[rows, picked].tolist(),
         raw_medians[rows, picked].tolist(),
         strict=True,
@@ -260,10 +268,10 @@ def _reasons_of_rows(
             {
                 "feature": columns[j],
                 "text": text,
-                "direction": "raises risk" if effect > 0 else "lowers risk",
+                "direction": "raises risk" if raises else "lowers risk",
                 "value": value,
                 "class_median": median,
-                "effect": round(effect, 4),
+                "effect": effect,
             }
         )
     return out
@@ -279,7 +287,7 @@ def explain(
     min_effect: float = MIN_EFFECT,
     candidates: int | None = CANDIDATES,
     risk: Sequence[float] | np.ndarray | None = None,
-) -> list[list[dict[str, Any]]]:
+) -> list[Reasons]:
     """Per row of ``scaled`` (class_id, user_id and the model's scaled columns): its reasons.
 
     ``raw`` holds the same students' raw values (any row order); ``required`` the class's

@@ -9,6 +9,7 @@ import pytest
 from lof import features as feat
 from lof import model as lof_model
 from lof import reasons, signals
+from lof.stores.base import REASON_KEYS
 
 COLUMNS = [*feat.FEATURES, *signals.SIGNALS]
 
@@ -163,3 +164,14 @@ def test_known_risk_gives_the_same_reasons(fitted):
     again = reasons.explain(model=fitted, scaled=scaled, raw=raw, required=required)
     given = reasons.explain(model=fitted, scaled=scaled, raw=raw, required=required, risk=risk)
     assert given == again and any(given)
+
+
+def test_explained_reasons_are_in_the_shape_the_stores_keep_unchecked(fitted):
+    """The stores skip their per-reason check for ``Reasons`` lists: every one explain builds
+    must already have the stored keys, in order, with plain str and float values."""
+    rng = np.random.default_rng(6)
+    _, out = scored_class(cohort(rng, 94).drop(columns="label"), fitted)
+    built = [r for rs in out for r in rs]
+    assert built and all(type(rs) is reasons.Reasons for rs in out)
+    assert {tuple(r) for r in built} == {REASON_KEYS}
+    assert {tuple(type(v) for v in r.values()) for r in built} == {(str, str, str) + (float,) * 3}

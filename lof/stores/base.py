@@ -33,6 +33,7 @@ from lof.calendar import format_day
 from lof.errors import DataError
 from lof.features import ENGAGEMENT_COLUMNS, SET_COLUMNS, STATE_INT_COLUMNS, sorted_ids
 from lof.model import PREDICTION_OUTPUT
+from lof.reasons import Reasons
 from lof.signals import EVENT_STATE_COLUMNS
 
 PredictionRecord = dict[str, Any]
@@ -321,6 +322,8 @@ def _float_map(value: Any, *, column: str, what: str, row: int) -> dict[str, flo
 
 def _reasons(value: Any, *, what: str, row: int) -> list[dict[str, Any]]:
     """A reasons cell as plain dicts (``REASON_KEYS``); None/NaN = no reasons."""
+    if type(value) is Reasons:
+        return value
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return []
     if isinstance(value, str):

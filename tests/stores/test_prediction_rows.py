@@ -7,6 +7,7 @@ import math
 import pytest
 
 from lof.errors import DataError
+from lof.reasons import Reasons
 from lof.stores.base import REASON_KEYS, prediction_rows
 
 from .test_contract import predictions
@@ -52,3 +53,11 @@ def test_loose_reasons_are_normalised_to_the_stored_keys() -> None:
 def test_a_malformed_reason_names_its_row(reason: object) -> None:
     with pytest.raises(DataError, match="row 0"):
         with_reasons(EXPLAINED, reason)
+
+
+def test_reasons_from_explain_are_stored_as_the_very_list() -> None:
+    explained = Reasons([EXPLAINED])
+    frame = predictions([(1, 10, 2)])
+    frame["reasons"] = [explained]
+    (row,) = prediction_rows(frame)
+    assert row["reasons"] is explained
