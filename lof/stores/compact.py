@@ -29,9 +29,10 @@ Backends (``lof.stores.sql``, ``lof.stores.dynamodb``) implement ``_days``, ``_b
 from __future__ import annotations
 
 import itertools
+import weakref
 import zlib
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from types import ModuleType
 from typing import Any
@@ -84,6 +85,12 @@ class ClassRows:
     lengths: list[np.ndarray]
     values: list[np.ndarray]
     full: bool = True
+    since: tuple[weakref.ref[ClassRows], ClassRows] | None = field(
+        default=None, repr=False, compare=False
+    )
+    """Set by ``accumulate``: (a weak reference to the state these rows grew from, the delta on
+    it), so a write on top of that very state takes the delta instead of searching the whole
+    state for it. Weak, so a run of days does not keep every earlier state alive."""
 
     @property
     def n(self) -> int:
@@ -312,10 +319,23 @@ def accumulate(
         before, today = previous.get(class_id), increment.get(class_id)
         if today is None or today.n == 0:
             if before is not None:
-                out[class_id] = _as_full(before)
+                out[class_id] = _unchanged(before)
             continue
         out[class_id] = _accumulate_class(before if before is not None else _no_rows(), today)
     return out
+
+
+def _unchanged(before: ClassRows) -> ClassRows:
+    """``before`` as today's full state, its delta on ``before`` empty."""
+    nothing = _no_rows()
+    nothing.full = False
+    return ClassRows(
+        before.users,
+        before.counts,
+        before.lengths,
+        before.values,
+        since=(weakref.ref(before), nothing),
+    )
 
 
 def _no_rows() -> ClassRows:
@@ -344,7 +364,11 @@ def _accumulate_class(before: ClassRows, today: ClassRows) -> ClassRows:
         last_b=sides[1][:, _LAST],
         recent_b=sides[1][:, _RECENT],
     )
-    lengths, values = [], []
+    # What ``delta`` would find: students whose counts changed or who have new ids.
+    changed = np.zeros(len(users), bool)
+    changed[at_today] = (counts[at_today] != sides[0][at_today]).any(axis=1)
+    changed[at_today[~np.isin(today.users, before.users)]] = True
+    lengths, values, added = [], [], []
     for k in range(len(SET_COLUMNS)):
         owners_before = at_before[before.owners(k)]
         owners_today = at_today[today.owners(k)]
@@ -360,7 +384,17 @@ def _accumulate_class(before: ClassRows, today: ClassRows) -> ClassRows:
         owners = np.insert(owners_before, at[new], owners_today[new])
         values.append(np.insert(before.values[k], at[new], today.values[k][new]))
         lengths.append(np.bincount(owners, minlength=len(users)).astype(np.int64))
-    return ClassRows(users=users, counts=counts, lengths=lengths, values=values, full=True)
+        changed[owners_today[new]] = True
+        added.append((owners_today[new], today.values[k][new]))
+    rows = np.flatnonzero(changed)
+    change = ClassRows(
+        users=users[rows],
+        counts=counts[rows],
+        lengths=[np.bincount(o, minlength=len(users))[rows].astype(np.int64) for o, _ in added],
+        values=[v for _, v in added],
+        full=False,
+    )
+    return ClassRows(users, counts, lengths, values, full=True, since=(weakref.ref(before), change))
 
 
 def summary_frame(classes: Mapping[int, ClassRows]) -> pd.DataFrame:
@@ -669,7 +703,12 @@ class CompactFeatures:
             blobs[INCREMENT, class_id] = encode(rows)
         chain = (before.chain + 1) if before is not None else 0
         for class_id, rows in states.items():
-            change = delta(previous[class_id], rows) if class_id in previous else rows
+            if class_id not in previous:
+                change = rows
+            elif rows.since is not None and rows.since[0]() is previous[class_id]:
+                change = rows.since[1]  # accumulated on the very state stored for D-1
+            else:
+                change = delta(previous[class_id], rows)
             blobs[STATE, class_id] = encode(change)
         every = self._days(first=None, last=date.max)
         kept = sorted(m.day for m in every.values() if m.checkpoint and m.day != day)

@@ -63,6 +63,24 @@ def test_arrays_accumulate_to_the_frame_state_and_its_features(id_scale: int) ->
         ).equals(signals.event_signals(states=frame_state, day=DAY0 + timedelta(days=n)))
 
 
+@pytest.mark.parametrize("id_scale", [1, 10**12, 2**50], ids=["small", "epoch-ms", "huge"])
+def test_accumulate_carries_the_delta_the_store_would_search_for(id_scale: int) -> None:
+    """A write on top of the state accumulate started from takes its delta as it is."""
+    rng = random.Random(id_scale % 89)
+    state: dict[int, compact.ClassRows] = {}
+    for n in range(12):
+        increment = compact.split_frame(increment_of(rng, n, id_scale=id_scale), what="i")
+        grown = compact.accumulate(state, increment)
+        for class_id, rows in grown.items():
+            assert rows.since is not None
+            grew_from, change = rows.since
+            assert not change.full
+            if class_id in state:  # a class new today grew from nothing any store holds
+                assert grew_from() is state[class_id]
+                assert compact.same_rows(change, compact.delta(state[class_id], rows))
+        state = grown
+
+
 def test_a_day_without_events_keeps_yesterdays_state() -> None:
     rng = random.Random(3)
     state = compact.accumulate({}, compact.split_frame(increment_of(rng, 0, id_scale=1), what="i"))
