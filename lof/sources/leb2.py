@@ -739,6 +739,12 @@ def activity_fingerprints(
         ).where(activities_t.c.class_id.in_(chunk), *started)
         for chunk in _chunks(ids)
     ]
+    what = "activity checksums"
+    acts = _frame(
+        _fetch(engine, what, activity_statements), ["activity_id", "class_id", "a1", "a2"]
+    )
+    # The points and submissions of those activities by their ids: no join with activities.
+    started_ids = _chunks(acts["activity_id"])
     point_statements = [
         select(
             points_t.c.activity_id,
@@ -749,10 +755,9 @@ def activity_fingerprints(
             func.sum(points_t.c.cri_level_id),
             func.sum(points_t.c.cri_level_id * (points_t.c.user_id % 9973)),
         )
-        .select_from(points_t.join(activities_t, activities_t.c.id == points_t.c.activity_id))
-        .where(activities_t.c.class_id.in_(chunk), *started)
+        .where(points_t.c.activity_id.in_(chunk))
         .group_by(points_t.c.activity_id)
-        for chunk in _chunks(ids)
+        for chunk in started_ids
     ]
     submission_statements = [
         select(
@@ -768,17 +773,13 @@ def activity_fingerprints(
             ),
             _as_text(func.max(submissions_t.c.submitted_at)),
         )
-        .select_from(
-            submissions_t.join(activities_t, activities_t.c.id == submissions_t.c.activity_id)
-        )
         .where(
-            activities_t.c.class_id.in_(chunk),
-            *started,
+            submissions_t.c.activity_id.in_(chunk),
             submissions_t.c.deleted_at.is_(None),
             submissions_t.c.submitted_at < cutoff,
         )
         .group_by(submissions_t.c.activity_id)
-        for chunk in _chunks(ids)
+        for chunk in started_ids
     ]
     schema_statements = [
         select(
@@ -803,10 +804,6 @@ def activity_fingerprints(
         .group_by(outcomes_t.c.class_id)
         for chunk in _chunks(ids)
     ]
-    what = "activity checksums"
-    acts = _frame(
-        _fetch(engine, what, activity_statements), ["activity_id", "class_id", "a1", "a2"]
-    )
     points = _frame(
         _fetch(engine, what, point_statements), ["activity_id", "p1", "p2", "p3", "p4", "p5", "p6"]
     )
