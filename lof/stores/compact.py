@@ -115,10 +115,7 @@ def _segment_undiff(diffs: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     total = np.cumsum(diffs)
     starts = np.concatenate(([0], np.cumsum(lengths)))[:-1][lengths > 0]
     # Each segment's running sum restarts at its first (absolute) value.
-    offset = np.zeros(len(diffs), np.int64)
-    before = total[starts] - diffs[starts]
-    offset[starts] = before - np.concatenate(([0], before[:-1]))
-    return total - np.cumsum(offset)
+    return total - np.repeat(total[starts] - diffs[starts], lengths[lengths > 0])
 
 
 def encode(rows: ClassRows) -> bytes:
@@ -162,7 +159,7 @@ def decode(blob: bytes) -> ClassRows:
         ln = np.frombuffer(raw, "<u4", n, pos).astype(np.int64)
         pos += 4 * n
         total = int(ln.sum())
-        diffs = np.frombuffer(raw, "<i8", total, pos).astype(np.int64)
+        diffs = np.frombuffer(raw, "<i8", total, pos)
         pos += 8 * total
         lengths.append(ln)
         values.append(_segment_undiff(diffs, ln))
@@ -370,22 +367,16 @@ def _accumulate_class(before: ClassRows, today: ClassRows) -> ClassRows:
     changed[at_today[~np.isin(today.users, before.users)]] = True
     lengths, values, added = [], [], []
     for k in range(len(SET_COLUMNS)):
-        owners_before = at_before[before.owners(k)]
-        owners_today = at_today[today.owners(k)]
-        keys_before, keys_today = _pair_keys(
-            owners_before, before.values[k], owners_today, today.values[k]
+        owners, merged, new_owners, new_values = _insert_pairs(
+            at_before[before.owners(k)],
+            before.values[k],
+            at_today[today.owners(k)],
+            today.values[k],
         )
-        # Both sides are sorted by (student, id): today's new pairs are inserted in place.
-        at = np.searchsorted(keys_before, keys_today)
-        known = np.zeros(len(keys_today), bool)
-        inside = at < len(keys_before)
-        known[inside] = keys_before[at[inside]] == keys_today[inside]
-        new = ~known
-        owners = np.insert(owners_before, at[new], owners_today[new])
-        values.append(np.insert(before.values[k], at[new], today.values[k][new]))
+        values.append(merged)
         lengths.append(np.bincount(owners, minlength=len(users)).astype(np.int64))
-        changed[owners_today[new]] = True
-        added.append((owners_today[new], today.values[k][new]))
+        changed[new_owners] = True
+        added.append((new_owners, new_values))
     rows = np.flatnonzero(changed)
     change = ClassRows(
         users=users[rows],
@@ -395,6 +386,32 @@ def _accumulate_class(before: ClassRows, today: ClassRows) -> ClassRows:
         full=False,
     )
     return ClassRows(users, counts, lengths, values, full=True, since=(weakref.ref(before), change))
+
+
+def _insert_pairs(
+    owners: np.ndarray, values: np.ndarray, more_owners: np.ndarray, more_values: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The (owner, id) pairs of one side (sorted by owner then id, each once) with those of
+    ``more`` that it lacks inserted in place; also the inserted ones, in that order.
+
+    Why: the other side is a day's ids, small next to a semester's state, so a search and
+    one insertion cost less than sorting everything again.
+    """
+    keys, more_keys = _pair_keys(owners, values, more_owners, more_values)
+    order = np.argsort(more_keys, kind="stable")
+    more_keys, more_owners, more_values = more_keys[order], more_owners[order], more_values[order]
+    new = np.ones(len(more_keys), bool)
+    new[1:] = more_keys[1:] != more_keys[:-1]
+    at = np.searchsorted(keys, more_keys)
+    inside = at < len(keys)
+    new[inside] &= keys[at[inside]] != more_keys[inside]
+    at, more_owners, more_values = at[new], more_owners[new], more_values[new]
+    return (
+        np.insert(owners, at, more_owners),
+        np.insert(values, at, more_values),
+        more_owners,
+        more_values,
+    )
 
 
 def summary_frame(classes: Mapping[int, ClassRows]) -> pd.DataFrame:
@@ -485,8 +502,8 @@ def _as_full(rows: ClassRows) -> ClassRows:
 def apply(state: ClassRows, *changes: ClassRows) -> ClassRows:
     """The state after these deltas, oldest first (a full one restarts from itself).
 
-    All of them are merged in one pass: one sort of every (student, id) pair, the latest
-    counts of each student winning.
+    All of them are merged in one pass: the latest counts of each student win, and the ids the
+    deltas added (few next to the state's) are inserted into the state's sorted pairs at once.
     """
     for k, change in enumerate(changes):
         if change.full:
@@ -501,15 +518,12 @@ def apply(state: ClassRows, *changes: ClassRows) -> ClassRows:
         counts[position] = rows.counts
     lengths, values = [], []
     for k in range(len(SET_COLUMNS)):
-        owners = np.concatenate([p[r.owners(k)] for r, p in zip(layers, positions, strict=True)])
-        merged = np.concatenate([r.values[k] for r in layers])
-        keys, _ = _pair_keys(owners, merged, owners[:0], merged[:0])
-        order = np.argsort(keys, kind="stable")
-        owners, merged = owners[order], merged[order]
-        if len(merged):
-            keep = np.ones(len(merged), bool)
-            keep[1:] = (owners[1:] != owners[:-1]) | (merged[1:] != merged[:-1])
-            owners, merged = owners[keep], merged[keep]
+        owners, merged, _, _ = _insert_pairs(
+            positions[0][state.owners(k)],
+            state.values[k],
+            np.concatenate([p[r.owners(k)] for r, p in zip(changes, positions[1:], strict=True)]),
+            np.concatenate([r.values[k] for r in changes]),
+        )
         lengths.append(np.bincount(owners, minlength=len(users)).astype(np.int64))
         values.append(merged)
     return ClassRows(users=users, counts=counts, lengths=lengths, values=values, full=True)
