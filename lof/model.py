@@ -410,6 +410,12 @@ def _required_by_class(required_levels: Mapping[int, int] | pd.DataFrame) -> dic
     return out
 
 
+class PlainFloats(dict[str, float]):
+    """A str -> float dict lof built itself (str keys, Python float values), such as a
+    prediction's level probabilities or feature snapshot: the stores keep it as it is instead
+    of checking each entry again."""
+
+
 def predict_frame(
     *,
     model: Any,
@@ -460,9 +466,7 @@ def predict_frame(
             "class_id": class_ids.astype("int64"),
             "user_id": features["user_id"].astype("int64").to_numpy(),
             "predicted_label": labels.astype("int64"),
-            "predicted_prob": [
-                {k: float(p) for k, p in zip(keys, row, strict=True)} for row in proba
-            ],
+            "predicted_prob": [PlainFloats(zip(keys, row, strict=True)) for row in proba.tolist()],
             "risk_prob": risk.astype(float),
             "at_risk": risk >= cut,
             "required_level": required.astype("int64"),

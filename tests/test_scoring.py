@@ -1,4 +1,5 @@
-"""Catch-up planning of the daily computation, on a real SQLite features store."""
+"""Catch-up planning of the daily computation, on a real SQLite features store, and the
+feature snapshot attached to each prediction."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from pathlib import Path
 import pandas as pd
 
 from lof import features as feat
-from lof.scoring import days_to_fill
+from lof.model import PlainFloats
+from lof.scoring import attach_model_and_features, days_to_fill
 from lof.stores import open_feature_store
 
 FIRST = date(2024, 1, 10)
@@ -54,3 +56,17 @@ def test_rerunning_before_the_stores_first_day_starts_at_the_class(tmp_path: Pat
     assert days_to_fill(feature_store=store, classes=CLASSES, day=day(2)) == [day(0), day(1)]
     no_classes = CLASSES.iloc[:0]
     assert days_to_fill(feature_store=store, classes=no_classes, day=day(2)) == []
+
+
+def test_each_prediction_carries_its_students_raw_features_as_plain_floats() -> None:
+    raw = pd.DataFrame({"class_id": [1, 1], "user_id": [7, 8]})
+    for i, name in enumerate(feat.FEATURES):
+        raw[name] = [i, i + 0.5]
+    predictions = pd.DataFrame({"class_id": [1, 1], "user_id": [8, 7]})
+    out = attach_model_and_features(predictions, raw=raw, model_name="m", model_version=3)
+    snapshot = out["features"].tolist()
+    assert all(type(s) is PlainFloats for s in snapshot)  # stored without a second check
+    assert list(snapshot[0]) == list(feat.FEATURES)
+    assert [s["avglevel"] for s in snapshot] == [12.5, 12.0]
+    assert {type(v) for s in snapshot for v in s.values()} == {float}
+    assert out["model_version"].tolist() == ["3", "3"]

@@ -32,7 +32,7 @@ import pandas as pd
 from lof.calendar import format_day
 from lof.errors import DataError
 from lof.features import ENGAGEMENT_COLUMNS, SET_COLUMNS, STATE_INT_COLUMNS, sorted_ids
-from lof.model import PREDICTION_OUTPUT
+from lof.model import PREDICTION_OUTPUT, PlainFloats
 from lof.reasons import Reasons
 from lof.signals import EVENT_STATE_COLUMNS
 
@@ -303,6 +303,8 @@ def no_cycle_collection() -> Iterator[None]:
 
 
 def _float_map(value: Any, *, column: str, what: str, row: int) -> dict[str, float]:
+    if type(value) is PlainFloats:
+        return value
     if isinstance(value, str):
         try:
             value = orjson.loads(value)

@@ -30,6 +30,9 @@ def test_predict_frame_shapes_probabilities_and_risk(fitted_logreg, examples):
     assert len(out) == len(features)
     assert out["user_id"].tolist() == features["user_id"].tolist()
     for row in out.itertuples():
+        # the stores keep PlainFloats unchecked: str keys, Python floats
+        assert type(row.predicted_prob) is lof_model.PlainFloats
+        assert {type(p) for p in row.predicted_prob.values()} == {float}
         assert set(row.predicted_prob) == {"1", "2", "3", "4", "5"}
         assert sum(row.predicted_prob.values()) == pytest.approx(1.0)
         assert row.risk_prob == pytest.approx(row.predicted_prob["1"] + row.predicted_prob["2"])

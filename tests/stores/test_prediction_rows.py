@@ -7,6 +7,7 @@ import math
 import pytest
 
 from lof.errors import DataError
+from lof.model import PlainFloats
 from lof.reasons import Reasons
 from lof.stores.base import REASON_KEYS, prediction_rows
 
@@ -55,9 +56,12 @@ def test_a_malformed_reason_names_its_row(reason: object) -> None:
         with_reasons(EXPLAINED, reason)
 
 
-def test_reasons_from_explain_are_stored_as_the_very_list() -> None:
+def test_values_lof_built_are_stored_as_the_very_objects() -> None:
     explained = Reasons([EXPLAINED])
+    probabilities = PlainFloats({"1": 0.5, "2": 0.5, "3": 0.0, "4": 0.0, "5": 0.0})
     frame = predictions([(1, 10, 2)])
     frame["reasons"] = [explained]
+    frame["predicted_prob"] = [probabilities]
     (row,) = prediction_rows(frame)
     assert row["reasons"] is explained
+    assert row["predicted_prob"] is probabilities
