@@ -377,11 +377,11 @@ def _accumulate_class(before: ClassRows, today: ClassRows) -> ClassRows:
         lengths.append(np.bincount(owners, minlength=len(users)).astype(np.int64))
         changed[new_owners] = True
         added.append((new_owners, new_values))
-    rows = np.flatnonzero(changed)
+    touched = np.flatnonzero(changed)
     change = ClassRows(
-        users=users[rows],
-        counts=counts[rows],
-        lengths=[np.bincount(o, minlength=len(users))[rows].astype(np.int64) for o, _ in added],
+        users=users[touched],
+        counts=counts[touched],
+        lengths=[np.bincount(o, minlength=len(users))[touched].astype(np.int64) for o, _ in added],
         values=[v for _, v in added],
         full=False,
     )

@@ -1,7 +1,7 @@
 """Benchmark: the daily scoring computation, day 60 against day 5, and one large day.
 
 Run:  .venv/bin/python tests/benchmarks/bench_daily.py [--part both|scaling|full]
-      [--students 4000] [--classes 20] [--per-student 6.0] [--repeat 3]
+      [--students 4000] [--classes 20] [--per-student 6.0] [--repeat 11]
       [--enrolments 30000] [--events 1000000] [--full-classes 80] [--history 2]
 
 What is timed is what ``flows.daily_scoring`` runs for one day, through the plain functions (no
@@ -19,10 +19,13 @@ compute_day_features calls, so the real code path is measured.
    scored, each from its own copy of LOF_HOME (stores, assessed-records cache) as the daily flow
    left it the day before; ``--repeat`` runs of each, alternating, each in a fresh subprocess on
    a fresh copy (median kept). Day 5 is the baseline: day60/day5 should stay at most 1.2, the
-   cost following the day's data and not the history. Both days are weekdays with similar event
-   counts (printed). A run sets off about one full garbage collection (~0.1 s, walking the
-   whole heap), in whichever phase crosses the collector's threshold: amplitude at day 5, leb2
-   at day 60 here, so those two are printed together as well.
+   cost following the day's data and not the history. The median of the ratios of each
+   round's two runs is printed too: a round's runs follow each other, so they share the
+   machine's state of the moment, which shifts from round to round on a shared machine.
+   Both days are weekdays with similar event counts (printed). A run sets off about one full
+   garbage collection (~0.1 s, walking the whole heap), in whichever phase crosses the
+   collector's threshold: amplitude at day 5, leb2 at day 60 here, so those two are printed
+   together as well.
 2. full: a university of about ``--enrolments`` enrolments in the ongoing semester and about
    ``--events`` Amplitude events on the scored day D. Amplitude files exist for the last
    ``--history`` days; the store is filled (untimed) from the first of them up to D-1, then D is
@@ -403,6 +406,15 @@ def scaling(args: argparse.Namespace, workdir: Path) -> None:
         f"cpu {late['cpu_median'] / early['cpu_median']:.2f}x (bar <= 1.2); "
         f"events {late['counted'] / max(early['counted'], 1):.2f}x"
     )
+    paired = [b["seconds"] / a["seconds"] for a, b in zip(runs[5], runs[60], strict=True)]
+    paired_cpu = [
+        b["cpu_seconds"] / a["cpu_seconds"] for a, b in zip(runs[5], runs[60], strict=True)
+    ]
+    print(
+        f"  median of the {args.repeat} rounds' own ratios: wall "
+        f"{statistics.median(paired):.2f}x, cpu {statistics.median(paired_cpu):.2f}x "
+        f"(rounds' wall ratios {min(paired):.2f}x..{max(paired):.2f}x)"
+    )
     students = late["predictions"] / max(early["predictions"], 1)
     print(
         f"  students scored {students:.2f}x; per student scored: wall "
@@ -469,7 +481,7 @@ def main() -> None:
     parser.add_argument(
         "--per-student", type=float, default=6.0, help="scaling: synth events_per_student_day"
     )
-    parser.add_argument("--repeat", type=int, default=3, help="scaling: timed runs (median)")
+    parser.add_argument("--repeat", type=int, default=11, help="scaling: timed runs (median)")
     parser.add_argument("--enrolments", type=int, default=30_000, help="full: ongoing enrolments")
     parser.add_argument("--events", type=int, default=1_000_000, help="full: events on day D")
     parser.add_argument("--full-classes", type=int, default=80, help="full: classes per semester")
