@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lof.collector import no_cycle_collection
 from lof.errors import DataError, ModelError
 from lof.features import FEATURES, LEVELS
 from lof.signals import SIGNALS
@@ -461,12 +462,14 @@ def predict_frame(
     cut = model_threshold(model, threshold)
     labels = np.asarray(LEVELS)[proba.argmax(axis=1)]
     keys = [str(level) for level in LEVELS]
+    with no_cycle_collection():  # one acyclic dict per student
+        probabilities = [PlainFloats(zip(keys, row, strict=True)) for row in proba.tolist()]
     return pd.DataFrame(
         {
             "class_id": class_ids.astype("int64"),
             "user_id": features["user_id"].astype("int64").to_numpy(),
             "predicted_label": labels.astype("int64"),
-            "predicted_prob": [PlainFloats(zip(keys, row, strict=True)) for row in proba.tolist()],
+            "predicted_prob": probabilities,
             "risk_prob": risk.astype(float),
             "at_risk": risk >= cut,
             "required_level": required.astype("int64"),

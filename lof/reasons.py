@@ -28,6 +28,7 @@ import pandas as pd
 
 from lof import exact_effects
 from lof import model as lof_model
+from lof.collector import no_cycle_collection
 
 TOP = 3
 MIN_EFFECT = 0.01
@@ -241,39 +242,40 @@ def _reasons_of_rows(
     chosen = np.take_along_axis(effects, order, axis=1)
     strong = (np.abs(chosen) >= min_effect) & np.take_along_axis(wanted, order, axis=1)
     strong = np.cumprod(strong, axis=1).astype(bool)
-    out = [Reasons() for _ in range(len(effects))]
     shown = [_MEDIAN_FORMAT.get(c, _rounded) for c in columns]
     texts: dict[tuple[int, float, float], str | None] = {}  # counts repeat across students
     rows, ranks = np.nonzero(strong)
     picked = order[rows, ranks]
     effects_chosen = chosen[rows, ranks]
-    for i, j, raises, effect, value, median in zip(
-        rows.tolist(),
-        picked.tolist(),
-        (effects_chosen > 0).tolist(),
-        np.round(effects_chosen, 4).tolist(),
-        raw_values[rows, picked].tolist(),
-        raw_medians[rows, picked].tolist(),
-        strict=True,
-    ):
-        key = (j, value, median)
-        if key not in texts:
-            # "3 sessions (class median 3)" would claim a difference it hides: no reason.
-            hidden = shown[j](value) == shown[j](median)
-            texts[key] = None if hidden else render(columns[j], value, median)
-        text = texts[key]
-        if text is None:
-            continue
-        out[i].append(
-            {
-                "feature": columns[j],
-                "text": text,
-                "direction": "raises risk" if raises else "lowers risk",
-                "value": value,
-                "class_median": median,
-                "effect": effect,
-            }
-        )
+    with no_cycle_collection():  # thousands of acyclic lists and dicts
+        out = [Reasons() for _ in range(len(effects))]
+        for i, j, raises, effect, value, median in zip(
+            rows.tolist(),
+            picked.tolist(),
+            (effects_chosen > 0).tolist(),
+            np.round(effects_chosen, 4).tolist(),
+            raw_values[rows, picked].tolist(),
+            raw_medians[rows, picked].tolist(),
+            strict=True,
+        ):
+            key = (j, value, median)
+            if key not in texts:
+                # "3 sessions (class median 3)" would claim a difference it hides: no reason.
+                hidden = shown[j](value) == shown[j](median)
+                texts[key] = None if hidden else render(columns[j], value, median)
+            text = texts[key]
+            if text is None:
+                continue
+            out[i].append(
+                {
+                    "feature": columns[j],
+                    "text": text,
+                    "direction": "raises risk" if raises else "lowers risk",
+                    "value": value,
+                    "class_median": median,
+                    "effect": effect,
+                }
+            )
     return out
 
 

@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 from lof import features as feat
 from lof import signals
 from lof.calendar import end_of_day
+from lof.collector import no_cycle_collection
 from lof.config import Settings
 from lof.model import PlainFloats
 from lof.sources import amplitude, assessed_cache, leb2
@@ -200,7 +201,8 @@ def attach_model_and_features(
     keys = list(zip(predictions["class_id"], predictions["user_id"], strict=True))
     values = snapshot.loc[keys].to_numpy(dtype=np.float64).tolist()
     out = predictions.copy()
-    out["features"] = [PlainFloats(zip(feat.FEATURES, row, strict=True)) for row in values]
+    with no_cycle_collection():  # one acyclic dict per student
+        out["features"] = [PlainFloats(zip(feat.FEATURES, row, strict=True)) for row in values]
     out["model_name"] = model_name
     out["model_version"] = str(model_version)
     return out

@@ -14,12 +14,10 @@ Both backends keep the same promises:
 
 from __future__ import annotations
 
-import gc
 import gzip
 import hashlib
 import math
-from collections.abc import Collection, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from types import ModuleType
@@ -284,22 +282,6 @@ def engagement_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
 
 
 # --- predictions ------------------------------------------------------------------------------
-
-
-@contextmanager
-def no_cycle_collection() -> Iterator[None]:
-    """No cyclic garbage collection while a day's predictions are turned into rows, bodies and
-    statements: those objects hold no cycles and are freed by reference counting when the
-    write ends, yet the tens of thousands of them alive at once trigger full collections,
-    each walking the whole heap (the process's modules, models and frames) and finding nothing.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _float_map(value: Any, *, column: str, what: str, row: int) -> dict[str, float]:

@@ -56,6 +56,7 @@ from botocore.exceptions import (
     NoRegionError,
 )
 
+from lof.collector import no_cycle_collection
 from lof.errors import StoreError
 from lof.retry import call_with_retries
 from lof.stores import base, compact
@@ -717,7 +718,7 @@ class DynamoPredictionStore(_DynamoBase):
         """Replace day ``day``'s predictions and mark it complete, atomically."""
         items: dict[int, dict[str, list[tuple[int, str]]]] = {}
         now = datetime.now(UTC).replace(microsecond=0)
-        with base.no_cycle_collection():
+        with no_cycle_collection():
             rows = base.prediction_rows(predictions, what=f"predictions of {base.day_key(day)}")
             for row in rows:
                 data = {

@@ -38,6 +38,7 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
+from lof.collector import no_cycle_collection
 from lof.config import redact_url
 from lof.errors import StoreError
 from lof.features import COUNT_COLUMNS
@@ -450,7 +451,7 @@ class SqlPredictionStore(_SqlBase):
 
     def write_day(self, *, day: date, predictions: pd.DataFrame) -> None:
         """Replace day ``day``'s predictions and mark it complete, in one transaction."""
-        with base.no_cycle_collection():
+        with no_cycle_collection():
             self._write_predictions(day=day, predictions=predictions)
 
     def _write_predictions(self, *, day: date, predictions: pd.DataFrame) -> None:
