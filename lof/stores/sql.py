@@ -237,7 +237,7 @@ def insert_rows(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -
     columns = []
     for name in compiled.positiontup or ():
         values = [row[name] for row in rows]
-        process = table.c[name].type.bind_processor(conn.dialect)
+        process = table.c[name].type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
         if process is not None:
             first = values[0]
             if all(value is first for value in values):
