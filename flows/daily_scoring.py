@@ -183,7 +183,7 @@ def daily_scoring(date: str | None = None) -> dict[str, Any]:
     logger = get_run_logger()
     model, version = load_model(settings)
     engine = leb2.connect(settings.leb2_url)
-    feature_store = open_feature_store(settings.store_url)
+    feature_store = open_feature_store(settings.store_url, state_dir=settings.home / "cache")
     prediction_store = open_prediction_store(settings.store_url)
 
     classes = find_ongoing_classes(settings, engine, day)

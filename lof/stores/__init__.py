@@ -12,6 +12,8 @@ rights) raises one StoreError line naming LOF_STORE_URL, password redacted.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from lof.errors import StoreError
 from lof.stores.base import FeatureStore, PredictionRecord, PredictionStore
 
@@ -35,15 +37,21 @@ def _kind(url: str) -> str:
     return "sql"
 
 
-def open_feature_store(url: str) -> FeatureStore:
-    """The features store at ``url`` (tables created if missing)."""
+def open_feature_store(url: str, *, state_dir: Path | None = None) -> FeatureStore:
+    """The features store at ``url`` (tables created if missing); with ``state_dir`` (the daily
+    run gives LOF_HOME/cache) each day written is also kept there for the next day's run."""
+    store: DynamoFeatureStore | SqlFeatureStore
     if _kind(url) == "dynamodb":
         from lof.stores.dynamodb import DynamoFeatureStore
 
-        return DynamoFeatureStore(url)
-    from lof.stores.sql import SqlFeatureStore
+        store = DynamoFeatureStore(url)
+    else:
+        from lof.stores.sql import SqlFeatureStore
 
-    return SqlFeatureStore(url)
+        store = SqlFeatureStore(url)
+    if state_dir is not None:
+        store.keep_states_in(state_dir, url=url)
+    return store
 
 
 def open_prediction_store(url: str) -> PredictionStore:

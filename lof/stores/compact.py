@@ -22,18 +22,27 @@ integer columns (i64, n x k: the 5 counts then the early-warning event state, in
 student's first absolute, then differences). Blobs written before the event state (``b"LF1"``,
 no k byte, the 5 counts only) still decode, with 0 for the event state (no dated events).
 
+The daily run also keeps each day it writes in a local file (``keep_states_in``, under
+LOF_HOME/cache): the next day's run takes D-1 from it, with no checkpoint or delta to decode,
+as long as the store still holds D-1 at the same generation; otherwise it reads the store.
+
 Backends (``lof.stores.sql``, ``lof.stores.dynamodb``) implement ``_days``, ``_blobs`` and
 ``_commit``; everything else is shared here.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import logging
+import os
+import pickle
 import weakref
 import zlib
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -59,6 +68,7 @@ try:  # ISA-L: the same zlib streams, deflated ~3x and inflated ~2x faster; zlib
 except ImportError:  # pragma: no cover - depends on the platform's wheels
     _deflate = zlib
 
+log = logging.getLogger(__name__)
 MAGIC = b"LF2"
 MAGIC_COUNTS_ONLY = b"LF1"  # before the event state: 5 count columns, no column-count byte
 FULL = 1
@@ -67,6 +77,7 @@ CHECKPOINTS_KEPT = 2
 INCREMENT, STATE, CHECKPOINT = "I", "S", "C"
 PARTS = (INCREMENT, STATE, CHECKPOINT)
 MIGRATE_COMMAND = "lof migrate-store"
+STATE_FILE_VERSION = 1
 _NCOUNTS = len(STATE_INT_COLUMNS)
 _LAST = STATE_INT_COLUMNS.index("last_event_day")
 _RECENT = [STATE_INT_COLUMNS.index(c) for c in RECENT_COLUMNS]
@@ -751,6 +762,7 @@ class CompactFeatures:
                 writes.append(fixed)
         stamps = self._commit(writes, drop_checkpoints=drop)
         self._cache = (day, stamps[day], states, None)
+        self._save_state(day, stamps[day], states)
 
     def _fix_next_day(
         self, old: DayMeta, after: DayMeta, states: dict[int, ClassRows]
@@ -788,13 +800,59 @@ class CompactFeatures:
     _cache: tuple[date, str, dict[int, ClassRows], set[int] | None] | None = None
 
     def _cached(self, meta: DayMeta, wanted: set[int]) -> dict[int, ClassRows] | None:
-        """The state this process last read or wrote, if that day's generation is unchanged."""
+        """The state this process last read or wrote, if that day's generation is unchanged;
+        else the one the last write left in ``state_file``, on the same condition."""
+        if self._cache is None or self._cache[:2] != (meta.day, meta.stamp):
+            self._load_state(meta)
         if self._cache is None:
             return None
         day, stamp, rows, known = self._cache
         if day != meta.day or stamp != meta.stamp or not (known is None or wanted <= known):
             return None
         return {c: rows[c] for c in sorted(wanted) if c in rows}
+
+    # --- the last written state on local disk, for the next run's read of D-1 ----------------
+
+    state_file: Path | None = None
+    """Set by ``keep_states_in``. Why: the daily run is a new process each day; reading
+    yesterday's state back from this file costs a copy of its arrays, where the store costs
+    decoding a checkpoint and its deltas, which grow with the semester."""
+
+    def keep_states_in(self, folder: Path, *, url: str) -> None:
+        """Keep the state of each day written in a file under ``folder`` (one per store, named
+        by a hash of its URL, never the URL itself). It is used only while the store still
+        holds that day at the same generation, so another writer can never make it stale."""
+        digest = hashlib.sha256(url.encode()).hexdigest()[:16]
+        self.state_file = Path(folder) / f"state-{digest}.pkl"
+
+    def _save_state(self, day: date, stamp: str, states: dict[int, ClassRows]) -> None:
+        if self.state_file is None:
+            return
+        arrays = {c: (r.users, r.counts, r.lengths, r.values) for c, r in states.items()}
+        temporary = self.state_file.with_suffix(f".{os.getpid()}.tmp")
+        try:
+            self.state_file.parent.mkdir(parents=True, exist_ok=True)
+            with temporary.open("wb") as handle:
+                # The day first, so a reader looking for another day stops after a few bytes.
+                pickle.dump((STATE_FILE_VERSION, day, stamp), handle, protocol=5)
+                pickle.dump(arrays, handle, protocol=5)
+            os.replace(temporary, self.state_file)
+        except OSError as exc:  # the next run then reads the store, nothing else is lost
+            log.warning("cannot keep the features state in %s: %s", self.state_file, exc)
+
+    def _load_state(self, meta: DayMeta) -> None:
+        if self.state_file is None or not self.state_file.exists():
+            return
+        try:
+            with self.state_file.open("rb") as handle:  # lof's own file, under LOF_HOME
+                if pickle.load(handle) != (STATE_FILE_VERSION, meta.day, meta.stamp):
+                    return  # another day, or the day was written again since
+                arrays = pickle.load(handle)
+            rows = {c: ClassRows(*parts) for c, parts in arrays.items()}
+        except (OSError, pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError):
+            log.warning("ignoring unreadable features state file %s", self.state_file)
+            return
+        self._cache = (meta.day, meta.stamp, rows, None)
 
     def _guarded(self, fn: Any, what: str) -> Any:
         """Run ``fn`` with the backend's retries and one-line errors."""

@@ -16,11 +16,11 @@ compute_day_features calls, so the real code path is measured.
 1. scaling: a synthetic university (``lof.synth``) whose ongoing semester has 61 days of data,
    Amplitude files for all of them. The features store is filled day by day (as
    ``fill_missing_days`` does) up to day 4, day 5 is scored; then up to day 59 and day 60 is
-   scored, each from its own copy of LOF_HOME (stores, assessed-records cache) as the daily flow
-   left it the day before; ``--repeat`` runs of each, alternating, each in a fresh subprocess on
-   a fresh copy (median kept). Day 5 is the baseline: day60/day5 should stay at most 1.2, the
-   cost following the day's data and not the history. The median of the ratios of each
-   round's two runs is printed too: a round's runs follow each other, so they share the
+   scored, each from its own copy of LOF_HOME (stores, caches, the last state written) as the
+   daily flow left it the day before; ``--repeat`` runs of each, alternating, each in a fresh
+   subprocess on a fresh copy (median kept). Day 5 is the baseline: day60/day5 should stay at
+   most 1.2, the cost following the day's data and not the history. The median of the ratios
+   of each round's two runs is printed too: a round's runs follow each other, so they share the
    machine's state of the moment, which shifts from round to round on a shared machine.
    Both days are weekdays with similar event counts (printed). A run sets off about one full
    garbage collection (~0.1 s, walking the whole heap), in whichever phase crosses the
@@ -146,7 +146,10 @@ class DailyRun:
 
         self.settings = get_settings()
         self.engine = leb2.connect(self.settings.leb2_url)  # type: ignore[arg-type]
-        self.feature_store = open_feature_store(self.settings.store_url)  # type: ignore[arg-type]
+        self.feature_store = open_feature_store(
+            self.settings.store_url,  # type: ignore[arg-type]
+            state_dir=self.settings.home / "cache",  # as the daily flow opens it
+        )
         self.prediction_store = open_prediction_store(self.settings.store_url)  # type: ignore[arg-type]
         self.model = tiny_model()
         self.timer = PhaseTimer()
