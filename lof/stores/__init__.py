@@ -50,7 +50,7 @@ def open_feature_store(url: str, *, state_dir: Path | None = None) -> FeatureSto
 
         store = SqlFeatureStore(url)
     if state_dir is not None:
-        store.keep_states_in(state_dir, url=url)
+        store.keep_states_in(state_dir)
     return store
 
 

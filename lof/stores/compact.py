@@ -32,7 +32,6 @@ Backends (``lof.stores.sql``, ``lof.stores.dynamodb``) implement ``_days``, ``_b
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import logging
 import os
@@ -818,12 +817,11 @@ class CompactFeatures:
     yesterday's state back from this file costs a copy of its arrays, where the store costs
     decoding a checkpoint and its deltas, which grow with the semester."""
 
-    def keep_states_in(self, folder: Path, *, url: str) -> None:
-        """Keep the state of each day written in a file under ``folder`` (one per store, named
-        by a hash of its URL, never the URL itself). It is used only while the store still
-        holds that day at the same generation, so another writer can never make it stale."""
-        digest = hashlib.sha256(url.encode()).hexdigest()[:16]
-        self.state_file = Path(folder) / f"state-{digest}.pkl"
+    def keep_states_in(self, folder: Path) -> None:
+        """Keep the state of each day written in ``folder``. The file is used only while the
+        store holds that day at the same generation (a stamp unique to each write of a day),
+        so another writer or another store can never make it stale."""
+        self.state_file = Path(folder) / "features-state.pkl"
 
     def _save_state(self, day: date, stamp: str, states: dict[int, ClassRows]) -> None:
         if self.state_file is None:

@@ -75,11 +75,24 @@ def test_an_unreadable_state_file_is_ignored(
 ) -> None:
     url, cache = f"sqlite:///{tmp_path / 'lof.db'}", tmp_path / "cache"
     write_days(open_feature_store(url, state_dir=cache), range(2), seed=2)
-    (state_file,) = cache.glob("state-*.pkl")
+    (state_file,) = cache.iterdir()
     state_file.write_bytes(b"not a pickle")
     day = DAY0 + timedelta(days=1)
     with caplog.at_level(logging.WARNING):
         read = open_feature_store(url, state_dir=cache).read_states(day=day)
     assert_frames_equal(read, open_feature_store(url).read_states(day=day))
     assert "unreadable features state file" in caplog.text
-    assert str(tmp_path / "lof.db") not in state_file.name  # named by a hash of the URL
+
+
+def test_another_stores_state_file_is_not_taken_for_this_ones(tmp_path: Path) -> None:
+    """Two stores sharing LOF_HOME: each write's stamp is its own, so neither reads the other's."""
+    cache = tmp_path / "cache"
+    urls = [f"sqlite:///{tmp_path / name}" for name in ("a.db", "b.db")]
+    write_days(open_feature_store(urls[0], state_dir=cache), range(2), seed=3)
+    write_days(open_feature_store(urls[1], state_dir=cache), range(2), seed=4)
+    day = DAY0 + timedelta(days=1)
+    for url in urls:
+        assert_frames_equal(
+            open_feature_store(url, state_dir=cache).read_states(day=day),
+            open_feature_store(url).read_states(day=day),
+        )
