@@ -220,12 +220,12 @@ def _reason(exc: SQLAlchemyError) -> str:
 
 
 def insert_rows(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
-    """Insert ``rows`` (dicts holding every column of ``table``) in chunks.
+    """Insert ``rows`` (dicts holding every column of ``table``).
 
-    On SQLite, one executemany of positional tuples whose values were converted column by
-    column (each column's bind conversion, once per distinct constant): SQLAlchemy's per-row
-    parameter processing costs about as much as SQLite's insert itself. Other dialects keep
-    SQLAlchemy's path, which batches rows into multi-row statements.
+    On SQLite, one executemany of positional tuples converted column by column (each column's
+    dialect conversion; once for a column holding one value in every row, such as the day):
+    SQLAlchemy's per-row parameter processing costs about as much as SQLite's insert itself.
+    Other dialects keep SQLAlchemy's path in chunks, which it batches into multi-row statements.
     """
     if not rows:
         return
