@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -130,6 +131,32 @@ class Settings(BaseSettings):
 
         frame_ancestors_directive(value)  # raises ValueError naming the bad origin
         return value
+
+    # What the API accepts and tells (lof.api.limits, README "Predictions API"): requests past
+    # a limit are refused before any work; the OpenAPI documents are off unless asked for.
+    max_url_bytes: int = Field(default=4096, ge=256, le=65_536)
+    max_query_params: int = Field(default=32, ge=4, le=1_000)
+    max_body_bytes: int = Field(default=262_144, ge=16_384, le=10 * 2**20)
+    api_docs: bool = False
+    # Proxies whose X-Forwarded-For/-Proto `lof serve` believes (uvicorn's forwarded_allow_ips:
+    # comma-separated addresses or networks, "*" for any); empty: none, the peer is the client.
+    forwarded_allow_ips: str = ""
+    # How long a handled webhook event or delivery id is remembered (a replay is a no-op).
+    webhook_replay_seconds: int = Field(default=7 * 86_400, ge=600, le=90 * 86_400)
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _valid_forwarded_allow_ips(cls, value: str) -> str:
+        items = [item.strip() for item in value.split(",") if item.strip()]
+        for item in (item for item in items if item != "*"):
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"LOF_FORWARDED_ALLOW_IPS holds {item[:60]!r}: expected proxy addresses or "
+                    "networks such as 10.0.0.0/8, comma-separated, or * for any"
+                ) from None
+        return ",".join(items)
 
     # Operations: staleness of the API, drift warnings.
     stale_after_days: int | None = Field(default=2, ge=1, le=366)

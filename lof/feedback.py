@@ -17,16 +17,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from lof.calendar import parse_day
-from lof.errors import DataError
-from lof.links import TEACHER_ID, TEACHER_ID_FORM
+from lof.inputs import DATE_FORM, ID_FORM, MAX_ID, day_from_text, id_from_text
+from lof.links import TEACHER_ID_FORM, valid_teacher_id
 
 log = logging.getLogger(__name__)
 
 VERDICTS: tuple[str, ...] = ("useful", "not_useful", "already_known")
 Verdict = Literal["useful", "not_useful", "already_known"]
 NOTE_MAX_CHARS = 500
-_MAX_ID = 2**63 - 1
 
 
 class FeedbackInvalid(ValueError):
@@ -51,9 +49,9 @@ class FeedbackIn(BaseModel):
         }
     )
 
-    class_id: int = Field(gt=0, le=_MAX_ID)
+    class_id: int = Field(gt=0, le=MAX_ID)
     predicted_dt: str = Field(description="the day of the prediction, YYYYMMDD")
-    user_id: int = Field(gt=0, le=_MAX_ID)
+    user_id: int = Field(gt=0, le=MAX_ID)
     teacher_id: str = Field(description=TEACHER_ID_FORM, min_length=1, max_length=64)
     verdict: Verdict
     note: str | None = Field(default=None, max_length=NOTE_MAX_CHARS)
@@ -80,13 +78,14 @@ def _text(data: Mapping[str, Any], name: str) -> str | None:
 
 
 def positive_id(data: Mapping[str, Any], name: str) -> int:
+    """The id ``name`` of ``data`` (``lof.inputs``: at most 2^53 - 1, its length checked first)."""
     text = _text(data, name)
     if not text:
-        raise FeedbackInvalid(f"{name} is required: a positive integer, e.g. 12")
-    text = text.strip('"').strip("'")
-    if text.isascii() and text.isdigit() and 0 < int(text) <= _MAX_ID:
-        return int(text)
-    raise FeedbackInvalid(f"{name} must be a positive integer, e.g. 12; got {text[:40]!r}")
+        raise FeedbackInvalid(f"{name} is required: {ID_FORM}")
+    number = id_from_text(text)
+    if number is None:
+        raise FeedbackInvalid(f"{name} must be {ID_FORM}; got {text[:40]!r}")
+    return number
 
 
 def parse_feedback(
@@ -100,16 +99,16 @@ def parse_feedback(
     uid = positive_id(data, "user_id")
     day_text = _text(data, "predicted_dt")
     if not day_text:
-        raise FeedbackInvalid("predicted_dt is required: a date as YYYYMMDD, e.g. 20230325")
-    try:
-        day = parse_day(day_text, what="predicted_dt")
-    except DataError as exc:
-        raise FeedbackInvalid(str(exc)) from None
-    teacher = teacher_id if teacher_id is not None else _text(data, "teacher_id")
-    if not teacher:
+        raise FeedbackInvalid(f"predicted_dt is required: {DATE_FORM}")
+    day = day_from_text(day_text)
+    if day is None:
+        raise FeedbackInvalid(f"predicted_dt must be {DATE_FORM}; got {day_text[:40]!r}")
+    # not stripped: "t-1\n" is refused, not stored as another teacher or taken for "t-1"
+    teacher = teacher_id if teacher_id is not None else data.get("teacher_id")
+    if teacher is None or teacher == "":
         raise FeedbackInvalid(f"teacher_id is required: {TEACHER_ID_FORM}")
-    if not TEACHER_ID.match(teacher):
-        raise FeedbackInvalid(f"teacher_id must be {TEACHER_ID_FORM}; got {teacher[:70]!r}")
+    if not valid_teacher_id(teacher):
+        raise FeedbackInvalid(f"teacher_id must be {TEACHER_ID_FORM}; got {str(teacher)[:70]!r}")
     verdict = _text(data, "verdict")
     if verdict not in VERDICTS:
         shown = "nothing" if not verdict else repr(verdict[:40])
@@ -123,7 +122,7 @@ def parse_feedback(
         class_id=cid,
         predicted_dt=day.strftime("%Y%m%d"),
         user_id=uid,
-        teacher_id=teacher,
+        teacher_id=str(teacher),
         verdict=verdict,  # type: ignore[arg-type]
         note=note,
     )

@@ -24,7 +24,8 @@ from pydantic import SecretStr
 from lof.errors import ConfigError, DataError
 
 _PREFIX = b"lof-class-link-v1."
-TEACHER_ID = re.compile(r"^[A-Za-z0-9_.@+-]{1,64}$")
+# \A and \Z: "$" would also match before a final newline ("t-1\n" is not "t-1")
+TEACHER_ID = re.compile(r"\A[A-Za-z0-9_.@+-]{1,64}\Z")
 TEACHER_ID_FORM = "1-64 letters, digits or _ . @ + -"
 MAX_TOKEN_CHARS = 600
 _KEYWORDS = {"'self'", "'none'"}
@@ -47,6 +48,11 @@ class LinkClaims:
     class_id: int
     expires_at: int
     teacher_id: str | None = None
+
+
+def valid_teacher_id(value: object) -> bool:
+    """Whether ``value`` is a teacher id: ``TEACHER_ID_FORM``, nothing before or after."""
+    return isinstance(value, str) and TEACHER_ID.fullmatch(value) is not None
 
 
 def _b64(data: bytes) -> str:
@@ -79,7 +85,7 @@ def sign(
     now: float | None = None,
 ) -> tuple[str, LinkClaims]:
     """A token for ``class_id`` valid ``ttl_seconds`` from ``now``, and what it claims."""
-    if teacher_id is not None and not TEACHER_ID.match(teacher_id):
+    if teacher_id is not None and not valid_teacher_id(teacher_id):
         raise ValueError(f"teacher_id must be {TEACHER_ID_FORM}; got {teacher_id[:70]!r}")
     key = _secret_bytes(secret)
     claims = LinkClaims(
@@ -182,5 +188,6 @@ __all__ = [
     "frame_ancestors_directive",
     "parse_ttl",
     "sign",
+    "valid_teacher_id",
     "verify",
 ]

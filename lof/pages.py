@@ -20,6 +20,7 @@ import threading
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
+from functools import partial
 from typing import Annotated, Any
 from urllib.parse import parse_qs, urlencode
 
@@ -32,11 +33,14 @@ from starlette.concurrency import run_in_threadpool
 
 from lof import feedback as fb
 from lof import links, report
+from lof.api.cache import PRIVATE_HEADERS
 from lof.api.deps import ApiKeyDep, SettingsDep, StoreDep, guard_store, store_dep
+from lof.api.limits import read_body
 from lof.api.params import parse_id, parse_predicted_dt
 from lof.api.problems import ApiProblem, Problem
 from lof.config import Settings
 from lof.errors import ConfigError, DataError, StoreError
+from lof.inputs import MAX_ID, id_from_text
 from lof.model import DEFAULT_THRESHOLD
 from lof.stores.base import PredictionRecord, PredictionStore
 
@@ -63,7 +67,7 @@ _HTML = {"content": {"text/html": {"schema": {"type": "string"}}}}
 class LinkRequest(BaseModel):
     """What a class page link is for."""
 
-    class_id: int = Field(gt=0, le=2**63 - 1, examples=[12])
+    class_id: int = Field(gt=0, le=MAX_ID, examples=[12])
     teacher_id: str | None = Field(
         default=None, description=links.TEACHER_ID_FORM, examples=["t-0042"]
     )
@@ -152,6 +156,43 @@ def _store_down(settings: Settings) -> HTMLResponse:
         title="Predictions are unavailable",
         message="The predictions store cannot be reached right now.",
         advice="reload this page in a few minutes.",
+    )
+
+
+# A refusal on a page route in a teacher's terms: (title, message, advice) by status; None as
+# the message keeps the refusal's own words (they name the field and the value).
+_PAGE_PATH = re.compile(r"/classes/[^/]+/(report|feedback)/?")
+_ADDRESS = "open the class page again from LEB2."
+_INVALID = "This address is not valid"
+_NOWHERE = ("This page does not exist", "This address does not lead to a class page.", _ADDRESS)
+_PAGE_ERRORS: dict[int, tuple[str, str | None, str]] = {
+    400: (_INVALID, "The address holds more than a class page needs.", _ADDRESS),
+    404: _NOWHERE,
+    405: _NOWHERE,
+    413: ("Feedback not saved", "The form sent was too large.", "shorten the note, send it again."),
+    414: (_INVALID, "The address is longer than a class page needs.", _ADDRESS),
+    422: (_INVALID, None, _ADDRESS),
+    431: (_INVALID, "The request is larger than a class page needs.", _ADDRESS),
+    503: ("Predictions are unavailable", None, "reload this page in a few minutes."),
+}
+_PAGE_FAILED = (
+    "Something went wrong",
+    "The page could not be shown; the error has been logged.",
+    "reload this page in a few minutes; if it happens again, tell the lof operator.",
+)
+
+
+def page_problem(settings: Settings, path: str, status_code: int, detail: str) -> Response | None:
+    """A refusal on a class page route as the page's HTML (``lof.api.problems.problem_for``):
+    a teacher sees a page with the page's headers, never JSON; None for any other path."""
+    match = _PAGE_PATH.fullmatch(path)
+    if match is None:
+        return None
+    title, message, advice = _PAGE_ERRORS.get(status_code, _PAGE_FAILED)
+    if match[1] == "feedback" and status_code < 500:
+        title = "Feedback not saved"
+    return message_page(
+        settings, status_code=status_code, title=title, message=message or detail, advice=advice
     )
 
 
@@ -382,8 +423,9 @@ def _report_page(
 ) -> HTMLResponse:
     """The rendered class report, with links to its other recent days and the feedback form."""
     saved_note = None
-    if saved and saved.isdigit():
-        saved_note = f"Thank you: your feedback on student {int(saved)} was saved."
+    saved_user = id_from_text(saved) if saved else None
+    if saved_user is not None:
+        saved_note = f"Thank you: your feedback on student {saved_user} was saved."
     html = report.render(
         "report.html",
         report=built,
@@ -391,10 +433,9 @@ def _report_page(
         day_url=lambda d: _report_url(cid, token=token, day=d),
         saved=saved_note,
         any_model_reasons=any(s.reasons_kind == "model" for s in built.students),
-        feedback_enabled=True,
+        feedback_enabled=claims.teacher_id is not None,
         feedback_action=f"/classes/{cid}/feedback",
         token=token,
-        teacher_id=claims.teacher_id,
         verdict_labels=VERDICT_LABELS,
         note_max=fb.NOTE_MAX_CHARS,
     )
@@ -416,7 +457,6 @@ _FORM_BODY = {
                         "predicted_dt": {"type": "string", "example": "20230325"},
                         "user_id": {"type": "string", "example": "4501"},
                         "verdict": {"type": "string", "enum": list(fb.VERDICTS)},
-                        "teacher_id": {"type": "string"},
                         "note": {"type": "string", "maxLength": fb.NOTE_MAX_CHARS},
                     },
                     "required": ["token", "predicted_dt", "user_id", "verdict"],
@@ -444,16 +484,11 @@ _FORM_BODY = {
 async def class_feedback_form(
     request: Request, settings: SettingsDep, class_id: ClassIdPath
 ) -> Response:
-    """The page's feedback form (works without JavaScript): save, then back to the page."""
-    body = await request.body()
-    if len(body) > FORM_MAX_BYTES:
-        return message_page(
-            settings,
-            status_code=413,
-            title="Feedback not saved",
-            message="The form sent was too large.",
-            advice="shorten the note and send it again.",
-        )
+    """The page's feedback form (works without JavaScript): save, then back to the page.
+
+    The verdict is the link's teacher's: a link that names no teacher cannot give feedback.
+    """
+    body = await read_body(request, FORM_MAX_BYTES)  # the token, the credential, is in it
     fields = {
         k: v[0]
         for k, v in parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True).items()
@@ -476,6 +511,14 @@ async def class_feedback_form(
     except links.LinkRefused as exc:
         return _refused(settings, exc)
     assert token is not None
+    if claims.teacher_id is None:
+        return message_page(
+            settings,
+            status_code=403,
+            title="Feedback not saved",
+            message="This link does not name a teacher, so feedback cannot be given with it.",
+            advice="open the class page from your own LEB2 course page: that link names you.",
+        )
     back = _report_url(cid, token=token)
     try:
         entry = fb.parse_feedback(fields, teacher_id=claims.teacher_id, class_id=cid)
@@ -512,7 +555,7 @@ _JSON_ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 async def _json_object(request: Request) -> Mapping[str, Any]:
-    body = await request.body()
+    body = await read_body(request, FORM_MAX_BYTES)
     try:
         data = orjson.loads(body) if body else None
     except orjson.JSONDecodeError:
@@ -547,17 +590,18 @@ def _json_body(model: type[BaseModel]) -> dict[str, Any]:
     openapi_extra=_json_body(LinkRequest),
     tags=["class page"],
 )
-async def create_link(request: Request, _auth: ApiKeyDep, settings: SettingsDep) -> Link:
+async def create_link(
+    request: Request, response: Response, _auth: ApiKeyDep, settings: SettingsDep
+) -> Link:
     """A signed, expiring URL of a class page (for the LMS to open or embed)."""
+    response.headers.update(PRIVATE_HEADERS)
     data = await _json_object(request)
     try:
         class_id = fb.positive_id(data, "class_id")
     except fb.FeedbackInvalid as exc:
         raise ApiProblem(422, str(exc)) from None
     teacher = data.get("teacher_id")
-    if teacher is not None and (
-        not isinstance(teacher, str) or not links.TEACHER_ID.match(teacher)
-    ):
+    if teacher is not None and not links.valid_teacher_id(teacher):
         raise ApiProblem(422, f"teacher_id must be {links.TEACHER_ID_FORM}; got {teacher!r:.70}")
     ttl = data.get("ttl_seconds", settings.link_ttl_seconds)
     if ttl is None:
@@ -612,7 +656,7 @@ async def post_feedback(request: Request, _auth: ApiKeyDep, store: StoreDep) -> 
         )
     except fb.FeedbackInvalid as exc:
         raise ApiProblem(422, str(exc)) from None
-    return JSONResponse(saved.model_dump())
+    return JSONResponse(saved.model_dump(), headers=PRIVATE_HEADERS)
 
 
 @router.get(
@@ -634,7 +678,7 @@ async def export_feedback(
     records = await run_in_threadpool(
         lambda: guard_store(lambda: fstore.read_class(class_id=cid, day=day))
     )
-    return JSONResponse([r.model_dump() for r in records])
+    return JSONResponse([r.model_dump() for r in records], headers=PRIVATE_HEADERS)
 
 
 _TOKEN_IN_URL = re.compile(r"(token=)[^&\s]+")
@@ -656,6 +700,7 @@ class RedactTokens(logging.Filter):
 def include_pages(app: FastAPI, settings: Settings) -> None:
     """Mount the class page, links and feedback routes on the API app."""
     app.state.feedback_holder = _FeedbackHolder(settings.store_url or "")
+    app.state.page_problem = partial(page_problem, settings)
     app.include_router(router)
     access = logging.getLogger("uvicorn.access")
     if not any(isinstance(f, RedactTokens) for f in access.filters):

@@ -21,6 +21,9 @@ from starlette.datastructures import Headers
 CACHE_SECONDS = 60.0
 CACHE_BYTES = 32 * 2**20
 GZIP_MIN_BYTES = 1024
+# Data answered for one API key: a shared cache must neither keep it nor serve it to another key;
+# the client's own cache may keep it and revalidates each time (ETag / If-None-Match, 304).
+PRIVATE_HEADERS = {"cache-control": "private, no-cache", "vary": "x-api-key"}
 
 
 class Body:
@@ -139,6 +142,7 @@ __all__ = [
     "CACHE_BYTES",
     "CACHE_SECONDS",
     "GZIP_MIN_BYTES",
+    "PRIVATE_HEADERS",
     "Body",
     "BodyCache",
     "compress",

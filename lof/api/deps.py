@@ -111,6 +111,16 @@ _api_key_scheme = APIKeyHeader(
 )
 
 
+def key_matches(settings: Settings, key: str) -> bool:
+    """Whether ``key`` equals one configured key (constant time)."""
+    given = key.encode("utf-8", "surrogateescape")
+    matched = False
+    for candidate in settings.api_key_list:
+        # every key is compared so timing does not tell which one nearly matched
+        matched |= hmac.compare_digest(given, candidate.encode("utf-8"))
+    return matched
+
+
 async def api_key_dep(
     settings: SettingsDep,
     key: Annotated[str | None, Depends(_api_key_scheme)],
@@ -118,24 +128,30 @@ async def api_key_dep(
     """Accept the request only if its x-api-key equals one configured key (constant time)."""
     if not key:
         raise ApiProblem(401, f"missing {API_KEY_HEADER} header")
-    given = key.encode("utf-8", "surrogateescape")
-    matched = False
-    for candidate in settings.api_key_list:
-        # every key is compared so timing does not tell which one nearly matched
-        matched |= hmac.compare_digest(given, candidate.encode("utf-8"))
-    if not matched:
+    if not key_matches(settings, key):
         raise ApiProblem(401, f"invalid {API_KEY_HEADER}")
+
+
+async def has_api_key_dep(
+    settings: SettingsDep,
+    key: Annotated[str | None, Depends(_api_key_scheme)],
+) -> bool:
+    """Whether the request carries a valid x-api-key; never refuses (routes open to anyone
+    that tell a key holder more)."""
+    return bool(key) and key_matches(settings, key or "")
 
 
 StoreDep = Annotated[PredictionStore, Depends(store_dep)]
 StoreHolderDep = Annotated[StoreHolder, Depends(store_holder_dep)]
 BodyCacheDep = Annotated[BodyCache, Depends(body_cache_dep)]
 ApiKeyDep = Annotated[None, Depends(api_key_dep)]
+HasApiKeyDep = Annotated[bool, Depends(has_api_key_dep)]
 
 __all__ = [
     "API_KEY_HEADER",
     "ApiKeyDep",
     "BodyCacheDep",
+    "HasApiKeyDep",
     "SettingsDep",
     "StoreDep",
     "StoreHolder",

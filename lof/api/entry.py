@@ -57,8 +57,17 @@ def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
     import uvicorn
 
     app = get_app()
+    # X-Forwarded-For/-Proto are believed only from LOF_FORWARDED_ALLOW_IPS (default: nobody)
+    trusted = app.state.settings.forwarded_allow_ips
     log.info("serving the predictions API on http://%s:%d", host, port)
-    uvicorn.run(app, host=host, port=port, proxy_headers=True, server_header=False)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        proxy_headers=bool(trusted),
+        forwarded_allow_ips=trusted or None,
+        server_header=False,
+    )
 
 
 __all__ = ["get_app", "handler", "serve"]

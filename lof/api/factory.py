@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from lof.api import ops, predictions, webhooks
 from lof.api.cache import CACHE_BYTES, CACHE_SECONDS, BodyCache
 from lof.api.deps import API_KEY_HEADER, StoreHolder
+from lof.api.limits import Limits, RequestLimits
 from lof.api.ops import ReadyCache
 from lof.api.problems import install_problem_handlers
 from lof.config import Settings, get_settings
@@ -22,6 +23,7 @@ log = logging.getLogger(__name__)
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     yield
     app.state.store_holder.close()
+    webhooks.close_replay_memory(app)
 
 
 def create_app(
@@ -33,7 +35,8 @@ def create_app(
     """The API over ``settings`` (read from the environment if not given); no I/O until used.
 
     ``cache_seconds`` bounds how long a served class-day may lag a rewrite of that day (0 turns
-    the cache off); ``cache_bytes`` bounds its memory.
+    the cache off); ``cache_bytes`` bounds its memory. ``/openapi.json`` and ``/docs`` exist only
+    with LOF_API_DOCS on.
     """
     settings = settings or get_settings()
     app = FastAPI(
@@ -44,6 +47,9 @@ def create_app(
             f"Data endpoints need the `{API_KEY_HEADER}` header."
         ),
         lifespan=_lifespan,
+        openapi_url="/openapi.json" if settings.api_docs else None,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.store_holder = StoreHolder(settings.store_url or "")
@@ -60,6 +66,16 @@ def create_app(
     from lof.pages import include_pages
 
     include_pages(app, settings)
+    if settings.api_docs:
+        from lof.api.docs import include_docs
+
+        include_docs(app)
+    limits = Limits(
+        url_bytes=settings.max_url_bytes,
+        query_params=settings.max_query_params,
+        body_bytes=settings.max_body_bytes,
+    )
+    app.add_middleware(RequestLimits, limits=limits)  # the last added runs first
     return app
 
 

@@ -3,6 +3,8 @@
 Readiness asks three things, each bounded by ``READY_TIMEOUT_SECONDS``: the predictions store
 answers, the registry has a model at the configured stage (remembered ``READY_CACHE_SECONDS`` so
 frequent probes stay cheap), and the last scored day is recent enough (LOF_STALE_AFTER_DAYS).
+Anyone gets only ready / not ready; the details (model, version, last day, why not ready) go to
+a caller with a valid x-api-key, and a new reason for not being ready to the log.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from lof import registry
-from lof.api.deps import SettingsDep, StoreHolder, StoreHolderDep, guard_store
+from lof.api.deps import HasApiKeyDep, SettingsDep, StoreHolder, StoreHolderDep, guard_store
 from lof.api.schemas import Health, Readiness
 from lof.calendar import format_day, today_local
 from lof.config import Settings
@@ -78,6 +80,7 @@ class ReadyCache:
     def __init__(self) -> None:
         self.at = float("-inf")
         self.version: str | None = None
+        self.reason: str | None = None  # the last reason for not being ready, logged once
 
 
 async def _ready_cache_dep(request: Request) -> ReadyCache:
@@ -153,10 +156,10 @@ async def healthz() -> dict[str, str]:
     responses={503: {"model": Readiness, "description": "not ready, with the reason"}},
 )
 async def readyz(
-    settings: SettingsDep, holder: StoreHolderDep, cache: ReadyCacheDep
+    settings: SettingsDep, holder: StoreHolderDep, cache: ReadyCacheDep, has_key: HasApiKeyDep
 ) -> JSONResponse:
     """Readiness: the store answers, the registry has a model at the configured stage, and
-    the last scored day is recent enough (LOF_STALE_AFTER_DAYS)."""
+    the last scored day is recent enough (LOF_STALE_AFTER_DAYS). Details need an x-api-key."""
     body: dict[str, Any] = {
         "status": "ready",
         "reason": None,
@@ -179,8 +182,12 @@ async def readyz(
             raise NotReady(stale)
     except NotReady as exc:
         body.update(status="not ready", reason=exc.reason, store=exc.store)
-        return JSONResponse(body, status_code=503)
-    return JSONResponse(body)
+    if body["reason"] != cache.reason:
+        if body["reason"] is not None:
+            log.warning("not ready: %s", body["reason"])
+        cache.reason = body["reason"]
+    status_code = 503 if body["reason"] else 200
+    return JSONResponse(body if has_key else {"status": body["status"]}, status_code=status_code)
 
 
 __all__ = ["ReadyCache", "registry_version", "router", "stale_reason"]

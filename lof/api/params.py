@@ -17,43 +17,15 @@ from pydantic import BeforeValidator, StringConstraints
 from pydantic_core import PydanticCustomError
 
 from lof.api.problems import DATE_FORM, ID_FORM, PARAM_ERROR, ApiProblem, shown
-from lof.calendar import parse_day
-from lof.errors import DataError
+from lof.inputs import MAX_ID, day_from_text, id_from_text
 
 T = TypeVar("T")
-MAX_ID = 2**63 - 1
-# What ``_unquote`` accepts around the digits: whitespace, then double quotes, then single quotes
-# (and the same in reverse after them); the range checks (id > 0, a real day) are not patterns.
+# What ``lof.inputs.unquote`` accepts around the digits: whitespace, then double quotes, then
+# single quotes (and the same in reverse after them); the range checks (id > 0 and at most
+# MAX_ID, a real day of the accepted years) are not patterns.
 _AROUND = (r"""^\s*"*'*\s*""", r"""\s*'*"*\s*$""")
-ID_PATTERN = _AROUND[0] + "[0-9]+" + _AROUND[1]
+ID_PATTERN = _AROUND[0] + "[0-9]{1,16}" + _AROUND[1]
 DAY_PATTERN = _AROUND[0] + "[0-9]{8}" + _AROUND[1]
-
-
-def _unquote(value: str) -> str:
-    return value.strip().strip('"').strip("'").strip()
-
-
-def id_from_text(value: str) -> int | None:
-    """A positive integer id, quotes tolerated (class_id="12"); None if it is not one."""
-    text = _unquote(value)
-    if text.isascii() and text.isdigit():
-        number = int(text)
-        if 0 < number <= MAX_ID:
-            return number
-    return None
-
-
-def day_from_text(value: str) -> date | None:
-    """A YYYYMMDD day from 1900 on, quotes tolerated; None if it is not one."""
-    text = _unquote(value)
-    if len(text) == 8 and text.isascii() and text.isdigit():
-        try:
-            day = parse_day(text, what="predicted_dt")
-        except DataError:
-            return None
-        if day.year >= 1900:
-            return day
-    return None
 
 
 def parse_predicted_dt(value: str) -> date:
@@ -108,6 +80,7 @@ ClassIdPath = Annotated[QuotedId, Path(description=f"LEB2 class id, {ID_FORM}", 
 UserIdPath = Annotated[QuotedId, Path(description=f"LEB2 user id, {ID_FORM}", examples=["4501"])]
 
 __all__ = [
+    "MAX_ID",
     "ClassIdPath",
     "ClassIdQuery",
     "PredictedDtQuery",

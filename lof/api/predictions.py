@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from lof.api.cache import GZIP_MIN_BYTES, Body, compress, wants_gzip
+from lof.api.cache import GZIP_MIN_BYTES, PRIVATE_HEADERS, Body, compress, wants_gzip
 from lof.api.deps import ApiKeyDep, BodyCacheDep, StoreDep, guard_store
 from lof.api.params import ClassIdPath, ClassIdQuery, PredictedDtQuery, UserIdPath
 from lof.api.problems import ApiProblem, Problem
@@ -71,7 +71,8 @@ def _no_predictions(store: PredictionStore, *, class_id: int, day: date) -> ApiP
 async def _body_response(request: Request, body: Body, *, day: date) -> Response:
     """304 when the client's copy is current; gzip when accepted (made once per body)."""
     headers = {
-        "vary": "accept-encoding",
+        **PRIVATE_HEADERS,
+        "vary": "accept-encoding, x-api-key",
         PREDICTED_DT_HEADER: format_day(day),
         MODEL_VERSION_HEADER: body.model_version,
         **body.headers(),
@@ -119,12 +120,14 @@ def _record_point(record: PredictionRecord) -> dict[str, Any]:
     responses={**DATA_ERRORS, **_NOT_FOUND},
 )
 def student_history(
+    response: Response,
     _auth: ApiKeyDep,
     store: StoreDep,
     class_id: ClassIdPath,
     user_id: UserIdPath,
 ) -> dict[str, Any]:
     """The student's daily risk and level probabilities over the class so far."""
+    response.headers.update(PRIVATE_HEADERS)
     records = guard_store(lambda: store.read_student_history(class_id=class_id, user_id=user_id))
     if not records:
         raise ApiProblem(404, f"no predictions for student {user_id} in class {class_id}")

@@ -9,22 +9,21 @@ logged, no internals). ``Problem`` is that body's OpenAPI schema.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lof.errors import LofError, StoreError
+from lof.inputs import DATE_FORM, ID_FORM
 
 log = logging.getLogger(__name__)
 
-DATE_FORM = "a date as YYYYMMDD, e.g. 20230325"
-ID_FORM = "a positive integer, e.g. 12"
 # the form a missing parameter is asked for in, by parameter name
 PARAM_FORMS = {"predicted_dt": DATE_FORM, "class_id": ID_FORM, "user_id": ID_FORM}
 # the pydantic error type of a malformed quote-tolerant id or day (lof.api.params)
@@ -67,6 +66,24 @@ def problem_response(
     return JSONResponse({"detail": detail}, status_code=status_code, headers=headers)
 
 
+# ``app.state.page_problem``: renders a refusal on a page route as that page's HTML (lof.pages);
+# None for any other path, which gets the JSON Problem.
+PageProblem = Callable[[str, int, str], Response | None]
+
+
+def problem_for(
+    scope: Scope, status_code: int, detail: str, headers: Mapping[str, str] | None = None
+) -> Response:
+    """The refusal of the request of ``scope``: the page's HTML on a page route, else JSON."""
+    state = getattr(scope.get("app"), "state", None)
+    page: PageProblem | None = getattr(state, "page_problem", None)
+    response = None if page is None else page(scope.get("path", ""), status_code, detail)
+    if response is None:
+        return problem_response(status_code, detail, headers=headers)
+    response.headers.update(headers or {})
+    return response
+
+
 def shown(value: str) -> str:
     """A client's value quoted for a message, cut to a readable length."""
     return repr(value if len(value) <= 40 else value[:40] + "...")
@@ -102,25 +119,25 @@ def _param_name(err: Mapping[str, Any]) -> str:
     return ".".join(loc) or "request"
 
 
-async def _on_validation(_request: Request, exc: Exception) -> JSONResponse:
+async def _on_validation(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
-    return problem_response(422, validation_detail(exc))
+    return problem_for(request.scope, 422, validation_detail(exc))
 
 
-async def _on_http(_request: Request, exc: Exception) -> JSONResponse:
+async def _on_http(request: Request, exc: Exception) -> Response:
     """``ApiProblem`` and Starlette's own (unknown route, method not allowed)."""
     assert isinstance(exc, HTTPException)
-    return problem_response(exc.status_code, str(exc.detail), headers=exc.headers)
+    return problem_for(request.scope, exc.status_code, str(exc.detail), headers=exc.headers)
 
 
-async def _on_store_error(request: Request, exc: Exception) -> JSONResponse:
+async def _on_store_error(request: Request, exc: Exception) -> Response:
     log.warning("predictions store unavailable on %s: %s", request.url.path, exc)
-    return problem_response(503, "the predictions store is unavailable; retry later")
+    return problem_for(request.scope, 503, "the predictions store is unavailable; retry later")
 
 
-async def _on_lof_error(request: Request, exc: Exception) -> JSONResponse:
+async def _on_lof_error(request: Request, exc: Exception) -> Response:
     log.error("request %s failed: %s", request.url.path, exc)
-    return problem_response(500, "internal error; it has been logged")
+    return problem_for(request.scope, 500, "internal error; it has been logged")
 
 
 class CatchAll:
@@ -147,7 +164,7 @@ class CatchAll:
             log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
             if started:
                 raise
-            response = problem_response(500, "internal error; it has been logged")
+            response = problem_for(scope, 500, "internal error; it has been logged")
             await response(scope, receive, send)
 
 
@@ -167,6 +184,7 @@ __all__ = [
     "CatchAll",
     "Problem",
     "install_problem_handlers",
+    "problem_for",
     "problem_response",
     "validation_detail",
 ]

@@ -171,15 +171,17 @@ class Health(BaseModel):
 
 
 class Readiness(BaseModel):
-    """Whether the API can answer: store reachable and a model in the registry's stage."""
+    """Whether the API can answer: store reachable and a model in the registry's stage.
+
+    Without a valid x-api-key only ``status`` is given."""
 
     model_config = ConfigDict(protected_namespaces=())
 
     status: str = Field(examples=["ready"])
     reason: str | None = Field(default=None, examples=[None])
-    store: str = Field(examples=["ok"])
-    model_name: str = Field(examples=["lof-outcome"])
-    model_stage: str = Field(examples=["Production"])
+    store: str | None = Field(default=None, examples=["ok"])
+    model_name: str | None = Field(default=None, examples=["lof-outcome"])
+    model_stage: str | None = Field(default=None, examples=["Production"])
     model_version: str | None = Field(default=None, examples=["4"])
     last_scored_day: str | None = Field(
         default=None,

@@ -8,7 +8,12 @@ promotion through the same gate. Both emit ``lof.model.uploaded``; the promote d
 trigger runs the promote flow with the event's bucket, key, version and event id.
 
 Every refusal is a 4xx with a reason and emits nothing; a registry or Prefect outage is a 503 so
-the sender retries.
+the sender retries. Bodies are read only after the credential in the headers is checked (for
+MLflow: the signature headers' form and age; the HMAC itself needs the body), and at most
+``MAX_BODY_BYTES`` of them. A body is JSON of bounded depth (orjson stops at 1,024 levels)
+parsed into the models below, so any other shape is a 400 naming the field. An event id
+already handled (``lof.stores.deliveries``, LOF_WEBHOOK_REPLAY_SECONDS) is a 200 that emits
+nothing: S3 delivers at least once, and a signed request must not start a promotion twice.
 """
 
 from __future__ import annotations
@@ -17,20 +22,32 @@ import base64
 import binascii
 import hashlib
 import hmac
-import json
 import logging
+import re
+import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
-from fastapi import APIRouter, Request
+import orjson
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
-from pydantic import SecretStr
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    ValidationError,
+)
 from starlette.concurrency import run_in_threadpool
 
 from lof import promotion, registry
-from lof.api.problems import ApiProblem, problem_response
+from lof.api.limits import read_body
+from lof.api.problems import ApiProblem, Problem, problem_response
 from lof.config import Settings, get_settings
+from lof.errors import StoreError
+from lof.stores.deliveries import DeliveryStore, open_delivery_store
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +59,103 @@ MLFLOW_TIMESTAMP_HEADER = "x-mlflow-timestamp"
 MLFLOW_DELIVERY_HEADER = "x-mlflow-delivery-id"
 MLFLOW_MAX_AGE_SECONDS = 300
 MAX_BODY_BYTES = 256 * 1024
+MAX_RECORDS = 100
 JSON_TYPES = ("application/json", "text/plain")  # SNS posts its JSON as text/plain
+# MLflow's headers: "v1," + base64 of a SHA-256, unix seconds, the delivery's uuid
+_MLFLOW_SIGNATURE = re.compile(r"v1,[A-Za-z0-9+/]{43}=")
+_MLFLOW_TIMESTAMP = re.compile(r"[0-9]{1,12}")
+_MLFLOW_DELIVERY = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+M = TypeVar("M", bound="_Shape")
+
+
+# --- the shapes a notification may take -------------------------------------------------------
+
+Name = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+Key = Annotated[str, StringConstraints(min_length=1, max_length=3 * 1024)]  # URL-encoded
+Short = Annotated[str, StringConstraints(max_length=128)]
+
+
+class _Shape(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    what: ClassVar[str] = "a part of the body"  # in refusals: "expected <what>"
+
+
+class S3Bucket(_Shape):
+    name: Name
+
+
+class S3Object(_Shape):
+    key: Key
+    eTag: Short = ""  # S3's own field names
+    etag: Short = ""  # EventBridge spells it so
+    sequencer: Short = ""
+
+
+class S3Entity(_Shape):
+    bucket: S3Bucket
+    object: S3Object
+
+
+class S3Record(_Shape):
+    eventName: Short = ""
+    eventTime: Short = ""
+    s3: S3Entity
+
+
+class S3Notification(_Shape):
+    """S3's own event notification (direct, or the Message of an SNS Notification)."""
+
+    what = "an S3 event notification"
+
+    Records: list[S3Record] = Field(max_length=MAX_RECORDS)
+
+
+class EventBridgeDetail(_Shape):
+    bucket: S3Bucket
+    object: S3Object
+
+
+class EventBridgeEvent(_Shape):
+    """EventBridge's event for S3 (``source`` aws.s3)."""
+
+    what = "an EventBridge event from aws.s3"
+
+    source: Literal["aws.s3"]
+    detail_type: Short = Field(alias="detail-type")
+    time: Short = ""
+    detail: EventBridgeDetail
+
+
+class SnsEnvelope(_Shape):
+    """SNS's HTTP(S) delivery; a Notification's Message is the S3 notification as text."""
+
+    what = "an SNS message"
+
+    Type: Short
+    Message: str = Field(default="", max_length=MAX_BODY_BYTES)
+    TopicArn: Short = "?"
+
+
+class MlflowEvent(_Shape):
+    """MLflow's webhook payload: ``{entity, action, timestamp, data}``."""
+
+    what = "MLflow's webhook payload {entity, action, data}"
+
+    entity: Short
+    action: Short
+    data: dict[str, Any]
+
+
+class MlflowAlias(_Shape):
+    """The ``data`` of ``model_version_alias.created``."""
+
+    what = "MLflow's model_version_alias.created data {name, alias, version}"
+
+    model_config = ConfigDict(extra="ignore", frozen=True, coerce_numbers_to_str=True)
+
+    name: Name
+    alias: Name
+    version: Annotated[str, StringConstraints(pattern=r"^[0-9]{1,10}$")]
 
 
 @dataclass(frozen=True)
@@ -64,68 +177,60 @@ def s3_event_id(*, bucket: str, key: str, etag: str, sequencer: str, time_: str)
 
 
 def parse_json(body: bytes) -> Any:
+    """JSON of at most 1,024 levels (orjson's own bound: no recursion past it)."""
     if not body.strip():
         raise ApiProblem(400, "empty body; expected an S3 event notification as JSON")
     try:
-        return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ApiProblem(400, f"body is not valid JSON ({exc}); nothing was done") from None
+
+
+def shaped(model: type[M], data: Any, *, where: str = "") -> M:
+    """``data`` as ``model``, or the 400 naming the first field that is not as expected."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False, include_input=False)[0]
+        field = where
+        for part in error["loc"]:
+            field += f"[{part}]" if isinstance(part, int) else f"{'.' if field else ''}{part}"
         raise ApiProblem(
-            400, f"body is not valid JSON ({exc.__class__.__name__}: {exc}); nothing was done"
+            400, f"{field or 'body'}: {error['msg']}; expected {model.what}; nothing was done"
         ) from None
 
 
-def _text(value: Any, where: str) -> str:
-    if not isinstance(value, str | int) or isinstance(value, bool) or str(value) == "":
-        raise ApiProblem(400, f"{where} is missing or not a string")
-    return str(value)
+def _upload(bucket: str, obj: S3Object, *, time_: str) -> S3Upload:
+    key = promotion.decode_key(obj.key)
+    event_id = s3_event_id(
+        bucket=bucket,
+        key=key,
+        etag=obj.eTag or obj.etag,
+        sequencer=obj.sequencer,
+        time_=time_,
+    )
+    return S3Upload(bucket=bucket, key=key, event_id=event_id)
 
 
 def _records(body: dict[str, Any]) -> tuple[list[S3Upload], list[str]]:
     uploads: list[S3Upload] = []
     skipped: list[str] = []
-    records = body["Records"]
-    if not isinstance(records, list):
-        raise ApiProblem(400, "Records is not a list")
-    for index, record in enumerate(records):
-        where = f"Records[{index}]"
-        if not isinstance(record, dict) or not isinstance(record.get("s3"), dict):
-            raise ApiProblem(400, f"{where} has no s3 object; not an S3 event record")
-        name = str(record.get("eventName", ""))
-        s3 = record["s3"]
-        bucket = _text((s3.get("bucket") or {}).get("name"), f"{where}.s3.bucket.name")
-        obj = s3.get("object") or {}
-        key = promotion.decode_key(_text(obj.get("key"), f"{where}.s3.object.key"))
-        if not name.startswith("ObjectCreated"):
-            skipped.append(f"{name or 'unnamed event'} for s3://{bucket}/{key}")
-            continue
-        event_id = s3_event_id(
-            bucket=bucket,
-            key=key,
-            etag=str(obj.get("eTag", "")),
-            sequencer=str(obj.get("sequencer", "")),
-            time_=str(record.get("eventTime", "")),
-        )
-        uploads.append(S3Upload(bucket=bucket, key=key, event_id=event_id))
+    for record in shaped(S3Notification, body).Records:
+        upload = _upload(record.s3.bucket.name, record.s3.object, time_=record.eventTime)
+        if record.eventName.startswith("ObjectCreated"):
+            uploads.append(upload)
+        else:
+            where = f"s3://{upload.bucket}/{upload.key}"
+            skipped.append(f"{record.eventName or 'unnamed event'} for {where}")
     return uploads, skipped
 
 
 def _eventbridge(body: dict[str, Any]) -> tuple[list[S3Upload], list[str]]:
-    detail = body.get("detail")
-    if not isinstance(detail, dict):
-        raise ApiProblem(400, "EventBridge event has no detail object")
-    bucket = _text((detail.get("bucket") or {}).get("name"), "detail.bucket.name")
-    obj = detail.get("object") or {}
-    key = promotion.decode_key(_text(obj.get("key"), "detail.object.key"))
-    if body.get("detail-type") != "Object Created":
-        return [], [f"{body.get('detail-type')} for s3://{bucket}/{key}"]
-    event_id = s3_event_id(
-        bucket=bucket,
-        key=key,
-        etag=str(obj.get("etag", "")),
-        sequencer=str(obj.get("sequencer", "")),
-        time_=str(body.get("time", "")),
-    )
-    return [S3Upload(bucket=bucket, key=key, event_id=event_id)], []
+    event = shaped(EventBridgeEvent, body)
+    upload = _upload(event.detail.bucket.name, event.detail.object, time_=event.time)
+    if event.detail_type != "Object Created":
+        return [], [f"{event.detail_type} for s3://{upload.bucket}/{upload.key}"]
+    return [upload], []
 
 
 def parse_s3_notification(body: Any, *, depth: int = 0) -> tuple[list[S3Upload], list[str]]:
@@ -133,25 +238,23 @@ def parse_s3_notification(body: Any, *, depth: int = 0) -> tuple[list[S3Upload],
     if not isinstance(body, dict):
         raise ApiProblem(400, "body is JSON but not an object; expected an S3 notification")
     if body.get("Event") == "s3:TestEvent":
-        return [], [f"s3:TestEvent for bucket {body.get('Bucket', '?')}"]
+        return [], [f"s3:TestEvent for bucket {str(body.get('Bucket', '?'))[:255]}"]
     if "Records" in body:
         return _records(body)
     if body.get("source") == "aws.s3" and "detail-type" in body:
         return _eventbridge(body)
-    sns_type = body.get("Type")
-    if sns_type == "Notification" and "Message" in body and depth == 0:
-        message = body["Message"]
-        if not isinstance(message, str):
-            raise ApiProblem(400, "SNS Message is not a string")
-        try:
-            return parse_s3_notification(parse_json(message.encode()), depth=1)
-        except ApiProblem as exc:
-            raise ApiProblem(exc.status_code, f"SNS Message: {exc.detail}") from None
-    if sns_type in ("SubscriptionConfirmation", "UnsubscribeConfirmation"):
-        return [], [
-            f"SNS {sns_type} for {body.get('TopicArn', '?')}: confirm it with "
-            "`aws sns confirm-subscription` and the Token it carries"
-        ]
+    if "Type" in body:
+        envelope = shaped(SnsEnvelope, body)
+        if envelope.Type == "Notification" and depth == 0:
+            try:
+                return parse_s3_notification(parse_json(envelope.Message.encode()), depth=1)
+            except ApiProblem as exc:
+                raise ApiProblem(exc.status_code, f"SNS Message: {exc.detail}") from None
+        if envelope.Type in ("SubscriptionConfirmation", "UnsubscribeConfirmation"):
+            return [], [
+                f"SNS {envelope.Type} for {envelope.TopicArn}: confirm it with "
+                "`aws sns confirm-subscription` and the Token it carries"
+            ]
     raise ApiProblem(
         400,
         "unknown event shape: expected S3 event Records, an SNS Notification wrapping them, "
@@ -186,25 +289,42 @@ def authorized(headers: Any, secret: SecretStr | None) -> bool:
     return False
 
 
-def mlflow_signature_valid(
-    *, secret: SecretStr | None, headers: Any, body: bytes, now: float | None = None
-) -> bool:
-    """MLflow's scheme: v1,base64(HMAC-SHA256(secret, f"{delivery_id}.{timestamp}.{body}"))."""
+@dataclass(frozen=True)
+class MlflowSigned:
+    """The signature headers of an MLflow delivery, well formed and recent."""
+
+    signature: str
+    timestamp: str
+    delivery: str
+
+
+def mlflow_signed(
+    headers: Any, *, secret: SecretStr | None, now: float | None = None
+) -> MlflowSigned | None:
+    """The signature headers if a secret is set and they have MLflow's form and a timestamp
+    within ``MLFLOW_MAX_AGE_SECONDS`` of now: checked before the body is read."""
     if secret is None or not secret.get_secret_value():
-        return False
-    signature = headers.get(MLFLOW_SIGNATURE_HEADER) or ""
-    timestamp = headers.get(MLFLOW_TIMESTAMP_HEADER) or ""
-    delivery = headers.get(MLFLOW_DELIVERY_HEADER) or ""
-    if not signature.startswith("v1,") or not timestamp.isdigit() or not delivery:
-        return False
-    if abs((now if now is not None else time.time()) - int(timestamp)) > MLFLOW_MAX_AGE_SECONDS:
-        return False
-    try:
-        content = f"{delivery}.{timestamp}.{body.decode()}".encode()
-    except UnicodeDecodeError:
-        return False
+        return None
+    signed = MlflowSigned(
+        signature=headers.get(MLFLOW_SIGNATURE_HEADER) or "",
+        timestamp=headers.get(MLFLOW_TIMESTAMP_HEADER) or "",
+        delivery=headers.get(MLFLOW_DELIVERY_HEADER) or "",
+    )
+    if not (
+        _MLFLOW_SIGNATURE.fullmatch(signed.signature)
+        and _MLFLOW_TIMESTAMP.fullmatch(signed.timestamp)
+        and _MLFLOW_DELIVERY.fullmatch(signed.delivery)
+    ):
+        return None
+    age = (now if now is not None else time.time()) - int(signed.timestamp)
+    return signed if abs(age) <= MLFLOW_MAX_AGE_SECONDS else None
+
+
+def mlflow_signature_valid(*, secret: SecretStr, signed: MlflowSigned, body: bytes) -> bool:
+    """MLflow's scheme: v1,base64(HMAC-SHA256(secret, f"{delivery_id}.{timestamp}.{body}"))."""
+    content = f"{signed.delivery}.{signed.timestamp}.".encode() + body
     digest = hmac.new(secret.get_secret_value().encode(), content, hashlib.sha256).digest()
-    return _same(signature[3:], base64.b64encode(digest).decode())
+    return _same(signed.signature[3:], base64.b64encode(digest).decode())
 
 
 # --- emitting -----------------------------------------------------------------------------------
@@ -324,8 +444,10 @@ def _settings(request: Request) -> Settings:
 
 def _rejected(exc: ApiProblem, request: Request) -> JSONResponse:
     log.info("webhook %s refused (%d): %s", request.url.path, exc.status_code, exc.detail)
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
-    return problem_response(exc.status_code, exc.detail, headers=headers)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    return problem_response(exc.status_code, exc.detail, headers=headers or None)
 
 
 async def _json_body(request: Request) -> bytes:
@@ -336,16 +458,98 @@ async def _json_body(request: Request) -> bytes:
             f"content type {content_type or '(none)'!r} is not accepted; "
             "send the notification as application/json",
         )
-    body = await request.body()
-    if len(body) > MAX_BODY_BYTES:
-        raise ApiProblem(413, f"body larger than {MAX_BODY_BYTES} bytes")
-    return body
+    return await read_body(request, MAX_BODY_BYTES)
+
+
+# --- replay memory ------------------------------------------------------------------------------
+
+_memory_lock = threading.Lock()
+
+
+def _replay_memory(app: FastAPI, settings: Settings) -> DeliveryStore:
+    """The app's memory of handled deliveries, opened on first use (blocking: threadpool)."""
+    with _memory_lock:
+        memory: DeliveryStore | None = getattr(app.state, "replay_memory", None)
+        if memory is None:
+            memory = open_delivery_store(settings.store_url or "")
+            app.state.replay_memory = memory
+        return memory
+
+
+def close_replay_memory(app: FastAPI) -> None:
+    memory: DeliveryStore | None = getattr(app.state, "replay_memory", None)
+    if memory is not None:
+        memory.close()
+        app.state.replay_memory = None
+
+
+async def _remembered(request: Request, settings: Settings, ids: list[str]) -> set[str]:
+    """Which of ``ids`` were handled already; a 503 if the memory cannot be read."""
+
+    def seen() -> set[str]:
+        memory = _replay_memory(request.app, settings)
+        return {delivery for delivery in ids if memory.seen(delivery)}
+
+    try:
+        return await run_in_threadpool(seen)
+    except StoreError as exc:
+        raise _memory_down(exc) from None
+
+
+async def _remember(request: Request, settings: Settings, delivery: str) -> None:
+    def write() -> None:
+        memory = _replay_memory(request.app, settings)
+        memory.remember(delivery, ttl_seconds=settings.webhook_replay_seconds)
+
+    try:
+        await run_in_threadpool(write)
+    except StoreError as exc:  # emitted: the promote flow's own dedupe covers a redelivery
+        log.warning("webhook delivery %s emitted but not remembered: %s", delivery, exc)
+
+
+def _memory_down(exc: StoreError) -> ApiProblem:
+    log.warning("webhook delivery memory unavailable: %s", exc)
+    return ApiProblem(503, "the store of handled deliveries is unavailable; retry later")
 
 
 # --- routes -------------------------------------------------------------------------------------
 
+_ANSWERS: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "nothing to promote, or already handled: nothing emitted",
+        "content": {"application/json": {"schema": {"type": "object"}}},
+    },
+    202: {
+        "description": "promote event emitted",
+        "content": {"application/json": {"schema": {"type": "object"}}},
+    },
+    **{
+        status: {"model": Problem, "description": description}
+        for status, description in (
+            (400, "malformed body, with the field"),
+            (401, "missing or wrong secret or signature"),
+            (404, "a model file or version the registry does not know"),
+            (413, "body too large"),
+            (415, "not JSON"),
+            (503, "registry, Prefect or the store unavailable: send again later"),
+        )
+    },
+}
+_JSON_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"type": "object"}}},
+    }
+}
 
-@router.post("/s3", status_code=202, summary="S3 upload notification -> promote event")
+
+@router.post(
+    "/s3",
+    status_code=202,
+    summary="S3 upload notification -> promote event",
+    responses=_ANSWERS,
+    openapi_extra=_JSON_BODY,
+)
 async def s3_webhook(request: Request) -> JSONResponse:
     """Turn an S3 ``ObjectCreated`` notification for a model file into ``lof.model.uploaded``."""
     try:
@@ -357,15 +561,25 @@ async def s3_webhook(request: Request) -> JSONResponse:
                 f"{SECRET_HEADER} header or a Bearer token",
             )
         uploads, skipped = parse_s3_notification(parse_json(await _json_body(request)))
-        accepted, ignored = await run_in_threadpool(
-            plan_uploads, settings=settings, uploads=uploads
+        handled = await _remembered(request, settings, [u.event_id for u in uploads])
+        ignored = [{"object": "", "reason": reason} for reason in skipped]
+        fresh: dict[str, S3Upload] = {}
+        for upload in uploads:
+            if upload.event_id in handled:
+                ignored.append(
+                    {
+                        "object": f"s3://{upload.bucket}/{upload.key}",
+                        "reason": f"event {upload.event_id} already handled; nothing emitted",
+                    }
+                )
+            else:
+                fresh.setdefault(upload.event_id, upload)
+        accepted, planned_out = await run_in_threadpool(
+            plan_uploads, settings=settings, uploads=list(fresh.values())
         )
-        for reason in skipped:
-            log.info("webhook ignored %s", reason)
-        ignored = [{"object": "", "reason": reason} for reason in skipped] + ignored
+        ignored += planned_out
         for item in ignored:
-            if item["object"]:
-                log.info("webhook ignored %s: %s", item["object"], item["reason"])
+            log.info("webhook ignored %s: %s", item["object"] or "an event", item["reason"])
         for item in accepted:
             item["prefect_event_id"] = await run_in_threadpool(
                 emit_promotion_event,
@@ -376,6 +590,7 @@ async def s3_webhook(request: Request) -> JSONResponse:
                 bucket=item["bucket"],
                 key=item["key"],
             )
+            await _remember(request, settings, item["event_id"])
     except ApiProblem as exc:
         return _rejected(exc, request)
     status = "accepted" if accepted else "ignored"
@@ -385,45 +600,52 @@ async def s3_webhook(request: Request) -> JSONResponse:
     )
 
 
-@router.post("/mlflow", status_code=202, summary="MLflow alias webhook -> promote event")
+@router.post(
+    "/mlflow",
+    status_code=202,
+    summary="MLflow alias webhook -> promote event",
+    responses=_ANSWERS,
+    openapi_extra=_JSON_BODY,
+)
 async def mlflow_webhook(request: Request) -> JSONResponse:
     """``model_version_alias.created`` for alias ``production``: promote through the gate."""
     try:
         settings = _settings(request)
-        body = await _json_body(request)
-        if not mlflow_signature_valid(
-            secret=settings.mlflow_webhook_secret, headers=request.headers, body=body
+        secret = settings.mlflow_webhook_secret
+        signed = mlflow_signed(request.headers, secret=secret)
+        body = await _json_body(request) if signed is not None else b""
+        if (
+            secret is None
+            or signed is None
+            or not mlflow_signature_valid(secret=secret, signed=signed, body=body)
         ):
             raise ApiProblem(
                 401,
                 "missing, stale or wrong X-MLflow-Signature: configure the MLflow webhook "
                 "with the secret of LOF_MLFLOW_WEBHOOK_SECRET",
             )
-        data = parse_json(body)
-        if not isinstance(data, dict) or not isinstance(data.get("data"), dict):
-            raise ApiProblem(
-                400, "unknown event shape: expected MLflow's {entity, action, data} payload"
-            )
-        entity, action, payload = data.get("entity"), data.get("action"), data["data"]
-        if (entity, action) != ("model_version_alias", "created"):
+        event_id = f"mlflow:{signed.delivery}"
+        if await _remembered(request, settings, [event_id]):
+            reason = f"delivery {signed.delivery} already handled; nothing emitted"
+            return JSONResponse({"status": "ignored", "reason": reason}, 200)
+        event = shaped(MlflowEvent, parse_json(body))
+        if (event.entity, event.action) != ("model_version_alias", "created"):
             return JSONResponse(
-                {"status": "ignored", "reason": f"{entity}.{action} does not promote"}, 200
+                {"status": "ignored", "reason": f"{event.entity}.{event.action} does not promote"},
+                200,
             )
-        name = payload.get("name")
-        alias = payload.get("alias")
-        version = str(payload.get("version") or "")
+        alias = shaped(MlflowAlias, event.data, where="data")
         expected = registry.production_alias(settings)
-        if name != settings.model_name or alias != expected:
+        if alias.name != settings.model_name or alias.alias != expected:
             return JSONResponse(
                 {
                     "status": "ignored",
-                    "reason": f"alias {alias!r} of {name!r} is not {expected!r} "
+                    "reason": f"alias {alias.alias!r} of {alias.name!r} is not {expected!r} "
                     f"of {settings.model_name!r}",
                 },
                 200,
             )
-        if not version.isdigit():
-            raise ApiProblem(400, "data.version is missing or not a version number")
+        version = alias.version
         try:
             done = await run_in_threadpool(
                 lambda: _alias_already_live(settings=settings, version=version)
@@ -434,13 +656,12 @@ async def mlflow_webhook(request: Request) -> JSONResponse:
             raise _registry_down(exc) from None
         if done:
             return JSONResponse({"status": "ignored", "reason": done}, 200)
-        delivery = request.headers.get(MLFLOW_DELIVERY_HEADER, "")
-        event_id = f"mlflow:{delivery}"
         prefect_id = await run_in_threadpool(
             lambda: emit_promotion_event(
                 settings=settings, version=version, event_id=event_id, reason="mlflow-alias"
             )
         )
+        await _remember(request, settings, event_id)
     except ApiProblem as exc:
         return _rejected(exc, request)
     return JSONResponse(

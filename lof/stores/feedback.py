@@ -17,12 +17,12 @@ from datetime import date
 from typing import Any, Protocol, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError
 
 from lof.calendar import format_day
 from lof.errors import StoreError
 from lof.feedback import FeedbackRecord
-from lof.retry import call_with_retries, is_transient_db_error
+from lof.stores.guards import run_dynamo, run_sql
 
 T = TypeVar("T")
 
@@ -81,18 +81,7 @@ class SqlFeedbackStore:
         self._run(lambda: METADATA.create_all(self.engine, checkfirst=True), what="creating")
 
     def _run(self, fn: Callable[[], T], *, what: str) -> T:
-        """Run one transaction, retried on dropped connections and deadlocks (lof.retry)."""
-        try:
-            return call_with_retries(
-                fn, is_transient=is_transient_db_error, attempts=3, what=f"{what} feedback"
-            )
-        except SQLAlchemyError as exc:
-            orig = getattr(exc, "orig", None) or exc
-            reason = " ".join(str(orig).split())[:200]
-            raise StoreError(
-                f"{what} feedback failed on LOF_STORE_URL={self.url!r}: "
-                f"{type(orig).__name__}: {reason}; check the database server and retry"
-            ) from None
+        return run_sql(fn, url=self.url, what=f"{what} feedback")
 
     @staticmethod
     def _record(row: Any) -> FeedbackRecord:
@@ -173,21 +162,7 @@ class DynamoFeedbackStore:
         self._guard(self._ensure_table, what="opening the feedback table")
 
     def _guard(self, fn: Callable[[], T], *, what: str) -> T:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            return fn()
-        except ClientError as exc:
-            error = exc.response.get("Error", {})
-            raise StoreError(
-                f"{what} failed on LOF_STORE_URL={self.url!r} table {self.table}: "
-                f"{error.get('Code', '')}: {' '.join(str(error.get('Message', '')).split())[:200]}"
-            ) from None
-        except BotoCoreError as exc:
-            raise StoreError(
-                f"{what} failed on LOF_STORE_URL={self.url!r}: {type(exc).__name__}; check the "
-                "endpoint, region and credentials"
-            ) from None
+        return run_dynamo(fn, url=self.url, table=self.table, what=what)
 
     def _ensure_table(self) -> None:
         from lof.stores.dynamodb import ensure_table

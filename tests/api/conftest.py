@@ -34,7 +34,8 @@ def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
 
 @pytest.fixture(scope="module")
 def app(backend: dict) -> FastAPI:
-    return create_app(settings_for(backend["home"], backend["url"]))
+    """The API with its OpenAPI documents on (LOF_API_DOCS), which some tests read."""
+    return create_app(settings_for(backend["home"], backend["url"], api_docs=True))
 
 
 @pytest.fixture(scope="module")

@@ -36,7 +36,8 @@ def test_gzip_when_asked_and_identical_content(tmp_path: Path, sqlite_url: str) 
     assert int(zipped.headers["content-length"]) < int(plain.headers["content-length"])
     assert "content-encoding" not in plain.headers
     assert "content-encoding" not in refused.headers
-    assert zipped.headers["vary"] == "accept-encoding"
+    assert zipped.headers["vary"] == "accept-encoding, x-api-key"
+    assert zipped.headers["cache-control"] == "private, no-cache"
     assert zipped.json() == plain.json() == refused.json()
     assert {r["user_id"] for r in plain.json()} == set(USERS_A)
 

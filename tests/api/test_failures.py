@@ -33,14 +33,16 @@ def test_readyz_reports_store_and_production_version(backend, registry_template:
     settings = settings_for(backend["home"], backend["url"], stale_after_days=None)
     app = create_app(settings)
     with TestClient(app, raise_server_exceptions=False) as client:
-        before = client.get("/readyz")
+        before = client.get("/readyz", headers=AUTH)
         assert before.status_code == 503
         assert before.json()["store"] == "ok"
         assert "lof retrain" in before.json()["reason"]
         assert not (backend["home"] / "mlflow.db").exists(), "a probe must not create a registry"
 
         shutil.copy(registry_template, backend["home"] / "mlflow.db")
-        ready = client.get("/readyz")
+        ready = client.get("/readyz", headers=AUTH)
+        stranger = client.get("/readyz")
+    assert stranger.status_code == 200 and stranger.json() == {"status": "ready"}
     assert ready.status_code == 200, ready.text
     assert ready.json() == {
         "status": "ready",
@@ -61,7 +63,7 @@ def test_readyz_503_when_model_has_no_production_version(
     store_url = f"sqlite:///{tmp_path / 'lof.db'}"
     app = create_app(settings_for(tmp_path, store_url, model_name=model_name))
     with TestClient(app, raise_server_exceptions=False) as client:
-        response = client.get("/readyz")
+        response = client.get("/readyz", headers=AUTH)
     assert response.status_code == 503
     body = response.json()
     assert body["status"] == "not ready"
@@ -94,7 +96,9 @@ def test_unreachable_store_is_503_without_internals(
         assert client.get("/healthz").status_code == 200
         response = client.get(QUERY, headers=AUTH)
         history = client.get("/classes/12/students/4501/history", headers=AUTH)
-        ready = client.get("/readyz")
+        ready = client.get("/readyz", headers=AUTH)
+        stranger = client.get("/readyz")
+    assert stranger.status_code == 503 and stranger.json() == {"status": "not ready"}
     assert response.status_code == 503, response.text
     assert response.json() == {"detail": "the predictions store is unavailable; retry later"}
     assert history.status_code == 503

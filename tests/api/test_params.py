@@ -33,7 +33,7 @@ def test_day_pattern_matches_exactly_the_accepted_text(text: str) -> None:
     matched = re.fullmatch(DAY_PATTERN, text) is not None
     if day is not None:
         assert matched
-    elif matched:  # the pattern cannot say "a real calendar day from 1900 on"
+    elif matched:  # the pattern cannot say "a real calendar day of the years 2000-2099"
         digits = text.strip().strip('"').strip("'").strip()
         assert len(digits) == 8 and digits.isdigit()
 
@@ -50,6 +50,9 @@ def test_quotes_are_taken_off_outer_double_then_single(text: str, expected: int 
 def test_days_quoted_or_not() -> None:
     assert day_from_text('"20230325"') == date(2023, 3, 25)
     assert day_from_text("18991231") is None
+    assert day_from_text("19991231") is None and day_from_text("21000101") is None
+    assert day_from_text("20991231") == date(2099, 12, 31)
+    assert day_from_text("00010101") is None
     assert day_from_text("20231340") is None
 
 
@@ -78,11 +81,13 @@ def test_openapi_states_the_accepted_text(client: TestClient) -> None:
         ),
         (
             {"predicted_dt": "2023", "class_id": "x"},  # the first malformed value only
-            "predicted_dt must be a date as YYYYMMDD, e.g. 20230325; got '2023'",
+            "predicted_dt must be a date as YYYYMMDD, e.g. 20230325, from 20000101 to 20991231; "
+            "got '2023'",
         ),
         (
             {"class_id": "x"},  # a missing parameter is named before malformed ones
-            "predicted_dt is required: a date as YYYYMMDD, e.g. 20230325",
+            "predicted_dt is required: a date as YYYYMMDD, e.g. 20230325, "
+            "from 20000101 to 20991231",
         ),
     ],
 )

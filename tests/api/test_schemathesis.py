@@ -39,7 +39,13 @@ _CHECKS = [
 _HOME = Path(tempfile.mkdtemp(prefix="lof-schemathesis-"))
 _URL = f"sqlite:///{_HOME / 'lof.db'}"
 _APP = create_app(
-    settings_for(_HOME, _URL, link_secret="schemathesis-link-secret-0123", stale_after_days=None)
+    settings_for(
+        _HOME,
+        _URL,
+        link_secret="schemathesis-link-secret-0123",
+        stale_after_days=None,
+        api_docs=True,
+    )
 )  # 2023 data
 # only this module's endpoints: /webhooks/* belong to lof.api.webhooks and are tested there
 schema = schemathesis.openapi.from_asgi("/openapi.json", _APP).exclude(path_regex="^/webhooks")

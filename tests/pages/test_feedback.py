@@ -194,20 +194,28 @@ def test_form_post_saves_with_the_links_teacher(client: TestClient, backend: dic
     assert f"your feedback on student {user} was saved" in page.text
 
 
-def test_form_without_teacher_in_link_needs_one(client: TestClient) -> None:
-    form = {"token": _token(CLASS_A, None), "predicted_dt": D1, "user_id": str(USERS_A[0])}
-    response = client.post(f"/classes/{CLASS_A}/feedback", data=form | {"verdict": "useful"})
-    assert response.status_code == 422
-    assert (
-        "teacher_id is required" in response.text
-        and "text/html" in response.headers["content-type"]
-    )
-    ok = client.post(
-        f"/classes/{CLASS_A}/feedback",
-        data=form | {"verdict": "useful", "teacher_id": "t-typed"},
-        follow_redirects=False,
-    )
-    assert ok.status_code == 303
+def test_a_link_without_a_teacher_cannot_give_feedback(client: TestClient) -> None:
+    """A teacherless link's form never stores a verdict: not under a teacher id it types (which
+    would overwrite that teacher's own verdict), nor under none."""
+    named = {"token": _token(CLASS_A, "t-owner"), "predicted_dt": D1}
+    named |= {"user_id": str(USERS_A[3]), "verdict": "useful"}
+    saved = client.post(f"/classes/{CLASS_A}/feedback", data=named, follow_redirects=False)
+    assert saved.status_code == 303
+    before = _export(client, CLASS_A, date=D1)
+    teacherless = {"token": _token(CLASS_A, None), "predicted_dt": D1, "user_id": str(USERS_A[3])}
+    for typed in ({}, {"teacher_id": "t-owner"}):
+        response = client.post(
+            f"/classes/{CLASS_A}/feedback",
+            data=teacherless | typed | {"verdict": "not_useful"},
+            follow_redirects=False,
+        )
+        assert response.status_code == 403 and "text/html" in response.headers["content-type"]
+        assert "does not name a teacher" in response.text
+        assert response.headers["content-security-policy"].startswith("default-src 'none'")
+    assert _export(client, CLASS_A, date=D1) == before
+    page = client.get(f"/classes/{CLASS_A}/report", params={"token": _token(CLASS_A, None)})
+    assert page.status_code == 200 and 'name="verdict"' not in page.text
+    assert "cannot\ngive feedback" in page.text
 
 
 def test_form_refuses_bad_links_and_bad_values(client: TestClient) -> None:

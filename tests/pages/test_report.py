@@ -113,12 +113,12 @@ def test_page_escapes_text_and_labels_reason_column() -> None:
         feedback_enabled=True,
         feedback_action="/classes/5/feedback",
         token="tok",
-        teacher_id=None,
         verdict_labels={"useful": "Useful"},
         note_max=500,
     )
     assert "<script>" not in html and "&lt;script&gt;" in html
-    assert "Top reasons" in html and 'name="teacher_id"' in html
+    # the verdict's teacher is the link's: the form never asks for one
+    assert "Top reasons" in html and 'name="verdict"' in html and "teacher_id" not in html
 
 
 def test_sparkline_escapes_its_label_and_clamps() -> None:

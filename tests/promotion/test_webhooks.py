@@ -92,6 +92,17 @@ def test_notification_shapes_are_parsed_and_keys_decoded() -> None:
         with pytest.raises(ApiProblem) as refused:
             webhooks.parse_s3_notification(bad)
         assert refused.value.status_code == 400 and refused.value.detail
+    record = direct("b", "k")["Records"][0]
+    for bad, field in (
+        ({"Records": [record | {"s3": {"bucket": "b", "object": {"key": "k"}}}]}, "s3.bucket"),
+        ({"Records": [record | {"s3": {"bucket": {"name": "b"}, "object": ["k"]}}]}, "s3.object"),
+        ({"Records": [record] * 101}, "Records"),
+        (eventbridge("b", "k") | {"detail": {"bucket": {"name": 5}}}, "detail.bucket.name"),
+        (sns(eventbridge("b", "") | {"detail-type": 3}), "SNS Message: detail-type"),
+    ):
+        with pytest.raises(ApiProblem) as refused:
+            webhooks.parse_s3_notification(bad)
+        assert refused.value.status_code == 400 and field in refused.value.detail
 
 
 def test_secret_is_checked_in_constant_time_forms() -> None:
@@ -200,7 +211,9 @@ def test_bad_requests_get_a_reason_and_emit_nothing(
     assert "JSON" in refused(400, body="")
     assert "unknown event shape" in refused(400, body=json.dumps({"detail": {"x": 1}}))
     assert "not an object" in refused(400, body="[1, 2]")
-    assert "key" in refused(400, body=json.dumps({"Records": [{"s3": {"bucket": {"name": "b"}}}]}))
+    assert "Records[0].s3.object: Field required" in refused(
+        400, body=json.dumps({"Records": [{"s3": {"bucket": {"name": "b"}}}]})
+    )
     assert "SNS" in refused(400, body=json.dumps(sns(5)))  # type: ignore[arg-type]
     assert "unknown object" in refused(404, body=json.dumps(direct(BUCKET, unknown_key)))
 
@@ -211,7 +224,9 @@ def test_bad_requests_get_a_reason_and_emit_nothing(
     stale_body, stale = mlflow_request(alias_event(hook_settings.model_name, version), age=3600)
     assert "stale" in refused(401, body=stale_body.decode(), headers=stale, path="mlflow")
     shape_body, shape_headers = mlflow_request({"nothing": "here"})
-    assert "shape" in refused(400, body=shape_body.decode(), headers=shape_headers, path="mlflow")
+    assert "entity: Field required" in refused(
+        400, body=shape_body.decode(), headers=shape_headers, path="mlflow"
+    )
     ghost_body, ghost = mlflow_request(alias_event(hook_settings.model_name, "42"))
     assert "no version 42" in refused(404, body=ghost_body.decode(), headers=ghost, path="mlflow")
 
@@ -259,31 +274,35 @@ def test_bad_requests_get_a_reason_and_emit_nothing(
 
 
 @pytest.mark.usefixtures("prefect_api")
-def test_every_accepted_shape_emits_the_promote_event(
+def test_every_accepted_shape_emits_the_promote_event_once(
     client: TestClient, hook_settings: Settings
 ) -> None:
     version = register(hook_settings, "good")
     key = model_file_key(hook_settings, version)
     responses = [
         client.post("/webhooks/s3", json=direct(BUCKET, encoded(key)), headers=H),
-        client.post(
-            "/webhooks/s3",
-            content=json.dumps(sns(direct(BUCKET, encoded(key)))),
-            headers={"authorization": f"Bearer {SECRET}", "content-type": "text/plain"},
-        ),
         client.post("/webhooks/s3", json=eventbridge(BUCKET, key), headers=H),
     ]
     body, headers = mlflow_request(alias_event(hook_settings.model_name, version))
     responses.append(client.post("/webhooks/mlflow", content=body, headers=headers))
-    assert [r.status_code for r in responses] == [202, 202, 202, 202], [r.text for r in responses]
-    s3_items = [r.json()["accepted"][0] for r in responses[:3]]
+    # Replays: the same S3 event (here its SNS copy) and the same MLflow delivery start nothing.
+    sns_copy = client.post(
+        "/webhooks/s3",
+        content=json.dumps(sns(direct(BUCKET, encoded(key)))),
+        headers={"authorization": f"Bearer {SECRET}", "content-type": "text/plain"},
+    )
+    mlflow_again = client.post("/webhooks/mlflow", content=body, headers=headers)
+    assert [r.status_code for r in responses] == [202, 202, 202], [r.text for r in responses]
+    s3_items = [r.json()["accepted"][0] for r in responses[:2]]
     assert all(i["version"] == version and i["key"] == key for i in s3_items)
-    # A redelivered notification (here: the SNS copy) keeps its event id: the flow dedupes on it.
-    assert s3_items[0]["event_id"] == s3_items[1]["event_id"] != s3_items[2]["event_id"]
+    assert s3_items[0]["event_id"] != s3_items[1]["event_id"]
+    assert sns_copy.status_code == 200 and sns_copy.json()["accepted"] == []
+    assert f"event {s3_items[0]['event_id']} already handled" in sns_copy.text
+    assert mlflow_again.status_code == 200 and "already handled" in mlflow_again.json()["reason"]
 
-    events = events_for(hook_settings, expect=4)
+    events = events_for(hook_settings, expect=3)
     by_id = {str(e.id): e for e in events}
-    emitted = [i["prefect_event_id"] for i in s3_items] + [responses[3].json()["prefect_event_id"]]
+    emitted = [i["prefect_event_id"] for i in s3_items] + [responses[2].json()["prefect_event_id"]]
     assert sorted(by_id) == sorted(emitted)
     first = by_id[emitted[0]]
     assert first.event == "lof.model.uploaded"
@@ -296,9 +315,11 @@ def test_every_accepted_shape_emits_the_promote_event(
         "reason": "s3-upload",
     }
     assert first.resource["lof.s3.key"] == key
-    alias = by_id[emitted[3]]
+    alias = by_id[emitted[2]]
     assert alias.payload["reason"] == "mlflow-alias" and alias.payload["version"] == version
     assert alias.payload["bucket"] == "" and alias.payload["event_id"].startswith("mlflow:")
+    time.sleep(1.0)
+    assert len(events_for(hook_settings, expect=4, timeout=0.5)) == 3
 
 
 def test_the_api_app_serves_the_webhooks(hook_settings: Settings) -> None:
@@ -306,7 +327,7 @@ def test_the_api_app_serves_the_webhooks(hook_settings: Settings) -> None:
     from lof.api import create_app
 
     with TestClient(create_app(hook_settings), raise_server_exceptions=False) as api:
-        paths = set(api.get("/openapi.json").json()["paths"])
+        paths = set(api.app.openapi()["paths"])  # type: ignore[attr-defined]
         assert {"/webhooks/s3", "/webhooks/mlflow"} <= paths
         refused = api.post("/webhooks/s3", json={"Records": []})
         assert refused.status_code == 401 and "secret" in refused.json()["detail"]
