@@ -117,7 +117,7 @@ def test_the_stack_tables_are_the_store_tables(moto_endpoint: str) -> None:
         open_prediction_store(url)
 
     client = boto3.client("dynamodb", endpoint_url=moto_endpoint, region_name="us-east-1")
-    for resource in ("FeaturesTable", "PredictionsTable", "FeedbackTable"):
+    for resource in ("FeaturesTable", "PredictionsTable", "FeedbackTable", "DeliveriesTable"):
         props = stack["Resources"][resource]["Properties"]
         client.create_table(
             TableName=props["TableName"].replace("${TablePrefix}", prefix),
@@ -136,6 +136,11 @@ def test_the_stack_tables_are_the_store_tables(moto_endpoint: str) -> None:
     from lof.stores.feedback import open_feedback_store
 
     open_feedback_store(url)  # the stack's feedback table, opened with creation off
+    from lof.stores.deliveries import open_delivery_store
+
+    open_delivery_store(url).close()  # and its deliveries table
+    ttl = stack["Resources"]["DeliveriesTable"]["Properties"]["TimeToLiveSpecification"]
+    assert ttl == {"AttributeName": "expires_at", "Enabled": True}
 
     api_policy = stack["Resources"]["ApiPolicy"]["Properties"]["PolicyDocument"]["Statement"]
     writes = [
@@ -143,8 +148,10 @@ def test_the_stack_tables_are_the_store_tables(moto_endpoint: str) -> None:
         for statement in api_policy
         if any("Write" in a or "Put" in a or "Delete" in a for a in statement["Action"])
     ]
-    # the API writes only teachers' feedback
-    assert writes and all("FeedbackTable" in str(s["Resource"]) for s in writes)
+    # the API writes only teachers' feedback and the webhook deliveries it handled
+    assert writes and all(
+        str(s["Resource"]) in ("FeedbackTable.Arn", "DeliveriesTable.Arn") for s in writes
+    )
 
 
 def test_the_lambda_template_runs_the_api_handler_from_the_image() -> None:
