@@ -121,3 +121,19 @@ def test_home_defaults_follow_an_explicit_home(tmp_path: Path) -> None:
     settings = get_settings(home=tmp_path / "h")
     assert settings.leb2_url == f"sqlite:///{tmp_path / 'h' / 'leb2-demo.db'}"
     assert settings.store_url == f"sqlite:///{tmp_path / 'h' / 'lof.db'}"
+
+
+def test_request_limits_and_proxies(lof_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = get_settings()
+    assert (settings.max_url_bytes, settings.max_query_params) == (4096, 32)
+    assert settings.max_body_bytes == 262_144 and not settings.api_docs
+    assert settings.forwarded_allow_ips == ""  # no proxy believed unless named
+    monkeypatch.setenv("LOF_FORWARDED_ALLOW_IPS", " 10.0.0.0/8, 127.0.0.1 ,")
+    assert get_settings().forwarded_allow_ips == "10.0.0.0/8,127.0.0.1"
+    monkeypatch.setenv("LOF_FORWARDED_ALLOW_IPS", "10.0.0.0/8,proxy.example")
+    with pytest.raises(ConfigError, match="LOF_FORWARDED_ALLOW_IPS holds 'proxy.example'"):
+        get_settings()
+    monkeypatch.delenv("LOF_FORWARDED_ALLOW_IPS")
+    monkeypatch.setenv("LOF_MAX_BODY_BYTES", "100")
+    with pytest.raises(ConfigError, match="LOF_MAX_BODY_BYTES"):
+        get_settings()

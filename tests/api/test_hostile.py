@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -52,27 +53,24 @@ class Server:
         return psutil.Process(self.proc.pid).memory_info().rss
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, registry_template: Path) -> Iterator[Server]:
-    """`lof serve` over a filled SQLite store and a registry with a Production version."""
-    home = tmp_path_factory.mktemp("hostile")
-    url = f"sqlite:///{home / 'lof.db'}"
-    fill(url)
-    shutil.copy(registry_template, home / "mlflow.db")
+@contextmanager
+def serving(home: Path, **settings: str) -> Iterator[Server]:
+    """`lof serve` over the store and registry of ``home`` with every secret set."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOF_")}
     env.update(
         LOF_HOME=str(home),
-        LOF_STORE_URL=url,
+        LOF_STORE_URL=f"sqlite:///{home / 'lof.db'}",
         MLFLOW_TRACKING_URI=f"sqlite:///{home / 'mlflow.db'}",
         LOF_API_KEYS=",".join(KEYS),
         LOF_LINK_SECRET=LINK_SECRET,
         LOF_WEBHOOK_SECRET=HOOK_SECRET,
         LOF_MLFLOW_WEBHOOK_SECRET=MLFLOW_SECRET,
         LOF_STALE_AFTER_DAYS="off",
+        **settings,
     )
     lof = shutil.which("lof", path=str(Path(sys.executable).parent)) or "lof"
     port = free_port()
-    log = home / "serve.log"
+    log = home / f"serve-{port}.log"
     with log.open("w") as out:
         proc = subprocess.Popen(
             [lof, "serve", "--host", "127.0.0.1", "--port", str(port)],
@@ -87,6 +85,21 @@ def server(tmp_path_factory: pytest.TempPathFactory, registry_template: Path) ->
         proc.terminate()
         proc.wait(timeout=20)
     assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory, registry_template: Path) -> Path:
+    """A filled SQLite store and a registry with a Production version."""
+    home = tmp_path_factory.mktemp("hostile")
+    fill(f"sqlite:///{home / 'lof.db'}")
+    shutil.copy(registry_template, home / "mlflow.db")
+    return home
+
+
+@pytest.fixture(scope="module")
+def server(home: Path) -> Iterator[Server]:
+    with serving(home) as running:
+        yield running
 
 
 def token(teacher: str | None, class_id: int = CLASS_A) -> str:
@@ -350,7 +363,8 @@ def test_docs_when_on_load_nothing_from_elsewhere(tmp_path: Path) -> None:
         assert client.get("/openapi.json").json()["paths"]
 
 
-def test_forwarded_headers_are_not_believed_by_default(server: Server) -> None:
+def _client_logged(server: Server) -> str:
+    """The client address the access log shows for a request with forged forwarded headers."""
     marker = f"/healthz?probe={time.time_ns()}"
     forged = {"x-forwarded-for": "203.0.113.7", "x-forwarded-proto": "https"}
     assert httpx.get(f"{server.url}{marker}", headers=forged).status_code == 200
@@ -358,4 +372,12 @@ def test_forwarded_headers_are_not_believed_by_default(server: Server) -> None:
     line = ""
     while not line and time.monotonic() < deadline:
         line = next((x for x in server.log.read_text().splitlines() if marker in x), "")
-    assert "127.0.0.1" in line and "203.0.113.7" not in line, line
+    return line.split()[1] if line else ""
+
+
+def test_forwarded_headers_are_believed_only_from_configured_proxies(
+    server: Server, home: Path
+) -> None:
+    assert _client_logged(server).startswith("127.0.0.1:")
+    with serving(home, LOF_FORWARDED_ALLOW_IPS="127.0.0.1") as behind_a_proxy:
+        assert _client_logged(behind_a_proxy).startswith("203.0.113.7:")
