@@ -131,7 +131,7 @@ def test_request_limits_and_proxies(lof_home: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("LOF_FORWARDED_ALLOW_IPS", " 10.0.0.0/8, 127.0.0.1 ,")
     assert get_settings().forwarded_allow_ips == "10.0.0.0/8,127.0.0.1"
     monkeypatch.setenv("LOF_FORWARDED_ALLOW_IPS", "10.0.0.0/8,proxy.example")
-    with pytest.raises(ConfigError, match="LOF_FORWARDED_ALLOW_IPS holds 'proxy.example'"):
+    with pytest.raises(ConfigError, match=r"LOF_FORWARDED_ALLOW_IPS holds 'proxy\.example'"):
         get_settings()
     monkeypatch.delenv("LOF_FORWARDED_ALLOW_IPS")
     monkeypatch.setenv("LOF_MAX_BODY_BYTES", "100")

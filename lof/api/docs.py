@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from importlib.resources import files
 
+import fastapi_offline
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
@@ -23,7 +24,7 @@ CSP = (
 
 def include_docs(app: FastAPI) -> None:
     """Mount Swagger UI at ``/docs`` with its assets under ``/docs/assets``."""
-    assets = files("fastapi_offline") / "static"
+    assets = files(fastapi_offline) / "static"
     app.mount(ASSETS_URL, StaticFiles(directory=str(assets)), name="docs-assets")
 
     @app.get(DOCS_URL, include_in_schema=False)

@@ -47,6 +47,12 @@ def test_quotes_are_taken_off_outer_double_then_single(text: str, expected: int 
     assert (re.fullmatch(ID_PATTERN, text) is not None) is (expected is not None)
 
 
+def test_ids_are_bounded_before_conversion() -> None:
+    assert id_from_text("9" * 5000) is None  # past int()'s 4,300 digits: refused on length
+    assert id_from_text(str(2**53 - 1)) == MAX_ID == 2**53 - 1
+    assert id_from_text(str(2**53)) is None and id_from_text("0" * 15 + "12") is None
+
+
 def test_days_quoted_or_not() -> None:
     assert day_from_text('"20230325"') == date(2023, 3, 25)
     assert day_from_text("18991231") is None
