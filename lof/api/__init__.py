@@ -5,7 +5,8 @@
   history), ``webhooks`` (``/webhooks/*``, promotion events) and ``lof.pages`` (class page,
   links, feedback);
 * ``deps`` (settings, API key, predictions store as ``Annotated`` dependencies), ``params``
-  (quote-tolerant ids and days), ``problems`` (the one error body), ``schemas``, ``cache``;
+  (quote-tolerant ids and days), ``problems`` (the one error body), ``schemas``, ``cache``,
+  ``limits`` (what is refused before any work), ``docs`` (Swagger UI, only if enabled);
 * ``entry`` — ``get_app``, the Lambda ``handler`` and ``serve`` (uvicorn).
 
 Nothing happens at import time: ``lof.api.app`` (for ``uvicorn lof.api:app``) and
