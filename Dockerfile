@@ -1,5 +1,5 @@
 # One image for the flows (Prefect ECS pool) and the predictions API (Lambda container image, or
-# `lof serve` on any container host). Built by `prefect deploy -n '*-ecs'` (prefect.yaml) or by
+# `lof serve` on any container host). Built by `prefect deploy --prefect-file deployments/prefect-ecs.yaml`
 # hand from the project root:  docker build -t lof .
 # Its install step is scripts/install, the one CI runs, with the versions of requirements.lock.
 FROM python:3.11-slim

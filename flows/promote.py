@@ -9,6 +9,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
+from flows.parameters import Version, promote_run_name
 from flows.tasks import PROMOTE_TIMEOUT_SECONDS, io_task, run_settings, send_lof_logs_to_prefect
 from lof import promotion, registry
 from lof.config import Settings
@@ -99,9 +100,9 @@ def _result(
     )
 
 
-@flow(name="promote", timeout_seconds=PROMOTE_TIMEOUT_SECONDS)
+@flow(name="promote", flow_run_name=promote_run_name, timeout_seconds=PROMOTE_TIMEOUT_SECONDS)
 def promote(
-    version: str | None = None,
+    version: Version | None = None,
     bucket: str | None = None,
     key: str | None = None,
     force: bool = False,
