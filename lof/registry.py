@@ -3,8 +3,9 @@
 Conventions (retrain and promote rely on them): the registered model is
 ``settings.model_name``; each version's run holds the model under ``model`` and the held-out
 examples under ``holdout/holdout.parquet``; retrain only registers versions, promotion alone
-moves the ``Production`` stage (archiving the previous one) and the alias named after it
-(``production_alias``: ``production``). The stage is the contract; the alias mirrors it.
+moves the alias ``production`` (``production_alias``) and, in step with it, the ``Production``
+stage (archiving the previous version) for readers of the stage. The alias is the source of
+truth, as in MLflow 3 (stages are deprecated since MLflow 2.9); the stage follows it.
 
 This module alone talks to the registry, through a client built from the settings;
 ``use_tracking_server`` is the one place that points MLflow's process-wide fluent API at the
@@ -167,8 +168,9 @@ class VersionState:
 class RegistryState:
     """The registry's answer to "which version is in Production", read once.
 
-    ``production`` is the one rule every reader uses: the highest version at the stage, and,
-    when no version is at the stage, the version the alias points at.
+    ``production`` is the one rule every reader uses: the version the alias points at, and,
+    when the alias is not set (a registry promoted by stage only), the highest version at the
+    stage.
     """
 
     stage: str
@@ -178,7 +180,15 @@ class RegistryState:
 
     @property
     def production(self) -> str | None:
-        return self.stage_version if self.stage_version is not None else self.alias_version
+        return self.alias_version if self.alias_version is not None else self.stage_version
+
+    def serving_before(self, candidate: str) -> str | None:
+        """The version a promotion of ``candidate`` replaces: Production, or, when a person
+        already moved the alias onto ``candidate`` in the MLflow UI, the version the promote
+        flow last put at the stage (what the gate compares with, and the alias goes back to)."""
+        if self.production != str(candidate):
+            return self.production
+        return self.stage_version if self.stage_version != str(candidate) else None
 
     def get(self, version: str) -> VersionState | None:
         return next((v for v in self.versions if v.version == str(version)), None)
@@ -245,7 +255,8 @@ def read_state(*, settings: Settings, mlflow_client: Any = None) -> RegistryStat
 
 
 def production_version(*, settings: Settings, mlflow_client: Any = None) -> str | None:
-    """The version at ``settings.model_stage`` (or, failing that, its alias), None if none."""
+    """The version the alias points at (or, failing that, the one at ``settings.model_stage``),
+    None if none."""
     return read_state(settings=settings, mlflow_client=mlflow_client).production
 
 
@@ -304,7 +315,8 @@ def version_tags(*, settings: Settings, version: str) -> dict[str, str]:
 
 
 def load_production_model(*, settings: Settings) -> tuple[Any, str]:
-    """The model at ``settings.model_stage`` and its version, or a ModelError saying what to do."""
+    """The Production model (``production_version``) and its version, or a ModelError saying
+    what to do."""
     version = production_version(settings=settings)
     if version is None:
         raise ModelError(
@@ -513,18 +525,20 @@ def transition_to_production(
     event_id: str | None = None,
     promoted_by: str = "lof promote",
 ) -> None:
-    """Move ``version`` to the configured stage (archiving the others) and point the alias."""
+    """Point the alias at ``version``, then move it to the configured stage (archiving the
+    others): the alias is the truth, so a failure after it leaves a state the next promotion
+    of ``version`` completes (``promotion.already_done`` wants both)."""
     name, stage = settings.model_name, settings.model_stage
     mlflow_client = client(settings=settings)
     version_info(settings=settings, version=version)
 
     def move() -> None:
+        mlflow_client.set_registered_model_alias(name, production_alias(settings), str(version))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             mlflow_client.transition_model_version_stage(
                 name, str(version), stage, archive_existing_versions=True
             )
-        mlflow_client.set_registered_model_alias(name, production_alias(settings), str(version))
         tags = {
             "promoted_by": promoted_by,
             "promoted_at": datetime.now(UTC).isoformat(timespec="seconds"),
