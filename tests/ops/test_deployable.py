@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
+import sys
 import tomllib
 import uuid
 from datetime import date
@@ -101,16 +103,64 @@ class _CfnLoader(yaml.SafeLoader):
     pass
 
 
-for _tag in ("!Ref", "!GetAtt", "!Sub"):
-    _CfnLoader.add_constructor(_tag, lambda loader, node: loader.construct_scalar(node))
+def _tagged(loader: yaml.SafeLoader, node: yaml.Node) -> object:
+    if isinstance(node, yaml.SequenceNode):
+        return loader.construct_sequence(node, deep=True)
+    return loader.construct_scalar(node)
+
+
+for _tag in ("!Ref", "!GetAtt", "!Sub", "!If", "!Not", "!Equals", "!Join"):
+    _CfnLoader.add_constructor(_tag, _tagged)
+
+
+def _stack(name: str) -> dict:
+    return yaml.load((ROOT / "deployments" / name).read_text(), Loader=_CfnLoader)
+
+
+def test_the_cloudformation_templates_pass_cfn_lint() -> None:
+    templates = sorted(str(p) for p in (ROOT / "deployments").glob("*.cfn.yaml"))
+    assert len(templates) == 3
+    linted = subprocess.run(
+        [str(Path(sys.executable).with_name("cfn-lint")), *templates],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert linted.returncode == 0, linted.stdout + linted.stderr
+
+
+def _setting_names() -> set[str]:
+    from lof.config import Settings
+
+    names = {f"LOF_{name.upper()}" for name in Settings.model_fields}
+    return names | {"MLFLOW_TRACKING_URI"}
+
+
+def test_the_flows_tasks_can_start_and_reach_what_they_need() -> None:
+    """The execution role reads exactly the stack's secrets (each one a lof setting); the task
+    role is the stores' policy; the network is the operator's, as parameters."""
+    stack = _stack("ecs-flows.cfn.yaml")
+    resources = stack["Resources"]
+    secrets = {k for k, r in resources.items() if r["Type"] == "AWS::SecretsManager::Secret"}
+    assert len(secrets) == 3
+    (policy,) = resources["ExecutionRole"]["Properties"]["Policies"]
+    (statement,) = policy["PolicyDocument"]["Statement"]
+    assert statement["Action"] == "secretsmanager:GetSecretValue"
+    assert sorted(statement["Resource"]) == sorted(secrets)
+    outputs = stack["Outputs"]
+    named = {o["Value"]: o["Description"] for k, o in outputs.items() if k.endswith("SecretArn")}
+    assert set(named) == secrets and set(named.values()) <= _setting_names()
+    assert resources["TaskRole"]["Properties"]["ManagedPolicyArns"] == ["FlowsPolicyArn"]
+    parameters = stack["Parameters"]
+    assert parameters["SubnetIds"]["Type"] == "List<AWS::EC2::Subnet::Id>"
+    assert parameters["SecurityGroupIds"]["Type"] == "List<AWS::EC2::SecurityGroup::Id>"
+    assert parameters["VpcId"]["Type"] == "AWS::EC2::VPC::Id"
 
 
 def test_the_stack_tables_are_the_store_tables(moto_endpoint: str) -> None:
     """The CloudFormation tables, created as written on moto_server, are what the store opens
     with table creation off (its default on AWS); without them it says where they come from."""
-    stack = yaml.load(
-        (ROOT / "deployments" / "s3-eventbridge.cfn.yaml").read_text(), Loader=_CfnLoader
-    )
+    stack = _stack("s3-eventbridge.cfn.yaml")
     prefix = f"cfn{uuid.uuid4().hex[:6]}_"
     url = f"dynamodb://?endpoint={moto_endpoint}&prefix={prefix}&region=us-east-1&create=false"
     with pytest.raises(StoreError, match=rf"table {prefix}predictions does not exist.*cfn"):
@@ -148,7 +198,7 @@ def test_the_stack_tables_are_the_store_tables(moto_endpoint: str) -> None:
 
 
 def test_the_lambda_template_runs_the_api_handler_from_the_image() -> None:
-    stack = yaml.load((ROOT / "deployments" / "api-lambda.cfn.yaml").read_text(), Loader=_CfnLoader)
+    stack = _stack("api-lambda.cfn.yaml")
     function = stack["Resources"]["ApiFunction"]["Properties"]
     assert function["PackageType"] == "Image"
     assert function["ImageConfig"]["Command"] == ["lof.api.handler"]
@@ -158,3 +208,17 @@ def test_the_lambda_template_runs_the_api_handler_from_the_image() -> None:
 
     assert callable(lof.api.handler)
     assert stack["Resources"]["ProxyMethod"]["Properties"]["Integration"]["Type"] == "AWS_PROXY"
+    env = function["Environment"]["Variables"]
+    pages_and_webhooks = {
+        "LOF_API_KEYS",
+        "LOF_LINK_SECRET",
+        "LOF_PUBLIC_URL",
+        "LOF_FRAME_ANCESTORS",
+        "LOF_WEBHOOK_SECRET",
+        "LOF_MLFLOW_WEBHOOK_SECRET",
+    }
+    assert pages_and_webhooks <= set(env) and pages_and_webhooks <= _setting_names()
+    assert {"PREFECT_API_URL", "PREFECT_API_KEY"} <= set(env)
+    # the stage is in LOF_PUBLIC_URL's path, which the pages' links keep
+    assert env["LOF_PUBLIC_URL"][2].endswith("/prod")
+    assert stack["Resources"]["Stage"]["Properties"]["StageName"] == "prod"

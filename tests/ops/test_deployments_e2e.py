@@ -277,12 +277,56 @@ def ecs_file_without_docker(tmp_path: Path) -> Path:
     return path
 
 
+STACK_OUTPUTS = {
+    "Cluster": "arn:aws:ecs:ap-southeast-1:123456789012:cluster/lof-ecs",
+    "ExecutionRoleArn": "arn:aws:iam::123456789012:role/lof-ecs-ExecutionRole-A",
+    "TaskRoleArn": "arn:aws:iam::123456789012:role/lof-ecs-TaskRole-B",
+    "VpcId": "vpc-0a1b",
+    "SubnetIds": "subnet-1,subnet-2",
+    "SecurityGroupIds": "sg-9",
+    "AssignPublicIp": "DISABLED",
+    "LogGroup": "/lof/lof-ecs/flows",
+    "Region": "ap-southeast-1",
+}
+SECRETS = {
+    "LOF_LEB2_URL": "arn:aws:secretsmanager:ap-southeast-1:123456789012:secret:lof-ecs/leb2",
+    "LOF_AMPLITUDE_API_KEY": "arn:aws:secretsmanager:ap-southeast-1:123456789012:secret:k",
+}
+
+
+def ecs_job_template(env: dict[str, str], tmp_path: Path) -> Path:
+    """Steps 4-5 of deployments/README.md: Prefect's default ECS template, patched by
+    scripts/ecs-job-template with the lof-ecs stack's outputs (as describe-stacks prints them)."""
+    default = command("prefect", "work-pool", "get-default-base-job-template", "--type", "ecs",
+                      env=env)  # fmt: skip
+    assert default.returncode == 0, default.stderr
+    (tmp_path / "ecs-default.json").write_text(default.stdout)
+    outputs = [{"OutputKey": k, "OutputValue": v} for k, v in STACK_OUTPUTS.items()] + [
+        {"OutputKey": f"S{n}SecretArn", "OutputValue": arn, "Description": name}
+        for n, (name, arn) in enumerate(SECRETS.items())
+    ]
+    (tmp_path / "outputs.json").write_text(json.dumps(outputs))
+    script = [sys.executable, str(ROOT / "scripts" / "ecs-job-template")]
+    refused = subprocess.run([*script, "ecs-default.json", "outputs.json", "--env",
+                              "LOF_AMPLITUDE_SECRET_KEY=x"], cwd=tmp_path, capture_output=True,
+                             text=True)  # fmt: skip
+    assert refused.returncode != 0 and "Secrets Manager" in refused.stderr
+    made = subprocess.run([*script, "ecs-default.json", "outputs.json", "--env",
+                           "MLFLOW_TRACKING_URI=https://mlflow.example"], cwd=tmp_path,
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    path = tmp_path / "ecs-template.json"
+    path.write_text(made.stdout)
+    return path
+
+
 def test_the_ecs_set_deploys_from_its_own_file_and_refuses_a_missing_image(
     deployed: subprocess.CompletedProcess, university: dict[str, Any], tmp_path: Path
 ) -> None:
     # Prompts stay off here: without its Docker build step the file would be asked for one.
     env = university["env"] | {"PREFECT_CLI_PROMPT": "false"}
-    pool = command("prefect", "work-pool", "create", "lof-ecs", "--type", "ecs", env=env)
+    template = ecs_job_template(env, tmp_path)
+    pool = command("prefect", "work-pool", "create", "lof-ecs", "--type", "ecs",
+                   "--base-job-template", str(template), env=env)  # fmt: skip
     assert pool.returncode == 0, pool.stdout + pool.stderr
     ecs_file = str(ecs_file_without_docker(tmp_path))
     missing = command("prefect", "deploy", "--prefect-file", ecs_file, "--all", env=env)
@@ -306,3 +350,15 @@ def test_the_ecs_set_deploys_from_its_own_file_and_refuses_a_missing_image(
             ]
         assert ecs["daily-scoring-ecs"].concurrency_options.collision_strategy == "CANCEL_NEW"
         assert ecs["promote-ecs"].schedules == [] and ecs["backfill-ecs"].schedules == []
+        pool = client.read_work_pool("lof-ecs").base_job_template
+    # What the worker renders for a run: the secrets, both roles, the operator's network.
+    from prefect.utilities.templating import apply_values
+
+    defaults = {k: v.get("default") for k, v in pool["variables"]["properties"].items()}
+    job = apply_values(pool["job_configuration"], defaults)
+    (container,) = job["task_definition"]["containerDefinitions"]
+    assert {s["name"]: s["valueFrom"] for s in container["secrets"]} == SECRETS
+    assert job["task_definition"]["executionRoleArn"] == STACK_OUTPUTS["ExecutionRoleArn"]
+    assert job["task_run_request"]["overrides"]["taskRoleArn"] == STACK_OUTPUTS["TaskRoleArn"]
+    assert job["network_configuration"]["subnets"] == ["subnet-1", "subnet-2"]
+    assert job["env"] == {"MLFLOW_TRACKING_URI": "https://mlflow.example"}
