@@ -15,6 +15,7 @@ from pydantic import BeforeValidator, WithJsonSchema
 from lof.calendar import format_day, parse_day, today_local, yesterday_local
 from lof.config import get_settings
 from lof.errors import LofError
+from lof.tracking import semester_label
 
 DAY_DIGITS = r"^[0-9]{4}-?[0-9]{2}-?[0-9]{2}$"
 
@@ -94,17 +95,12 @@ def backfill_run_name() -> str:
     return f"backfill-{_day_name(parameters.get('start'))}-{_day_name(parameters.get('end'))}"
 
 
-def semester_name(slugs: list[str] | tuple[str, ...]) -> str:
-    """Semester slugs as a name part: ``1/2025``, ``2/2025`` -> ``1-2025+2-2025``."""
-    return "+".join(str(slug).replace("/", "-") for slug in slugs)
-
-
 def retrain_run_name() -> str:
     """``retrain-1-2025+2-2025`` for given semesters, else ``retrain-as-of-20260110``."""
     parameters = _parameters()
     semesters = parameters.get("semesters")
     if semesters:
-        return f"retrain-{semester_name(semesters)}"
+        return f"retrain-{semester_label(semesters)}"
     as_of = parameters.get("as_of")
     return f"retrain-as-of-{_day_name(as_of) if as_of else _local_day(yesterday=False)}"
 

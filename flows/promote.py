@@ -64,7 +64,12 @@ def score_gate(
 
 @io_task()
 def move_to_production(
-    settings: Settings, version: str, reason: str, event_id: str | None, promoted_by: str
+    settings: Settings,
+    version: str,
+    reason: str,
+    event_id: str | None,
+    promoted_by: str,
+    note: str,
 ) -> None:
     registry.transition_to_production(
         settings=settings,
@@ -72,6 +77,7 @@ def move_to_production(
         reason=reason,
         event_id=event_id,
         promoted_by=promoted_by,
+        note=note,
     )
 
 
@@ -176,6 +182,7 @@ def promote(
     promoted_by = promotion.promoter(reason=reason, event_id=event_id)
     if flow_run.id:
         promoted_by += f" run {flow_run.id}"
-    move_to_production(settings, version, reason, event_id, promoted_by)
+    note = report.describe() if report.comparable else decision.reason
+    move_to_production(settings, version, reason, event_id, promoted_by, note)
     logger.info(decision.reason)
     return _result(decision, request, state, report)

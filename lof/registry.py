@@ -46,6 +46,19 @@ HOLDOUT_CLASSES_TAG = "holdout_class_ids"
 EVALUATION_MODEL_TAG = "evaluation_model_uri"
 THRESHOLD_TAG = "risk_threshold"
 
+MODEL_DESCRIPTION = (
+    "lof's at-risk model for outcome-based (OBEM) classes: from 13 engagement and assessment "
+    "features of a student in a class on a day, the probability of each final learning-outcome "
+    "level (1-5) and risk_prob, the calibrated probability of ending below the class's "
+    "required level. Production is the version with the alias 'production' (the Production "
+    "stage follows it). `lof retrain` registers a version per run, named by its semesters in "
+    "its description; the promotion gate (held-out risk ROC-AUC at 25/50% of the course) "
+    "promotes it, on its upload event, `lof promote` or the alias set in this UI."
+)
+"""The registered model's description in the MLflow UI."""
+NOT_PROMOTED = "Not promoted: the upload event, `lof promote` or the alias runs the gate."
+"""The end of a new version's description, replaced by how and why it was promoted."""
+
 
 def encode_class_ids(ids: Any) -> str:
     """Sorted ids as compact ranges (``3-7,9``): tags stay short for thousands of classes."""
@@ -441,7 +454,14 @@ def untrusted_types(model: Any) -> list[str]:
 
 
 def log_model(*, model: Any, input_example: pd.DataFrame, name: str = MODEL_ARTIFACT) -> Any:
-    """Log a fitted model in the active run (skops format, signature, input example)."""
+    """Log a fitted model in the active run (skops format, signature, input example).
+
+    MLflow's pyfunc flavor serves what the signature describes: the probability of each level
+    (``predict_proba``, a column per level of ``classes_``). ``risk_prob`` also needs the
+    class's required level and is computed by lof from these (``RiskModel.risk``); MLflow's
+    scikit-learn flavor serves only ``predict``, ``predict_proba``, ``predict_log_proba`` or
+    ``score``.
+    """
     import mlflow.sklearn
     from mlflow.models import infer_signature
 
@@ -456,6 +476,7 @@ def log_model(*, model: Any, input_example: pd.DataFrame, name: str = MODEL_ARTI
             input_example=input_example,
             pip_requirements=pip_requirements(),
             skops_trusted_types=trusted or None,
+            pyfunc_predict_fn="predict_proba",
         )
 
 
@@ -489,11 +510,14 @@ def register_version(
     string_tags = {str(k): str(v) for k, v in tags.items()}
     try:
         try:
-            mlflow_client.get_registered_model(name)
+            registered = mlflow_client.get_registered_model(name)
         except Exception as exc:
             if not not_found(exc):
                 raise
-            mlflow_client.create_registered_model(name)
+            mlflow_client.create_registered_model(name, description=MODEL_DESCRIPTION)
+        else:
+            if not registered.description:
+                mlflow_client.update_registered_model(name, description=MODEL_DESCRIPTION)
 
         def create_once() -> Any:
             found = mlflow_client.search_model_versions(f"name='{name}' and run_id='{run_id}'")
@@ -524,6 +548,7 @@ def transition_to_production(
     reason: str = "manual",
     event_id: str | None = None,
     promoted_by: str = "lof promote",
+    note: str = "",
 ) -> None:
     """Point the alias at ``version``, then move it to the configured stage (archiving the
     others): the alias is the truth, so a failure after it leaves a state the next promotion
@@ -547,6 +572,14 @@ def transition_to_production(
         }
         for key, value in tags.items():
             mlflow_client.set_model_version_tag(name, str(version), key, value)
+        described = mlflow_client.get_model_version(name, str(version)).description or ""
+        promoted = (
+            f"Promoted to {stage} on {tags['promoted_at'][:10]} by {promoted_by} ({reason})"
+            + (f": {note}" if note else ".")
+        )
+        mlflow_client.update_model_version(
+            name, str(version), description=_promoted_text(described, promoted)
+        )
 
     try:
         move()
@@ -555,6 +588,13 @@ def transition_to_production(
             f"cannot move version {version} of {name!r} to {stage} in {_where(settings)}: "
             f"{type(exc).__name__}; rerun `lof promote --version {version}`"
         ) from exc
+
+
+def _promoted_text(described: str, promoted: str) -> str:
+    """The version's description with how and why it was promoted, in place of the line that
+    said it was not (the latest promotion only: a version promoted again is described anew)."""
+    kept = described.split(NOT_PROMOTED)[0].split("\n\nPromoted to ")[0].rstrip()
+    return f"{kept}\n\n{promoted}" if kept else promoted
 
 
 def point_alias(*, settings: Settings, version: str | None) -> None:
