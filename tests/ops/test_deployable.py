@@ -37,40 +37,74 @@ IMPORT_NAMES = {
 
 def test_ci_and_the_image_install_through_the_same_script_and_lock() -> None:
     install = (ROOT / "scripts" / "install").read_text()
-    assert "-c requirements.lock" in install
+    assert "--require-hashes --no-deps -r" in install and "scripts/check-lock" in install
     dockerfile = (ROOT / "Dockerfile").read_text()
-    (run,) = [
-        line for line in dockerfile.splitlines() if "scripts/install" in line and "RUN" in line
-    ]
-    assert run.startswith("RUN bash scripts/install ")
-    assert "COPY scripts/install scripts/install" in dockerfile
-    assert "requirements.lock" in dockerfile
+    runs = [line for line in dockerfile.splitlines() if "scripts/install" in line and "RUN" in line]
+    assert runs == [
+        "RUN bash scripts/install /opt/lof/.venv aws,lambda deps",
+        "RUN bash scripts/install /opt/lof/.venv aws,lambda wheel && rm -rf lof",
+    ]  # the locked dependencies, then lof as a built wheel (not editable)
+    assert "COPY requirements/aws-lambda.lock requirements/aws-lambda.lock" in dockerfile
+    assert "COPY scripts/install scripts/check-lock scripts/" in dockerfile
     makefile = (ROOT / "Makefile").read_text()
     assert "bash scripts/install $(VENV) dev" in makefile
     assert "make test" in (ROOT / ".ci" / "run").read_text()
 
 
-def lock() -> dict[str, str]:
-    pins = {}
-    for line in (ROOT / "requirements.lock").read_text().splitlines():
-        if line and not line.startswith("#"):
-            name, _, version = line.partition("==")
-            pins[re.sub(r"[-_.]+", "-", name).lower()] = version.strip()
-    return pins
+PIN = re.compile(
+    r"^([A-Za-z0-9._-]+)==(\S+) \\\n((?:    --hash=sha256:[0-9a-f]{64}(?: \\)?\n)+)", re.M
+)
 
 
-def test_the_installed_environment_is_the_locked_one() -> None:
-    """CI installs with the lock as constraints, so every locked package present is at its
-    locked version (a mismatch means the lock was not regenerated: scripts/lock)."""
-    pins = lock()
-    for core in ("prefect", "mlflow", "pandas", "scikit-learn", "fastapi", "boto3"):
-        assert core in pins, core
-    mismatched = {}
-    for dist in metadata.distributions():
-        name = re.sub(r"[-_.]+", "-", dist.metadata["Name"]).lower()
-        if name in pins and pins[name] != dist.version:
-            mismatched[name] = (dist.version, pins[name])
-    assert mismatched == {}
+def test_every_locked_release_carries_its_hashes_and_the_sets_agree() -> None:
+    """Each lock pins every package with the hashes of its files; the three install sets share
+    one version of every package they have in common."""
+    versions: dict[str, set[str]] = {}
+    for lock in sorted((ROOT / "requirements").glob("*.lock")):
+        text = lock.read_text()
+        pins = PIN.findall(text)
+        assert len(pins) == len(re.findall(r"^[A-Za-z0-9._-]+==", text, re.M)), lock.name
+        for name, version, _ in pins:
+            versions.setdefault(name.lower(), set()).add(version)
+    assert {p.name for p in (ROOT / "requirements").glob("*.lock")} == {
+        "dev.lock",
+        "aws-lambda.lock",
+        "aws-deploy-dev.lock",
+    }
+    assert {name: v for name, v in versions.items() if len(v) > 1} == {}
+    for core in ("prefect", "mlflow", "pandas", "scikit-learn", "fastapi", "boto3", "setuptools"):
+        assert core in versions, core
+
+
+def check_lock(lock: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "check-lock"), str(lock)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_the_installed_environment_is_the_locked_one_and_a_drift_is_refused(
+    tmp_path: Path,
+) -> None:
+    """CI's environment is exactly requirements/dev.lock (what scripts/install checks last);
+    a lock it no longer matches, either way, is refused with what differs."""
+    lock = (ROOT / "requirements" / "dev.lock").read_text()
+    assert check_lock(ROOT / "requirements" / "dev.lock").returncode == 0
+    version = metadata.version("pandas")
+    moved = tmp_path / "moved.lock"
+    moved.write_text(lock.replace(f"pandas=={version}", "pandas==0.0.1"))
+    refused = check_lock(moved)
+    assert refused.returncode == 1
+    assert f"pandas {version} is installed, the lock says 0.0.1" in refused.stderr
+    assert "run scripts/install again" in refused.stderr
+    dropped = tmp_path / "dropped.lock"
+    dropped.write_text(re.sub(r"^orjson==.*\n(    --hash.*\n)+", "", lock, flags=re.M))
+    assert (
+        "orjson" in check_lock(dropped).stderr
+        and "installed but not locked" in check_lock(dropped).stderr
+    )
 
 
 def _imported_top_level() -> set[str]:
