@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -41,9 +42,9 @@ def _lof(name: str) -> str:
     return shutil.which(name, path=str(Path(sys.executable).parent)) or name
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    home = tmp_path_factory.mktemp("page-home")
+@contextmanager
+def serving(home: Path, *, base_path: str = "", teacher: str = "t-07") -> Iterator[dict]:
+    """`lof serve` over the demo class, and a link from `lof link`, as in the README."""
     url = f"sqlite:///{home / 'lof.db'}"
     written = fill_demo(url)
     port = free_port()
@@ -53,18 +54,24 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         LOF_STORE_URL=url,
         LOF_API_KEYS=KEY,
         LOF_LINK_SECRET=SECRET,
-        LOF_PUBLIC_URL=f"http://127.0.0.1:{port}",
+        LOF_PUBLIC_URL=f"http://127.0.0.1:{port}{base_path}",
     )
     command = [_lof("lof"), "serve", "--port", str(port)]
     with running(command, port=port, log=home / "serve.log", env=env, timeout=60) as base:
         made = subprocess.run(
-            [_lof("lof"), "link", "--class-id", str(DEMO_CLASS), "--teacher-id", "t-07"],
+            [_lof("lof"), "link", "--class-id", str(DEMO_CLASS), "--teacher-id", teacher],
             env=env,
             capture_output=True,
             text=True,
             check=True,
         )
         yield {"base": base, "link": made.stdout.strip(), "written": written, "home": home}
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    with serving(tmp_path_factory.mktemp("page-home")) as found:
+        yield found
 
 
 @pytest.fixture(scope="module")
@@ -230,27 +237,8 @@ def served_under_prod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict
     """The same page served under the base path of LOF_PUBLIC_URL, as behind an API Gateway
     stage (https://<api>.execute-api.<region>.amazonaws.com/prod)."""
     home = tmp_path_factory.mktemp("page-home-prod")
-    url = f"sqlite:///{home / 'lof.db'}"
-    fill_demo(url)
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOF_")}
-    env.update(
-        LOF_HOME=str(home),
-        LOF_STORE_URL=url,
-        LOF_API_KEYS=KEY,
-        LOF_LINK_SECRET=SECRET,
-        LOF_PUBLIC_URL=f"http://127.0.0.1:{port}/prod",
-    )
-    command = [_lof("lof"), "serve", "--port", str(port)]
-    with running(command, port=port, log=home / "serve.log", env=env, timeout=60):
-        made = subprocess.run(
-            [_lof("lof"), "link", "--class-id", str(DEMO_CLASS), "--teacher-id", "t-09"],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        yield {"link": made.stdout.strip(), "prefix": f"http://127.0.0.1:{port}/prod/"}
+    with serving(home, base_path="/prod", teacher="t-09") as found:
+        yield found | {"prefix": f"{found['base']}/prod/"}
 
 
 def test_the_page_works_under_a_base_path(served_under_prod: dict, page: Page) -> None:
