@@ -14,6 +14,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     DO_NOT_TRACK=1 \
     GIT_PYTHON_REFRESH=quiet \
     LOF_HOME=/tmp/lof \
+    PREFECT_HOME=/tmp/lof/prefect \
+    MPLCONFIGDIR=/tmp/lof/matplotlib \
     PATH=/opt/lof/.venv/bin:$PATH
 
 WORKDIR /opt/lof
