@@ -1,7 +1,9 @@
 # One image for the flows (Prefect ECS pool) and the predictions API (Lambda container image, or
-# `lof serve` on any container host). Built by `prefect deploy -n '*-ecs'` (prefect.yaml) or by
-# hand from the project root:  docker build -t lof .
-# Its install step is scripts/install, the one CI runs, with the versions of requirements.lock.
+# `lof serve` on any container host). Built by
+# `prefect deploy --prefect-file deployments/prefect-ecs.yaml` or by hand from the project root:
+#   docker build -t lof .
+# Its install step is scripts/install, the one CI runs: the hashed lock of the image's extras
+# (requirements/aws-lambda.lock), then lof as a built wheel.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -12,18 +14,22 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     DO_NOT_TRACK=1 \
     GIT_PYTHON_REFRESH=quiet \
     LOF_HOME=/tmp/lof \
+    PREFECT_HOME=/tmp/lof/prefect \
+    MPLCONFIGDIR=/tmp/lof/matplotlib \
     PATH=/opt/lof/.venv/bin:$PATH
 
 WORKDIR /opt/lof
-# Dependencies first (cached while only code changes): the lock and the project metadata.
-COPY pyproject.toml requirements.lock README.md ./
-COPY scripts/install scripts/install
-COPY lof/__init__.py lof/__init__.py
-COPY flows/__init__.py flows/__init__.py
-RUN bash scripts/install /opt/lof/.venv aws,lambda
+# Dependencies first (cached while only code changes): exactly the lock, every file hash-checked.
+COPY pyproject.toml README.md ./
+COPY requirements/aws-lambda.lock requirements/aws-lambda.lock
+COPY scripts/install scripts/check-lock scripts/
+RUN bash scripts/install /opt/lof/.venv aws,lambda deps
 
+# lof itself as a wheel built from the code (not an editable install); the library's source
+# leaves the image, the flows' files stay: they are the deployments' entrypoints.
 COPY lof lof
 COPY flows flows
+RUN bash scripts/install /opt/lof/.venv aws,lambda wheel && rm -rf lof
 COPY prefect.yaml prefect.yaml
 COPY deployments deployments
 

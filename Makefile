@@ -5,8 +5,8 @@ BIN := $(VENV)/bin
 
 .PHONY: demo test lint services install
 
-# The same install step as the Docker image: scripts/install (versions of requirements.lock).
-$(BIN)/lof: pyproject.toml requirements.lock scripts/install
+# The same install step as the Docker image: scripts/install (the hashed requirements/dev.lock).
+$(BIN)/lof: pyproject.toml requirements/dev.lock scripts/install scripts/check-lock
 	PYTHON=$(PYTHON) bash scripts/install $(VENV) dev
 	touch $(BIN)/lof
 

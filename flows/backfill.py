@@ -7,13 +7,14 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from flows.daily_scoring import daily_scoring
+from flows.parameters import Day, backfill_run_name
 from flows.tasks import BACKFILL_TIMEOUT_SECONDS, send_lof_logs_to_prefect
 from lof.calendar import days_between, format_day, parse_day
 from lof.errors import DataError
 
 
-@flow(name="backfill", timeout_seconds=BACKFILL_TIMEOUT_SECONDS)
-def backfill(start: str, end: str) -> list[dict[str, Any]]:
+@flow(name="backfill", flow_run_name=backfill_run_name, timeout_seconds=BACKFILL_TIMEOUT_SECONDS)
+def backfill(start: Day, end: Day) -> list[dict[str, Any]]:
     """Score every day from ``start`` to ``end`` (YYYYMMDD, both included)."""
     send_lof_logs_to_prefect()
     first, last = parse_day(start, what="--start"), parse_day(end, what="--end")

@@ -11,12 +11,21 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy import Engine
 
-from flows.tasks import DAILY_TIMEOUT_SECONDS, io_task, run_settings, send_lof_logs_to_prefect
+from flows.parameters import Day, daily_run_name
+from flows.tasks import (
+    DAILY_RETRY_DELAY_SECONDS,
+    DAILY_TIMEOUT_SECONDS,
+    io_task,
+    outage_attempts,
+    run_settings,
+    send_lof_logs_to_prefect,
+)
 from lof import drift, legacy, reasons, registry, scoring, tracking
 from lof import model as lof_model
 from lof.calendar import format_day, parse_day, yesterday_local
 from lof.config import Settings
 from lof.progress import count_bar, interactive
+from lof.retry import call_with_retries, is_outage
 from lof.sources import leb2
 from lof.stores import open_feature_store, open_prediction_store
 from lof.stores.base import FeatureStore, PredictionStore
@@ -174,12 +183,36 @@ def fill_missing_days(
     return missing
 
 
-@flow(name="daily-scoring", log_prints=True, timeout_seconds=DAILY_TIMEOUT_SECONDS)
-def daily_scoring(date: str | None = None) -> dict[str, Any]:
-    """Score day ``date`` (YYYYMMDD; default yesterday in LOF_TIMEZONE) for every ongoing class."""
+@flow(
+    name="daily-scoring",
+    flow_run_name=daily_run_name,
+    log_prints=True,
+    timeout_seconds=DAILY_TIMEOUT_SECONDS,
+)
+def daily_scoring(date: Day | None = None) -> dict[str, Any]:
+    """Score day ``date`` (YYYYMMDD; default yesterday in LOF_TIMEZONE) for every ongoing class.
+
+    In a deployment's run, an outage of LEB2, Amplitude, the stores or MLflow that outlasts each
+    adapter's own retries (a restart at 03:00) runs the day again after a pause, a bounded
+    number of times (``outage_attempts``); a data or configuration error fails the run at once.
+    Rerunning a day is idempotent.
+    """
     send_lof_logs_to_prefect()
     settings = run_settings()
     day = parse_day(date, what="--date") if date else yesterday_local(settings.tz)
+    return call_with_retries(
+        lambda: score_day(settings, day),
+        is_transient=is_outage,
+        attempts=outage_attempts(),
+        base_delay=DAILY_RETRY_DELAY_SECONDS,
+        max_delay=4 * DAILY_RETRY_DELAY_SECONDS,
+        min_delay=lambda _: DAILY_RETRY_DELAY_SECONDS,
+        what=f"daily scoring of {format_day(day)}",
+    )
+
+
+def score_day(settings: Settings, day: date) -> dict[str, Any]:
+    """One attempt at day ``day``: every step of the daily flow, in order."""
     logger = get_run_logger()
     model, version = load_model(settings)
     engine = leb2.connect(settings.leb2_url)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from flows.parameters import Day, import_run_name
 from flows.tasks import io_task, run_settings
 from lof import legacy, training
 from lof.calendar import parse_day
@@ -36,9 +37,9 @@ def register(
     )
 
 
-@flow(name="import-model", log_prints=True)
+@flow(name="import-model", flow_run_name=import_run_name, log_prints=True)
 def import_model(
-    path: str, description: str | None = None, as_of: str | None = None
+    path: str, description: str | None = None, as_of: Day | None = None
 ) -> legacy.ImportResult:
     """Wrap the classifier pickled at ``path``, score it on lof's examples (the finished
     semesters as of ``as_of``, YYYYMMDD, default today), register it."""

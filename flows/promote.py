@@ -5,10 +5,15 @@ The flow only sequences tasks: read the registry's state, decide (``promotion.de
 
 from __future__ import annotations
 
+from typing import Any
+
 from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
+from prefect.states import Failed
 
+from flows.parameters import Version, promote_run_name
 from flows.tasks import PROMOTE_TIMEOUT_SECONDS, io_task, run_settings, send_lof_logs_to_prefect
 from lof import promotion, registry
 from lof.config import Settings
@@ -59,7 +64,12 @@ def score_gate(
 
 @io_task()
 def move_to_production(
-    settings: Settings, version: str, reason: str, event_id: str | None, promoted_by: str
+    settings: Settings,
+    version: str,
+    reason: str,
+    event_id: str | None,
+    promoted_by: str,
+    note: str,
 ) -> None:
     registry.transition_to_production(
         settings=settings,
@@ -67,6 +77,7 @@ def move_to_production(
         reason=reason,
         event_id=event_id,
         promoted_by=promoted_by,
+        note=note,
     )
 
 
@@ -83,6 +94,18 @@ def _blank(value: str | None) -> str | None:
     return value or None
 
 
+def not_promoted(version: str, line: str) -> Any:
+    """End the run Failed with ``line`` as its message (no traceback) and a Prefect artifact
+    saying the same; a caller of the flow (``lof promote``) gets the line as a ModelError."""
+    get_run_logger().error(line)
+    create_markdown_artifact(
+        key="promotion-refused",
+        markdown=f"## Version {version} was not promoted\n\n{line}\n",
+        description=line[:250],
+    )
+    return Failed(message=line, data=ModelError(line))
+
+
 def _result(
     decision: promotion.Decision,
     request: promotion.PromotionRequest,
@@ -93,15 +116,15 @@ def _result(
         status=decision.status,
         message=decision.reason,
         version=request.version,
-        previous=state.production if decision.status != "already" else None,
+        previous=state.serving_before(request.version) if decision.status != "already" else None,
         event_id=request.event_id,
         gate=gate,
     )
 
 
-@flow(name="promote", timeout_seconds=PROMOTE_TIMEOUT_SECONDS)
+@flow(name="promote", flow_run_name=promote_run_name, timeout_seconds=PROMOTE_TIMEOUT_SECONDS)
 def promote(
-    version: str | None = None,
+    version: Version | None = None,
     bucket: str | None = None,
     key: str | None = None,
     force: bool = False,
@@ -136,28 +159,30 @@ def promote(
         upload=f"s3://{bucket}/{key}" if key is not None else None,
     )
     state = read_state(settings)
+    previous = state.serving_before(version)
     decision = promotion.decide(request=request, state=state, model_name=settings.model_name)
     if decision.action == "refuse":
-        raise ModelError(decision.reason)
+        return not_promoted(version, decision.reason)
     if decision.action == "ignore":
         logger.info(decision.reason)
         return _result(decision, request, state)
 
     wait_for_model_files(settings, version)
-    report = score_gate(settings, version, state.production, force)
+    report = score_gate(settings, version, previous, force)
     logger.info(report.describe())
     decision = promotion.decide(
         request=request, state=state, model_name=settings.model_name, gate=report
     )
     if decision.action == "refuse":
         if decision.restore_alias:
-            restore_alias(settings, state.production)
-            logger.info("the alias points back at v%s", state.production)
-        raise ModelError(decision.reason)
+            restore_alias(settings, previous)
+            logger.info("the alias points back at v%s", previous)
+        return not_promoted(version, decision.reason)
 
     promoted_by = promotion.promoter(reason=reason, event_id=event_id)
     if flow_run.id:
         promoted_by += f" run {flow_run.id}"
-    move_to_production(settings, version, reason, event_id, promoted_by)
+    note = report.describe() if report.comparable else decision.reason
+    move_to_production(settings, version, reason, event_id, promoted_by, note)
     logger.info(decision.reason)
     return _result(decision, request, state, report)

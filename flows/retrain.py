@@ -9,6 +9,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+from flows.parameters import Day, retrain_run_name
 from flows.tasks import RETRAIN_TIMEOUT_SECONDS, io_task, run_settings, send_lof_logs_to_prefect
 from lof import training
 from lof.calendar import parse_day
@@ -37,9 +38,14 @@ def train_and_register(
     return training.train_and_register(settings=settings, training=training_set)
 
 
-@flow(name="retrain", log_prints=True, timeout_seconds=RETRAIN_TIMEOUT_SECONDS)
+@flow(
+    name="retrain",
+    flow_run_name=retrain_run_name,
+    log_prints=True,
+    timeout_seconds=RETRAIN_TIMEOUT_SECONDS,
+)
 def retrain(
-    semesters: list[str] | None = None, as_of: str | None = None, dataset: str | None = None
+    semesters: list[str] | None = None, as_of: Day | None = None, dataset: str | None = None
 ) -> training.RetrainResult:
     """Train on ``semesters`` (default: every finished one) as of day ``as_of`` (YYYYMMDD)."""
     send_lof_logs_to_prefect()

@@ -35,6 +35,20 @@ BACKFILL_TIMEOUT_SECONDS = 24 * 3600
 RETRAIN_TIMEOUT_SECONDS = 6 * 3600
 PROMOTE_TIMEOUT_SECONDS = 3600
 
+# The daily run's own retry of an outage (lof.retry.is_outage): up to 3 attempts, at least
+# 10 minutes apart, so a restart of a server at 03:00 does not leave the day unscored.
+DAILY_ATTEMPTS = 3
+DAILY_RETRY_DELAY_SECONDS = 600.0
+
+
+def outage_attempts() -> int:
+    """How many times a daily run tries a day through an outage: ``DAILY_ATTEMPTS`` for a
+    deployment's run (the schedule, nobody watching), once for the CLI (someone is watching
+    and reruns the command when the system is back)."""
+    from prefect.runtime import deployment
+
+    return DAILY_ATTEMPTS if deployment.id else 1
+
 
 def send_lof_logs_to_prefect() -> None:
     """Route the ``lof`` library's loggers to the flow run's logs (the Prefect UI).

@@ -285,9 +285,17 @@ def _parse_date(value: str) -> date:
         raise ApiProblem(422, exc.detail.replace("predicted_dt", "date", 1)) from None
 
 
-def _report_url(class_id: int, *, token: str, day: date | None = None, **extra: str) -> str:
+def base_path(request: Request) -> str:
+    """The prefix the app is served under (``/prod`` behind an API Gateway stage, the path of
+    LOF_PUBLIC_URL): the page's own links and form actions start with it."""
+    return str(request.scope.get("root_path") or "").rstrip("/")
+
+
+def _report_url(
+    class_id: int, *, root: str, token: str, day: date | None = None, **extra: str
+) -> str:
     query = {"token": token, **({"date": day.strftime("%Y%m%d")} if day else {}), **extra}
-    return f"/classes/{class_id}/report?{urlencode(query)}"
+    return f"{root}/classes/{class_id}/report?{urlencode(query)}"
 
 
 def _save_feedback(
@@ -363,10 +371,14 @@ async def class_report(
     except StoreError as exc:
         log.warning("class page of class %d: store unavailable: %s", cid, exc)
         return _store_down(settings)
+    root = base_path(request)
     if built is None:
-        return _no_predictions(settings, cid=cid, token=token, all_days=all_days, day=shown_day)
+        return _no_predictions(
+            settings, root=root, cid=cid, token=token, all_days=all_days, day=shown_day
+        )
     return _report_page(
         settings,
+        root=root,
         built=built,
         all_days=all_days,
         shown_day=shown_day,
@@ -388,7 +400,13 @@ def _invalid_address(settings: Settings, exc: ApiProblem) -> HTMLResponse:
 
 
 def _no_predictions(
-    settings: Settings, *, cid: int, token: str, all_days: list[date], day: date | None
+    settings: Settings,
+    *,
+    root: str,
+    cid: int,
+    token: str,
+    all_days: list[date],
+    day: date | None,
 ) -> HTMLResponse:
     """404 for a class without predictions on ``day``, pointing to its latest day if any."""
     if all_days:
@@ -399,7 +417,7 @@ def _no_predictions(
             title="No predictions for that day",
             message=f"Class {cid} has no predictions on {report.iso(day)}.",  # type: ignore[arg-type]
             advice=f"see the latest day, {report.iso(latest)}.",
-            back_url=_report_url(cid, token=token),
+            back_url=_report_url(cid, root=root, token=token),
         )
     return message_page(
         settings,
@@ -413,6 +431,7 @@ def _no_predictions(
 def _report_page(
     settings: Settings,
     *,
+    root: str,
     built: report.ClassReport,
     all_days: list[date],
     shown_day: date | None,
@@ -430,11 +449,11 @@ def _report_page(
         "report.html",
         report=built,
         other_days=[d for d in all_days[-8:] if d != shown_day],
-        day_url=lambda d: _report_url(cid, token=token, day=d),
+        day_url=lambda d: _report_url(cid, root=root, token=token, day=d),
         saved=saved_note,
         any_model_reasons=any(s.reasons_kind == "model" for s in built.students),
         feedback_enabled=claims.teacher_id is not None,
-        feedback_action=f"/classes/{cid}/feedback",
+        feedback_action=f"{root}/classes/{cid}/feedback",
         token=token,
         verdict_labels=VERDICT_LABELS,
         note_max=fb.NOTE_MAX_CHARS,
@@ -519,7 +538,8 @@ async def class_feedback_form(
             message="This link does not name a teacher, so feedback cannot be given with it.",
             advice="open the class page from your own LEB2 course page: that link names you.",
         )
-    back = _report_url(cid, token=token)
+    root = base_path(request)
+    back = _report_url(cid, root=root, token=token)
     try:
         entry = fb.parse_feedback(fields, teacher_id=claims.teacher_id, class_id=cid)
         store = await _prediction_store(request)
@@ -540,7 +560,11 @@ async def class_feedback_form(
         log.warning("feedback form of class %d: store unavailable: %s", cid, exc)
         return _store_down(settings)
     url = _report_url(
-        cid, token=token, day=parse_predicted_dt(saved.predicted_dt), saved=str(saved.user_id)
+        cid,
+        root=root,
+        token=token,
+        day=parse_predicted_dt(saved.predicted_dt),
+        saved=str(saved.user_id),
     )
     return RedirectResponse(url, status_code=303, headers=security_headers(settings))
 

@@ -52,6 +52,8 @@ from lof.errors import ModelError
 log = logging.getLogger(__name__)
 
 EVENT_NAME = "lof.model.uploaded"
+ALIAS_REASON = "mlflow-alias"
+"""The reason of a promotion asked for by setting the alias in the MLflow UI (its webhook)."""
 GATE_METRIC = lof_model.SELECTION_METRIC
 FALLBACK_METRIC = "risk_roc_auc"
 MODEL_FILE_NAMES = frozenset({"model.skops", "model.pkl", "model.cloudpickle", "model.joblib"})
@@ -107,8 +109,15 @@ class GateReport:
     forced: bool = False
     excluded_rows: int = 0
     note: str = ""
+    comparable: bool = True
+    """False when no held-out row could compare the two versions (``note`` says why)."""
 
     def describe(self) -> str:
+        if not self.comparable:
+            return (
+                f"gate cannot compare v{self.candidate} with Production v{self.production}: "
+                f"{self.note}"
+            )
         if self.production is None:
             return f"no version is at Production yet; v{self.candidate} passes the gate"
         if self.candidate_score is None or self.production_score is None:
@@ -329,7 +338,7 @@ def decide(
             "refused",
             unknown_version=True,
         )
-    production = state.production
+    production = state.serving_before(version)
     if request.upload and production is not None and int(version) < int(production):
         return Decision(
             "ignore",
@@ -339,12 +348,22 @@ def decide(
         )
     if gate is None:
         return Decision("promote", f"version {version} goes to the gate", "promoted")
+    if not gate.comparable:
+        if request.reason == ALIAS_REASON:
+            return Decision(
+                "promote",
+                f"promoted version {version} of {model_name!r} to {state.stage}: a person set "
+                f"the alias in the MLflow UI, and the gate could not compare it with "
+                f"v{gate.production} ({gate.note})",
+                "promoted",
+            )
+        return Decision("refuse", cannot_compare_message(gate, model_name=model_name), "refused")
     if not gate.passed:
         return Decision(
             "refuse",
             refusal_message(gate, model_name=model_name),
             "refused",
-            restore_alias=request.reason == "mlflow-alias",
+            restore_alias=request.reason == ALIAS_REASON,
         )
     return Decision(
         "promote",
@@ -450,6 +469,10 @@ def _unknown_classes_note(*, trained: Sequence[tuple[str, set[int] | None]]) -> 
     )
 
 
+class _Incomparable(Exception):
+    """No held-out row can compare the two versions; the message says why."""
+
+
 def _pick_holdout(
     *,
     found: Sequence[tuple[str, pd.DataFrame]],
@@ -458,8 +481,8 @@ def _pick_holdout(
 ) -> tuple[str, pd.DataFrame, int]:
     """The first holdout with rows of classes neither version trained on, and the rows left out.
 
-    ``trained`` is (version, classes) of the candidate, then Production; ModelError when no
-    holdout has such a row or every holdout lacks a column one of ``fits`` takes."""
+    ``trained`` is (version, classes) of the candidate, then Production; ``_Incomparable`` when
+    no holdout has such a row or every holdout lacks a column one of ``fits`` takes."""
     (candidate, candidate_classes), (production, production_classes) = trained
     overlap = 0
     lacking: list[str] = []
@@ -472,20 +495,16 @@ def _pick_holdout(
             return holdout_version, rows, excluded
         overlap += excluded
     if len(lacking) == len(found):
-        raise ModelError(
+        raise _Incomparable(
             f"the held-out data recorded with {', '.join('v' + v for v in lacking)} lacks "
-            f"column(s) v{candidate} or Production v{production} takes, so they cannot be "
-            f"compared; nothing changed; promote with `lof promote --version {candidate} "
-            "--force` after checking the retrain's holdout figures in MLflow"
+            "column(s) one of them takes"
         )
-    raise ModelError(
-        f"no held-out example to compare v{candidate} with Production v{production} on: "
+    raise _Incomparable(
         f"all {overlap} held-out rows recorded with {', '.join('v' + v for v, _ in found)} "
         f"are from classes one of them trained on "
         f"(v{candidate}: {registry.encode_class_ids(candidate_classes or [])}; "
-        f"v{production}: {registry.encode_class_ids(production_classes or [])}); "
-        f"nothing changed; promote with `lof promote --version {candidate} --force` "
-        "after checking the retrain's holdout figures in MLflow"
+        f"v{production}: {registry.encode_class_ids(production_classes or [])}), as after a "
+        "retrain on the same semesters"
     )
 
 
@@ -493,7 +512,8 @@ def run_gate(
     *, settings: Settings, candidate: str, production: str | None, force: bool
 ) -> GateReport:
     """Score both versions on held-out rows neither trained on; ``passed`` unless the
-    candidate is worse by > the margin. ModelError when there is nothing to compare on."""
+    candidate is worse by > the margin; not ``comparable`` (and not passed) when there is
+    nothing to compare on."""
     margin = settings.promote_margin
     candidate_model = load_version(settings=settings, version=candidate)
     if production is None or production == candidate:
@@ -504,20 +524,23 @@ def run_gate(
         )
     found = holdouts(settings=settings, first=candidate)
     if not found:
-        raise ModelError(
-            f"no held-out data is recorded with the recent versions of {settings.model_name!r}, "
-            f"so v{candidate} cannot be compared with Production v{production}; nothing changed; "
-            f"retrain with `lof retrain` or promote anyway with "
-            f"`lof promote --version {candidate} --force`"
+        return _incomparable(
+            candidate,
+            production,
+            margin,
+            f"no held-out data is recorded with the recent versions of {settings.model_name!r}",
         )
     candidate_fit, candidate_classes = _comparable_model(
         settings=settings, version=candidate, model=candidate_model
     )
     production_fit, production_classes = _production_fit(settings=settings, version=production)
     trained = [(candidate, candidate_classes), (production, production_classes)]
-    holdout_version, rows, excluded = _pick_holdout(
-        found=found, fits=(candidate_fit, production_fit), trained=trained
-    )
+    try:
+        holdout_version, rows, excluded = _pick_holdout(
+            found=found, fits=(candidate_fit, production_fit), trained=trained
+        )
+    except _Incomparable as exc:
+        return _incomparable(candidate, production, margin, str(exc))
     metric, candidate_score = holdout_score(
         model=candidate_fit, holdout=rows, threshold=settings.risk_threshold
     )
@@ -538,6 +561,24 @@ def run_gate(
         ),
         excluded_rows=excluded,
         note=_unknown_classes_note(trained=trained),
+    )
+
+
+def _incomparable(candidate: str, production: str, margin: float, why: str) -> GateReport:
+    return GateReport(
+        candidate, production, None, GATE_METRIC, None, None, margin, 0, False, note=why,
+        comparable=False,
+    )  # fmt: skip
+
+
+def cannot_compare_message(report: GateReport, *, model_name: str) -> str:
+    """The one line of a promotion the gate could not decide: why, and the two overrides."""
+    return (
+        f"version {report.candidate} of {model_name!r} was not promoted: the gate cannot "
+        f"compare it with Production v{report.production} ({report.note}); nothing changed; "
+        f"to promote it anyway, check its holdout figures in MLflow, then run "
+        f"`lof promote --version {report.candidate} --force` or set the alias 'production' on "
+        f"version {report.candidate} in the MLflow UI"
     )
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lof import drift, plots, registry, selection
+from lof import drift, plots, registry, selection, tracking
 from lof import model as lof_model
 from lof.calendar import format_day
 from lof.config import Settings
@@ -227,7 +227,8 @@ def log_candidates(
 
     evaluated = run.evaluated.reset_index(drop=True)
     for name, result in results.items():
-        with mlflow.start_run(experiment_id=experiment_id, run_name=name, nested=True) as child:
+        run_name = f"{name}-{tracking.semester_label(run.training.semesters)}"
+        with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, nested=True) as child:
             result["run_id"] = child.info.run_id
             mlflow.set_tags({"lof.candidate": name, "lof.holdout_kind": run.kind})
             mlflow.log_params({"candidate": name, **_candidate_params(candidates[name])})
@@ -337,7 +338,32 @@ def version_tags(
     }
 
 
-def register(*, run: RetrainRun, fits: LoggedFits, run_id: str, tags: dict[str, Any]) -> str:
+def _figure(value: Any) -> str:
+    return "n/a" if value is None or math.isnan(float(value)) else f"{float(value):.3f}"
+
+
+def version_description(
+    *, run: RetrainRun, results: dict[str, dict[str, Any]], chosen: str, final: lof_model.RiskModel
+) -> str:
+    """What the version is, what it was trained on, how it did on held-out data: the short
+    text the MLflow UI shows with the version (promotion adds how and why it was promoted)."""
+    held = results[chosen]["holdout"]
+    metric = lof_model.SELECTION_METRIC
+    baseline = results.get(lof_model.BASELINE, {}).get("holdout", {}).get(metric)
+    return (
+        f"Semesters {', '.join(run.training.semesters)}: {chosen} trained on "
+        f"{len(run.all_ids)} classes ({len(run.examples)} examples, as of "
+        f"{format_day(run.training.as_of)}, label rule {run.settings.label_rule}). "
+        f"Held out ({run.kind}): {metric} {_figure(held.get(metric))} (95% CI "
+        f"{_figure(held.get('ci_low'))}-{_figure(held.get('ci_high'))}; former MLP "
+        f"{_figure(baseline)}), macro-F1 {_figure(held.get('macro_f1'))}; at-risk threshold "
+        f"{final.threshold:.2f}.\n\n{registry.NOT_PROMOTED}"
+    )
+
+
+def register(
+    *, run: RetrainRun, fits: LoggedFits, run_id: str, tags: dict[str, Any], description: str
+) -> str:
     """Register the logged fit as a new version (the retrain's very last step)."""
     import mlflow
 
@@ -347,6 +373,7 @@ def register(*, run: RetrainRun, fits: LoggedFits, run_id: str, tags: dict[str, 
         run_id=run_id,
         tags=tags,
         model_id=fits.model_id,
+        description=description,
     )
     mlflow.set_tag("lof.registered_version", version)
     return version

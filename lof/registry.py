@@ -3,8 +3,9 @@
 Conventions (retrain and promote rely on them): the registered model is
 ``settings.model_name``; each version's run holds the model under ``model`` and the held-out
 examples under ``holdout/holdout.parquet``; retrain only registers versions, promotion alone
-moves the ``Production`` stage (archiving the previous one) and the alias named after it
-(``production_alias``: ``production``). The stage is the contract; the alias mirrors it.
+moves the alias ``production`` (``production_alias``) and, in step with it, the ``Production``
+stage (archiving the previous version) for readers of the stage. The alias is the source of
+truth, as in MLflow 3 (stages are deprecated since MLflow 2.9); the stage follows it.
 
 This module alone talks to the registry, through a client built from the settings;
 ``use_tracking_server`` is the one place that points MLflow's process-wide fluent API at the
@@ -44,6 +45,19 @@ EVALUATION_CLASSES_TAG = "evaluation_class_ids"
 HOLDOUT_CLASSES_TAG = "holdout_class_ids"
 EVALUATION_MODEL_TAG = "evaluation_model_uri"
 THRESHOLD_TAG = "risk_threshold"
+
+MODEL_DESCRIPTION = (
+    "lof's at-risk model for outcome-based (OBEM) classes: from 13 engagement and assessment "
+    "features of a student in a class on a day, the probability of each final learning-outcome "
+    "level (1-5) and risk_prob, the calibrated probability of ending below the class's "
+    "required level. Production is the version with the alias 'production' (the Production "
+    "stage follows it). `lof retrain` registers a version per run, named by its semesters in "
+    "its description; the promotion gate (held-out risk ROC-AUC at 25/50% of the course) "
+    "promotes it, on its upload event, `lof promote` or the alias set in this UI."
+)
+"""The registered model's description in the MLflow UI."""
+NOT_PROMOTED = "Not promoted: the upload event, `lof promote` or the alias runs the gate."
+"""The end of a new version's description, replaced by how and why it was promoted."""
 
 
 def encode_class_ids(ids: Any) -> str:
@@ -167,8 +181,9 @@ class VersionState:
 class RegistryState:
     """The registry's answer to "which version is in Production", read once.
 
-    ``production`` is the one rule every reader uses: the highest version at the stage, and,
-    when no version is at the stage, the version the alias points at.
+    ``production`` is the one rule every reader uses: the version the alias points at, and,
+    when the alias is not set (a registry promoted by stage only), the highest version at the
+    stage.
     """
 
     stage: str
@@ -178,7 +193,15 @@ class RegistryState:
 
     @property
     def production(self) -> str | None:
-        return self.stage_version if self.stage_version is not None else self.alias_version
+        return self.alias_version if self.alias_version is not None else self.stage_version
+
+    def serving_before(self, candidate: str) -> str | None:
+        """The version a promotion of ``candidate`` replaces: Production, or, when a person
+        already moved the alias onto ``candidate`` in the MLflow UI, the version the promote
+        flow last put at the stage (what the gate compares with, and the alias goes back to)."""
+        if self.production != str(candidate):
+            return self.production
+        return self.stage_version if self.stage_version != str(candidate) else None
 
     def get(self, version: str) -> VersionState | None:
         return next((v for v in self.versions if v.version == str(version)), None)
@@ -245,7 +268,8 @@ def read_state(*, settings: Settings, mlflow_client: Any = None) -> RegistryStat
 
 
 def production_version(*, settings: Settings, mlflow_client: Any = None) -> str | None:
-    """The version at ``settings.model_stage`` (or, failing that, its alias), None if none."""
+    """The version the alias points at (or, failing that, the one at ``settings.model_stage``),
+    None if none."""
     return read_state(settings=settings, mlflow_client=mlflow_client).production
 
 
@@ -304,7 +328,8 @@ def version_tags(*, settings: Settings, version: str) -> dict[str, str]:
 
 
 def load_production_model(*, settings: Settings) -> tuple[Any, str]:
-    """The model at ``settings.model_stage`` and its version, or a ModelError saying what to do."""
+    """The Production model (``production_version``) and its version, or a ModelError saying
+    what to do."""
     version = production_version(settings=settings)
     if version is None:
         raise ModelError(
@@ -429,7 +454,14 @@ def untrusted_types(model: Any) -> list[str]:
 
 
 def log_model(*, model: Any, input_example: pd.DataFrame, name: str = MODEL_ARTIFACT) -> Any:
-    """Log a fitted model in the active run (skops format, signature, input example)."""
+    """Log a fitted model in the active run (skops format, signature, input example).
+
+    MLflow's pyfunc flavor serves what the signature describes: the probability of each level
+    (``predict_proba``, a column per level of ``classes_``). ``risk_prob`` also needs the
+    class's required level and is computed by lof from these (``RiskModel.risk``); MLflow's
+    scikit-learn flavor serves only ``predict``, ``predict_proba``, ``predict_log_proba`` or
+    ``score``.
+    """
     import mlflow.sklearn
     from mlflow.models import infer_signature
 
@@ -444,6 +476,7 @@ def log_model(*, model: Any, input_example: pd.DataFrame, name: str = MODEL_ARTI
             input_example=input_example,
             pip_requirements=pip_requirements(),
             skops_trusted_types=trusted or None,
+            pyfunc_predict_fn="predict_proba",
         )
 
 
@@ -477,11 +510,14 @@ def register_version(
     string_tags = {str(k): str(v) for k, v in tags.items()}
     try:
         try:
-            mlflow_client.get_registered_model(name)
+            registered = mlflow_client.get_registered_model(name)
         except Exception as exc:
             if not not_found(exc):
                 raise
-            mlflow_client.create_registered_model(name)
+            mlflow_client.create_registered_model(name, description=MODEL_DESCRIPTION)
+        else:
+            if not registered.description:
+                mlflow_client.update_registered_model(name, description=MODEL_DESCRIPTION)
 
         def create_once() -> Any:
             found = mlflow_client.search_model_versions(f"name='{name}' and run_id='{run_id}'")
@@ -512,19 +548,22 @@ def transition_to_production(
     reason: str = "manual",
     event_id: str | None = None,
     promoted_by: str = "lof promote",
+    note: str = "",
 ) -> None:
-    """Move ``version`` to the configured stage (archiving the others) and point the alias."""
+    """Point the alias at ``version``, then move it to the configured stage (archiving the
+    others): the alias is the truth, so a failure after it leaves a state the next promotion
+    of ``version`` completes (``promotion.already_done`` wants both)."""
     name, stage = settings.model_name, settings.model_stage
     mlflow_client = client(settings=settings)
     version_info(settings=settings, version=version)
 
     def move() -> None:
+        mlflow_client.set_registered_model_alias(name, production_alias(settings), str(version))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             mlflow_client.transition_model_version_stage(
                 name, str(version), stage, archive_existing_versions=True
             )
-        mlflow_client.set_registered_model_alias(name, production_alias(settings), str(version))
         tags = {
             "promoted_by": promoted_by,
             "promoted_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -533,6 +572,14 @@ def transition_to_production(
         }
         for key, value in tags.items():
             mlflow_client.set_model_version_tag(name, str(version), key, value)
+        described = mlflow_client.get_model_version(name, str(version)).description or ""
+        promoted = (
+            f"Promoted to {stage} on {tags['promoted_at'][:10]} by {promoted_by} ({reason})"
+            + (f": {note}" if note else ".")
+        )
+        mlflow_client.update_model_version(
+            name, str(version), description=_promoted_text(described, promoted)
+        )
 
     try:
         move()
@@ -541,6 +588,13 @@ def transition_to_production(
             f"cannot move version {version} of {name!r} to {stage} in {_where(settings)}: "
             f"{type(exc).__name__}; rerun `lof promote --version {version}`"
         ) from exc
+
+
+def _promoted_text(described: str, promoted: str) -> str:
+    """The version's description with how and why it was promoted, in place of the line that
+    said it was not (the latest promotion only: a version promoted again is described anew)."""
+    kept = described.split(NOT_PROMOTED)[0].split("\n\nPromoted to ")[0].rstrip()
+    return f"{kept}\n\n{promoted}" if kept else promoted
 
 
 def point_alias(*, settings: Settings, version: str | None) -> None:

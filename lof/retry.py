@@ -36,6 +36,10 @@ TRANSIENT_PG_CODES = frozenset({"40001", "40P01", "53300", "57P01", "57P02", "57
 TRANSIENT_SQLITE_CODES = frozenset({5, 6})
 
 
+class TransientError(Exception):
+    """An adapter's failure worth another attempt (429, 5xx, timeout, truncated body)."""
+
+
 def call_with_retries(
     fn: Callable[[], T],
     *,
@@ -111,3 +115,71 @@ def _is_psycopg2_operational(orig: BaseException | None) -> bool:
     except ImportError:
         return False
     return isinstance(orig, psycopg2.OperationalError)
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether a whole run failed because a system was unreachable or overloaded, so running it
+    again later may succeed: a transient database error, a refused or dropped connection, a
+    timeout, an adapter's ``TransientError``, AWS throttling or 5xx, MLflow unavailable.
+
+    Looks through the chain of causes (adapters wrap their last failure in a ``LofError``); a
+    ``DataError`` or ``ConfigError`` is never an outage, whatever it was raised from.
+    """
+    from lof.errors import ConfigError, DataError
+
+    if isinstance(exc, DataError | ConfigError):
+        return False
+    from lof.registration import mlflow_unavailable
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if (
+            isinstance(current, TransientError | ConnectionError | TimeoutError)
+            or is_transient_db_error(current)
+            or _is_network_error(current)
+            or _is_aws_unavailable(current)
+        ):
+            return True
+        current = current.__cause__ or current.__context__
+    return mlflow_unavailable(exc)
+
+
+def _is_network_error(exc: BaseException) -> bool:
+    import httpx
+    import requests
+
+    return isinstance(
+        exc,
+        httpx.TransportError
+        | requests.ConnectionError
+        | requests.Timeout
+        | requests.exceptions.RetryError,
+    )
+
+
+_AWS_RETRY_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ProvisionedThroughputExceededException",
+        "RequestLimitExceeded",
+        "SlowDown",
+        "ServiceUnavailable",
+        "InternalServerError",
+        "InternalError",
+    }
+)
+
+
+def _is_aws_unavailable(exc: BaseException) -> bool:
+    from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
+
+    if isinstance(exc, ConnectionError | HTTPClientError):
+        return True
+    if not isinstance(exc, ClientError):
+        return False
+    error = exc.response.get("Error", {})
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+    return error.get("Code") in _AWS_RETRY_CODES or int(status) >= 500

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterable
 from datetime import date
 
 import mlflow
@@ -14,6 +15,14 @@ from lof.calendar import format_day
 from lof.config import Settings
 
 DAILY_EXPERIMENT = "lof-daily-scoring"
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+"""MLflow 3's mark of a model-training experiment: its UI opens on the runs (not on traces)."""
+
+
+def semester_label(slugs: Iterable[str]) -> str:
+    """Semester slugs as a run name part: ``1/2025``, ``2/2025`` -> ``1-2025+2-2025``."""
+    return "+".join(str(slug).replace("/", "-") for slug in slugs)
 
 
 def local_artifact_location(*, settings: Settings, name: str) -> str | None:
@@ -28,14 +37,19 @@ def local_artifact_location(*, settings: Settings, name: str) -> str | None:
 
 
 def ensure_experiment(*, settings: Settings, name: str) -> str:
-    """The id of experiment ``name``, created on first use."""
+    """The id of experiment ``name``, created on first use, marked as a model-training
+    experiment (``EXPERIMENT_KIND``; an experiment made before is marked on its next use)."""
     client = mlflow.MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
     experiment = client.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    return client.create_experiment(
-        name, artifact_location=local_artifact_location(settings=settings, name=name)
-    )
+    if experiment is None:
+        return client.create_experiment(
+            name,
+            artifact_location=local_artifact_location(settings=settings, name=name),
+            tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND},
+        )
+    if experiment.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
+        client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+    return experiment.experiment_id
 
 
 def log_scoring_run(
@@ -133,11 +147,10 @@ def semester_run(*, settings: Settings, experiment_id: str, semester: str, model
         return found[0].info.run_id
     run = client.create_run(
         experiment_id,
-        run_name=f"semester-{semester.replace('/', '-')}",
+        run_name=f"semester-{semester_label([semester])}",
         tags={TREND_TAG: "semester", "lof.semester": semester, "lof.model_name": model_name},
     )
     client.log_param(run.info.run_id, "semester", semester)
-    # a trend run stays open: each day adds a step; MLflow shows it as running until ended
     return run.info.run_id
 
 
@@ -150,7 +163,10 @@ def log_semester_day(
     metrics: dict[str, float],
     per_class: pd.DataFrame | None,
 ) -> None:
-    """Add the day to the semester's series: metrics at step ``day_index``, per-class rows."""
+    """Add the day to the semester's series: metrics at step ``day_index``, per-class rows.
+
+    The trend run is ended again after each day (FINISHED, its end time the day's run): MLflow
+    logs to an ended run, and the UI then shows no semester as running forever."""
     from mlflow.entities import Metric
 
     client = mlflow.MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
@@ -164,6 +180,7 @@ def log_semester_day(
         table.insert(0, "day", day.isoformat())
         table.insert(1, "day_index", day_index)
         client.log_table(run_id, table, PER_CLASS_TABLE)
+    client.set_terminated(run_id, "FINISHED")
 
 
 def _retire_earlier_runs(

@@ -18,7 +18,6 @@ import pandas as pd
 
 from lof import model as lof_model
 from lof import registration, registry, selection, tracking
-from lof.calendar import format_day
 from lof.config import Settings, redact_url
 from lof.errors import DataError, LofError, ModelError
 from lof.examples import LEGACY_CLASS_ID, TrainingSet, build_training_set
@@ -154,7 +153,7 @@ def _train_and_register(
 
     registry.use_tracking_server(settings)
     experiment_id = tracking.ensure_experiment(settings=settings, name=RETRAIN_EXPERIMENT)
-    run_name = f"retrain-{format_day(training.as_of)}"
+    run_name = f"retrain-{tracking.semester_label(training.semesters)}"
     with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as parent:
         registration.log_setup(run=run, candidates=candidates, n_splits=n_splits)
         from lof.feedback import log_feedback_metrics
@@ -182,7 +181,12 @@ def _train_and_register(
         tags = registration.version_tags(
             run=run, results=results, chosen=chosen, final=final, fits=fits
         )
-        version = registration.register(run=run, fits=fits, run_id=parent.info.run_id, tags=tags)
+        description = registration.version_description(
+            run=run, results=results, chosen=chosen, final=final
+        )
+        version = registration.register(
+            run=run, fits=fits, run_id=parent.info.run_id, tags=tags, description=description
+        )
     return _result(
         run=run,
         version=version,

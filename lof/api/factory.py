@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from urllib.parse import urlparse
 
 from fastapi import FastAPI
 
@@ -50,6 +51,9 @@ def create_app(
         openapi_url="/openapi.json" if settings.api_docs else None,
         docs_url=None,
         redoc_url=None,
+        # Served under the path of LOF_PUBLIC_URL (an API Gateway stage, /prod, or a reverse
+        # proxy's prefix): routes match with or without it, and the class page's links keep it.
+        root_path=urlparse(settings.public_url).path.rstrip("/"),
     )
     app.state.settings = settings
     app.state.store_holder = StoreHolder(settings.store_url or "")

@@ -44,7 +44,7 @@ except ImportError:  # pragma: no cover - depends on the platform's wheels
 from lof.config import Settings
 from lof.errors import ConfigError, DataError, SourceError
 from lof.features import EngagementAggregator, empty_engagement
-from lof.retry import call_with_retries
+from lof.retry import TransientError, call_with_retries
 
 log = logging.getLogger(__name__)
 
@@ -282,7 +282,7 @@ def _read_folder(
 # --- Export API source ------------------------------------------------------------------------
 
 
-class _Transient(Exception):
+class _Transient(TransientError):
     """A failure worth another attempt (429, 5xx, timeouts, truncated or corrupt body)."""
 
     def __init__(self, reason: str, *, retry_after: float | None = None) -> None:

@@ -136,3 +136,28 @@ def test_lambda_answers_in_plain_json_even_when_gzip_is_accepted(lambda_env: Pat
         assert response["statusCode"] == 200 and not response["isBase64Encoded"]
         assert "content-encoding" not in response["headers"]
         assert len(json.loads(response["body"])) == len(USERS_A)
+
+
+def test_the_class_page_behind_the_prod_stage_keeps_the_stage_in_its_links(
+    lambda_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """API Gateway hands the Lambda the path without the stage; LOF_PUBLIC_URL names it."""
+    from pydantic import SecretStr
+
+    from lof import links
+
+    secret = "stage-link-secret-0123456789abcdef"
+    monkeypatch.setenv("LOF_LINK_SECRET", secret)
+    monkeypatch.setenv(
+        "LOF_PUBLIC_URL", "https://abc123.execute-api.ap-southeast-1.amazonaws.com/prod"
+    )
+    token, _ = links.sign(
+        secret=SecretStr(secret), class_id=12, ttl_seconds=600, teacher_id="t-0042"
+    )
+    page = api.handler(
+        rest_v1_event("/classes/12/report", {"token": token}, {"accept": "text/html"}), CONTEXT
+    )
+    assert page["statusCode"] == 200, page["body"]
+    assert 'action="/prod/classes/12/feedback"' in page["body"]
+    assert 'href="/prod/classes/12/report?token=' in page["body"]
+    assert 'href="/classes/' not in page["body"] and 'action="/classes/' not in page["body"]

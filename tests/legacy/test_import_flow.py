@@ -133,7 +133,8 @@ def test_import_registers_a_tagged_version_with_signature_and_metrics(day_one):
     assert tags["source_sha256"] == hashlib.sha256(day_one["pickled"].read_bytes()).hexdigest()
     assert tags["pickled_with"] == "1.0.2"
     assert tags["input_scaling"] == legacy.WITHIN_CLASS
-    assert info.description == "former production MLP"
+    # the promotion that followed the import says how and why below the given description
+    assert info.description.startswith("former production MLP\n\nPromoted to Production on ")
 
     import mlflow.artifacts
     import mlflow.sklearn

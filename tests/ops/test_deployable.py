@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
+import sys
 import tomllib
 import uuid
 from datetime import date
@@ -35,40 +37,74 @@ IMPORT_NAMES = {
 
 def test_ci_and_the_image_install_through_the_same_script_and_lock() -> None:
     install = (ROOT / "scripts" / "install").read_text()
-    assert "-c requirements.lock" in install
+    assert "--require-hashes --no-deps -r" in install and "scripts/check-lock" in install
     dockerfile = (ROOT / "Dockerfile").read_text()
-    (run,) = [
-        line for line in dockerfile.splitlines() if "scripts/install" in line and "RUN" in line
-    ]
-    assert run.startswith("RUN bash scripts/install ")
-    assert "COPY scripts/install scripts/install" in dockerfile
-    assert "requirements.lock" in dockerfile
+    runs = [line for line in dockerfile.splitlines() if "scripts/install" in line and "RUN" in line]
+    assert runs == [
+        "RUN bash scripts/install /opt/lof/.venv aws,lambda deps",
+        "RUN bash scripts/install /opt/lof/.venv aws,lambda wheel && rm -rf lof",
+    ]  # the locked dependencies, then lof as a built wheel (not editable)
+    assert "COPY requirements/aws-lambda.lock requirements/aws-lambda.lock" in dockerfile
+    assert "COPY scripts/install scripts/check-lock scripts/" in dockerfile
     makefile = (ROOT / "Makefile").read_text()
     assert "bash scripts/install $(VENV) dev" in makefile
     assert "make test" in (ROOT / ".ci" / "run").read_text()
 
 
-def lock() -> dict[str, str]:
-    pins = {}
-    for line in (ROOT / "requirements.lock").read_text().splitlines():
-        if line and not line.startswith("#"):
-            name, _, version = line.partition("==")
-            pins[re.sub(r"[-_.]+", "-", name).lower()] = version.strip()
-    return pins
+PIN = re.compile(
+    r"^([A-Za-z0-9._-]+)==(\S+) \\\n((?:    --hash=sha256:[0-9a-f]{64}(?: \\)?\n)+)", re.M
+)
 
 
-def test_the_installed_environment_is_the_locked_one() -> None:
-    """CI installs with the lock as constraints, so every locked package present is at its
-    locked version (a mismatch means the lock was not regenerated: scripts/lock)."""
-    pins = lock()
-    for core in ("prefect", "mlflow", "pandas", "scikit-learn", "fastapi", "boto3"):
-        assert core in pins, core
-    mismatched = {}
-    for dist in metadata.distributions():
-        name = re.sub(r"[-_.]+", "-", dist.metadata["Name"]).lower()
-        if name in pins and pins[name] != dist.version:
-            mismatched[name] = (dist.version, pins[name])
-    assert mismatched == {}
+def test_every_locked_release_carries_its_hashes_and_the_sets_agree() -> None:
+    """Each lock pins every package with the hashes of its files; the three install sets share
+    one version of every package they have in common."""
+    versions: dict[str, set[str]] = {}
+    for lock in sorted((ROOT / "requirements").glob("*.lock")):
+        text = lock.read_text()
+        pins = PIN.findall(text)
+        assert len(pins) == len(re.findall(r"^[A-Za-z0-9._-]+==", text, re.M)), lock.name
+        for name, version, _ in pins:
+            versions.setdefault(name.lower(), set()).add(version)
+    assert {p.name for p in (ROOT / "requirements").glob("*.lock")} == {
+        "dev.lock",
+        "aws-lambda.lock",
+        "aws-deploy-dev.lock",
+    }
+    assert {name: v for name, v in versions.items() if len(v) > 1} == {}
+    for core in ("prefect", "mlflow", "pandas", "scikit-learn", "fastapi", "boto3", "setuptools"):
+        assert core in versions, core
+
+
+def check_lock(lock: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "check-lock"), str(lock)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_the_installed_environment_is_the_locked_one_and_a_drift_is_refused(
+    tmp_path: Path,
+) -> None:
+    """CI's environment is exactly requirements/dev.lock (what scripts/install checks last);
+    a lock it no longer matches, either way, is refused with what differs."""
+    lock = (ROOT / "requirements" / "dev.lock").read_text()
+    assert check_lock(ROOT / "requirements" / "dev.lock").returncode == 0
+    version = metadata.version("pandas")
+    moved = tmp_path / "moved.lock"
+    moved.write_text(lock.replace(f"pandas=={version}", "pandas==0.0.1"))
+    refused = check_lock(moved)
+    assert refused.returncode == 1
+    assert f"pandas {version} is installed, the lock says 0.0.1" in refused.stderr
+    assert "run scripts/install again" in refused.stderr
+    dropped = tmp_path / "dropped.lock"
+    dropped.write_text(re.sub(r"^orjson==.*\n(    --hash.*\n)+", "", lock, flags=re.M))
+    assert (
+        "orjson" in check_lock(dropped).stderr
+        and "installed but not locked" in check_lock(dropped).stderr
+    )
 
 
 def _imported_top_level() -> set[str]:
@@ -101,16 +137,64 @@ class _CfnLoader(yaml.SafeLoader):
     pass
 
 
-for _tag in ("!Ref", "!GetAtt", "!Sub"):
-    _CfnLoader.add_constructor(_tag, lambda loader, node: loader.construct_scalar(node))
+def _tagged(loader: yaml.SafeLoader, node: yaml.Node) -> object:
+    if isinstance(node, yaml.SequenceNode):
+        return loader.construct_sequence(node, deep=True)
+    return loader.construct_scalar(node)
+
+
+for _tag in ("!Ref", "!GetAtt", "!Sub", "!If", "!Not", "!Equals", "!Join"):
+    _CfnLoader.add_constructor(_tag, _tagged)
+
+
+def _stack(name: str) -> dict:
+    return yaml.load((ROOT / "deployments" / name).read_text(), Loader=_CfnLoader)
+
+
+def test_the_cloudformation_templates_pass_cfn_lint() -> None:
+    templates = sorted(str(p) for p in (ROOT / "deployments").glob("*.cfn.yaml"))
+    assert len(templates) == 3
+    linted = subprocess.run(
+        [str(Path(sys.executable).with_name("cfn-lint")), *templates],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert linted.returncode == 0, linted.stdout + linted.stderr
+
+
+def _setting_names() -> set[str]:
+    from lof.config import Settings
+
+    names = {f"LOF_{name.upper()}" for name in Settings.model_fields}
+    return names | {"MLFLOW_TRACKING_URI"}
+
+
+def test_the_flows_tasks_can_start_and_reach_what_they_need() -> None:
+    """The execution role reads exactly the stack's secrets (each one a lof setting); the task
+    role is the stores' policy; the network is the operator's, as parameters."""
+    stack = _stack("ecs-flows.cfn.yaml")
+    resources = stack["Resources"]
+    secrets = {k for k, r in resources.items() if r["Type"] == "AWS::SecretsManager::Secret"}
+    assert len(secrets) == 3
+    (policy,) = resources["ExecutionRole"]["Properties"]["Policies"]
+    (statement,) = policy["PolicyDocument"]["Statement"]
+    assert statement["Action"] == "secretsmanager:GetSecretValue"
+    assert sorted(statement["Resource"]) == sorted(secrets)
+    outputs = stack["Outputs"]
+    named = {o["Value"]: o["Description"] for k, o in outputs.items() if k.endswith("SecretArn")}
+    assert set(named) == secrets and set(named.values()) <= _setting_names()
+    assert resources["TaskRole"]["Properties"]["ManagedPolicyArns"] == ["FlowsPolicyArn"]
+    parameters = stack["Parameters"]
+    assert parameters["SubnetIds"]["Type"] == "List<AWS::EC2::Subnet::Id>"
+    assert parameters["SecurityGroupIds"]["Type"] == "List<AWS::EC2::SecurityGroup::Id>"
+    assert parameters["VpcId"]["Type"] == "AWS::EC2::VPC::Id"
 
 
 def test_the_stack_tables_are_the_store_tables(moto_endpoint: str) -> None:
     """The CloudFormation tables, created as written on moto_server, are what the store opens
     with table creation off (its default on AWS); without them it says where they come from."""
-    stack = yaml.load(
-        (ROOT / "deployments" / "s3-eventbridge.cfn.yaml").read_text(), Loader=_CfnLoader
-    )
+    stack = _stack("s3-eventbridge.cfn.yaml")
     prefix = f"cfn{uuid.uuid4().hex[:6]}_"
     url = f"dynamodb://?endpoint={moto_endpoint}&prefix={prefix}&region=us-east-1&create=false"
     with pytest.raises(StoreError, match=rf"table {prefix}predictions does not exist.*cfn"):
@@ -155,7 +239,7 @@ def test_the_stack_tables_are_the_store_tables(moto_endpoint: str) -> None:
 
 
 def test_the_lambda_template_runs_the_api_handler_from_the_image() -> None:
-    stack = yaml.load((ROOT / "deployments" / "api-lambda.cfn.yaml").read_text(), Loader=_CfnLoader)
+    stack = _stack("api-lambda.cfn.yaml")
     function = stack["Resources"]["ApiFunction"]["Properties"]
     assert function["PackageType"] == "Image"
     assert function["ImageConfig"]["Command"] == ["lof.api.handler"]
@@ -165,3 +249,17 @@ def test_the_lambda_template_runs_the_api_handler_from_the_image() -> None:
 
     assert callable(lof.api.handler)
     assert stack["Resources"]["ProxyMethod"]["Properties"]["Integration"]["Type"] == "AWS_PROXY"
+    env = function["Environment"]["Variables"]
+    pages_and_webhooks = {
+        "LOF_API_KEYS",
+        "LOF_LINK_SECRET",
+        "LOF_PUBLIC_URL",
+        "LOF_FRAME_ANCESTORS",
+        "LOF_WEBHOOK_SECRET",
+        "LOF_MLFLOW_WEBHOOK_SECRET",
+    }
+    assert pages_and_webhooks <= set(env) and pages_and_webhooks <= _setting_names()
+    assert {"PREFECT_API_URL", "PREFECT_API_KEY"} <= set(env)
+    # the stage is in LOF_PUBLIC_URL's path, which the pages' links keep
+    assert env["LOF_PUBLIC_URL"][2].endswith("/prod")
+    assert stack["Resources"]["Stage"]["Properties"]["StageName"] == "prod"

@@ -26,7 +26,7 @@ def test_readyz_flips_to_not_ready_when_the_last_scored_day_is_too_old(
     store.write_day(day=old, predictions=prediction_frame(class_id=12, users=(1, 2), seed=1))
 
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
-        stale = client.get("/readyz")
+        stale = client.get("/readyz", headers={"x-api-key": KEYS[0]})
         assert stale.status_code == 503
         assert stale.json()["last_scored_day"] == format_day(old)
         assert stale.json()["model_version"] == REGISTERED_VERSION
@@ -36,7 +36,7 @@ def test_readyz_flips_to_not_ready_when_the_last_scored_day_is_too_old(
         yesterday = today - timedelta(days=1)
         frame = prediction_frame(class_id=12, users=(1, 2), seed=2)
         store.write_day(day=yesterday, predictions=frame)
-        fresh = client.get("/readyz")
+        fresh = client.get("/readyz", headers={"x-api-key": KEYS[0]})
         assert fresh.status_code == 200, fresh.text
         assert fresh.json()["status"] == "ready"
         assert fresh.json()["last_scored_day"] == format_day(yesterday)
@@ -61,8 +61,8 @@ def test_readyz_on_an_empty_store_is_not_ready_unless_staleness_is_off(
     shutil.copy(registry_template, tmp_path / "mlflow.db")
     url = f"sqlite:///{tmp_path / 'lof.db'}"
     with TestClient(create_app(settings_for(tmp_path, url))) as client:
-        empty = client.get("/readyz")
+        empty = client.get("/readyz", headers={"x-api-key": KEYS[0]})
     assert empty.status_code == 503 and "no day has been scored yet" in empty.json()["reason"]
     off = settings_for(tmp_path, url, stale_after_days=None)
     with TestClient(create_app(off)) as client:
-        assert client.get("/readyz").status_code == 200
+        assert client.get("/readyz", headers={"x-api-key": KEYS[0]}).status_code == 200

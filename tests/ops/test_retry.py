@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
 import traceback
@@ -179,3 +180,88 @@ def test_sqlite_locked_is_transient(tmp_path: Path) -> None:
     assert is_transient_db_error(locked)
     missing = error_of(f"sqlite:///{path}", "SELECT * FROM no_such_table")
     assert not is_transient_db_error(missing)
+
+
+def test_an_outage_is_told_apart_from_a_data_or_setup_error(tmp_path: Path) -> None:
+    """Real failures, as the adapters raise them once their own retries are spent."""
+    from botocore.exceptions import ClientError
+
+    from lof import registry
+    from lof.calendar import parse_day
+    from lof.config import Settings
+    from lof.errors import DataError, ModelError, SourceError
+    from lof.retry import is_outage
+    from lof.sources import leb2
+    from tests.servers import free_port
+
+    with pytest.raises(SourceError) as refused:
+        leb2.connect(f"mysql+pymysql://root@127.0.0.1:{free_port()}/leb2")
+    assert is_outage(refused.value)
+    with pytest.raises(SourceError) as missing:
+        leb2.connect(f"sqlite:///{tmp_path / 'none.db'}")
+    assert not is_outage(missing.value)
+    with pytest.raises(DataError) as bad_day:
+        parse_day("20251301")
+    assert not is_outage(bad_day.value)
+    try:
+        try:
+            raise ConnectionResetError
+        except ConnectionResetError:
+            raise DataError("a malformed line") from None
+    except DataError as exc:
+        assert not is_outage(exc)  # a data error stays one, whatever it was raised during
+
+    down = Settings(
+        home=tmp_path, mlflow_tracking_uri=f"http://127.0.0.1:{free_port()}", mlflow_http_retries=0
+    )
+    with pytest.raises(ModelError) as unreachable:
+        registry.read_state(settings=down)
+    assert is_outage(unreachable.value)
+
+    throttled = {"Error": {"Code": "ThrottlingException"}, "ResponseMetadata": {}}
+    assert is_outage(ClientError(throttled, "Query"))
+    denied = {"Error": {"Code": "AccessDeniedException"}, "ResponseMetadata": {}}
+    assert not is_outage(ClientError(denied, "Query"))
+
+
+class Recorded(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_a_scheduled_daily_run_retries_an_outage_but_not_a_missing_model(
+    registry_settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The attempts a deployment's run gets (``outage_attempts``) with the delay cut to 10 ms;
+    the CLI's run (no deployment) is tried once."""
+    import flows.daily_scoring as daily
+    from flows.tasks import outage_attempts
+    from lof.errors import ModelError
+    from tests.servers import free_port
+
+    assert outage_attempts() == 1  # not in a deployment's run
+    monkeypatch.setattr(daily, "outage_attempts", lambda: 3)
+    monkeypatch.setattr(daily, "DAILY_RETRY_DELAY_SECONDS", 0.01)
+    registry_uri = registry_settings.mlflow_tracking_uri
+    recorded = Recorded()
+    logging.getLogger("lof.retry").addHandler(recorded)
+    try:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{free_port()}")
+        monkeypatch.setenv("LOF_MLFLOW_HTTP_RETRIES", "0")
+        with pytest.raises(ModelError, match="cannot read model"):
+            daily.daily_scoring(date="20250301")
+        retried = [m for m in recorded.messages if m.startswith("daily scoring of 20250301")]
+        assert [m.split("; ")[-1][:9] for m in retried] == ["retry 1/2", "retry 2/2"]
+
+        recorded.messages.clear()
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", registry_uri)  # reachable, no model in it
+        with pytest.raises(ModelError, match="no version"):
+            daily.daily_scoring(date="20250301")
+        assert recorded.messages == []
+    finally:
+        logging.getLogger("lof.retry").removeHandler(recorded)

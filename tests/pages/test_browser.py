@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -41,9 +42,9 @@ def _lof(name: str) -> str:
     return shutil.which(name, path=str(Path(sys.executable).parent)) or name
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    home = tmp_path_factory.mktemp("page-home")
+@contextmanager
+def serving(home: Path, *, base_path: str = "", teacher: str = "t-07") -> Iterator[dict]:
+    """`lof serve` over the demo class, and a link from `lof link`, as in the README."""
     url = f"sqlite:///{home / 'lof.db'}"
     written = fill_demo(url)
     port = free_port()
@@ -53,18 +54,24 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         LOF_STORE_URL=url,
         LOF_API_KEYS=KEY,
         LOF_LINK_SECRET=SECRET,
-        LOF_PUBLIC_URL=f"http://127.0.0.1:{port}",
+        LOF_PUBLIC_URL=f"http://127.0.0.1:{port}{base_path}",
     )
     command = [_lof("lof"), "serve", "--port", str(port)]
     with running(command, port=port, log=home / "serve.log", env=env, timeout=60) as base:
         made = subprocess.run(
-            [_lof("lof"), "link", "--class-id", str(DEMO_CLASS), "--teacher-id", "t-07"],
+            [_lof("lof"), "link", "--class-id", str(DEMO_CLASS), "--teacher-id", teacher],
             env=env,
             capture_output=True,
             text=True,
             check=True,
         )
         yield {"base": base, "link": made.stdout.strip(), "written": written, "home": home}
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    with serving(tmp_path_factory.mktemp("page-home")) as found:
+        yield found
 
 
 @pytest.fixture(scope="module")
@@ -223,3 +230,33 @@ def test_access_log_hides_tokens(served: dict) -> None:
     token = served["link"].split("token=")[1]
     assert "token=***" in log
     assert token not in log and token.split(".")[1] not in log
+
+
+@pytest.fixture(scope="module")
+def served_under_prod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """The same page served under the base path of LOF_PUBLIC_URL, as behind an API Gateway
+    stage (https://<api>.execute-api.<region>.amazonaws.com/prod)."""
+    home = tmp_path_factory.mktemp("page-home-prod")
+    with serving(home, base_path="/prod", teacher="t-09") as found:
+        yield found | {"prefix": f"{found['base']}/prod/"}
+
+
+def test_the_page_works_under_a_base_path(served_under_prod: dict, page: Page) -> None:
+    """Its links to other days and its feedback form keep the /prod prefix."""
+    prefix = served_under_prod["prefix"]
+    assert served_under_prod["link"].startswith(prefix + f"classes/{DEMO_CLASS}/report?")
+    assert page.open(served_under_prod["link"]) == 200
+    day_links = page.js("[...document.querySelectorAll('a[href*=\"date=\"]')].map(a => a.href)")
+    assert day_links and all(href.startswith(prefix) for href in day_links)
+    assert page.open(day_links[0]) == 200
+    assert page.js("location.href").startswith(prefix)
+    action = page.js("document.querySelector('details.feedback form').action")
+    assert action == f"{prefix}classes/{DEMO_CLASS}/feedback"
+    page.js(
+        "(() => { const f = document.querySelector('details.feedback form');"
+        "f.closest('details').open = true;"
+        "f.querySelector('input[value=useful]').checked = true; f.submit(); })()"
+    )
+    page.wait_event("Page.loadEventFired")
+    assert page.js("location.href").startswith(prefix)
+    assert "saved" in page.js("document.querySelector('.notice').textContent")

@@ -6,6 +6,7 @@ import warnings
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 
 from lof import promotion, registry
 from lof.api import create_app
@@ -15,8 +16,12 @@ from ._support import model_file_key, register
 
 
 def _readyz_version(settings: Settings) -> str | None:
-    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
-        return client.get("/readyz").json()["model_version"]
+    """The version /readyz names to a key holder (strangers get only ready / not ready)."""
+    keyed = settings.model_copy(update={"api_keys": SecretStr("agreement-key")})
+    with TestClient(create_app(keyed), raise_server_exceptions=False) as client:
+        return client.get("/readyz", headers={"x-api-key": "agreement-key"}).json()[
+            "model_version"
+        ]
 
 
 def _promotion_version(settings: Settings, older: str) -> str | None:

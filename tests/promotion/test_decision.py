@@ -83,7 +83,29 @@ def test_a_refusal_the_alias_asked_for_points_the_alias_back(reason: str, restor
     assert decision.action == "refuse" and decision.restore_alias is restore
 
 
-def test_production_is_the_stage_first_then_the_alias() -> None:
-    assert state(stage="1", alias="2").production == "1"
-    assert state(stage=None, alias="2").production == "2"
+def test_production_is_the_alias_first_then_the_stage() -> None:
+    assert state(stage="1", alias="2").production == "2"
+    assert state(stage="1", alias=None).production == "1"
     assert state(stage=None, alias=None).production is None
+    # a person moved the alias onto v2 in the MLflow UI: v1 (still at the stage) is replaced
+    assert state(stage="1", alias="2").serving_before("2") == "1"
+    assert state(stage="1", alias="1").serving_before("3") == "1"
+    assert state(stage="2", alias="2").serving_before("2") is None
+
+
+@pytest.mark.parametrize(("reason", "action"), [("mlflow-alias", "promote"), ("manual", "refuse")])
+def test_a_gate_that_cannot_compare_leaves_the_choice_to_a_person(reason: str, action: str) -> None:
+    """A retrain on the same semesters leaves no held-out row neither version trained on: the
+    run says so in one line with both overrides; the alias set in the MLflow UI is one."""
+    report = GateReport(
+        "3", "1", None, "m", None, None, 0.02, 0, False, note="no rows", comparable=False
+    )
+    request = PromotionRequest(version="3", reason=reason)
+    decision = decide(request=request, state=state(alias="3"), model_name=NAME, gate=report)
+    assert decision.action == action and not decision.restore_alias
+    if action == "refuse":
+        assert "\n" not in decision.reason and "(no rows)" in decision.reason
+        assert "`lof promote --version 3 --force`" in decision.reason
+        assert "set the alias 'production' on version 3 in the MLflow UI" in decision.reason
+    else:
+        assert "a person set the alias in the MLflow UI" in decision.reason

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -108,101 +105,34 @@ def test_eventbridge_rule_filters_model_files_and_sends_the_secret() -> None:
     assert stack["Parameters"]["WebhookSecret"]["NoEcho"] is True
 
 
-def without_image_build(tmp_path: Path) -> Path:
-    """prefect.yaml with the ECS deployments' Docker build and push steps removed and their
-    image named directly: no Docker engine runs here, so the image cannot be built. Everything
-    else (both pools, schedules, triggers, pull steps) is deployed as written."""
-    config = yaml.safe_load((ROOT / "prefect.yaml").read_text())
-    for deployment in config["deployments"]:
-        if deployment["work_pool"]["name"] == "lof-ecs":
-            assert "build_docker_image" in str(deployment.pop("build"))
-            assert "push_docker_image" in str(deployment.pop("push"))
-            pool = copy.deepcopy(deployment["work_pool"])
-            assert pool["job_variables"]["image"] == "{{ build-image.image }}"
-            pool["job_variables"]["image"] = "lof:test"
-            deployment["work_pool"] = pool
-    path = tmp_path / "prefect.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return path
+def test_days_and_versions_validate_as_a_person_types_them() -> None:
+    """`prefect deployment run -p date=20261206 -p version=2` sends JSON numbers: the flows'
+    parameter schemas (what the server checks) take them, and still refuse what is no day or
+    version; the flows then read them as text."""
+    from prefect.utilities.callables import parameter_schema
+    from prefect.utilities.schema_tools.validation import ValidationError, validate
 
+    from flows.backfill import backfill
+    from flows.daily_scoring import daily_scoring
+    from flows.promote import promote
+    from flows.retrain import retrain
 
-@pytest.mark.usefixtures("prefect_api")
-def test_prefect_deploy_all_creates_schedules_and_the_trigger(tmp_path: Path) -> None:
-    """Both pools: the local process pool and an ECS pool (`ecs`, prefect-aws's worker type;
-    Prefect Cloud's `ecs:push` has the same job variables). The image build is skipped, see
-    ``without_image_build``."""
-    project = ROOT
-    from prefect.client.orchestration import get_client
-    from prefect.settings import PREFECT_API_URL
+    cases = [
+        (daily_scoring, {"date": 20261206}, {"date": 2026126}),
+        (daily_scoring, {"date": "20261206"}, {"date": "yesterday"}),
+        (backfill, {"start": 20261201, "end": "2026-12-06"}, {"start": 20261201, "end": 1.5}),
+        (retrain, {"as_of": 20260110}, {"as_of": True}),
+        (promote, {"version": 2}, {"version": 0}),
+        (promote, {"version": ""}, {"version": "v2"}),
+    ]
+    for flow, typed, wrong in cases:
+        schema = parameter_schema(flow).model_dump()
+        validate(typed, schema, raise_on_error=True)
+        with pytest.raises(ValidationError):
+            validate(wrong, schema, raise_on_error=True)
+    from pydantic import TypeAdapter
 
-    env = {
-        **os.environ,
-        "PREFECT_API_URL": PREFECT_API_URL.value(),
-        "LOF_PROJECT_DIR": str(project),
-        "PREFECT_HOME": str(tmp_path / "prefect-home"),
-        "PREFECT_CLI_PROMPT": "false",
-    }
-    prefect = str(Path(sys.executable).parent / "prefect")
-    for pool, kind in (("lof-process", "process"), ("lof-ecs", "ecs")):
-        subprocess.run(
-            [prefect, "work-pool", "create", pool, "--type", kind, "--overwrite"],
-            env=env,
-            cwd=project,
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
-    prefect_file = without_image_build(tmp_path)
-    done = subprocess.run(
-        [prefect, "--no-prompt", "deploy", "--all", "--prefect-file", str(prefect_file)],
-        env=env,
-        cwd=project,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    from flows.parameters import Day, Version
 
-    with get_client(sync_client=True) as client:
-        by_name = {
-            d.name: d
-            for d in client.read_deployments()
-            if d.name in {"daily-scoring", "retrain", "promote", "backfill"}
-        }
-        assert set(by_name) == {"daily-scoring", "retrain", "promote", "backfill"}
-        daily = by_name["daily-scoring"].schedules[0].schedule
-        assert (daily.cron, daily.timezone) == ("0 3 * * *", "Asia/Bangkok")
-        # a second daily run while one runs is cancelled, never queued behind a hung one
-        assert by_name["daily-scoring"].global_concurrency_limit.limit == 1
-        assert by_name["daily-scoring"].concurrency_options.collision_strategy == "CANCEL_NEW"
-        retrain = by_name["retrain"].schedules[0].schedule
-        assert retrain.cron == "0 2 10 1,6 *" and retrain.timezone == "Asia/Bangkok"
-        assert by_name["backfill"].schedules == [] and by_name["promote"].schedules == []
-        assert all(d.work_pool_name == "lof-process" for d in by_name.values())
-        assert by_name["promote"].pull_steps[0]["prefect.deployments.steps.set_working_directory"][
-            "directory"
-        ] == str(project)
-
-        ecs = {
-            d.name: d
-            for d in client.read_deployments()
-            if d.name in {"daily-scoring-ecs", "retrain-ecs", "promote-ecs", "backfill-ecs"}
-        }
-        assert len(ecs) == 4
-        for deployment in ecs.values():
-            assert deployment.work_pool_name == "lof-ecs"
-            assert deployment.job_variables["image"] == "lof:test"
-            assert deployment.pull_steps == [
-                {"prefect.deployments.steps.set_working_directory": {"directory": "/opt/lof"}}
-            ]
-        assert ecs["daily-scoring-ecs"].concurrency_options.collision_strategy == "CANCEL_NEW"
-        assert client.read_work_pool("lof-ecs").type == "ecs"
-
-        automations = client.read_resource_related_automations(
-            f"prefect.deployment.{by_name['promote'].id}"
-        )
-        (automation,) = automations
-        assert automation.trigger.expect == {"lof.model.uploaded"}
-        (action,) = automation.actions
-        assert action.deployment_id == by_name["promote"].id
-        assert "default(" in action.parameters["version"]
+    assert TypeAdapter(Day).validate_python(20261206) == "20261206"
+    assert TypeAdapter(Version).validate_python(2) == "2"

@@ -166,15 +166,37 @@ def test_refused_alias_promotion_points_the_alias_back(registry_settings: Settin
 
 @pytest.mark.usefixtures("prefect_api")
 def test_gate_without_holdout_refuses_unless_forced(registry_settings: Settings) -> None:
+    from prefect.client.orchestration import get_client
+
     s = registry_settings
     v1 = register(s, "good", seed=0, holdout=False)
     assert promote(version=v1).status == "promoted"  # nothing at Production to compare with
     v2 = register(s, "good", seed=3, holdout=False)
     state = promote(version=v2, return_state=True)
     assert state.is_failed()
-    with pytest.raises(ModelError, match="no held-out data"):
+    line = state.message
+    assert "\n" not in line and "no held-out data" in line
+    assert f"`lof promote --version {v2} --force`" in line and "MLflow UI" in line
+    with pytest.raises(ModelError) as raised:
         state.result()
-    assert promote(version=v2, force=True).status == "promoted"
+    assert str(raised.value) == line
+    with get_client(sync_client=True) as client:
+        (artifact,) = [
+            a
+            for a in client.read_artifacts()
+            if a.key == "promotion-refused" and a.flow_run_id == state.state_details.flow_run_id
+        ]
+    assert line in artifact.data
+    assert version(s, v2).current_stage == "None" and _alias(s) == v1
+
+    v3 = register(s, "good", seed=4, holdout=False)
+    assert promote(version=v3, force=True).status == "promoted"
+    # The MLflow UI path: a person sets the alias on v2; its webhook's run promotes it.
+    registry.client(settings=s).set_registered_model_alias(s.model_name, "production", v2)
+    by_alias = promote(version=v2, reason="mlflow-alias", event_id="mlflow:2")
+    assert by_alias.status == "promoted" and by_alias.previous == v3
+    assert version(s, v2).current_stage == "Production" and _alias(s) == v2
+    assert version(s, v3).current_stage == "Archived"
 
 
 @pytest.mark.usefixtures("prefect_api")
