@@ -19,9 +19,7 @@ def _readyz_version(settings: Settings) -> str | None:
     """The version /readyz names to a key holder (strangers get only ready / not ready)."""
     keyed = settings.model_copy(update={"api_keys": SecretStr("agreement-key")})
     with TestClient(create_app(keyed), raise_server_exceptions=False) as client:
-        return client.get("/readyz", headers={"x-api-key": "agreement-key"}).json()[
-            "model_version"
-        ]
+        return client.get("/readyz", headers={"x-api-key": "agreement-key"}).json()["model_version"]
 
 
 def _promotion_version(settings: Settings, older: str) -> str | None:
