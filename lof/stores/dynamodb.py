@@ -248,6 +248,29 @@ def _until_processed(fn: Callable[[], None], *, what: str) -> None:
     )
 
 
+def write_chunk(
+    client: Any, table: str, chunk: list[dict[str, Any]], *, what: str, url: str
+) -> None:
+    """One BatchWriteItem (at most 25 requests), its unprocessed part sent again with backoff."""
+    pending = chunk
+
+    def write() -> None:
+        nonlocal pending
+        response = client.batch_write_item(RequestItems={table: pending})
+        pending = response.get("UnprocessedItems", {}).get(table, [])
+        if pending:
+            raise _Unprocessed()
+
+    try:
+        _until_processed(write, what=what)
+    except _Unprocessed:
+        raise StoreError(
+            f"{what}: DynamoDB left {len(pending)} items unprocessed after "
+            f"{UNPROCESSED_ATTEMPTS} attempts on LOF_STORE_URL={url!r} (throttled); "
+            "rerun later or raise the table's capacity"
+        ) from None
+
+
 class _DynamoBase:
     """Table handling shared by both stores: creation, batches, pagination, generations."""
 
@@ -328,23 +351,7 @@ class _DynamoBase:
                 future.result()
 
     def _write_chunk(self, chunk: list[dict[str, Any]], *, what: str) -> None:
-        pending = chunk
-
-        def write() -> None:
-            nonlocal pending
-            response = self.client.batch_write_item(RequestItems={self.table: pending})
-            pending = response.get("UnprocessedItems", {}).get(self.table, [])
-            if pending:
-                raise _Unprocessed()
-
-        try:
-            _until_processed(write, what=what)
-        except _Unprocessed:
-            raise StoreError(
-                f"{what}: DynamoDB left {len(pending)} items unprocessed after "
-                f"{UNPROCESSED_ATTEMPTS} attempts on LOF_STORE_URL={self.url!r} (throttled); "
-                "rerun later or raise the table's capacity"
-            ) from None
+        write_chunk(self.client, self.table, chunk, what=what, url=self.url)
 
     def _batch_get(self, keys: list[tuple[str, str]]) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []

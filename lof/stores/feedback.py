@@ -279,7 +279,7 @@ class DynamoFeedbackStore:
                 if not response.get("LastEvaluatedKey"):
                     break
                 request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
-            batch_write(self.client, self.table, delete_requests(found), what=what)
+            batch_write(self.client, self.table, delete_requests(found), what=what, url=self.url)
             return len(found)
 
         return self._guard(run, what=what)

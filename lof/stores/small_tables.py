@@ -50,27 +50,14 @@ class SqlTables:
         self.engine.dispose()
 
 
-def batch_write(client: Any, table: str, requests: list[dict[str, Any]], *, what: str) -> None:
-    """BatchWriteItem in chunks of 25, unprocessed items sent again with backoff."""
-    from lof.stores.dynamodb import BATCH_WRITE_MAX, _Unprocessed, _until_processed
+def batch_write(
+    client: Any, table: str, requests: list[dict[str, Any]], *, what: str, url: str
+) -> None:
+    """BatchWriteItem in chunks of 25 (``lof.stores.dynamodb.write_chunk``)."""
+    from lof.stores.dynamodb import BATCH_WRITE_MAX, write_chunk
 
     for start in range(0, len(requests), BATCH_WRITE_MAX):
-        pending = requests[start : start + BATCH_WRITE_MAX]
-
-        def write() -> None:
-            nonlocal pending
-            response = client.batch_write_item(RequestItems={table: pending})
-            pending = response.get("UnprocessedItems", {}).get(table, [])
-            if pending:
-                raise _Unprocessed()
-
-        try:
-            _until_processed(write, what=what)
-        except _Unprocessed:
-            raise StoreError(
-                f"{what}: DynamoDB left {len(pending)} items unprocessed on table {table} "
-                "(throttled); rerun later"
-            ) from None
+        write_chunk(client, table, requests[start : start + BATCH_WRITE_MAX], what=what, url=url)
 
 
 def delete_requests(items: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -152,7 +139,7 @@ class DynamoTable:
         )
 
     def batch(self, requests: list[dict[str, Any]], *, what: str) -> None:
-        batch_write(self.client, self.table, requests, what=what)
+        batch_write(self.client, self.table, requests, what=what, url=self.url)
 
     def delete_keys(self, items: list[dict[str, Any]], *, what: str) -> int:
         self.batch(delete_requests(items), what=what)
