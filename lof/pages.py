@@ -34,6 +34,7 @@ from lof import feedback as fb
 from lof import links, report
 from lof.api.deps import ApiKeyDep, SettingsDep, StoreDep, guard_store, store_dep
 from lof.api.params import parse_id, parse_predicted_dt
+from lof.api.privacy import not_shown
 from lof.api.problems import ApiProblem, Problem
 from lof.config import Settings
 from lof.errors import ConfigError, DataError, StoreError
@@ -324,6 +325,7 @@ async def class_report(
         return _store_down(settings)
     if built is None:
         return _no_predictions(settings, cid=cid, token=token, all_days=all_days, day=shown_day)
+    built.not_shown = await run_in_threadpool(not_shown, request, class_id=cid, day=built.day)
     return _report_page(
         settings,
         built=built,

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from lof.api import ops, predictions, webhooks
+from lof.api import ops, predictions, privacy, webhooks
 from lof.api.cache import CACHE_BYTES, CACHE_SECONDS, BodyCache
 from lof.api.deps import API_KEY_HEADER, StoreHolder
 from lof.api.ops import ReadyCache
@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     yield
     app.state.store_holder.close()
+    privacy.close(app)
 
 
 def create_app(
@@ -60,6 +61,7 @@ def create_app(
     from lof.pages import include_pages
 
     include_pages(app, settings)
+    privacy.install(app, settings)  # after every router: the access log sees them all
     return app
 
 

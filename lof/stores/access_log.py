@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 
 from lof.stores.small_tables import DynamoTable, SqlTables
+from lof.stores.sql import insert_rows
 
 METADATA = sa.MetaData()
 ACCESS_LOG = sa.Table(
@@ -75,7 +76,12 @@ class AccessLog(Protocol):
 
 
 def _naive(moment: datetime) -> datetime:
-    return moment.astimezone(UTC).replace(tzinfo=None)
+    """The naive UTC time SQL columns keep (entries are made in UTC already)."""
+    return (
+        moment.replace(tzinfo=None)
+        if moment.tzinfo is UTC
+        else moment.astimezone(UTC).replace(tzinfo=None)
+    )
 
 
 class SqlAccessLog(SqlTables):
@@ -104,7 +110,10 @@ class SqlAccessLog(SqlTables):
 
         def transaction() -> None:
             with self.engine.begin() as conn:
-                conn.execute(ACCESS_LOG.insert(), rows)
+                if conn.dialect.name == "sqlite":  # one executemany (sql.insert_rows)
+                    insert_rows(conn, ACCESS_LOG, [{"id": None, **row} for row in rows])
+                else:
+                    conn.execute(ACCESS_LOG.insert(), rows)
 
         self.run(transaction, what="writing")
 

@@ -39,7 +39,13 @@ _CHECKS = [
 _HOME = Path(tempfile.mkdtemp(prefix="lof-schemathesis-"))
 _URL = f"sqlite:///{_HOME / 'lof.db'}"
 _APP = create_app(
-    settings_for(_HOME, _URL, link_secret="schemathesis-link-secret-0123", stale_after_days=None)
+    settings_for(
+        _HOME,
+        _URL,
+        link_secret="schemathesis-link-secret-0123",
+        pseudonym_secret="schemathesis-pseudonym-secret-0123",
+        stale_after_days=None,
+    )
 )  # 2023 data
 # only this module's endpoints: /webhooks/* belong to lof.api.webhooks and are tested there
 schema = schemathesis.openapi.from_asgi("/openapi.json", _APP).exclude(path_regex="^/webhooks")
@@ -51,6 +57,7 @@ _MUST_REACH: dict[str, set[int]] = {
     "/predictions": {200, 422},
     "/readyz": {200},
     "/classes/{class_id}/students/{user_id}/history": {422},
+    "/students/{user_id}/opt-out": {200, 422},
 }
 
 
@@ -98,5 +105,9 @@ def test_api_conforms_to_its_openapi(case, reached: dict[str, set[int]]) -> None
 @pytest.mark.timeout(300)
 def test_api_without_key_conforms_to_its_openapi(case) -> None:
     response = case.call_and_validate(checks=_CHECKS)
-    if case.path in ("/predictions", "/classes/{class_id}/students/{user_id}/history"):
+    if case.path in (
+        "/predictions",
+        "/classes/{class_id}/students/{user_id}/history",
+        "/students/{user_id}/opt-out",
+    ):
         assert response.status_code == 401
