@@ -155,22 +155,21 @@ class AccessLogMiddleware:
             await send(message)
 
         await self.app(scope, reading if body is not None else receive, sending)
-        route = getattr(scope.get("route"), "path", None)
-        kind = LOGGED.get((scope["method"], route or ""))
+        route = getattr(scope.get("route"), "path", "")
+        kind = LOGGED.get((scope["method"], route))
         if kind is None or status in (0, 401, 403):
             return
-        entry = self._entry(
-            scope, kind=kind, route=f"{scope['method']} {route}", status=status, body=body
-        )
+        entry = self._entry(scope, kind=kind, route=route, status=status, body=body)
         if entry is not None:
             self.recorder.add(entry)
 
     def _entry(
         self, scope: Scope, *, kind: str, route: str, status: int, body: bytearray | None
     ) -> AccessEntry | None:
-        query = _query(scope.get("query_string", b""))
-        fields = _body_fields(scope, body)
-        given = {**fields, **query, **scope.get("path_params", {})}
+        given = _query(scope.get("query_string", b""))
+        if body:
+            given = {**_body_fields(scope, body), **given}
+        given.update(scope.get("path_params", ()))
         class_id = _id(given.get("class_id"))
         day = _day(given.get("predicted_dt") or given.get("date"))
         teacher = given.get("teacher_id")
@@ -191,7 +190,7 @@ class AccessLogMiddleware:
             teacher = None
         return AccessEntry(
             at=datetime.now(UTC),
-            route=route,
+            route=f"{scope['method']} {route}",
             status=status,
             class_id=class_id,
             day=day,
@@ -203,10 +202,10 @@ class AccessLogMiddleware:
 _QUERY_NAMES = frozenset({"class_id", "predicted_dt", "date", "token"})
 
 
-def _query(raw: bytes) -> dict[str, str]:
+def _query(raw: bytes) -> dict[str, Any]:
     """The query values the log reads (the first of each name); cheaper than ``parse_qs`` of
     the whole query on every request."""
-    out: dict[str, str] = {}
+    out: dict[str, Any] = {}
     for part in raw.decode("latin-1").split("&"):
         name, _, value = part.partition("=")
         if name in _QUERY_NAMES and name not in out:
@@ -222,10 +221,8 @@ def _header(scope: Scope, name: str) -> str | None:
     return None
 
 
-def _body_fields(scope: Scope, body: bytearray | None) -> Mapping[str, Any]:
+def _body_fields(scope: Scope, body: bytearray) -> Mapping[str, Any]:
     """The fields of a JSON object or form body (nothing if it is neither)."""
-    if not body:
-        return {}
     if "json" in (_header(scope, "content-type") or ""):
         try:
             data = orjson.loads(bytes(body))

@@ -44,7 +44,7 @@ ACCESS_LOG = sa.Table(
 )
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class AccessEntry:
     """One access: ``at`` (UTC), ``route`` (method and path template), ``status``,
     ``class_id``, ``day`` (YYYYMMDD), ``teacher_id``, ``key_id`` (None when not known)."""
