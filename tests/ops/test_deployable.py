@@ -103,6 +103,8 @@ class _CfnLoader(yaml.SafeLoader):
 
 for _tag in ("!Ref", "!GetAtt", "!Sub"):
     _CfnLoader.add_constructor(_tag, lambda loader, node: loader.construct_scalar(node))
+for _tag in ("!If", "!Not", "!Equals"):
+    _CfnLoader.add_constructor(_tag, lambda loader, node: loader.construct_sequence(node))
 
 
 def test_the_stack_tables_are_the_store_tables(moto_endpoint: str) -> None:
@@ -117,7 +119,14 @@ def test_the_stack_tables_are_the_store_tables(moto_endpoint: str) -> None:
         open_prediction_store(url)
 
     client = boto3.client("dynamodb", endpoint_url=moto_endpoint, region_name="us-east-1")
-    for resource in ("FeaturesTable", "PredictionsTable", "FeedbackTable"):
+    tables = (
+        "FeaturesTable",
+        "PredictionsTable",
+        "FeedbackTable",
+        "PrivacyTable",
+        "AccessLogTable",
+    )
+    for resource in tables:
         props = stack["Resources"][resource]["Properties"]
         client.create_table(
             TableName=props["TableName"].replace("${TablePrefix}", prefix),
@@ -135,7 +144,14 @@ def test_the_stack_tables_are_the_store_tables(moto_endpoint: str) -> None:
 
     from lof.stores.feedback import open_feedback_store
 
-    open_feedback_store(url)  # the stack's feedback table, opened with creation off
+    open_feedback_store(url)  # the stack's tables, opened with creation off
+    from lof.stores.access_log import open_access_log
+    from lof.stores.privacy import open_privacy_store
+
+    open_privacy_store(url).opted_out()
+    open_access_log(url).read(since=day)
+    access_log = stack["Resources"]["AccessLogTable"]["Properties"]
+    assert access_log["TimeToLiveSpecification"] == {"AttributeName": "ttl", "Enabled": True}
 
     api_policy = stack["Resources"]["ApiPolicy"]["Properties"]["PolicyDocument"]["Statement"]
     writes = [
@@ -143,8 +159,10 @@ def test_the_stack_tables_are_the_store_tables(moto_endpoint: str) -> None:
         for statement in api_policy
         if any("Write" in a or "Put" in a or "Delete" in a for a in statement["Action"])
     ]
-    # the API writes only teachers' feedback
-    assert writes and all("FeedbackTable" in str(s["Resource"]) for s in writes)
+    # the API writes feedback, the opt-out list, the access log and (an opt-out) predictions;
+    # it never writes the features table
+    written = {str(s["Resource"]).split(".")[0] for s in writes}
+    assert written == {"FeedbackTable", "PrivacyTable", "AccessLogTable", "PredictionsTable"}
 
 
 def test_the_lambda_template_runs_the_api_handler_from_the_image() -> None:
