@@ -188,7 +188,8 @@ def forget(
             after_step=save,
             progress=progress,
         )
-        privacy.record_erasure(entry.id, removed=removed.counts, finished=True)
+        # a finished entry checked again keeps the day it was finished
+        privacy.record_erasure(entry.id, removed=removed.counts, finished=not entry.done)
         removed.note = removed.note or f"erasure {entry.id} recorded ({len(hashes)} id(s))"
         return removed
     finally:

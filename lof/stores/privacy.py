@@ -377,8 +377,10 @@ class DynamoPrivacyStore(DynamoTable):
 
     def opt_in(self, hashes: Collection[str]) -> int:
         def write() -> int:
-            present = [{"pk": {"S": "OPTOUT"}, "sk": {"S": h}} for h in sorted(set(hashes))]
-            present = [k for k in present if k["sk"]["S"] in self._opted_out()]
+            listed = self._opted_out()
+            present = [
+                {"pk": {"S": "OPTOUT"}, "sk": {"S": h}} for h in sorted(set(hashes) & listed)
+            ]
             return self.delete_keys(present, what="removing opt-outs")
 
         return self.guard(write, what="removing opt-outs")

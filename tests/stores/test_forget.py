@@ -115,6 +115,7 @@ def test_an_interrupted_forget_finishes_on_rerun(
     # once finished, a rerun checks every store again and finds nothing
     again = governance.forget(settings, [X])
     assert "was finished" in again.note and again.counts == removed.counts
+    assert privacy.erasures()[0].finished_at == entry.finished_at
 
 
 def test_opt_out_removes_what_is_shown_and_opt_in_lets_the_student_back(
