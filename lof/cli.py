@@ -387,8 +387,7 @@ def _print_removed(name: str, count: int) -> None:
 @app.command()
 @clear_failures
 def forget(user_id: UserIds) -> None:
-    """Erase students from every store lof writes, and opt them out; rerun to finish an
-    interrupted erasure. Prints what each store removed, never the ids."""
+    """Erase students from every store lof writes and opt them out (rerun to finish)."""
     from lof import governance
 
     settings, ids = _students(user_id, what="lof forget")
@@ -399,8 +398,7 @@ def forget(user_id: UserIds) -> None:
 @app.command("opt-out")
 @clear_failures
 def opt_out(user_id: UserIds) -> None:
-    """Stop scoring, storing and showing students: their predictions and feedback go now,
-    and no later run or retrain uses them."""
+    """Stop scoring, storing, showing and training on students (predictions go now)."""
     from lof import governance
 
     settings, ids = _students(user_id, what="lof opt-out")
@@ -423,8 +421,7 @@ def opt_in(user_id: UserIds) -> None:
 def purge(
     before: Annotated[str, typer.Option("--before", help="First day kept, YYYYMMDD.")],
 ) -> None:
-    """Remove every store's days before --before (as LOF_RETENTION_DAYS does each day); the
-    features store keeps what the next day needs."""
+    """Remove every store's days before --before, as LOF_RETENTION_DAYS does daily."""
     check_before_prefect(**{"--before": before})
     from flows.purge import purge as purge_flow
 
