@@ -20,7 +20,7 @@ from flows.tasks import (
     run_settings,
     send_lof_logs_to_prefect,
 )
-from lof import drift, legacy, reasons, registry, scoring, tracking
+from lof import drift, governance, legacy, optout, reasons, registry, scoring, tracking
 from lof import model as lof_model
 from lof.calendar import format_day, parse_day, yesterday_local
 from lof.config import Settings
@@ -29,6 +29,7 @@ from lof.retry import call_with_retries, is_outage
 from lof.sources import leb2
 from lof.stores import open_feature_store, open_prediction_store
 from lof.stores.base import FeatureStore, PredictionStore
+from lof.stores.privacy import open_privacy_store
 
 
 @io_task()
@@ -44,15 +45,26 @@ def load_model(settings: Settings) -> tuple[Any, str]:
 
 
 @io_task()
+def load_exclusions(settings: Settings) -> optout.Exclusions:
+    return optout.load(settings)
+
+
+@io_task()
 def build_features(
     settings: Settings,
     engine: Engine,
     feature_store: FeatureStore,
     day: date,
     classes: pd.DataFrame,
+    exclusions: optout.Exclusions = optout.NO_EXCLUSIONS,
 ) -> scoring.DayFeatures:
     return scoring.compute_day_features(
-        settings=settings, engine=engine, feature_store=feature_store, day=day, classes=classes
+        settings=settings,
+        engine=engine,
+        feature_store=feature_store,
+        day=day,
+        classes=classes,
+        exclusions=exclusions,
     )
 
 
@@ -92,6 +104,43 @@ def write_predictions(
     prediction_store: PredictionStore, day: date, predictions: pd.DataFrame
 ) -> None:
     prediction_store.write_day(day=day, predictions=predictions)
+
+
+@io_task()
+def record_hidden(
+    settings: Settings, exclusions: optout.Exclusions, day_features: scoring.DayFeatures
+) -> int:
+    """Remember, per class, the opted-out students the day left out (the class page counts
+    them); returns how many the day's classes do not show."""
+    privacy = open_privacy_store(settings.store_url)
+    try:
+        hidden = optout.day_hidden(
+            store=privacy,
+            exclusions=exclusions,
+            day=day_features.day,
+            class_ids=day_features.classes["class_id"].tolist(),
+            found=day_features.hidden,
+        )
+        privacy.replace_hidden(day=day_features.day, hidden=hidden)
+        return sum(len(h) for h in hidden.values())
+    finally:
+        privacy.close()
+
+
+@io_task()
+def apply_retention(settings: Settings, day: date) -> dict[str, int]:
+    """LOF_RETENTION_DAYS: remove the days before the cut from every store."""
+    cut = governance.retention_cut(settings, day)
+    if cut is None:
+        return {}
+    removed = governance.purge(settings, cut)
+    get_run_logger().info(
+        "retention (LOF_RETENTION_DAYS=%d): removed before %s: %s",
+        settings.retention_days,
+        format_day(cut),
+        ", ".join(removed.lines()),
+    )
+    return removed.counts
 
 
 @io_task()
@@ -162,6 +211,7 @@ def fill_missing_days(
     feature_store: FeatureStore,
     day: date,
     classes: pd.DataFrame,
+    exclusions: optout.Exclusions = optout.NO_EXCLUSIONS,
 ) -> list[date]:
     """Catch up: build the features store day by day up to D-1 so day D reads D-1's state."""
     missing = scoring.days_to_fill(feature_store=feature_store, classes=classes, day=day)
@@ -175,9 +225,10 @@ def fill_missing_days(
     with count_bar(interactive() and bool(missing), what="filling missed days") as advance:
         for n, past in enumerate(missing, start=1):
             past_classes = find_ongoing_classes(settings, engine, past)
-            write_features(
-                feature_store, build_features(settings, engine, feature_store, past, past_classes)
+            past_features = build_features(
+                settings, engine, feature_store, past, past_classes, exclusions
             )
+            write_features(feature_store, past_features)
             if advance is not None:
                 advance(n, len(missing))
     return missing
@@ -214,21 +265,24 @@ def daily_scoring(date: Day | None = None) -> dict[str, Any]:
 def score_day(settings: Settings, day: date) -> dict[str, Any]:
     """One attempt at day ``day``: every step of the daily flow, in order."""
     logger = get_run_logger()
+    exclusions = load_exclusions(settings)
     model, version = load_model(settings)
     engine = leb2.connect(settings.leb2_url)
     feature_store = open_feature_store(settings.store_url, state_dir=settings.home / "cache")
     prediction_store = open_prediction_store(settings.store_url)
 
     classes = find_ongoing_classes(settings, engine, day)
-    filled = fill_missing_days(settings, engine, feature_store, day, classes)
-    day_features = build_features(settings, engine, feature_store, day, classes)
+    filled = fill_missing_days(settings, engine, feature_store, day, classes, exclusions)
+    day_features = build_features(settings, engine, feature_store, day, classes, exclusions)
     predictions = predict(settings, model, version, day_features)
     summary = scoring.summarize_day(day=day, predictions=predictions, model_version=version)
 
     # Predictions first: the features store's last complete day is what catch-up trusts, so it
     # may only move to D once D's predictions are stored.
     write_predictions(prediction_store, day, predictions)
+    not_shown = record_hidden(settings, exclusions, day_features)
     write_features(feature_store, day_features)
+    retention = apply_retention(settings, day)
     psi = feature_drift(settings, version, day_features)
     run_id = log_to_mlflow(settings, summary, day_features, psi)
     report_drift(settings, day, version, psi)
@@ -261,4 +315,6 @@ def score_day(settings: Settings, day: date) -> dict[str, Any]:
         "per_class": per_class.to_dict(orient="records"),
         "mlflow_run_id": run_id,
         "drift": psi,
+        "not_shown": not_shown,
+        "retention": retention,
     }

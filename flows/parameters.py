@@ -118,3 +118,8 @@ def import_run_name() -> str:
     """``import-model-as-of-20260110``."""
     as_of = _parameters().get("as_of")
     return f"import-model-as-of-{_day_name(as_of) if as_of else _local_day(yesterday=False)}"
+
+
+def purge_run_name() -> str:
+    """``purge-before-20241207``."""
+    return f"purge-before-{_day_name(_parameters().get('before'))}"

@@ -34,6 +34,7 @@ DAILY_TIMEOUT_SECONDS = 3 * 3600
 BACKFILL_TIMEOUT_SECONDS = 24 * 3600
 RETRAIN_TIMEOUT_SECONDS = 6 * 3600
 PROMOTE_TIMEOUT_SECONDS = 3600
+PURGE_TIMEOUT_SECONDS = 3 * 3600
 
 # The daily run's own retry of an outage (lof.retry.is_outage): up to 3 attempts, at least
 # 10 minutes apart, so a restart of a server at 03:00 does not leave the day unscored.

@@ -365,5 +365,92 @@ def migrate_store() -> None:
         out.print("the features store is already in the current layout; nothing to do")
 
 
+UserIds = Annotated[
+    list[str], typer.Option("--user-id", help="LEB2 user id (repeatable, at most 1000).")
+]
+
+
+def _students(user_id: list[str], *, what: str) -> tuple[Settings, list[int]]:
+    """Settings, the ids checked and the pseudonym secret present, before any work."""
+    from lof import governance, pseudonyms
+
+    settings = _settings()
+    ids = governance.check_user_ids(user_id)
+    pseudonyms.required(settings, what=what)
+    return settings, ids
+
+
+def _print_removed(name: str, count: int) -> None:
+    console.print(f"{name}: {count} removed", highlight=False)
+
+
+@app.command()
+@clear_failures
+def forget(user_id: UserIds) -> None:
+    """Erase students from every store lof writes and opt them out (rerun to finish)."""
+    from lof import governance
+
+    settings, ids = _students(user_id, what="lof forget")
+    removed = governance.forget(settings, ids, progress=_print_removed)
+    out.print(f"forgot {len(ids)} student(s): {removed.note}", highlight=False)
+
+
+@app.command("opt-out")
+@clear_failures
+def opt_out(user_id: UserIds) -> None:
+    """Stop scoring, storing, showing and training on students (predictions go now)."""
+    from lof import governance
+
+    settings, ids = _students(user_id, what="lof opt-out")
+    removed = governance.opt_out(settings, ids, progress=_print_removed)
+    out.print(f"opt-out: {removed.note}", highlight=False)
+
+
+@app.command("opt-in")
+@clear_failures
+def opt_in(user_id: UserIds) -> None:
+    """Take students off the opt-out list: the next daily run scores them again."""
+    from lof import governance
+
+    settings, ids = _students(user_id, what="lof opt-in")
+    out.print(f"opt-in: {governance.opt_in(settings, ids).note}", highlight=False)
+
+
+@app.command()
+@clear_failures
+def purge(
+    before: Annotated[str, typer.Option("--before", help="First day kept, YYYYMMDD.")],
+) -> None:
+    """Remove every store's days before --before, as LOF_RETENTION_DAYS does daily."""
+    check_before_prefect(**{"--before": before})
+    from flows.purge import purge as purge_flow
+
+    removed = purge_flow(before=before)
+    for name, count in removed.items():
+        out.print(f"{name}: {count} removed", highlight=False)
+
+
+@app.command()
+@clear_failures
+def audit(
+    since: Annotated[str, typer.Option("--since", help="First day shown (UTC), YYYYMMDD.")],
+    class_id: Annotated[
+        int | None, typer.Option("--class-id", min=1, help="Only this LEB2 class.")
+    ] = None,
+) -> None:
+    """Print the access log: who opened which class's pages and data, and when."""
+    from lof.audit import print_entries
+    from lof.calendar import parse_day
+    from lof.stores.access_log import open_access_log
+
+    settings = check_before_prefect(**{"--since": since})
+    log = open_access_log(settings.store_url)
+    try:
+        entries = log.read(since=parse_day(since, what="--since"), class_id=class_id)
+    finally:
+        log.close()
+    print_entries(entries, out=sys.stdout)
+
+
 def main() -> None:  # pragma: no cover - console script entry
     app()

@@ -175,6 +175,26 @@ class Settings(BaseSettings):
     risk_target_recall: float | None = Field(default=None, gt=0.0, le=1.0)
     calibration_min_examples: int = Field(default=30, ge=0)
 
+    # Student data governance (README "Student data"): the key of the pseudonyms MLflow, the
+    # opt-out list and the erasure entries hold, and how long per-day data is kept.
+    pseudonym_secret: SecretStr | None = None
+    retention_days: int | None = Field(default=None, ge=1, le=36_500)
+
+    @field_validator("pseudonym_secret")
+    @classmethod
+    def _valid_pseudonym_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("LOF_PSEUDONYM_SECRET is too short; use at least 16 random characters")
+        return value
+
+    @field_validator("retention_days", mode="before")
+    @classmethod
+    def _retention_off(cls, value: Any) -> Any:
+        """An empty value (or "off") keeps everything."""
+        if isinstance(value, str) and value.strip().lower() in ("", "off", "none"):
+            return None
+        return value
+
     @field_validator("timezone")
     @classmethod
     def _valid_timezone(cls, value: str) -> str:

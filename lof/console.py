@@ -116,3 +116,8 @@ def print_day_result(result: dict[str, Any]) -> None:
             f"{row['code']} ({row['class_id']})", str(row["students"]), str(row["at_risk"])
         )
     out.print(table)
+    if result.get("not_shown"):
+        out.print(f"not shown (opted out): {result['not_shown']} student(s)")
+    if result.get("retention"):
+        removed = ", ".join(f"{name} {n}" for name, n in result["retention"].items())
+        out.print(f"retention: removed {removed}")

@@ -28,10 +28,11 @@ import pandas as pd
 
 from lof import features as feat
 from lof import model as lof_model
-from lof import scoring, signals
+from lof import optout, scoring, signals
 from lof.calendar import end_of_day, today_local
 from lof.config import Settings
 from lof.errors import DataError
+from lof.optout import NO_EXCLUSIONS, Exclusions
 from lof.progress import count_bar
 from lof.sources import amplitude, leb2
 
@@ -215,8 +216,10 @@ def build_examples(
     feature_store: Any = None,
     prediction_store: Any = None,
     progress: Callable[[int, int], None] | None = None,
+    exclusions: Exclusions = NO_EXCLUSIONS,
 ) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Scaled, labelled examples at every progress point of every class (one pass over days)."""
+    """Scaled, labelled examples at every progress point of every class (one pass over days);
+    opted-out students (``exclusions``) are out of each cohort before it is scaled."""
     window, by_day, days = _day_plan(classes)
     counts = {
         "days_from_store": 0,
@@ -250,6 +253,7 @@ def build_examples(
                 due=by_day[day],
                 served=served,
                 deleted_before=cutoff,
+                exclusions=exclusions,
             ):
                 snapshots.append(part)
         finished = [c for c in active if window[c][1] == day]
@@ -279,6 +283,7 @@ def _snapshot(
     due: list[tuple[int, float]],
     served: dict[int, pd.DataFrame] | None = None,
     deleted_before: datetime | None = None,
+    exclusions: Exclusions = NO_EXCLUSIONS,
 ) -> list[pd.DataFrame]:
     """Each due class's cohort features at the end of ``day``, scaled within the class.
 
@@ -300,6 +305,8 @@ def _snapshot(
         day=day,
         deleted_before=deleted_before,
     )
+    computed = exclusions.drop(computed)
+    served = {c: exclusions.drop(frame) for c, frame in served.items()}
     keys = ["class_id", "user_id"]
     rebuilt = computed[~computed["class_id"].isin(list(served))]
     raws = [rebuilt.assign(_served=False)] if len(rebuilt) else []
@@ -409,6 +416,7 @@ def build_training_set(
     classes = pick_classes(engine=engine, semesters=chosen, as_of=as_of)
     feature_store = open_feature_store(settings.store_url)
     prediction_store = open_prediction_store(settings.store_url)
+    exclusions = optout.load(settings)
     with count_bar(progress, what="building training examples") as advance:
         examples, counts = build_examples(
             settings=settings,
@@ -418,6 +426,7 @@ def build_training_set(
             feature_store=feature_store,
             prediction_store=prediction_store,
             progress=advance,
+            exclusions=exclusions,
         )
     if legacy is not None:
         examples = pd.concat([examples, legacy], ignore_index=True)

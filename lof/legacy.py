@@ -518,7 +518,9 @@ def _log_and_register(
         mlflow.log_metrics(scored.metrics)
         input_example = scored.holdout[list(FEATURES)].head(5).astype(float)
         logged = registry.log_model(model=model, input_example=input_example)
-        registry.log_holdout(holdout=scored.holdout[list(example_set.HOLDOUT_COLUMNS)])
+        registry.log_holdout(
+            holdout=scored.holdout[list(example_set.HOLDOUT_COLUMNS)], settings=settings
+        )
         version = registry.register_version(
             settings=settings,
             model_uri=logged.model_uri,

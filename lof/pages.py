@@ -37,6 +37,7 @@ from lof.api.cache import PRIVATE_HEADERS
 from lof.api.deps import ApiKeyDep, SettingsDep, StoreDep, guard_store, store_dep
 from lof.api.limits import read_body
 from lof.api.params import parse_id, parse_predicted_dt
+from lof.api.privacy import not_shown
 from lof.api.problems import ApiProblem, Problem
 from lof.config import Settings
 from lof.errors import ConfigError, DataError, StoreError
@@ -376,6 +377,7 @@ async def class_report(
         return _no_predictions(
             settings, root=root, cid=cid, token=token, all_days=all_days, day=shown_day
         )
+    built.not_shown = await run_in_threadpool(not_shown, request, class_id=cid, day=built.day)
     return _report_page(
         settings,
         root=root,

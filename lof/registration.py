@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lof import drift, plots, registry, selection, tracking
+from lof import drift, plots, pseudonyms, registry, selection, tracking
 from lof import model as lof_model
 from lof.calendar import format_day
 from lof.config import Settings
@@ -168,17 +168,20 @@ def log_setup(*, run: RetrainRun, candidates: dict[str, Any], n_splits: int) -> 
 
 
 def log_inputs(*, run: RetrainRun) -> None:
-    """The training examples (and the holdout, if any) as the run's MLflow datasets."""
+    """The training examples (and the holdout, if any) as the run's MLflow datasets, students
+    by pseudonym only (MLflow keeps the datasets' digest, schema and size, not their rows)."""
     import mlflow
     from mlflow.data.pandas_dataset import from_pandas
 
+    names = pseudonyms.optional(run.settings)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=UserWarning)  # int id columns, by design
         inputs = [(run.examples, f"lof-training-{run.semester_tag}", "training")]
         if len(run.holdout):
             inputs.append((run.holdout, "lof-holdout", "holdout"))
         for frame, name, context in inputs:
-            dataset = from_pandas(frame, name=name, targets="label")
+            logged = pseudonyms.for_mlflow(frame, names)
+            dataset = from_pandas(logged, name=name, targets="label")
             mlflow.log_input(dataset, context=context)
 
 
@@ -291,7 +294,9 @@ def log_fits(
             ),
         }
     )
-    registry.log_holdout(holdout=run.evaluated[list(HOLDOUT_COLUMNS)].reset_index(drop=True))
+    registry.log_holdout(
+        holdout=run.evaluated[list(HOLDOUT_COLUMNS)].reset_index(drop=True), settings=run.settings
+    )
     return LoggedFits(
         model_uri=logged.model_uri, model_id=logged.model_id, evaluation_uri=evaluation_uri
     )

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from lof import pseudonyms
 from lof.config import Settings
 from lof.errors import ModelError
 
@@ -480,10 +481,12 @@ def log_model(*, model: Any, input_example: pd.DataFrame, name: str = MODEL_ARTI
         )
 
 
-def log_holdout(*, holdout: pd.DataFrame) -> None:
-    """Store the held-out examples with the active run."""
+def log_holdout(*, holdout: pd.DataFrame, settings: Settings) -> None:
+    """Store the held-out examples with the active run, students by pseudonym only (the
+    gate scores rows; it never reads who they are)."""
     import mlflow
 
+    holdout = pseudonyms.for_mlflow(holdout, pseudonyms.optional(settings))
     with tempfile.TemporaryDirectory(prefix="lof-holdout-") as tmp:
         path = Path(tmp) / Path(HOLDOUT_ARTIFACT).name
         holdout.to_parquet(path, index=False)

@@ -64,6 +64,8 @@ class ClassReport:
     at_risk: int
     share_svg: Markup
     share_points: list[tuple[date, float]] = field(default_factory=list)
+    not_shown: int = 0
+    """Opted-out students of the class the page leaves out (a count, never who)."""
 
     @property
     def share(self) -> float:

@@ -6,7 +6,7 @@ and backfill flows only orchestrate them.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -21,6 +21,7 @@ from lof.calendar import end_of_day
 from lof.collector import no_cycle_collection
 from lof.config import Settings
 from lof.model import PlainFloats
+from lof.optout import NO_EXCLUSIONS, Exclusions, Found
 from lof.sources import amplitude, assessed_cache, leb2
 from lof.stores import compact
 from lof.stores.base import FeatureStore
@@ -41,6 +42,8 @@ class DayFeatures:
     raw: pd.DataFrame
     scaled: pd.DataFrame
     amplitude: dict[str, Any] = field(default_factory=dict)
+    hidden: Found = field(default_factory=dict)
+    """Per class, the pseudonyms of the opted-out students left out of the day."""
 
 
 @dataclass
@@ -91,8 +94,12 @@ def compute_day_features(
     day: date,
     classes: pd.DataFrame | None = None,
     progress: bool = False,
+    exclusions: Exclusions = NO_EXCLUSIONS,
 ) -> DayFeatures:
-    """Yesterday's state + today's increment -> today's state, raw and scaled features."""
+    """Yesterday's state + today's increment -> today's state, raw and scaled features.
+
+    Opted-out students (``exclusions``) are taken out of each input as it arrives, so they
+    are in neither the state written nor the cohort scaled and scored."""
     if classes is None:
         classes = leb2.ongoing_classes(
             engine, day=day, window_months=settings.ongoing_window_months
@@ -104,18 +111,25 @@ def compute_day_features(
             columns=["class_id", "user_id", *feat.FEATURES, *signals.SIGNALS]
         )
         return DayFeatures(day, classes, empty, {}, no_features, no_features)
+    hidden: Found = {}
     previous = read_previous_states(feature_store=feature_store, day=day, class_ids=class_ids)
+    previous = exclusions.drop_rows(previous, hidden)
     increment = amplitude.day_increments(
         settings=settings, day=day, class_ids=class_ids, progress=progress
     )
     read_counts = dict(increment.attrs.get("amplitude", {}))
+    increment = exclusions.drop(increment, hidden)
     increment = only_started_classes(increment, classes=classes, day=day)
     increment = signals.stamp_increment(increment, day=day)
     states = compact.accumulate(
         previous, compact.split_frame(increment, what=f"the increment of {day.isoformat()}")
     )
     records, submissions = read_assessed(
-        settings=settings, engine=engine, class_ids=class_ids, day=day
+        settings=settings,
+        engine=engine,
+        class_ids=class_ids,
+        day=day,
+        keep=lambda frame: exclusions.drop(frame, hidden),
     )
     raw = raw_features(
         engine=engine,
@@ -126,17 +140,25 @@ def compute_day_features(
         started_submissions=submissions,
     )
     scaled = feat.scale_within_class(features=raw)
-    return DayFeatures(day, classes, increment, states, raw, scaled, read_counts)
+    return DayFeatures(day, classes, increment, states, raw, scaled, read_counts, hidden)
 
 
 def read_assessed(
-    *, settings: Settings, engine: Engine, class_ids: Collection[int], day: date
+    *,
+    settings: Settings,
+    engine: Engine,
+    class_ids: Collection[int],
+    day: date,
+    keep: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """LEB2's assessed records as of ``day`` and the latest submissions on the activities
     started by then, re-reading only the activities whose checksums changed since the last run
-    (``lof.sources.assessed_cache``; the cache lives in LOF_HOME)."""
+    (``lof.sources.assessed_cache``; the cache lives in LOF_HOME). ``keep`` filters both
+    before the cache keeps them."""
     cache = assessed_cache.cache_path(home=settings.home, leb2_url=settings.leb2_url)
-    return assessed_cache.read(engine, class_ids=class_ids, until=end_of_day(day), cache=cache)
+    return assessed_cache.read(
+        engine, class_ids=class_ids, until=end_of_day(day), cache=cache, keep=keep
+    )
 
 
 def raw_features(

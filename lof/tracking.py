@@ -10,7 +10,7 @@ import mlflow
 import pandas as pd
 from mlflow.data.pandas_dataset import from_pandas
 
-from lof import registry
+from lof import pseudonyms, registry
 from lof.calendar import format_day
 from lof.config import Settings
 
@@ -93,7 +93,8 @@ def log_scoring_run(
         if not raw_features.empty:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", category=UserWarning)  # int id columns, by design
-                dataset = from_pandas(raw_features, name=f"features-{format_day(day)}")
+                logged = pseudonyms.for_mlflow(raw_features, pseudonyms.optional(settings))
+                dataset = from_pandas(logged, name=f"features-{format_day(day)}")
                 mlflow.log_input(dataset, context="scoring")
     if trend_id:
         log_semester_day(

@@ -38,7 +38,11 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         from mangum import Mangum
 
         _handler = Mangum(get_app(), lifespan="off")
-    return _handler(_without_accept_encoding(event), context)
+    try:
+        return _handler(_without_accept_encoding(event), context)
+    finally:
+        # A frozen Lambda runs no background thread: the invocation's accesses go now.
+        get_app().state.access_recorder.flush()
 
 
 def _without_accept_encoding(event: dict[str, Any]) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from urllib.parse import urlparse
 
 from fastapi import FastAPI
 
-from lof.api import ops, predictions, webhooks
+from lof.api import ops, predictions, privacy, webhooks
 from lof.api.cache import CACHE_BYTES, CACHE_SECONDS, BodyCache
 from lof.api.deps import API_KEY_HEADER, StoreHolder
 from lof.api.limits import Limits, RequestLimits
@@ -25,6 +25,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     yield
     app.state.store_holder.close()
     webhooks.close_replay_memory(app)
+    privacy.close(app)
 
 
 def create_app(
@@ -70,6 +71,7 @@ def create_app(
     from lof.pages import include_pages
 
     include_pages(app, settings)
+    privacy.install(app, settings)  # after every router: the access log sees them all
     if settings.api_docs:
         from lof.api.docs import include_docs
 

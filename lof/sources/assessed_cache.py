@@ -28,7 +28,7 @@ import hashlib
 import logging
 import os
 import pickle
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from datetime import datetime
 from pathlib import Path
 
@@ -99,9 +99,15 @@ def read(
     until: datetime | None,
     cache: Path | None,
     stats: dict[str, int] | None = None,
+    keep: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(``leb2.assessed_records``, ``leb2.latest_submissions(started=True)``) of ``class_ids``
-    as of ``until``, through the checksum cache at ``cache`` (None = no cache)."""
+    as of ``until``, through the checksum cache at ``cache`` (None = no cache).
+
+    ``keep`` filters the rows (both frames) before they are returned and cached: the opted-out
+    students' rows are never kept here. A cache written under a longer opt-out list lacks the
+    rows of students who opted in since, so opting in removes the cache files
+    (``remove_caches``)."""
     ids = sorted({int(c) for c in class_ids})
     cutoff = leb2.NO_CUTOFF if until is None else until
     prints = leb2.activity_fingerprints(engine, class_ids=ids, cutoff=cutoff)
@@ -135,6 +141,8 @@ def read(
     submissions = submissions.sort_values(
         ["class_id", "activity_id", "user_id"], kind="stable"
     ).reset_index(drop=True)
+    if keep is not None:
+        records, submissions = keep(records), keep(submissions)
     _save(cache, prints, records, submissions)
     if stats is not None:
         stats.update(
@@ -144,3 +152,13 @@ def read(
             submissions=len(submissions),
         )
     return records, submissions
+
+
+def remove_caches(home: Path) -> int:
+    """Delete every assessed-records cache file under ``home`` (the next run reads LEB2 in
+    full once); returns how many."""
+    removed = 0
+    for path in (Path(home) / "cache").glob("assessed-*.pkl"):
+        path.unlink(missing_ok=True)
+        removed += 1
+    return removed

@@ -93,6 +93,12 @@ class FeatureStore(Protocol):
 
     def is_complete(self, *, day: date) -> bool: ...
 
+    def erase_users(self, user_ids: Collection[int]) -> int:
+        """Remove these students from every day kept; returns the student rows removed."""
+
+    def purge_before(self, cut: date) -> int:
+        """Remove the days before ``cut``, keeping what the next day needs; returns how many."""
+
 
 class PredictionStore(Protocol):
     def write_day(self, *, day: date, predictions: pd.DataFrame) -> None:
@@ -117,6 +123,15 @@ class PredictionStore(Protocol):
 
     def read_class_body(self, *, day: date, class_id: int) -> StoredBody | None:
         """The class-day's response body as written with the day (one key lookup), or None."""
+
+    def user_class_days(self, user_ids: Collection[int]) -> list[tuple[int, int, date]]:
+        """(user_id, class_id, day) of every stored prediction of these students."""
+
+    def erase_users(self, user_ids: Collection[int]) -> int:
+        """Delete these students' predictions, the bodies rebuilt without them."""
+
+    def purge_before(self, cut: date) -> int:
+        """Delete the days before ``cut``; returns how many."""
 
 
 @dataclass(frozen=True)
@@ -172,14 +187,39 @@ def class_day_bodies(
         plain = orjson.dumps(records)
         packed = _body_gzip.compress(plain, compresslevel=BODY_GZIP_LEVEL, mtime=0)
         if len(packed) <= BODY_MAX_BYTES:
-            etag = '"' + hashlib.sha256(plain).hexdigest()[:32] + '"'
             out[class_id] = StoredBody(
                 gzip=packed,
-                etag=etag,
+                etag=_etag(plain),
                 written_at=written_at,
                 model_version=model_versions(records),
             )
     return out
+
+
+def _etag(plain: bytes) -> str:
+    return '"' + hashlib.sha256(plain).hexdigest()[:32] + '"'
+
+
+def body_without(
+    body: StoredBody, user_ids: Collection[int], *, written_at: datetime
+) -> StoredBody | None:
+    """``body`` without these students' records: ``body`` itself when it has none of them,
+    None when no record is left. The other records keep their exact JSON (floats read back
+    bit for bit are written back the same); the ETag and ``written_at`` change, so no client
+    keeps the former body as current."""
+    records = orjson.loads(body.plain)
+    kept = [r for r in records if int(r["user_id"]) not in user_ids]
+    if len(kept) == len(records):
+        return body
+    if not kept:
+        return None
+    plain = orjson.dumps(kept)
+    return StoredBody(
+        gzip=_body_gzip.compress(plain, compresslevel=BODY_GZIP_LEVEL, mtime=0),
+        etag=_etag(plain),
+        written_at=written_at,
+        model_version=model_versions(kept),
+    )
 
 
 # --- days -------------------------------------------------------------------------------------

@@ -77,6 +77,7 @@ INCREMENT, STATE, CHECKPOINT = "I", "S", "C"
 PARTS = (INCREMENT, STATE, CHECKPOINT)
 MIGRATE_COMMAND = "lof migrate-store"
 STATE_FILE_VERSION = 1
+STATE_FILE_NAME = "features-state.pkl"
 _NCOUNTS = len(STATE_INT_COLUMNS)
 _LAST = STATE_INT_COLUMNS.index("last_event_day")
 _RECENT = [STATE_INT_COLUMNS.index(c) for c in RECENT_COLUMNS]
@@ -548,6 +549,21 @@ def same_rows(a: ClassRows, b: ClassRows) -> bool:
     )
 
 
+def without_users(rows: ClassRows, users: np.ndarray) -> ClassRows:
+    """``rows`` without these (sorted) users, their counts and ids; ``rows`` itself when none
+    of them is there. Every other student's values are untouched."""
+    keep = ~np.isin(rows.users, users, assume_unique=True)
+    if keep.all():
+        return rows
+    return ClassRows(
+        users=rows.users[keep],
+        counts=rows.counts[keep],
+        lengths=[ln[keep] for ln in rows.lengths],
+        values=[v[keep[rows.owners(k)]] for k, v in enumerate(rows.values)],
+        full=rows.full,
+    )
+
+
 # --- the store logic shared by the backends ---------------------------------------------------
 
 
@@ -597,6 +613,14 @@ class CompactFeatures:
     ) -> dict[date, str]:
         """Atomically replace the days of ``writes`` and drop those checkpoints' C blobs;
         returns each written day's new stamp (its generation)."""
+        raise NotImplementedError
+
+    def _drop_replaced(self) -> None:
+        """Delete the content of earlier writes a backend keeps for readers in flight."""
+        raise NotImplementedError
+
+    def _drop_days(self, before: date) -> None:
+        """Remove every day before ``before``: blobs first, then manifests (rerun-safe)."""
         raise NotImplementedError
 
     # --- reads --------------------------------------------------------------------------------
@@ -794,6 +818,92 @@ class CompactFeatures:
             rows=after.rows,
         )
 
+    # --- erasure and retention ------------------------------------------------------------------
+
+    def _day_blobs(self, meta: DayMeta) -> dict[tuple[str, int], bytes]:
+        return {
+            (part, class_id): blob
+            for part in PARTS
+            if part != CHECKPOINT or meta.checkpoint
+            for class_id, blob in self._blobs(meta, part, None).items()
+        }
+
+    def erase_users(self, user_ids: Collection[int]) -> int:
+        """Remove these students from every blob of every day: a day holding one of them is
+        rewritten whole, atomically; blobs without them keep their bytes and every other
+        student's values are unchanged (a delta minus a student still applies exactly to a
+        state minus that student). Returns the student rows removed; a rerun removes none."""
+        users = np.unique(np.fromiter((int(u) for u in user_ids), np.int64))
+
+        def run() -> int:
+            removed = 0
+            every = self._days(first=None, last=date.max)
+            for day in sorted(every):
+                meta = every[day]
+                blobs = self._day_blobs(meta)
+                gone = 0
+                for key, blob in blobs.items():
+                    rows = decode(blob)
+                    kept = without_users(rows, users)
+                    if kept is not rows:
+                        blobs[key] = encode(kept)
+                        gone += rows.n - kept.n
+                if gone:
+                    write = DayWrite(
+                        day=day,
+                        blobs=blobs,
+                        classes=meta.classes,
+                        chain=meta.chain,
+                        checkpoint=meta.checkpoint,
+                        rows=max(meta.rows - gone, 0),
+                    )
+                    self._commit([write], drop_checkpoints=[])
+                    removed += gone
+            self._drop_replaced()  # the rewritten days' former content, and any older one
+            self._cache = None
+            return removed
+
+        return self._guarded(run, "erasing students from the features store")
+
+    def purge_before(self, cut: date) -> int:
+        """Remove the days before ``cut``; returns how many.
+
+        The next run must still build on the days kept, so the first day kept is re-based
+        first: its state blobs become the full state (as a checkpoint is), its chain 0, so
+        neither it nor a later day walks back past it. The latest complete day is always kept,
+        even when it is older than the cut: it is the state the next run adds to.
+        """
+
+        def run() -> int:
+            every = self._days(first=None, last=date.max)
+            if not every:
+                return 0
+            first = min([d for d in every if d >= cut] or [max(every)])
+            old = [d for d in every if d < first]
+            if not old:
+                return 0
+            meta = every[first]
+            blobs = self._day_blobs(meta)
+            states = [b for (part, _), b in blobs.items() if part == STATE]
+            if not (meta.checkpoint or all(b[3] & FULL for b in states)):
+                for class_id, rows in self._state_rows(first, None, meta).items():
+                    blobs[STATE, class_id] = encode(_as_full(rows))
+                write = DayWrite(
+                    day=first,
+                    blobs=blobs,
+                    classes=meta.classes,
+                    chain=0,
+                    checkpoint=False,
+                    rows=meta.rows,
+                )
+                self._commit([write], drop_checkpoints=[])
+            self._drop_days(first)
+            self._drop_replaced()  # the first day's former generation among them
+            self._cache = None
+            return len(old)
+
+        return self._guarded(run, "purging the features store")
+
     # --- a one-entry cache: the daily run reads D-1's state, then writes D on top of it --------
 
     _cache: tuple[date, str, dict[int, ClassRows], set[int] | None] | None = None
@@ -821,7 +931,7 @@ class CompactFeatures:
         """Keep the state of each day written in ``folder``. The file is used only while the
         store holds that day at the same generation (a stamp unique to each write of a day),
         so another writer or another store can never make it stale."""
-        self.state_file = Path(folder) / "features-state.pkl"
+        self.state_file = Path(folder) / STATE_FILE_NAME
 
     def _save_state(self, day: date, stamp: str, states: dict[int, ClassRows]) -> None:
         if self.state_file is None:

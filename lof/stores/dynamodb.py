@@ -221,6 +221,17 @@ def new_generation() -> str:
     return f"{time.time_ns() // 1_000_000:012x}{uuid.uuid4().hex[:8]}"
 
 
+PENDING_GRACE_SECONDS = 3600
+
+
+def generation_age(gen: str) -> float:
+    """Seconds since generation ``gen`` was started (its first 12 hex digits: milliseconds)."""
+    try:
+        return time.time() - int(gen[:12], 16) / 1000
+    except ValueError:
+        return float("inf")
+
+
 class _Unprocessed(Exception):
     """DynamoDB took only part of a batch (throttling): the rest is sent again."""
 
@@ -235,6 +246,29 @@ def _until_processed(fn: Callable[[], None], *, what: str) -> None:
         max_delay=5.0,
         what=what,
     )
+
+
+def write_chunk(
+    client: Any, table: str, chunk: list[dict[str, Any]], *, what: str, url: str
+) -> None:
+    """One BatchWriteItem (at most 25 requests), its unprocessed part sent again with backoff."""
+    pending = chunk
+
+    def write() -> None:
+        nonlocal pending
+        response = client.batch_write_item(RequestItems={table: pending})
+        pending = response.get("UnprocessedItems", {}).get(table, [])
+        if pending:
+            raise _Unprocessed()
+
+    try:
+        _until_processed(write, what=what)
+    except _Unprocessed:
+        raise StoreError(
+            f"{what}: DynamoDB left {len(pending)} items unprocessed after "
+            f"{UNPROCESSED_ATTEMPTS} attempts on LOF_STORE_URL={url!r} (throttled); "
+            "rerun later or raise the table's capacity"
+        ) from None
 
 
 class _DynamoBase:
@@ -317,23 +351,7 @@ class _DynamoBase:
                 future.result()
 
     def _write_chunk(self, chunk: list[dict[str, Any]], *, what: str) -> None:
-        pending = chunk
-
-        def write() -> None:
-            nonlocal pending
-            response = self.client.batch_write_item(RequestItems={self.table: pending})
-            pending = response.get("UnprocessedItems", {}).get(self.table, [])
-            if pending:
-                raise _Unprocessed()
-
-        try:
-            _until_processed(write, what=what)
-        except _Unprocessed:
-            raise StoreError(
-                f"{what}: DynamoDB left {len(pending)} items unprocessed after "
-                f"{UNPROCESSED_ATTEMPTS} attempts on LOF_STORE_URL={self.url!r} (throttled); "
-                "rerun later or raise the table's capacity"
-            ) from None
+        write_chunk(self.client, self.table, chunk, what=what, url=self.url)
 
     def _batch_get(self, keys: list[tuple[str, str]]) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
@@ -362,6 +380,20 @@ class _DynamoBase:
         return items
 
     # --- day manifests and generations --------------------------------------------------------
+
+    def _day_items(self, kind: str, *, before: date | None = None) -> list[dict[str, Any]]:
+        """The day items of partition ``kind`` (manifests, pending writes): all of them, or
+        those of the days before ``before``."""
+        if before is None:
+            return self._query(kind)
+        return self._query(
+            kind,
+            KeyConditionExpression="pk = :pk AND sk < :before",
+            ExpressionAttributeValues={
+                ":pk": {"S": kind},
+                ":before": {"S": base.day_key(before)},
+            },
+        )
 
     def _manifest(self, day: date) -> dict[str, Any] | None:
         item = self._get("DAY", base.day_key(day))
@@ -693,6 +725,37 @@ class DynamoFeatureStore(compact.CompactFeatures, _DynamoBase):
             self._delete_blobs(meta.day, meta.stamp, (compact.CHECKPOINT,))
         return stamps
 
+    def _drop_days(self, before: date) -> None:
+        for kind in ("FPENDING", "FDAY"):
+            for item in self._day_items(kind, before=before):
+                day = base.parse_day_key(item["sk"]["S"])
+                for gen in (item["gen"]["S"], item.get("prev_gen", {}).get("S")):
+                    if gen:
+                        self._delete_blobs(day, gen, compact.PARTS)
+                key = {"pk": item["pk"], "sk": item["sk"]}
+                self.client.delete_item(TableName=self.table, Key=key)
+
+    def _drop_replaced(self) -> None:
+        """Delete every generation no manifest reads: the one each day's last write replaced
+        (kept for readers in flight) and those of writes that crashed."""
+        current = {item["sk"]["S"]: item for item in self._day_items("FDAY")}
+        for key, item in current.items():
+            if "prev_gen" in item:
+                day = base.parse_day_key(key)
+                self._delete_blobs(day, item["prev_gen"]["S"], compact.PARTS)
+                self.client.update_item(
+                    TableName=self.table,
+                    Key={"pk": item["pk"], "sk": item["sk"]},
+                    UpdateExpression="REMOVE prev_gen",
+                )
+        for item in self._day_items("FPENDING"):
+            key, gen = item["sk"]["S"], item["gen"]["S"]
+            if generation_age(gen) < PENDING_GRACE_SECONDS:
+                continue  # a write may still be on its way to flipping to it
+            if key not in current or current[key]["gen"]["S"] != gen:
+                self._delete_blobs(base.parse_day_key(key), gen, compact.PARTS)
+            self.client.delete_item(TableName=self.table, Key={"pk": item["pk"], "sk": item["sk"]})
+
     def last_complete_day(self) -> date | None:
         items = self._guard(
             lambda: self._query("FDAY", keys_only=True, ScanIndexForward=False, Limit=1),
@@ -748,10 +811,7 @@ class DynamoPredictionStore(_DynamoBase):
                         "Item": {
                             "pk": {"S": f"BODY#{class_id}"},
                             "sk": {"S": key},
-                            "etag": {"S": body.etag},
-                            "at": {"S": body.written_at.isoformat()},
-                            "mv": {"S": body.model_version},
-                            "body": {"B": body.gzip},
+                            **_body_item(body),
                         }
                     }
                 }
@@ -827,6 +887,116 @@ class DynamoPredictionStore(_DynamoBase):
             return sorted(records, key=lambda r: r["predicted_dt"])
 
         return self._guard(read, what=f"reading predictions of student {user_id}")
+
+    # --- erasure and retention ----------------------------------------------------------------
+
+    def _generations(self) -> list[tuple[int, date, str]]:
+        """(class, day, generation) of every generation stored: live, kept for readers in
+        flight, or left by a crashed write (each one's ``CLASS#`` index item names it)."""
+        classes: set[int] = set()
+        for kind in ("DAY", "PENDING"):
+            for item in self._day_items(kind):
+                for name in ("classes", "prev_classes"):
+                    if name in item:
+                        classes.update(_ids(item[name]["S"]))
+
+        def listed(class_id: int) -> list[tuple[int, date, str]]:
+            out = []
+            for item in self._query(f"CLASS#{class_id}", keys_only=True):
+                day, gen = item["sk"]["S"].split("#", 1)
+                out.append((class_id, base.parse_day_key(day), gen))
+            return out
+
+        with ThreadPoolExecutor(max_workers=READ_WORKERS) as pool:
+            return [g for found in pool.map(listed, sorted(classes)) for g in found]
+
+    def _items_of(self, user_ids: Collection[int]) -> list[dict[str, Any]]:
+        keys = [
+            (self._data_pk("P", class_id, day, gen), str(int(user)))
+            for class_id, day, gen in self._generations()
+            for user in sorted({int(u) for u in user_ids})
+        ]
+        return self._batch_get(keys)
+
+    def user_class_days(self, user_ids: Collection[int]) -> list[tuple[int, int, date]]:
+        """(user_id, class_id, day) of every stored prediction of these students: one
+        BatchGetItem key per student and class-day generation, never a Scan."""
+
+        def read() -> list[tuple[int, int, date]]:
+            found = set()
+            for item in self._items_of(user_ids):
+                _, class_id, day, _ = item["pk"]["S"].split("#")
+                found.add((int(item["sk"]["S"]), int(class_id), base.parse_day_key(day)))
+            return sorted(found)
+
+        return self._guard(read, what="finding students' predictions")
+
+    def erase_users(self, user_ids: Collection[int]) -> int:
+        """Rebuild each class-day body holding these students without them, then delete their
+        items of every generation; returns the items deleted (a rerun deletes none)."""
+        ids = {int(u) for u in user_ids}
+
+        def erase() -> int:
+            items = self._items_of(ids)
+            now = datetime.now(UTC).replace(microsecond=0)
+            for pk in sorted({item["pk"]["S"] for item in items}):
+                _, class_id, day, _ = pk.split("#")
+                key = {"pk": {"S": f"BODY#{class_id}"}, "sk": {"S": day}}
+                body = self.read_class_body(day=base.parse_day_key(day), class_id=int(class_id))
+                rebuilt = None if body is None else base.body_without(body, ids, written_at=now)
+                if rebuilt is None and body is not None:
+                    self.client.delete_item(TableName=self.table, Key=key)
+                elif rebuilt is not None and rebuilt is not body:
+                    self.client.put_item(TableName=self.table, Item={**key, **_body_item(rebuilt)})
+            requests = [
+                {"DeleteRequest": {"Key": {"pk": item["pk"], "sk": item["sk"]}}} for item in items
+            ]
+            self._batch_write(requests, what="erasing students' predictions")
+            return len(items)
+
+        return self._guard(erase, what="erasing students from the predictions")
+
+    def purge_before(self, cut: date) -> int:
+        """Delete every generation, body and manifest of the days before ``cut`` (manifest
+        last, so an interrupted purge is finished by the next); returns the days removed."""
+
+        def purge() -> int:
+            for item in self._day_items("PENDING", before=cut):
+                day = base.parse_day_key(item["sk"]["S"])
+                self._delete_generation(day, item["gen"]["S"], _ids(item["classes"]["S"]))
+                self.client.delete_item(
+                    TableName=self.table, Key={"pk": item["pk"], "sk": item["sk"]}
+                )
+            days = self._day_items("DAY", before=cut)
+            for item in days:
+                key = item["sk"]["S"]
+                day, classes = base.parse_day_key(key), _ids(item["classes"]["S"])
+                bodies = [
+                    {"DeleteRequest": {"Key": {"pk": {"S": f"BODY#{c}"}, "sk": {"S": key}}}}
+                    for c in classes
+                ]
+                self._batch_write(bodies, what=f"purging the bodies of {key}")
+                self._delete_generation(day, item["gen"]["S"], classes)
+                if "prev_gen" in item:
+                    self._delete_generation(
+                        day, item["prev_gen"]["S"], _ids(item["prev_classes"]["S"])
+                    )
+                self.client.delete_item(
+                    TableName=self.table, Key={"pk": item["pk"], "sk": item["sk"]}
+                )
+            return len(days)
+
+        return self._guard(purge, what="purging predictions")
+
+
+def _body_item(body: base.StoredBody) -> dict[str, Any]:
+    """A body's attributes as the predictions table keeps them."""
+    return {
+        "etag": {"S": body.etag},
+        "at": {"S": body.written_at.isoformat()},
+        "mv": {"S": body.model_version},
+        "body": {"B": body.gzip},
+    }
 
 
 def _record(class_id: int, day: date, item: dict[str, Any]) -> base.PredictionRecord:

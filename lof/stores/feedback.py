@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import date
 from typing import Any, Protocol, TypeVar
 
@@ -53,6 +53,12 @@ class FeedbackStore(Protocol):
 
     def read_all(self) -> list[FeedbackRecord]:
         """Every stored record (retrain's per-version summary)."""
+
+    def erase_users(self, user_ids: Collection[int]) -> int:
+        """Delete every verdict on these students; returns how many."""
+
+    def purge_before(self, cut: date) -> int:
+        """Delete the verdicts on predictions of days before ``cut``; returns how many."""
 
     def close(self) -> None: ...
 
@@ -137,6 +143,20 @@ class SqlFeedbackStore:
     def read_all(self) -> list[FeedbackRecord]:
         return self._select(sa.select(FEEDBACK).order_by(*FEEDBACK.primary_key.columns))
 
+    def erase_users(self, user_ids: Collection[int]) -> int:
+        ids = sorted({int(u) for u in user_ids})
+        return self._delete(FEEDBACK.c.user_id.in_(ids), what="erasing")
+
+    def purge_before(self, cut: date) -> int:
+        return self._delete(FEEDBACK.c.day < cut, what="purging")
+
+    def _delete(self, where: sa.ColumnElement[bool], *, what: str) -> int:
+        def transaction() -> int:
+            with self.engine.begin() as conn:
+                return int(conn.execute(sa.delete(FEEDBACK).where(where)).rowcount or 0)
+
+        return self._run(transaction, what=what)
+
     def _select(self, query: sa.Select) -> list[FeedbackRecord]:
         def read() -> list[FeedbackRecord]:
             with self.engine.connect() as conn:
@@ -211,6 +231,33 @@ class DynamoFeedbackStore:
     def read_all(self) -> list[FeedbackRecord]:
         request = {"TableName": self.table, "ConsistentRead": True}
         return self._guard(lambda: self._pages("scan", request), what="reading feedback")
+
+    def erase_users(self, user_ids: Collection[int]) -> int:
+        ids = {str(int(u)) for u in user_ids}
+        return self._delete_where(lambda sk: sk.split("#")[1] in ids, what="erasing feedback")
+
+    def purge_before(self, cut: date) -> int:
+        key = format_day(cut)
+        return self._delete_where(lambda sk: sk[:8] < key, what="purging feedback")
+
+    def _delete_where(self, chosen: Callable[[str], bool], *, what: str) -> int:
+        """Delete the items whose sort key (``<day>#<user>#<teacher>``) is ``chosen``: one Scan
+        of this small table, keys only."""
+        from lof.stores.small_tables import batch_write, delete_requests
+
+        def run() -> int:
+            request: dict[str, Any] = {"TableName": self.table, "ProjectionExpression": "pk, sk"}
+            found: list[dict[str, Any]] = []
+            while True:
+                response = self.client.scan(**request)
+                found.extend(i for i in response.get("Items", []) if chosen(i["sk"]["S"]))
+                if not response.get("LastEvaluatedKey"):
+                    break
+                request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+            batch_write(self.client, self.table, delete_requests(found), what=what, url=self.url)
+            return len(found)
+
+        return self._guard(run, what=what)
 
     def _pages(self, operation: str, request: dict[str, Any]) -> list[FeedbackRecord]:
         records: list[FeedbackRecord] = []

@@ -439,6 +439,14 @@ class SqlFeatureStore(compact.CompactFeatures, _SqlBase):
                 )
         return stamps
 
+    def _drop_replaced(self) -> None:
+        """Nothing to do: a day's rows are replaced in one transaction, none outlive it."""
+
+    def _drop_days(self, before: date) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(sa.delete(FEATURE_BLOBS).where(FEATURE_BLOBS.c.day < before))
+            conn.execute(sa.delete(FEATURE_MANIFEST).where(FEATURE_MANIFEST.c.day < before))
+
     def last_complete_day(self) -> date | None:
         return self._last_complete_day(FEATURE_MANIFEST)
 
@@ -509,17 +517,7 @@ class SqlPredictionStore(_SqlBase):
         def read() -> base.StoredBody | None:
             with self._read() as conn:
                 row = conn.execute(query).first()
-            if row is None:
-                return None
-            written = row.written_at
-            if isinstance(written, str):
-                written = datetime.fromisoformat(written)
-            return base.StoredBody(
-                gzip=bytes(row.body),
-                etag=row.etag,
-                written_at=written.replace(tzinfo=UTC),
-                model_version=row.model_version or "",
-            )
+            return None if row is None else _stored_body(row)
 
         return self._run(read, what=f"reading the body of class {class_id}")
 
@@ -545,8 +543,94 @@ class SqlPredictionStore(_SqlBase):
 
         return self._run(read, what=f"listing prediction days of class {class_id}")
 
+    # --- erasure and retention ----------------------------------------------------------------
+
+    def user_class_days(self, user_ids: Collection[int]) -> list[tuple[int, int, date]]:
+        """(user_id, class_id, day) of every stored prediction of these students. A read of
+        the whole table (no index leads by user_id): erasures are rare, daily writes are not."""
+        ids = sorted({int(u) for u in user_ids})
+        query = (
+            sa.select(PREDICTIONS.c.user_id, PREDICTIONS.c.class_id, PREDICTIONS.c.day)
+            .where(PREDICTIONS.c.user_id.in_(ids))
+            .order_by(PREDICTIONS.c.user_id, PREDICTIONS.c.class_id, PREDICTIONS.c.day)
+        )
+
+        def read() -> list[tuple[int, int, date]]:
+            with self._read() as conn:
+                return [(int(u), int(c), base.as_date(d)) for u, c, d in conn.execute(query)]
+
+        return self._run(read, what="finding students' predictions")
+
+    def erase_users(self, user_ids: Collection[int]) -> int:
+        """Delete these students' predictions and rebuild each class-day body that held them,
+        in one transaction; returns the rows deleted (a rerun deletes none)."""
+        ids = {int(u) for u in user_ids}
+        table, bodies = PREDICTIONS, PREDICTION_BODIES
+
+        def transaction() -> int:
+            now = datetime.now(UTC).replace(microsecond=0)
+            with self.engine.begin() as conn:
+                held = conn.execute(
+                    sa.select(table.c.class_id, table.c.day)
+                    .where(table.c.user_id.in_(sorted(ids)))
+                    .distinct()
+                ).all()
+                removed = conn.execute(sa.delete(table).where(table.c.user_id.in_(sorted(ids))))
+                for class_id, day in held:
+                    where = sa.and_(bodies.c.class_id == class_id, bodies.c.day == day)
+                    row = conn.execute(sa.select(bodies).where(where)).first()
+                    if row is None:
+                        continue
+                    body = _stored_body(row)
+                    rebuilt = base.body_without(body, ids, written_at=now)
+                    if rebuilt is None:
+                        conn.execute(sa.delete(bodies).where(where))
+                    elif rebuilt is not body:
+                        conn.execute(
+                            sa.update(bodies)
+                            .where(where)
+                            .values(
+                                etag=rebuilt.etag,
+                                written_at=now.replace(tzinfo=None),
+                                model_version=rebuilt.model_version,
+                                body=rebuilt.gzip,
+                            )
+                        )
+                return int(removed.rowcount or 0)
+
+        return self._run(transaction, what="erasing students from the predictions")
+
+    def purge_before(self, cut: date) -> int:
+        """Delete the predictions, bodies and manifests of the days before ``cut`` in one
+        transaction; returns how many complete days went."""
+
+        def transaction() -> int:
+            with self.engine.begin() as conn:
+                days = conn.execute(
+                    sa.select(sa.func.count())
+                    .select_from(PREDICTION_DAYS)
+                    .where(PREDICTION_DAYS.c.day < cut)
+                ).scalar_one()
+                for table in (PREDICTIONS, PREDICTION_BODIES, PREDICTION_DAYS):
+                    conn.execute(sa.delete(table).where(table.c.day < cut))
+                return int(days)
+
+        return self._run(transaction, what="purging predictions")
+
     def last_complete_day(self) -> date | None:
         return self._last_complete_day(PREDICTION_DAYS)
 
     def is_complete(self, *, day: date) -> bool:
         return self._is_complete(PREDICTION_DAYS, day)
+
+
+def _stored_body(row: Any) -> base.StoredBody:
+    written = row.written_at
+    if isinstance(written, str):
+        written = datetime.fromisoformat(written)
+    return base.StoredBody(
+        gzip=bytes(row.body),
+        etag=row.etag,
+        written_at=written.replace(tzinfo=UTC),
+        model_version=row.model_version or "",
+    )

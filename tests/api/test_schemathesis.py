@@ -50,6 +50,7 @@ _APP = create_app(
         _HOME,
         _URL,
         link_secret="schemathesis-link-secret-0123",
+        pseudonym_secret="schemathesis-pseudonym-secret-0123",
         stale_after_days=None,
         api_docs=True,
         webhook_secret=WEBHOOK_SECRET,
@@ -68,6 +69,7 @@ _MUST_REACH: dict[str, set[int]] = {
     "/classes/{class_id}/report": {403},
     "/webhooks/s3": {400},
     "/webhooks/mlflow": {401},
+    "/students/{user_id}/opt-out": {200, 422},
 }
 
 
@@ -115,5 +117,9 @@ def test_api_conforms_to_its_openapi(case, reached: dict[str, set[int]]) -> None
 @pytest.mark.timeout(300)
 def test_api_without_key_conforms_to_its_openapi(case) -> None:
     response = case.call_and_validate(checks=_CHECKS)
-    if case.path in ("/predictions", "/classes/{class_id}/students/{user_id}/history"):
+    if case.path in (
+        "/predictions",
+        "/classes/{class_id}/students/{user_id}/history",
+        "/students/{user_id}/opt-out",
+    ):
         assert response.status_code == 401

@@ -58,6 +58,12 @@ def env(lof_home: Path) -> dict[str, str]:
         (["retrain", "--dataset", "/no/such.csv"], {}, "dataset file /no/such.csv does not exist"),
         (["promote", "--version", "latest"], {}, "--version 'latest' is not a model version"),
         (["promote", "--version", "3"], {"LOF_TIMEZONE": "Mars/Olympus"}, "LOF_TIMEZONE"),
+        (["forget", "--user-id", "12x"], {}, "--user-id '12x' is not a LEB2 user id"),
+        (["forget", "--user-id", "12"], {}, "LOF_PSEUDONYM_SECRET is not set"),
+        (["opt-out", "--user-id", "7"], {"LOF_PSEUDONYM_SECRET": "short"}, "too short"),
+        (["purge", "--before", "2025-13-01"], {}, "--before '2025-13-01' is not a day"),
+        (["purge", "--before", "20250101"], {"LOF_RETENTION_DAYS": "0"}, "LOF_RETENTION_DAYS"),
+        (["audit", "--since", "yesterday"], {}, "--since 'yesterday' is not a day"),
     ],
 )
 def test_bad_input_is_refused_without_starting_prefect(

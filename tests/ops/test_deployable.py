@@ -176,7 +176,7 @@ def test_the_flows_tasks_can_start_and_reach_what_they_need() -> None:
     stack = _stack("ecs-flows.cfn.yaml")
     resources = stack["Resources"]
     secrets = {k for k, r in resources.items() if r["Type"] == "AWS::SecretsManager::Secret"}
-    assert len(secrets) == 3
+    assert len(secrets) == 4
     (policy,) = resources["ExecutionRole"]["Properties"]["Policies"]
     (statement,) = policy["PolicyDocument"]["Statement"]
     assert statement["Action"] == "secretsmanager:GetSecretValue"
@@ -201,7 +201,15 @@ def test_the_stack_tables_are_the_store_tables(moto_endpoint: str) -> None:
         open_prediction_store(url)
 
     client = boto3.client("dynamodb", endpoint_url=moto_endpoint, region_name="us-east-1")
-    for resource in ("FeaturesTable", "PredictionsTable", "FeedbackTable", "DeliveriesTable"):
+    tables = (
+        "FeaturesTable",
+        "PredictionsTable",
+        "FeedbackTable",
+        "DeliveriesTable",
+        "PrivacyTable",
+        "AccessLogTable",
+    )
+    for resource in tables:
         props = stack["Resources"][resource]["Properties"]
         client.create_table(
             TableName=props["TableName"].replace("${TablePrefix}", prefix),
@@ -225,6 +233,13 @@ def test_the_stack_tables_are_the_store_tables(moto_endpoint: str) -> None:
     open_delivery_store(url).close()  # and its deliveries table
     ttl = stack["Resources"]["DeliveriesTable"]["Properties"]["TimeToLiveSpecification"]
     assert ttl == {"AttributeName": "expires_at", "Enabled": True}
+    from lof.stores.access_log import open_access_log
+    from lof.stores.privacy import open_privacy_store
+
+    open_privacy_store(url).opted_out()
+    open_access_log(url).read(since=day)
+    access_log = stack["Resources"]["AccessLogTable"]["Properties"]
+    assert access_log["TimeToLiveSpecification"] == {"AttributeName": "ttl", "Enabled": True}
 
     api_policy = stack["Resources"]["ApiPolicy"]["Properties"]["PolicyDocument"]["Statement"]
     writes = [
@@ -232,10 +247,17 @@ def test_the_stack_tables_are_the_store_tables(moto_endpoint: str) -> None:
         for statement in api_policy
         if any("Write" in a or "Put" in a or "Delete" in a for a in statement["Action"])
     ]
-    # the API writes only teachers' feedback and the webhook deliveries it handled
-    assert writes and all(
-        str(s["Resource"]) in ("FeedbackTable.Arn", "DeliveriesTable.Arn") for s in writes
-    )
+    # the API writes feedback, the webhook deliveries it handled, the opt-out list, the access
+    # log and (an opt-out) predictions;
+    # it never writes the features table
+    written = {str(s["Resource"]).split(".")[0] for s in writes}
+    assert written == {
+        "FeedbackTable",
+        "DeliveriesTable",
+        "PrivacyTable",
+        "AccessLogTable",
+        "PredictionsTable",
+    }
 
 
 def test_the_lambda_template_runs_the_api_handler_from_the_image() -> None:
