@@ -33,8 +33,8 @@ from tests.servers import free_port, running, stop
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 DAY = "20250228"  # a day of the synthetic university's ongoing semester (synth --today below)
-LOCAL = {"daily-scoring", "retrain", "promote", "backfill", "import-model"}
-ECS = {"daily-scoring-ecs", "retrain-ecs", "promote-ecs", "backfill-ecs"}
+LOCAL = {"daily-scoring", "retrain", "promote", "backfill", "import-model", "purge"}
+ECS = {"daily-scoring-ecs", "retrain-ecs", "promote-ecs", "backfill-ecs", "purge-ecs"}
 
 
 def command(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
