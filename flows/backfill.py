@@ -9,8 +9,8 @@ from prefect import flow, get_run_logger
 from flows.daily_scoring import daily_scoring
 from flows.parameters import Day, backfill_run_name
 from flows.tasks import BACKFILL_TIMEOUT_SECONDS, send_lof_logs_to_prefect
-from lof.calendar import days_between, format_day, parse_day
-from lof.errors import DataError
+from lof.core.calendar import days_between, format_day, parse_day
+from lof.core.errors import DataError
 
 
 @flow(name="backfill", flow_run_name=backfill_run_name, timeout_seconds=BACKFILL_TIMEOUT_SECONDS)

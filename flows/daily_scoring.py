@@ -20,12 +20,18 @@ from flows.tasks import (
     run_settings,
     send_lof_logs_to_prefect,
 )
-from lof import drift, governance, legacy, optout, reasons, registry, scoring, tracking
-from lof import model as lof_model
-from lof.calendar import format_day, parse_day, yesterday_local
-from lof.config import Settings
-from lof.progress import count_bar, interactive
-from lof.retry import call_with_retries, is_outage
+from lof import legacy, scoring
+from lof.core.calendar import format_day, parse_day, yesterday_local
+from lof.core.config import Settings
+from lof.core.progress import count_bar, interactive
+from lof.core.retry import call_with_retries, is_outage
+from lof.features import drift
+from lof.governance import erasure as governance
+from lof.governance import optout
+from lof.model import outcome as lof_model
+from lof.model import reasons
+from lof.registry import client as registry
+from lof.registry import tracking
 from lof.sources import leb2
 from lof.stores import open_feature_store, open_prediction_store
 from lof.stores.base import FeatureStore, PredictionStore

@@ -11,10 +11,11 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.parameters import Day, import_run_name
 from flows.tasks import io_task, run_settings
-from lof import legacy, training
-from lof.calendar import parse_day
-from lof.config import Settings
-from lof.progress import interactive
+from lof import legacy
+from lof.core.calendar import parse_day
+from lof.core.config import Settings
+from lof.core.progress import interactive
+from lof.training import retrain as training
 
 
 @io_task()

@@ -3,7 +3,7 @@
 `prefect deployment run -p date=20261206 -p version=2` reads each value as JSON, so the day and
 the version arrive as integers. The deployments' parameter schemas (checked by the Prefect
 server before it creates a run) accept a day or a version written either way and still refuse
-anything else; the flows receive text, which ``lof.calendar.parse_day`` and the registry read.
+anything else; the flows receive text, which ``lof.core.calendar.parse_day`` and the registry read.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, WithJsonSchema
 
-from lof.calendar import format_day, parse_day, today_local, yesterday_local
-from lof.config import get_settings
-from lof.errors import LofError
-from lof.tracking import semester_label
+from lof.core.calendar import format_day, parse_day, today_local, yesterday_local
+from lof.core.config import get_settings
+from lof.core.errors import LofError
+from lof.registry.tracking import semester_label
 
 DAY_DIGITS = r"^[0-9]{4}-?[0-9]{2}-?[0-9]{2}$"
 

@@ -15,9 +15,10 @@ from prefect.states import Failed
 
 from flows.parameters import Version, promote_run_name
 from flows.tasks import PROMOTE_TIMEOUT_SECONDS, io_task, run_settings, send_lof_logs_to_prefect
-from lof import promotion, registry
-from lof.config import Settings
-from lof.errors import DataError, ModelError
+from lof.core.config import Settings
+from lof.core.errors import DataError, ModelError
+from lof.registry import client as registry
+from lof.registry import promotion
 
 
 @io_task()

@@ -6,9 +6,9 @@ from prefect import flow, get_run_logger
 
 from flows.parameters import Day, purge_run_name
 from flows.tasks import PURGE_TIMEOUT_SECONDS, io_task, run_settings, send_lof_logs_to_prefect
-from lof import governance
-from lof.calendar import format_day, parse_day
-from lof.config import Settings
+from lof.core.calendar import format_day, parse_day
+from lof.core.config import Settings
+from lof.governance import erasure as governance
 
 
 @io_task()

@@ -11,10 +11,10 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.parameters import Day, retrain_run_name
 from flows.tasks import RETRAIN_TIMEOUT_SECONDS, io_task, run_settings, send_lof_logs_to_prefect
-from lof import training
-from lof.calendar import parse_day
-from lof.config import Settings
-from lof.progress import interactive
+from lof.core.calendar import parse_day
+from lof.core.config import Settings
+from lof.core.progress import interactive
+from lof.training import retrain as training
 
 
 @io_task()

@@ -9,8 +9,8 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from lof.config import Settings, get_settings
-from lof.registry import bound_http
+from lof.core.config import Settings, get_settings
+from lof.registry.client import bound_http
 
 
 def io_task() -> Callable[[Callable[..., Any]], Any]:

@@ -14,7 +14,7 @@ from uuid import UUID
 
 import yaml
 
-from lof.errors import ConfigError
+from lof.core.errors import ConfigError
 
 BLOCK_PLACEHOLDER = "{{ notify_block_id }}"
 DAILY_DEPLOYMENT = "daily-scoring"

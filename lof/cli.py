@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast
 import typer
 
 from lof.console import console, out, print_day_result, print_synth_summary, run_synth
-from lof.errors import ConfigError, LofError
+from lof.core.errors import ConfigError, LofError
 
 if TYPE_CHECKING:
-    from lof.config import Settings
+    from lof.core.config import Settings
 
 app = typer.Typer(
     name="lof",
@@ -64,7 +64,7 @@ def clear_failures(command: F) -> F:
 
 
 def _settings() -> Settings:
-    from lof.config import get_settings
+    from lof.core.config import get_settings
 
     return get_settings()
 
@@ -75,7 +75,7 @@ def check_before_prefect(**days: str | None) -> Settings:
     Running a flow in-process starts a temporary Prefect server (15-20 s); a typo in a day or a
     setting must answer at once instead. ``days`` maps an option name (``--date``) to its value.
     """
-    from lof.calendar import parse_day
+    from lof.core.calendar import parse_day
 
     settings = _settings()
     for option, value in days.items():
@@ -132,8 +132,8 @@ def backfill(
     end: Annotated[str, typer.Option("--end", help="Last day, YYYYMMDD.")],
 ) -> None:
     """Run the daily computation for every day from --start to --end."""
-    from lof.calendar import parse_day
-    from lof.errors import DataError
+    from lof.core.calendar import parse_day
+    from lof.core.errors import DataError
 
     check_before_prefect(**{"--start": start, "--end": end})
     if parse_day(end) < parse_day(start):
@@ -180,7 +180,7 @@ def promote(
     force: Annotated[bool, typer.Option(help="Promote even if the gate refuses.")] = False,
 ) -> None:
     """Move a registered version to Production (the next daily run uses it)."""
-    from lof.errors import DataError
+    from lof.core.errors import DataError
 
     check_before_prefect()
     if not (version.strip().isdigit() and int(version) > 0):
@@ -212,8 +212,8 @@ def show(
     class_id: Annotated[int, typer.Option("--class-id", help="LEB2 class id.")],
 ) -> None:
     """Print a class's predictions for a day as the API's JSON body."""
-    from lof.calendar import format_day, parse_day
-    from lof.errors import DataError
+    from lof.core.calendar import format_day, parse_day
+    from lof.core.errors import DataError
     from lof.stores import open_prediction_store
 
     day = parse_day(date, what="--date")
@@ -256,8 +256,8 @@ def link(
     """Print a signed, expiring URL of a class page (LOF_LINK_SECRET, LOF_PUBLIC_URL)."""
     from datetime import UTC, datetime
 
-    from lof.links import parse_ttl
-    from lof.pages import make_link
+    from lof.api.routes.pages import make_link
+    from lof.core.links import parse_ttl
 
     settings = _settings()
     seconds = settings.link_ttl_seconds if ttl is None else parse_ttl(ttl, what="--ttl")
@@ -372,7 +372,8 @@ UserIds = Annotated[
 
 def _students(user_id: list[str], *, what: str) -> tuple[Settings, list[int]]:
     """Settings, the ids checked and the pseudonym secret present, before any work."""
-    from lof import governance, pseudonyms
+    from lof.governance import erasure as governance
+    from lof.governance import pseudonyms
 
     settings = _settings()
     ids = governance.check_user_ids(user_id)
@@ -388,7 +389,7 @@ def _print_removed(name: str, count: int) -> None:
 @clear_failures
 def forget(user_id: UserIds) -> None:
     """Erase students from every store lof writes and opt them out (rerun to finish)."""
-    from lof import governance
+    from lof.governance import erasure as governance
 
     settings, ids = _students(user_id, what="lof forget")
     removed = governance.forget(settings, ids, progress=_print_removed)
@@ -399,7 +400,7 @@ def forget(user_id: UserIds) -> None:
 @clear_failures
 def opt_out(user_id: UserIds) -> None:
     """Stop scoring, storing, showing and training on students (predictions go now)."""
-    from lof import governance
+    from lof.governance import erasure as governance
 
     settings, ids = _students(user_id, what="lof opt-out")
     removed = governance.opt_out(settings, ids, progress=_print_removed)
@@ -410,7 +411,7 @@ def opt_out(user_id: UserIds) -> None:
 @clear_failures
 def opt_in(user_id: UserIds) -> None:
     """Take students off the opt-out list: the next daily run scores them again."""
-    from lof import governance
+    from lof.governance import erasure as governance
 
     settings, ids = _students(user_id, what="lof opt-in")
     out.print(f"opt-in: {governance.opt_in(settings, ids).note}", highlight=False)
@@ -439,8 +440,8 @@ def audit(
     ] = None,
 ) -> None:
     """Print the access log: who opened which class's pages and data, and when."""
-    from lof.audit import print_entries
-    from lof.calendar import parse_day
+    from lof.core.calendar import parse_day
+    from lof.governance.audit import print_entries
     from lof.stores.access_log import open_access_log
 
     settings = check_before_prefect(**{"--since": since})

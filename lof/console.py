@@ -16,10 +16,10 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from lof.errors import ConfigError
+from lof.core.errors import ConfigError
 
 if TYPE_CHECKING:  # lof.synth pulls numpy and SQLAlchemy: not at every command's start
-    from lof.synth import SynthSummary
+    from lof.synthetic.university import SynthSummary
 
 # Messages and progress go to stderr so that stdout carries only the command's result.
 console = Console(stderr=True)
@@ -49,9 +49,9 @@ def run_synth(
     replace: bool = True,
 ) -> SynthSummary:
     """Write the synthetic LEB2 and Amplitude files under the settings, with a progress bar."""
-    from lof import synth as synth_module
-    from lof.calendar import parse_day
-    from lof.config import get_settings
+    from lof.core.calendar import parse_day
+    from lof.core.config import get_settings
+    from lof.synthetic import university as synth_module
 
     settings = get_settings()
     if settings.amplitude_is_http:

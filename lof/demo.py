@@ -9,10 +9,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from lof.calendar import days_between, format_day
-from lof.config import Settings, get_settings
 from lof.console import day_progress, print_synth_summary, run_synth
-from lof.errors import ConfigError
+from lof.core.calendar import days_between, format_day
+from lof.core.config import Settings, get_settings
+from lof.core.errors import ConfigError
 
 
 def embedded_state(settings: Settings) -> list[Path]:

@@ -17,8 +17,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from lof.inputs import DATE_FORM, ID_FORM, MAX_ID, day_from_text, id_from_text
-from lof.links import TEACHER_ID_FORM, valid_teacher_id
+from lof.core.inputs import DATE_FORM, ID_FORM, MAX_ID, day_from_text, id_from_text
+from lof.core.links import TEACHER_ID_FORM, valid_teacher_id
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,8 @@ def _text(data: Mapping[str, Any], name: str) -> str | None:
 
 
 def positive_id(data: Mapping[str, Any], name: str) -> int:
-    """The id ``name`` of ``data`` (``lof.inputs``: at most 2^53 - 1, its length checked first)."""
+    """The id ``name`` of ``data`` (``lof.core.inputs``: at most 2^53 - 1, its length checked
+    first)."""
     text = _text(data, name)
     if not text:
         raise FeedbackInvalid(f"{name} is required: {ID_FORM}")

@@ -27,9 +27,9 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from lof.errors import DataError, LofError, ModelError
-from lof.features import FEATURES, LEVELS
-from lof.signals import SIGNALS
+from lof.core.errors import DataError, LofError, ModelError
+from lof.features.definitions import FEATURES, LEVELS
+from lof.features.signals import SIGNALS
 
 FORMER_COLUMNS: tuple[str, ...] = (
     "N_specific_act_view",
@@ -73,7 +73,7 @@ def scale_globally(*, features: pd.DataFrame) -> pd.DataFrame:
     """Min-max scale each feature over all rows together (the former system's scaling).
 
     ``features`` is a features frame of every ongoing class of a day; a constant feature
-    becomes 0, as in ``lof.features.scale_within_class``.
+    becomes 0, as in ``lof.features.definitions.scale_within_class``.
     """
     out = features.copy()
     if len(out) == 0:
@@ -316,7 +316,7 @@ def read_dataset(path: str | Path) -> pd.DataFrame:
     Either system's header: lof's 13 names or the former ``N_`` names; the level in
     ``Target`` or ``maxlevel``; an unnamed first column (the former files' index) is dropped.
     """
-    from lof.examples import EXAMPLE_COLUMNS, LEGACY_CLASS_ID
+    from lof.training.examples import EXAMPLE_COLUMNS, LEGACY_CLASS_ID
 
     path = Path(path)
     if not path.is_file():
@@ -368,7 +368,7 @@ def read_dataset(path: str | Path) -> pd.DataFrame:
 
 def evaluate(*, model: Any, examples: pd.DataFrame, threshold: float) -> dict[str, float]:
     """Metrics of a model on labelled examples, exactly as a retrained candidate is scored."""
-    from lof import model as lof_model
+    from lof.model import outcome as lof_model
 
     return lof_model.evaluate(model=model, examples=examples, threshold=threshold)
 
@@ -389,7 +389,7 @@ class ImportResult:
     pickled_with: str | None = None
 
     def describe(self) -> str:
-        from lof.model import SELECTION_METRIC
+        from lof.model.outcome import SELECTION_METRIC
 
         score = self.metrics.get(f"holdout.{SELECTION_METRIC}", float("nan"))
         made = f", pickled with scikit-learn {self.pickled_with}" if self.pickled_with else ""
@@ -422,8 +422,9 @@ class _Scored:
 def _score_on_lof_examples(*, settings: Any, model: LegacyModel, training_set: Any) -> _Scored:
     """Score ``model`` as a retrained candidate is: on the holdout a retrain would keep now
     (all examples when there is none) and on every example; DataError when there is none."""
-    from lof import examples as example_set
-    from lof import selection, training
+    from lof.training import examples as example_set
+    from lof.training import retrain as training
+    from lof.training import selection
 
     if training_set is None:
         training_set = training.build_training_set(settings=settings, semesters=None, as_of=None)
@@ -507,8 +508,9 @@ def _log_and_register(
     an empty ``description`` becomes "imported from <file>"."""
     import mlflow
 
-    from lof import examples as example_set
-    from lof import registry, tracking
+    from lof.registry import client as registry
+    from lof.registry import tracking
+    from lof.training import examples as example_set
 
     source = loaded.path.name
     experiment_id = tracking.ensure_experiment(settings=settings, name=IMPORT_EXPERIMENT)
@@ -548,8 +550,9 @@ def import_model(
     (``all.*``; the former model saw none of them). Nothing is registered unless every step
     before succeeded.
     """
-    from lof import registration, registry
-    from lof.config import redact_url
+    from lof.core.config import redact_url
+    from lof.registry import client as registry
+    from lof.training import registration
 
     loaded = load_classifier(path)
     text = check_description(description)

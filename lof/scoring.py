@@ -15,13 +15,13 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine
 
-from lof import features as feat
-from lof import signals
-from lof.calendar import end_of_day
-from lof.collector import no_cycle_collection
-from lof.config import Settings
-from lof.model import PlainFloats
-from lof.optout import NO_EXCLUSIONS, Exclusions, Found
+from lof.core.calendar import end_of_day
+from lof.core.collector import no_cycle_collection
+from lof.core.config import Settings
+from lof.features import definitions as feat
+from lof.features import signals
+from lof.governance.optout import NO_EXCLUSIONS, Exclusions, Found
+from lof.model.outcome import PlainFloats
 from lof.sources import amplitude, assessed_cache, leb2
 from lof.stores import compact
 from lof.stores.base import FeatureStore

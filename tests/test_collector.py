@@ -6,7 +6,7 @@ import gc
 
 import pytest
 
-from lof.collector import no_cycle_collection
+from lof.core.collector import no_cycle_collection
 
 
 def test_the_pause_ends_as_the_caller_had_the_collector() -> None:

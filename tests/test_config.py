@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from lof.config import get_settings
-from lof.errors import ConfigError
+from lof.core.config import get_settings
+from lof.core.errors import ConfigError
 
 
 def test_embedded_defaults_live_under_lof_home(lof_home: Path) -> None:
@@ -112,7 +112,7 @@ def test_database_password_is_redacted_in_errors(
     ],
 )
 def test_one_url_redaction_for_every_message(url: str, shown: str) -> None:
-    from lof.config import redact_url
+    from lof.core.config import redact_url
 
     assert redact_url(url) == shown
 

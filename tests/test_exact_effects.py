@@ -7,9 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lof import exact_effects, reasons, signals
-from lof import features as feat
-from lof import model as lof_model
+from lof.features import definitions as feat
+from lof.features import signals
+from lof.model import exact_effects, reasons
+from lof.model import outcome as lof_model
 
 COLUMNS = [*feat.FEATURES, *signals.SIGNALS]
 

@@ -6,9 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lof import features as feat
-from lof import model as lof_model
-from lof import reasons, signals
+from lof.features import definitions as feat
+from lof.features import signals
+from lof.model import outcome as lof_model
+from lof.model import reasons
 from lof.stores.base import REASON_KEYS
 
 COLUMNS = [*feat.FEATURES, *signals.SIGNALS]

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from lof import features as feat
-from lof.model import PlainFloats
+from lof.features import definitions as feat
+from lof.model.outcome import PlainFloats
 from lof.scoring import attach_model_and_features, days_to_fill
 from lof.stores import open_feature_store
 

@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 from sqlalchemy import create_engine, inspect, select, text
 
-from lof.errors import DataError
+from lof.core.errors import DataError
 from lof.sources import leb2
-from lof.synth import synthesize
+from lof.synthetic.university import synthesize
 
 TODAY = date(2025, 3, 1)
 SMALL = {"students": 80, "classes": 4, "days": 10, "events_per_student_day": 3.0}

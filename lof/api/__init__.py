@@ -2,8 +2,8 @@
 
 * ``factory`` — ``create_app``: settings, problem handlers and the routers below;
 * routers — ``ops`` (``/healthz``, ``/readyz``), ``predictions`` (``/predictions``, a student's
-  history), ``webhooks`` (``/webhooks/*``, promotion events) and ``lof.pages`` (class page,
-  links, feedback);
+  history), ``webhooks`` (``/webhooks/*``, promotion events) and ``lof.api.routes.pages`` (class
+  page, links, feedback);
 * ``deps`` (settings, API key, predictions store as ``Annotated`` dependencies), ``params``
   (quote-tolerant ids and days), ``problems`` (the one error body), ``schemas``, ``cache``,
   ``limits`` (what is refused before any work), ``docs`` (Swagger UI, only if enabled);

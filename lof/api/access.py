@@ -26,12 +26,12 @@ from urllib.parse import parse_qs, unquote_plus
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from lof import links
 from lof.api.deps import API_KEY_HEADER
 from lof.api.params import id_from_text
-from lof.config import Settings
-from lof.errors import ConfigError
-from lof.pseudonyms import api_key_id
+from lof.core import links
+from lof.core.config import Settings
+from lof.core.errors import ConfigError
+from lof.governance.pseudonyms import api_key_id
 from lof.stores.access_log import AccessEntry, AccessLog
 
 log = logging.getLogger(__name__)

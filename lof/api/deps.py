@@ -17,8 +17,8 @@ from starlette.concurrency import run_in_threadpool
 
 from lof.api.cache import BodyCache
 from lof.api.problems import ApiProblem
-from lof.config import Settings
-from lof.errors import StoreError
+from lof.core.config import Settings
+from lof.core.errors import StoreError
 from lof.stores.base import PredictionStore
 
 T = TypeVar("T")

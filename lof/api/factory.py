@@ -9,13 +9,13 @@ from urllib.parse import urlparse
 
 from fastapi import FastAPI
 
-from lof.api import ops, predictions, privacy, webhooks
 from lof.api.cache import CACHE_BYTES, CACHE_SECONDS, BodyCache
 from lof.api.deps import API_KEY_HEADER, StoreHolder
 from lof.api.limits import Limits, RequestLimits
-from lof.api.ops import ReadyCache
 from lof.api.problems import install_problem_handlers
-from lof.config import Settings, get_settings
+from lof.api.routes import ops, predictions, privacy, webhooks
+from lof.api.routes.ops import ReadyCache
+from lof.core.config import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ def create_app(
     app.include_router(predictions.router)
     app.include_router(webhooks.router)
     # imported here: the class page's module imports this package's dependencies
-    from lof.pages import include_pages
+    from lof.api.routes.pages import include_pages
 
     include_pages(app, settings)
     privacy.install(app, settings)  # after every router: the access log sees them all

@@ -17,10 +17,10 @@ from pydantic import BeforeValidator, StringConstraints
 from pydantic_core import PydanticCustomError
 
 from lof.api.problems import DATE_FORM, ID_FORM, PARAM_ERROR, ApiProblem, shown
-from lof.inputs import MAX_ID, day_from_text, id_from_text
+from lof.core.inputs import MAX_ID, day_from_text, id_from_text
 
 T = TypeVar("T")
-# What ``lof.inputs.unquote`` accepts around the digits: whitespace, then double quotes, then
+# What ``lof.core.inputs.unquote`` accepts around the digits: whitespace, then double quotes, then
 # single quotes (and the same in reverse after them); the range checks (id > 0 and at most
 # MAX_ID, a real day of the accepted years) are not patterns.
 _AROUND = (r"""^\s*"*'*\s*""", r"""\s*'*"*\s*$""")

@@ -19,8 +19,8 @@ from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from lof.errors import LofError, StoreError
-from lof.inputs import DATE_FORM, ID_FORM
+from lof.core.errors import LofError, StoreError
+from lof.core.inputs import DATE_FORM, ID_FORM
 
 log = logging.getLogger(__name__)
 

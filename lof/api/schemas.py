@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, create_model
 from pydantic.json_schema import JsonDict, JsonValue
 
-from lof.features import FEATURES
+from lof.features.definitions import FEATURES
 
 _EXAMPLE_FEATURES: JsonDict = {
     "class_view_count": 182.0,

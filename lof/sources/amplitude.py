@@ -41,10 +41,10 @@ try:  # ISA-L inflates the same gzip streams ~1.5x faster than zlib; zlib when n
 except ImportError:  # pragma: no cover - depends on the platform's wheels
     _inflate = zlib
 
-from lof.config import Settings
-from lof.errors import ConfigError, DataError, SourceError
-from lof.features import EngagementAggregator, empty_engagement
-from lof.retry import TransientError, call_with_retries
+from lof.core.config import Settings
+from lof.core.errors import ConfigError, DataError, SourceError
+from lof.core.retry import TransientError, call_with_retries
+from lof.features.definitions import EngagementAggregator, empty_engagement
 
 log = logging.getLogger(__name__)
 
@@ -545,7 +545,8 @@ def day_increments(
     class_ids: Collection[int] | None,
     progress: bool = False,
 ) -> pd.DataFrame:
-    """The engagement increment frame of local day ``day`` (``lof.features`` engagement frame).
+    """The engagement increment frame of local day ``day`` (``lof.features.definitions`` engagement
+    frame).
 
     Reads the folder source or the Export API (``LOF_AMPLITUDE_SOURCE``), counts only
     ``Page Load`` events of the given classes (all classes when ``class_ids`` is None),

@@ -42,11 +42,11 @@ from sqlalchemy.exc import (
     SQLAlchemyError,
 )
 
-from lof.calendar import end_of_day
-from lof.config import LabelRule, redact_url
-from lof.errors import DataError, SourceError
-from lof.retry import call_with_retries
-from lof.retry import is_transient_db_error as is_transient
+from lof.core.calendar import end_of_day
+from lof.core.config import LabelRule, redact_url
+from lof.core.errors import DataError, SourceError
+from lof.core.retry import call_with_retries
+from lof.core.retry import is_transient_db_error as is_transient
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -926,7 +926,7 @@ def activity_status(
     deleted_before: datetime | None = None,
     started_submissions: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(activities, submissions) of ``class_ids`` for ``lof.signals.add_signals``.
+    """(activities, submissions) of ``class_ids`` for ``lof.features.signals.add_signals``.
 
     activities: every live activity of the live classes (``class_id, activity_id, start_date,
     due_date``), future ones too, as they bound the class's window; submissions: per student

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lof.errors import StoreError
+from lof.core.errors import StoreError
 from lof.stores.base import FeatureStore, PredictionRecord, PredictionStore
 
 __all__ = [

@@ -3,7 +3,7 @@
 One entry per class page view, feedback post, link issued and API data request (the API
 writes them, ``lof.api.access``): when (UTC), the route, the HTTP status, the class, the day
 asked for, the teacher id the link or the request names, and the API key's id
-(``lof.pseudonyms.api_key_id``), never the key, nor a student id.
+(``lof.governance.pseudonyms.api_key_id``), never the key, nor a student id.
 
 * SQL: table ``lof_access_log``, indexed on ``at``, so ``lof audit --since`` is a range read.
 * DynamoDB: table ``<prefix>access_log``, ``pk="LOG"``, ``sk="<ISO time>#<random>"`` (one

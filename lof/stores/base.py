@@ -27,19 +27,19 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from lof.calendar import format_day
-from lof.errors import DataError
-from lof.features import ENGAGEMENT_COLUMNS, SET_COLUMNS, STATE_INT_COLUMNS, sorted_ids
-from lof.model import PREDICTION_OUTPUT, PlainFloats
-from lof.reasons import Reasons
-from lof.signals import EVENT_STATE_COLUMNS
+from lof.core.calendar import format_day
+from lof.core.errors import DataError
+from lof.features.definitions import ENGAGEMENT_COLUMNS, SET_COLUMNS, STATE_INT_COLUMNS, sorted_ids
+from lof.features.signals import EVENT_STATE_COLUMNS
+from lof.model.outcome import PREDICTION_OUTPUT, PlainFloats
+from lof.model.reasons import Reasons
 
 PredictionRecord = dict[str, Any]
 """One stored prediction as the API returns it: ``predicted_dt`` (YYYYMMDD str), ``class_id``,
 ``user_id`` (int), ``predicted_label`` (int 1-5), ``predicted_prob`` (dict level str -> float),
 ``risk_prob`` (float), ``at_risk`` (bool), ``required_level`` (int), ``model_name`` (str),
 ``model_version`` (str), ``features`` (dict feature name -> raw float), ``reasons`` (list of
-dicts: the top drivers of the risk, see ``lof.reasons``; [] when none or not computed)."""
+dicts: the top drivers of the risk, see ``lof.model.reasons``; [] when none or not computed)."""
 
 PREDICTION_COLUMNS: tuple[str, ...] = (
     *PREDICTION_OUTPUT,
@@ -311,7 +311,8 @@ def engagement_rows(frame: pd.DataFrame, *, what: str) -> list[dict[str, Any]]:
 
 
 def engagement_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
-    """The engagement frame of ``lof.features`` (sorted by class_id, user_id) from plain rows."""
+    """The engagement frame of ``lof.features.definitions`` (sorted by class_id, user_id) from
+    plain rows."""
     rows = sorted(rows, key=lambda r: (r["class_id"], r["user_id"]))
     data: dict[str, Any] = {}
     for c in ("class_id", "user_id", *STATE_INT_COLUMNS):

@@ -48,8 +48,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lof.errors import DataError, StoreError
-from lof.features import (
+from lof.core.errors import DataError, StoreError
+from lof.features.definitions import (
     COUNT_COLUMNS,
     DISTINCT_COUNTS,
     ENGAGEMENT_COLUMNS,
@@ -57,7 +57,7 @@ from lof.features import (
     STATE_INT_COLUMNS,
     sorted_ids,
 )
-from lof.signals import EVENT_STATE_COLUMNS, RECENT_COLUMNS, merge_recent
+from lof.features.signals import EVENT_STATE_COLUMNS, RECENT_COLUMNS, merge_recent
 from lof.stores import base
 
 try:  # ISA-L: the same zlib streams, deflated ~3x and inflated ~2x faster; zlib when missing.
@@ -315,11 +315,12 @@ def to_frame(classes: Mapping[int, ClassRows]) -> pd.DataFrame:
 def accumulate(
     previous: Mapping[int, ClassRows], increment: Mapping[int, ClassRows]
 ) -> dict[int, ClassRows]:
-    """``lof.features.accumulate`` on arrays: yesterday's state plus today's increment, per class.
+    """``lof.features.definitions.accumulate`` on arrays: yesterday's state plus today's increment,
+    per class.
 
     Why: the daily run then never turns the state's ids into per-student tuples (and back), so
     its cost follows the day's ids rather than the semester's. Counts add up, the event states
-    merge as ``lof.signals.merge_recent`` does, the id sets are unioned by one merge of two
+    merge as ``lof.features.signals.merge_recent`` does, the id sets are unioned by one merge of two
     sorted arrays per set column.
     """
     out: dict[int, ClassRows] = {}
@@ -427,7 +428,8 @@ def _insert_pairs(
 
 def summary_frame(classes: Mapping[int, ClassRows]) -> pd.DataFrame:
     """What the features and signals read of a state, without its ids: class_id, user_id, the
-    integer columns and the distinct counts (``lof.features.DISTINCT_COUNTS``), sorted."""
+    integer columns and the distinct counts (``lof.features.definitions.DISTINCT_COUNTS``),
+    sorted."""
     chosen = [classes[c] for c in sorted(classes)]
     data = _integer_columns(classes)
     for name, column in DISTINCT_COUNTS:

@@ -23,7 +23,7 @@ from typing import Any, Protocol, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from lof.errors import StoreError
+from lof.core.errors import StoreError
 from lof.stores.guards import run_dynamo, run_sql
 
 T = TypeVar("T")
@@ -63,7 +63,7 @@ class SqlDeliveryStore:
     """Handled deliveries in the predictions' SQL database."""
 
     def __init__(self, url: str) -> None:
-        from lof.config import redact_url
+        from lof.core.config import redact_url
         from lof.stores.sql import create_store_engine
 
         self.url = redact_url(url)

@@ -56,9 +56,9 @@ from botocore.exceptions import (
     NoRegionError,
 )
 
-from lof.collector import no_cycle_collection
-from lof.errors import StoreError
-from lof.retry import call_with_retries
+from lof.core.collector import no_cycle_collection
+from lof.core.errors import StoreError
+from lof.core.retry import call_with_retries
 from lof.stores import base, compact
 
 log = logging.getLogger(__name__)

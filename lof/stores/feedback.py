@@ -19,8 +19,8 @@ from typing import Any, Protocol, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from lof.calendar import format_day
-from lof.errors import StoreError
+from lof.core.calendar import format_day
+from lof.core.errors import StoreError
 from lof.feedback import FeedbackRecord
 from lof.stores.guards import run_dynamo, run_sql
 
@@ -79,7 +79,7 @@ class SqlFeedbackStore:
     """Feedback in the predictions' SQL database."""
 
     def __init__(self, url: str) -> None:
-        from lof.config import redact_url
+        from lof.core.config import redact_url
         from lof.stores.sql import create_store_engine
 
         self.url = redact_url(url)

@@ -9,8 +9,8 @@ from typing import TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from lof.errors import StoreError
-from lof.retry import call_with_retries, is_transient_db_error
+from lof.core.errors import StoreError
+from lof.core.retry import call_with_retries, is_transient_db_error
 
 T = TypeVar("T")
 

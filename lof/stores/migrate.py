@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import sqlalchemy as sa
 
-from lof.calendar import format_day
-from lof.features import COUNT_COLUMNS
+from lof.core.calendar import format_day
+from lof.features.definitions import COUNT_COLUMNS
 from lof.stores import base
 
 if TYPE_CHECKING:  # boto3 is imported only when a DynamoDB store is migrated

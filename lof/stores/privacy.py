@@ -1,7 +1,8 @@
 """Privacy records, stored next to the predictions (same LOF_STORE_URL, both backends).
 
-* the **opt-out list**: the keyed pseudonym (``lof.pseudonyms``) of each student who opted out
-  or was forgotten, never their id; the daily run, the retrain and the class pages consult it;
+* the **opt-out list**: the keyed pseudonym (``lof.governance.pseudonyms``) of each student who
+  opted out or was forgotten, never their id; the daily run, the retrain and the class pages
+  consult it;
 * the **erasure entries** of ``lof forget``: when, how many ids, their pseudonyms, what each
   store removed; an entry without ``finished_at`` is an erasure that has not completed;
 * the students each **class page does not show**: per (class, day) the pseudonyms of the
@@ -27,8 +28,8 @@ from typing import Any, Protocol
 import orjson
 import sqlalchemy as sa
 
-from lof.calendar import format_day
-from lof.errors import ConfigError
+from lof.core.calendar import format_day
+from lof.core.errors import ConfigError
 from lof.stores.base import parse_day_key
 from lof.stores.small_tables import DynamoTable, SqlTables
 from lof.stores.sql import LONG_TEXT

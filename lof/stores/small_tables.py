@@ -13,8 +13,8 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
-from lof.errors import StoreError
-from lof.retry import call_with_retries, is_transient_db_error
+from lof.core.errors import StoreError
+from lof.core.retry import call_with_retries, is_transient_db_error
 
 T = TypeVar("T")
 
@@ -25,7 +25,7 @@ class SqlTables:
     what = "store"
 
     def __init__(self, url: str, metadata: sa.MetaData) -> None:
-        from lof.config import redact_url
+        from lof.core.config import redact_url
         from lof.stores.sql import create_store_engine
 
         self.url = redact_url(url)

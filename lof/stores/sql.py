@@ -38,11 +38,11 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
-from lof.collector import no_cycle_collection
-from lof.config import redact_url
-from lof.errors import StoreError
-from lof.features import COUNT_COLUMNS
-from lof.retry import call_with_retries, is_transient_db_error
+from lof.core.collector import no_cycle_collection
+from lof.core.config import redact_url
+from lof.core.errors import StoreError
+from lof.core.retry import call_with_retries, is_transient_db_error
+from lof.features.definitions import COUNT_COLUMNS
 from lof.stores import base, compact
 
 log = logging.getLogger(__name__)

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lof.config import Settings, get_settings
-from lof.features import FEATURES
+from lof.core.config import Settings, get_settings
+from lof.features.definitions import FEATURES
 from lof.stores import open_prediction_store
 
 KEYS = ("key-alpha-0123456789", "key-beta-9876543210")
@@ -55,7 +55,7 @@ def prediction_frame(*, class_id: int, users: tuple[int, ...], seed: int) -> pd.
 
 
 def reasons_of(user: int) -> list[dict]:
-    """Reasons as ``lof.reasons.explain`` gives them: two for even user ids, none for odd."""
+    """Reasons as ``lof.model.reasons.explain`` gives them: two for even user ids, none for odd."""
     if user % 2:
         return []
     return [

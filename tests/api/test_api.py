@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from lof.api import create_app
-from lof.features import FEATURES
+from lof.features.definitions import FEATURES
 
 from ._data import (
     CLASS_A,

@@ -14,8 +14,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from lof.api import create_app
-from lof.config import get_settings
-from lof.errors import StoreError
+from lof.core.config import get_settings
+from lof.core.errors import StoreError
 from tests.servers import free_port
 
 from ._data import (
@@ -150,7 +150,7 @@ def test_unexpected_error_is_json_500_without_internals(tmp_path: Path, caplog) 
 def test_webhook_router_is_included_when_present(tmp_path: Path) -> None:
     app = create_app(settings_for(tmp_path, f"sqlite:///{tmp_path / 'lof.db'}"))
     paths = set(app.openapi()["paths"])
-    present = importlib.util.find_spec("lof.api.webhooks") is not None
+    present = importlib.util.find_spec("lof.api.routes.webhooks") is not None
     assert ("/webhooks/s3" in paths) is present
     assert "/predictions" in paths
 

@@ -29,9 +29,9 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from typer.testing import CliRunner
 
-from lof import links
 from lof.api import create_app
 from lof.cli import app as cli_app
+from lof.core import links
 from tests.servers import free_port, wait_for_port
 
 from ._data import CLASS_A, DAY1, KEYS, USERS_A, fill, settings_for

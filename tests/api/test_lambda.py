@@ -144,7 +144,7 @@ def test_the_class_page_behind_the_prod_stage_keeps_the_stage_in_its_links(
     """API Gateway hands the Lambda the path without the stage; LOF_PUBLIC_URL names it."""
     from pydantic import SecretStr
 
-    from lof import links
+    from lof.core import links
 
     secret = "stage-link-secret-0123456789abcdef"
     monkeypatch.setenv("LOF_LINK_SECRET", secret)

@@ -10,11 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lof import features as feat
-from lof import model as lof_model
-from lof import synth, training
-from lof.config import get_settings
-from lof.signals import SIGNALS
+from lof.core.config import get_settings
+from lof.features import definitions as feat
+from lof.features.signals import SIGNALS
+from lof.model import outcome as lof_model
+from lof.synthetic import university as synth
+from lof.training import retrain as training
 
 CANDIDATES = ("logreg", "hist_gb", "hist_gb_calibrated", "mlp_baseline")
 TODAY = date(2025, 3, 1)

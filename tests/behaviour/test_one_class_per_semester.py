@@ -22,12 +22,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lof import examples as example_set
-from lof import features as feat
-from lof import registry, training
-from lof.config import get_settings
+from lof.core.config import get_settings
+from lof.features import definitions as feat
+from lof.registry import client as registry
 from lof.sources import leb2
 from lof.stores import open_prediction_store
+from lof.training import examples as example_set
+from lof.training import retrain as training
 
 TODAY = date(2025, 3, 1)
 
@@ -108,14 +109,14 @@ def test_one_class_per_semester_retrains_promotes_and_scores(lof_home: Path) -> 
         assert np.allclose(merged[name], merged[f"{name}_served"]), name
     assert built.examples_from_predictions == len(part)
     # The store keeps the 13 only: the served rows' signals are reconstructed, never missing.
-    from lof.model import training_features
-    from lof.signals import SIGNALS
+    from lof.features.signals import SIGNALS
+    from lof.model.outcome import training_features
 
     assert part[list(SIGNALS)].notna().all().all()
     assert training_features(built.examples) == [*feat.FEATURES, *SIGNALS]
     assert built.examples_reconstructed == len(built.examples) - len(part)
     # A reconstruction would have seen the revised grades.
-    from lof.calendar import end_of_day
+    from lof.core.calendar import end_of_day
 
     records = leb2.assessed_records(engine, class_ids=[class_id], until=end_of_day(day))
     now = feat.assessment_features(records=records).set_index("user_id")["avglevel"]

@@ -31,7 +31,7 @@ from measure import loadavg
 def make_app(home: Path, url: str, *, logged: bool) -> Any:
     from lof.api import create_app
     from lof.api.access import AccessLogMiddleware
-    from lof.config import get_settings
+    from lof.core.config import get_settings
 
     app = create_app(get_settings(home=home, store_url=url, api_keys=KEY))
     if not logged:

@@ -40,7 +40,7 @@ UNCACHED_BAR = 0.3
 
 def realistic_features(rng) -> dict[str, float]:
     """Raw features as the daily flow computes them: counts, and means over a few records."""
-    from lof.features import FEATURES
+    from lof.features.definitions import FEATURES
 
     records = int(rng.integers(1, 13))
     values = [

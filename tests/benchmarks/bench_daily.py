@@ -13,8 +13,8 @@ fitted sklearn model over the same columns (its cost is not the point), the reas
 predictions (SQLite stores under LOF_HOME). Phases are timed by wrapping the module functions
 compute_day_features calls, so the real code path is measured.
 
-1. scaling: a synthetic university (``lof.synth``) whose ongoing semester has 61 days of data,
-   Amplitude files for all of them. The features store is filled day by day (as
+1. scaling: a synthetic university (``lof.synthetic.university``) whose ongoing semester has 61
+   days of data, Amplitude files for all of them. The features store is filled day by day (as
    ``fill_missing_days`` does) up to day 4, day 5 is scored; then up to day 59 and day 60 is
    scored, each from its own copy of LOF_HOME (stores, caches, the last state written) as the
    daily flow left it the day before; ``--repeat`` runs of each, alternating, each in a fresh
@@ -116,8 +116,8 @@ def tiny_model() -> Any:
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
 
-    from lof.features import FEATURES
-    from lof.signals import SIGNALS
+    from lof.features.definitions import FEATURES
+    from lof.features.signals import SIGNALS
 
     columns = [*FEATURES, *SIGNALS]
     rng = np.random.default_rng(0)
@@ -140,7 +140,7 @@ class DailyRun:
             os.environ["LOF_LEB2_URL"] = f"sqlite:///{Path(data) / 'leb2-demo.db'}"
             os.environ["LOF_AMPLITUDE_SOURCE"] = str(Path(data) / "amplitude")
         from lof import scoring
-        from lof.config import get_settings
+        from lof.core.config import get_settings
         from lof.sources import amplitude, leb2
         from lof.stores import open_feature_store, open_prediction_store
 
@@ -214,8 +214,9 @@ class DailyRun:
 
     def score(self, day: date) -> dict[str, Any]:
         """Score ``day`` as the daily flow does; wall and CPU seconds, phases, sizes."""
-        from lof import model as lof_model
-        from lof import reasons, scoring
+        from lof import scoring
+        from lof.model import outcome as lof_model
+        from lof.model import reasons
 
         self.timer.reset()
         began, cpu_began = time.perf_counter(), time.process_time()
@@ -309,7 +310,7 @@ def in_child(*args: str) -> dict[str, Any]:
 def synthesize(
     home: Path, *, students: int, classes: int, days: int, per_student: float, amplitude_days: int
 ) -> Any:
-    from lof import synth
+    from lof.synthetic import university as synth
 
     began = time.perf_counter()
     summary = synth.synthesize(

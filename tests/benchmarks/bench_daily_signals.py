@@ -7,12 +7,12 @@ Run:  .venv/bin/python tests/benchmarks/bench_daily_signals.py [--students 3000]
 The baseline is the code before the signals (``625d3e7^1``, the commit before they were merged):
 ``git archive <baseline-ref>`` exported to a temporary folder and run from there (same
 virtualenv), so it is that daily run exactly, not a switch inside the new code. Both versions
-score the same synthetic university (``lof.synth``; the ongoing semester has ``--days`` days of
-data): each, in its own fresh subprocess and its own SQLite stores, fills the features store day
-by day up to D-1 (untimed, first round only), then runs day D ``--repeat`` times (median kept):
-ongoing classes, the day's features (D-1 state, Amplitude increment, LEB2 reads, features and,
-in the new code, the signals), predictions with each fitted ``--models`` candidate on the
-columns that code builds, the reasons (new code only), and the writes of the day's predictions
+score the same synthetic university (``lof.synthetic.university``; the ongoing semester has
+``--days`` days of data): each, in its own fresh subprocess and its own SQLite stores, fills the
+features store day by day up to D-1 (untimed, first round only), then runs day D ``--repeat`` times
+(median kept): ongoing classes, the day's features (D-1 state, Amplitude increment, LEB2 reads,
+features and, in the new code, the signals), predictions with each fitted ``--models`` candidate on
+the columns that code builds, the reasons (new code only), and the writes of the day's predictions
 and features. Each round runs the baseline and then the new code, so the two of a round share
 the machine's load of the moment; the headline is the median over the rounds of each round's
 CPU-time ratio new/baseline (CPU time: a shared machine disturbs it less than wall time), with
@@ -45,10 +45,10 @@ def child(source: str, home: str, days: int, repeat: int, baseline: bool, models
     import numpy as np
     import pandas as pd
 
-    from lof import features as feat
-    from lof import model as lof_model
     from lof import scoring
-    from lof.config import get_settings
+    from lof.core.config import get_settings
+    from lof.features import definitions as feat
+    from lof.model import outcome as lof_model
     from lof.sources import leb2
     from lof.stores import open_feature_store, open_prediction_store
 
@@ -58,8 +58,8 @@ def child(source: str, home: str, days: int, repeat: int, baseline: bool, models
     if baseline:
         reasons, SIGNALS = None, ()
     else:
-        from lof import reasons
-        from lof.signals import SIGNALS
+        from lof.features.signals import SIGNALS
+        from lof.model import reasons
 
     settings = get_settings()
     engine = leb2.connect(settings.leb2_url)
@@ -109,8 +109,8 @@ def time_day(
     repeat: int,
 ) -> dict[str, float]:
     """Median seconds per phase of ``repeat`` runs of day D (after one dropped warm-up run)."""
-    from lof import model as lof_model
     from lof import scoring
+    from lof.model import outcome as lof_model
     from lof.sources import leb2
 
     runs: list[dict[str, float]] = []
@@ -198,7 +198,7 @@ def main() -> None:
     )
     parser.add_argument("--baseline-ref", default="625d3e7^1")
     args = parser.parse_args()
-    from lof import synth
+    from lof.synthetic import university as synth
 
     with tempfile.TemporaryDirectory(prefix="lof-bench-signals-cost-") as tmp:
         root = Path(tmp)

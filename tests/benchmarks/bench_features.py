@@ -176,7 +176,7 @@ def files_of(folder: Path) -> list[Path]:
 
 
 def run_ours(folder: Path) -> dict:
-    from lof.config import get_settings
+    from lof.core.config import get_settings
     from lof.sources.amplitude import day_increments
 
     settings = get_settings(amplitude_source=str(folder), home=str(folder / "home"))

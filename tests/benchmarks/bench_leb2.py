@@ -13,7 +13,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from lof.sources import leb2
-from lof.synth import synthesize
+from lof.synthetic.university import synthesize
 
 TODAY = date(2025, 3, 1)
 

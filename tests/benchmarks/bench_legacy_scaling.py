@@ -3,8 +3,8 @@
 Run:  .venv/bin/python tests/benchmarks/bench_legacy_scaling.py [--seeds 7 11 13]
       [--students 300] [--classes 8]
 
-For each seed a synthetic university (``lof.synth``: two finished semesters) stands in for the
-former system's history. A former-style model is trained as the former system did: an
+For each seed a synthetic university (``lof.synthetic.university``: two finished semesters) stands
+in for the former system's history. A former-style model is trained as the former system did: an
 ``MLPClassifier(hidden_layer_sizes=(100,))`` on the earlier finished semester(s), features at
 the end of each class, min-max scaled over all students of all classes together, target the
 highest level reached (``max``). It is then wrapped as ``lof import-model`` wraps a pickle and
@@ -20,7 +20,8 @@ class's required level, lof's ``attainment`` label), macro-F1 of the predicted l
 that label and against the former target (``macro_f1_max``), the mean over seeds and the
 difference within_class - global measured in the same run.
 The raw (unscaled) examples come from lof's own example builder with its within-class scaling
-switched off for the duration (a benchmark-only patch of ``lof.features.scale_within_class``).
+switched off for the duration (a benchmark-only patch of
+``lof.features.definitions.scale_within_class``).
 """
 
 from __future__ import annotations
@@ -42,10 +43,11 @@ TODAY = date(2025, 3, 1)
 def raw_examples(*, home: str, seed: int, students: int, classes: int) -> pd.DataFrame:
     """Unscaled examples of every finished semester, with both labels (attainment and max)."""
     os.environ["LOF_HOME"] = home
-    from lof import features as feat
-    from lof import synth, training
-    from lof.config import get_settings
+    from lof.core.config import get_settings
+    from lof.features import definitions as feat
     from lof.sources import leb2
+    from lof.synthetic import university as synth
+    from lof.training import retrain as training
 
     synth.synthesize(
         leb2_url=f"sqlite:///{home}/leb2-demo.db",
@@ -75,8 +77,8 @@ def raw_examples(*, home: str, seed: int, students: int, classes: int) -> pd.Dat
 
 def scaled(examples: pd.DataFrame, *, how: str) -> pd.DataFrame:
     """Scale per (progress point, class) or per progress point over all classes together."""
-    from lof import features as feat
     from lof import legacy
+    from lof.features import definitions as feat
 
     parts = []
     for _, part in examples.groupby("progress", sort=True):
@@ -92,7 +94,7 @@ def run_seed(*, seed: int, students: int, classes: int) -> pd.DataFrame:
     from sklearn.neural_network import MLPClassifier
 
     from lof import legacy
-    from lof import model as lof_model
+    from lof.model import outcome as lof_model
 
     with tempfile.TemporaryDirectory(prefix="lof-bench-legacy-") as home:
         examples = raw_examples(home=home, seed=seed, students=students, classes=classes)

@@ -4,8 +4,8 @@ on classes it never saw, held out by time and by class.
 Run:  .venv/bin/python tests/benchmarks/bench_model_quality.py [--students 240] [--classes 6]
       [--folds 3] [--seed 7]
 
-Synthesizes a university (``lof.synth``: two finished semesters, early withdrawers, stoppers),
-builds the retrain's examples (every cohort member, ``attainment`` labels) and evaluates:
+Synthesizes a university (``lof.synthetic.university``: two finished semesters, early withdrawers,
+stoppers), builds the retrain's examples (every cohort member, ``attainment`` labels) and evaluates:
 
 * by time: fitted on the earlier semester, calibrated and thresholded on its grouped
   out-of-fold predictions, scored on the later semester (what retrain reports as holdout);
@@ -58,7 +58,7 @@ def legacy_metrics(*, engine, train, test, settings, lof_model, leb2, seed: int)
 
 
 def table(title: str, results: dict[str, dict]) -> str:
-    from lof import model as lof_model
+    from lof.model import outcome as lof_model
 
     lines = [f"### {title}", ""]
     header = ["candidate", "point", *(SHORT[c] for c in COLUMNS)]
@@ -87,10 +87,12 @@ def main() -> None:
             LOF_LEB2_URL=f"sqlite:///{root / 'leb2.db'}",
             LOF_AMPLITUDE_SOURCE=str(root / "amplitude"),
         )
-        from lof import model as lof_model
-        from lof import selection, synth, training
-        from lof.config import get_settings
+        from lof.core.config import get_settings
+        from lof.model import outcome as lof_model
         from lof.sources import leb2
+        from lof.synthetic import university as synth
+        from lof.training import retrain as training
+        from lof.training import selection
 
         began = time.perf_counter()
         synth.synthesize(

@@ -3,14 +3,15 @@
 Run:  .venv/bin/python tests/benchmarks/bench_model_quality_signals.py [--students 900]
       [--classes 10] [--events 4.0] [--seeds 11] [--candidates logreg,hist_gb]
 
-A synthetic university (``lof.synth``, two finished semesters) is built once per seed; the
-training examples are built the way a retrain builds them (``lof.examples.build_examples``:
-one pass over the days, features and signals at each progress point, scaled within the class,
-labelled by ``LOF_LABEL_RULE``), at 10/25/50/75% of each class's activity window. Each
-candidate is fitted on the earlier semester and scored on the later one (classes it never saw,
-later in time), once on the 13 features and once on the 13 + ``lof.signals.SIGNALS``; nothing
-is tuned on the later semester. Per progress point: ROC-AUC and PR-AUC of ``risk_prob`` for
-"final level below the class's required level", and the Brier score of ``risk_prob``.
+A synthetic university (``lof.synthetic.university``, two finished semesters) is built once per
+seed; the training examples are built the way a retrain builds them
+(``lof.training.examples.build_examples``: one pass over the days, features and signals at each
+progress point, scaled within the class, labelled by ``LOF_LABEL_RULE``), at 10/25/50/75% of each
+class's activity window. Each candidate is fitted on the earlier semester and scored on the later
+one (classes it never saw, later in time), once on the 13 features and once on the 13 +
+``lof.features.signals.SIGNALS``; nothing is tuned on the later semester. Per progress point:
+ROC-AUC and PR-AUC of ``risk_prob`` for "final level below the class's required level", and the
+Brier score of ``risk_prob``.
 """
 
 from __future__ import annotations
@@ -29,10 +30,10 @@ POINTS = (0.1, 0.25, 0.5, 0.75)
 
 
 def build(*, home: Path, students: int, classes: int, events: float, seed: int) -> pd.DataFrame:
-    from lof import examples as example_set
-    from lof import model as lof_model
-    from lof import synth
-    from lof.config import get_settings
+    from lof.core.config import get_settings
+    from lof.model import outcome as lof_model
+    from lof.synthetic import university as synth
+    from lof.training import examples as example_set
 
     summary = synth.synthesize(
         leb2_url=f"sqlite:///{home}/leb2-demo.db",
@@ -75,9 +76,9 @@ def risk_metrics(*, truly: np.ndarray, risk: np.ndarray) -> dict[str, float]:
 
 
 def compare(examples: pd.DataFrame, *, candidates: list[str], seed: int) -> pd.DataFrame:
-    from lof import model as lof_model
-    from lof.features import FEATURES
-    from lof.signals import SIGNALS
+    from lof.features.definitions import FEATURES
+    from lof.features.signals import SIGNALS
+    from lof.model import outcome as lof_model
 
     train = examples[examples["period"] < examples["period"].max()].reset_index(drop=True)
     held = examples[examples["period"] == examples["period"].max()].reset_index(drop=True)

@@ -3,8 +3,8 @@
 Run: ``.venv/bin/python tests/benchmarks/bench_pages.py [--students 300] [--days 60] [--rounds 5]``
 
 A SQLite store filled through ``PredictionStore.write_day`` with one class (``--students`` by
-``--days``). Measured in the same run, alternating: the page's reads (``lof.pages``: list_days +
-one ``read_class_day`` per day, in parallel), the N+1 alternative (one
+``--days``). Measured in the same run, alternating: the page's reads (``lof.api.routes.pages``:
+list_days + one ``read_class_day`` per day, in parallel), the N+1 alternative (one
 ``read_student_history`` per student), and the whole page through the app (reads + rendering).
 Prints median seconds and the ratio per-student / per-day.
 """
@@ -33,9 +33,9 @@ def main() -> None:
     from fastapi.testclient import TestClient
     from pydantic import SecretStr
 
-    from lof import links
     from lof.api import create_app
-    from lof.pages import read_class_history
+    from lof.api.routes.pages import read_class_history
+    from lof.core import links
     from lof.stores import open_prediction_store
     from tests.api._data import settings_for
     from tests.pages._demo import FIRST_DAY, SECRET, demo_frame

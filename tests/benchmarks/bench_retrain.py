@@ -3,8 +3,8 @@
 Run:  .venv/bin/python tests/benchmarks/bench_retrain.py [--enrolments 30000] [--classes 80]
       [--events 2.0] [--folds 5]
 
-Synthesizes a university (``lof.synth``) whose semesters have about ``--enrolments`` class
-enrolments each, then retrains on its latest finished semester in a fresh subprocess (so the
+Synthesizes a university (``lof.synthetic.university``) whose semesters have about ``--enrolments``
+class enrolments each, then retrains on its latest finished semester in a fresh subprocess (so the
 peak RSS is the retrain's alone): building the examples (one pass over the days, LEB2 queries
 at every progress point) and comparing and registering the candidates (MLflow sqlite). The
 baseline is the same retrain at a tenth of the size, measured in the same run; the figures are
@@ -31,8 +31,8 @@ TODAY = date(2025, 3, 1)
 def child(home: str, folds: int, semester: str) -> None:
     """Run inside the subprocess: the retrain of one semester, timed by phase."""
     os.environ["LOF_HOME"] = home
-    from lof import training
-    from lof.config import get_settings
+    from lof.core.config import get_settings
+    from lof.training import retrain as training
 
     settings = get_settings()
     began = time.perf_counter()
@@ -62,7 +62,7 @@ def measure(*, enrolments: int, classes: int, events: float, folds: int) -> dict
 
 
 def _measure_in(home: str, *, enrolments: int, classes: int, events: float, folds: int) -> dict:
-    from lof import synth
+    from lof.synthetic import university as synth
 
     students = max(10, round(enrolments / 2.5))
     began = time.perf_counter()

@@ -6,8 +6,8 @@ Run: ``.venv/bin/python tests/benchmarks/bench_stores.py [--part all|growth|back
 [--history-enrolments 3000] [--backends sqlite,postgresql,dynamodb]``.
 
 The growth part writes a semester day by day through the SQLite features store (increments made
-directly, states accumulated with ``lof.features.accumulate``) and prints the store's size after
-5, 30 and 60 days (bars: size(60) <= 400 MB, size(60)/size(30) <= 2.2).
+directly, states accumulated with ``lof.features.definitions.accumulate``) and prints the store's
+size after 5, 30 and 60 days (bars: size(60) <= 400 MB, size(60)/size(30) <= 2.2).
 
 Baselines measured in the same run: a bare bulk insert of the same prediction rows into a
 scratch table (SQL: one executemany transaction; DynamoDB: boto3's ``batch_writer``), so the
@@ -39,7 +39,7 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from lof.features import COUNT_COLUMNS, ENGAGEMENT_COLUMNS, FEATURES
+from lof.features.definitions import COUNT_COLUMNS, ENGAGEMENT_COLUMNS, FEATURES
 from lof.stores import open_feature_store, open_prediction_store
 from lof.stores.base import dumps
 
@@ -402,7 +402,7 @@ def sqlite_size(url: str) -> tuple[float, float]:
 
 def bench_growth(args: argparse.Namespace) -> None:
     """Store size after 5, 30 and 60 days of a semester at ``--enrolments`` (SQLite)."""
-    from lof import features as feat
+    from lof.features import definitions as feat
 
     marks = sorted({5, 30, args.growth_days})
     print(

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lof import features as feat
-from lof.errors import DataError
+from lof.core.errors import DataError
+from lof.features import definitions as feat
 
 BASE = "https://leb2.example.ac.th"
 

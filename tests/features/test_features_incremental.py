@@ -8,7 +8,7 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lof import features as feat
+from lof.features import definitions as feat
 
 URL_PARTS = st.sampled_from(
     [

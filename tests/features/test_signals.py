@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lof import features as feat
-from lof import signals
+from lof.features import definitions as feat
+from lof.features import signals
 
 BASE = "https://leb2.example.ac.th"
 D = date(2023, 3, 10)

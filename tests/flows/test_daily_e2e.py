@@ -21,10 +21,12 @@ from pathlib import Path
 import orjson
 import pytest
 
-from lof import registration, registry, tracking
-from lof.config import get_settings
+from lof.core.config import get_settings
+from lof.registry import client as registry
+from lof.registry import tracking
+from lof.registry.tracking import DAILY_EXPERIMENT
 from lof.stores import open_feature_store, open_prediction_store
-from lof.tracking import DAILY_EXPERIMENT
+from lof.training import registration
 
 TODAY = date(2025, 3, 1)
 DAYS = 6  # the ongoing semester's first activity starts TODAY - DAYS
@@ -263,7 +265,7 @@ def test_days_of_one_semester_are_steps_of_one_series_with_drift(scored: dict, e
     (its child) has per-feature drift; per-class shares are a table, not metric keys."""
     import json
 
-    from lof.features import FEATURES
+    from lof.features.definitions import FEATURES
 
     settings = env["settings"]
     client = registry.client(settings=settings)
@@ -391,8 +393,8 @@ def test_a_model_expecting_other_features_fails_before_writing(
     from sklearn.linear_model import LogisticRegression
 
     from flows.daily_scoring import daily_scoring
-    from lof.errors import ModelError
-    from lof.features import FEATURES
+    from lof.core.errors import ModelError
+    from lof.features.definitions import FEATURES
 
     monkeypatch.setenv("LOF_MODEL_NAME", f"{os.environ['LOF_MODEL_NAME']}-legacy")
     settings = get_settings()
@@ -424,7 +426,7 @@ def test_unreachable_leb2_fails_with_the_cause_and_writes_nothing(
     scored: dict, env: dict, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from flows.daily_scoring import daily_scoring
-    from lof.errors import SourceError
+    from lof.core.errors import SourceError
     from tests.servers import free_port
 
     password = "leb2-secret-pw"
@@ -440,7 +442,7 @@ def test_unreachable_amplitude_fails_with_the_cause_and_writes_nothing(
     scored: dict, env: dict, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from flows.daily_scoring import daily_scoring
-    from lof.errors import SourceError
+    from lof.core.errors import SourceError
     from tests.servers import free_port
 
     secret = "amplitude-secret-key"
@@ -461,7 +463,7 @@ def test_a_store_failure_mid_write_leaves_both_stores_as_they_were(
     """The predictions store dies after part of day D: D stays invisible everywhere, the
     features store does not move past D-1 (so catch-up redoes D), and a rerun completes it."""
     from flows.daily_scoring import daily_scoring
-    from lof.errors import StoreError
+    from lof.core.errors import StoreError
     from lof.stores.sql import SqlPredictionStore
     from tests.stores._crash import SimulatedCrash, crash_after_rows
 

@@ -12,13 +12,15 @@ import mlflow
 import pandas as pd
 import pytest
 
-from lof import examples as example_set
-from lof import model as lof_model
-from lof import registry, synth, training
-from lof.config import get_settings
-from lof.errors import DataError, ModelError
-from lof.features import FEATURES
+from lof.core.config import get_settings
+from lof.core.errors import DataError, ModelError
+from lof.features.definitions import FEATURES
+from lof.model import outcome as lof_model
+from lof.registry import client as registry
 from lof.sources import leb2
+from lof.synthetic import university as synth
+from lof.training import examples as example_set
+from lof.training import retrain as training
 from tests.servers import free_port
 
 TODAY = date(2025, 3, 1)
@@ -220,7 +222,7 @@ def test_failure_after_training_registers_nothing(settings, monkeypatch):
     """A plot that fails mid-run (fault injected into lof.plots.plot_calibration, as no real
     part fails on demand there) leaves the run failed and the registry without a version; the
     error is not taken for an MLflow outage."""
-    from lof import plots
+    from lof.training import plots
 
     def broken(**kwargs):
         raise OSError("disk full")

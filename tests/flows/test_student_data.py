@@ -24,25 +24,31 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from lof import drift, governance, optout, promotion, pseudonyms, registry, scoring, synth
-from lof import training as retraining
+from lof import scoring
 from lof.api import create_app
+from lof.api.routes.pages import make_link
 from lof.cli import app as cli
-from lof.config import get_settings
-from lof.examples import (
+from lof.core.config import get_settings
+from lof.features import drift
+from lof.features.definitions import FEATURES
+from lof.features.signals import SIGNALS
+from lof.governance import erasure as governance
+from lof.governance import optout, pseudonyms
+from lof.registry import client as registry
+from lof.registry import promotion
+from lof.registry.tracking import DAILY_EXPERIMENT
+from lof.sources import leb2
+from lof.stores import compact, open_feature_store, open_prediction_store
+from lof.stores.privacy import open_privacy_store
+from lof.synthetic import university as synth
+from lof.training import retrain as retraining
+from lof.training.examples import (
     EXAMPLE_COLUMNS,
     TrainingSet,
     build_examples,
     default_semesters,
     pick_classes,
 )
-from lof.features import FEATURES
-from lof.pages import make_link
-from lof.signals import SIGNALS
-from lof.sources import leb2
-from lof.stores import compact, open_feature_store, open_prediction_store
-from lof.stores.privacy import open_privacy_store
-from lof.tracking import DAILY_EXPERIMENT
 from tests.stores.conftest import sql_rows
 
 # lof's loggers reach Prefect once a flow ran in the process; the examples are built outside one

@@ -26,12 +26,16 @@ import pandas as pd
 import pytest
 import yaml
 
-from lof import examples as example_set
-from lof import legacy, promotion, registry, synth, training
-from lof.config import get_settings
-from lof.errors import ModelError
-from lof.features import FEATURES, LEVELS
+from lof import legacy
+from lof.core.config import get_settings
+from lof.core.errors import ModelError
+from lof.features.definitions import FEATURES, LEVELS
+from lof.registry import client as registry
+from lof.registry import promotion
 from lof.stores import open_prediction_store
+from lof.synthetic import university as synth
+from lof.training import examples as example_set
+from lof.training import retrain as training
 from tests.servers import free_port
 
 from .test_legacy import _pickle_claiming

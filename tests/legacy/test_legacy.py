@@ -22,11 +22,12 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from lof import legacy, registry
+from lof import legacy
 from lof.cli import app
-from lof.config import get_settings
-from lof.errors import DataError, ModelError
-from lof.features import FEATURES
+from lof.core.config import get_settings
+from lof.core.errors import DataError, ModelError
+from lof.features.definitions import FEATURES
+from lof.registry import client as registry
 
 
 def former_frame(n: int = 240, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
@@ -293,8 +294,8 @@ def test_bad_former_files_are_refused_with_one_line(tmp_path, edit, match):
 
 
 def test_former_rows_have_no_signals_so_a_retrain_with_them_trains_on_the_13(tmp_path):
-    from lof import model as lof_model
-    from lof.signals import SIGNALS
+    from lof.features.signals import SIGNALS
+    from lof.model import outcome as lof_model
 
     values, levels = _former_values()
     path = tmp_path / "a.csv"

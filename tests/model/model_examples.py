@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from lof.features import FEATURES
-from lof.model import PROGRESS_POINTS
+from lof.features.definitions import FEATURES
+from lof.model.outcome import PROGRESS_POINTS
 
 
 def make_examples(*, n_classes: int = 6, students: int = 30, seed: int = 0) -> pd.DataFrame:

@@ -1,4 +1,4 @@
-"""Code tests of the pure parts of lof.examples: snapshot days, legacy files."""
+"""Code tests of the pure parts of lof.training.examples: snapshot days, legacy files."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from datetime import date
 import pandas as pd
 import pytest
 
-from lof import examples
-from lof.errors import DataError
-from lof.features import FEATURES
+from lof.core.errors import DataError
+from lof.features.definitions import FEATURES
+from lof.training import examples
 
 
 def test_snapshot_days_cover_the_window():

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from lof import promotion, registry
+from lof.registry import client as registry
+from lof.registry import promotion
 
 
 def test_rows_of_classes_either_version_trained_on_are_left_out():
@@ -31,7 +32,7 @@ def test_a_holdout_without_a_column_either_version_takes_cannot_compare_them():
     import numpy as np
     from sklearn.linear_model import LogisticRegression
 
-    from lof.features import FEATURES
+    from lof.features.definitions import FEATURES
 
     rng = np.random.default_rng(0)
     with_signal = [*FEATURES, "past_due_not_submitted"]

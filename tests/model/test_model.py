@@ -1,4 +1,4 @@
-"""Code tests of lof.model: predictions frame, feature check, metrics, selection."""
+"""Code tests of lof.model.outcome: predictions frame, feature check, metrics, selection."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lof import model as lof_model
-from lof.errors import DataError, ModelError
-from lof.features import FEATURES
+from lof.core.errors import DataError, ModelError
+from lof.features.definitions import FEATURES
+from lof.model import outcome as lof_model
 
 from .model_examples import make_examples
 

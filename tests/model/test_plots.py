@@ -1,12 +1,12 @@
-"""Code tests of lof.plots: each evaluation plot writes a PNG."""
+"""Code tests of lof.training.plots: each evaluation plot writes a PNG."""
 
 from __future__ import annotations
 
 import pytest
 
-from lof import model as lof_model
-from lof import plots
-from lof.features import LEVELS
+from lof.features.definitions import LEVELS
+from lof.model import outcome as lof_model
+from lof.training import plots
 
 from .model_examples import make_examples
 

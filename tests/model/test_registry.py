@@ -6,11 +6,12 @@ import mlflow
 import pandas as pd
 import pytest
 
-from lof import model as lof_model
-from lof import registry, tracking
-from lof.config import get_settings
-from lof.errors import ModelError
-from lof.features import FEATURES
+from lof.core.config import get_settings
+from lof.core.errors import ModelError
+from lof.features.definitions import FEATURES
+from lof.model import outcome as lof_model
+from lof.registry import client as registry
+from lof.registry import tracking
 
 from .model_examples import make_examples
 

@@ -1,12 +1,12 @@
-"""Code tests of the pure parts of lof.selection: holdout split, fingerprint."""
+"""Code tests of the pure parts of lof.training.selection: holdout split, fingerprint."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
-from lof import selection
-from lof.errors import DataError
+from lof.core.errors import DataError
+from lof.training import selection
 
 from .model_examples import make_examples
 

@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from lof import model as lof_model
-from lof.errors import DataError, ModelError
-from lof.features import FEATURES
-from lof.signals import SIGNALS
+from lof.core.errors import DataError, ModelError
+from lof.features.definitions import FEATURES
+from lof.features.signals import SIGNALS
+from lof.model import outcome as lof_model
 
 
 def scaled_frame(n: int = 30, seed: int = 0) -> pd.DataFrame:
@@ -122,8 +122,8 @@ def test_risk_model_and_legacy_model_expose_their_own_input_columns():
 
 
 def test_reasons_measure_the_served_calibrated_risk():
-    from lof import reasons
     from lof.legacy import LegacyModel
+    from lof.model import reasons
 
     frame = scaled_frame(n=40, seed=3)
     frame.loc[0, list(FEATURES)] = 1.0  # far from the class median on every feature

@@ -20,7 +20,7 @@ import boto3
 import pytest
 import yaml
 
-from lof.errors import StoreError
+from lof.core.errors import StoreError
 from lof.stores import open_prediction_store
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -164,7 +164,7 @@ def test_the_cloudformation_templates_pass_cfn_lint() -> None:
 
 
 def _setting_names() -> set[str]:
-    from lof.config import Settings
+    from lof.core.config import Settings
 
     names = {f"LOF_{name.upper()}" for name in Settings.model_fields}
     return names | {"MLFLOW_TRACKING_URI"}

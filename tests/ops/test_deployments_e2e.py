@@ -27,7 +27,7 @@ import httpx
 import pytest
 import yaml
 
-from lof.features import FEATURES
+from lof.features.definitions import FEATURES
 from tests.servers import free_port, running, stop
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -105,7 +105,7 @@ def university(
 
 
 def _settings(home: Path) -> Any:
-    from lof.config import Settings
+    from lof.core.config import Settings
 
     return Settings(home=home, mlflow_tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
 
@@ -114,8 +114,9 @@ def _register(settings: Any) -> str:
     """A small fitted RiskModel, logged and registered the way retrain does (registry.*)."""
     import mlflow
 
-    from lof import model as lof_model
-    from lof import registry, tracking
+    from lof.model import outcome as lof_model
+    from lof.registry import client as registry
+    from lof.registry import tracking
     from tests.promotion._support import examples, fitted
 
     model = lof_model.RiskModel(fitted("good"), threshold=0.4)
@@ -224,7 +225,7 @@ def test_documented_deploy_never_prompts_and_needs_no_project_variable(
 def test_an_upload_event_promotes_a_version_the_gate_passes(
     promoted: Any, university: dict[str, Any]
 ) -> None:
-    from lof import registry
+    from lof.registry import client as registry
 
     version = university["version"]
     assert promoted.state.is_completed(), promoted.state

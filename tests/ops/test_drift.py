@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lof import drift
-from lof.features import FEATURES
+from lof.features import drift
+from lof.features.definitions import FEATURES
 
 
 def examples(n: int, *, seed: int, shift: dict[str, float] | None = None) -> pd.DataFrame:

@@ -73,9 +73,9 @@ def test_daily_fails_fast_with_one_line_when_mlflow_is_down(
 def test_mlflow_http_settings_are_bounded_and_applied(
     lof_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from lof.config import get_settings
-    from lof.errors import ConfigError
-    from lof.registry import bound_http
+    from lof.core.config import get_settings
+    from lof.core.errors import ConfigError
+    from lof.registry.client import bound_http
 
     for name, bad in (
         ("LOF_MLFLOW_HTTP_RETRIES", "11"),

@@ -9,7 +9,7 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 
 from lof.api import create_app
-from lof.calendar import format_day, today_local
+from lof.core.calendar import format_day, today_local
 from lof.stores import open_prediction_store
 from tests.api._data import KEYS, REGISTERED_VERSION, prediction_frame, settings_for
 

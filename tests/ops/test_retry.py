@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from lof.retry import call_with_retries, is_transient_db_error
+from lof.core.retry import call_with_retries, is_transient_db_error
 
 
 class Flaky(Exception):
@@ -186,11 +186,11 @@ def test_an_outage_is_told_apart_from_a_data_or_setup_error(tmp_path: Path) -> N
     """Real failures, as the adapters raise them once their own retries are spent."""
     from botocore.exceptions import ClientError
 
-    from lof import registry
-    from lof.calendar import parse_day
-    from lof.config import Settings
-    from lof.errors import DataError, ModelError, SourceError
-    from lof.retry import is_outage
+    from lof.core.calendar import parse_day
+    from lof.core.config import Settings
+    from lof.core.errors import DataError, ModelError, SourceError
+    from lof.core.retry import is_outage
+    from lof.registry import client as registry
     from lof.sources import leb2
     from tests.servers import free_port
 
@@ -241,7 +241,7 @@ def test_a_scheduled_daily_run_retries_an_outage_but_not_a_missing_model(
     the CLI's run (no deployment) is tried once."""
     import flows.daily_scoring as daily
     from flows.tasks import outage_attempts
-    from lof.errors import ModelError
+    from lof.core.errors import ModelError
     from tests.servers import free_port
 
     assert outage_attempts() == 1  # not in a deployment's run
@@ -249,7 +249,7 @@ def test_a_scheduled_daily_run_retries_an_outage_but_not_a_missing_model(
     monkeypatch.setattr(daily, "DAILY_RETRY_DELAY_SECONDS", 0.01)
     registry_uri = registry_settings.mlflow_tracking_uri
     recorded = Recorded()
-    logging.getLogger("lof.retry").addHandler(recorded)
+    logging.getLogger("lof.core.retry").addHandler(recorded)
     try:
         monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{free_port()}")
         monkeypatch.setenv("LOF_MLFLOW_HTTP_RETRIES", "0")
@@ -264,4 +264,4 @@ def test_a_scheduled_daily_run_retries_an_outage_but_not_a_missing_model(
             daily.daily_scoring(date="20250301")
         assert recorded.messages == []
     finally:
-        logging.getLogger("lof.retry").removeHandler(recorded)
+        logging.getLogger("lof.core.retry").removeHandler(recorded)

@@ -17,7 +17,7 @@ import httpx
 import numpy as np
 import pandas as pd
 
-from lof.features import FEATURES
+from lof.features.definitions import FEATURES
 from lof.stores import open_prediction_store
 
 DEMO_CLASS = 21

@@ -19,8 +19,8 @@ import pytest
 from PIL import Image
 from pydantic import SecretStr
 
-from lof import links
-from lof.report import RISK_LINE
+from lof.api.report import RISK_LINE
+from lof.core import links
 from tests.servers import free_port, running
 
 from ._demo import (

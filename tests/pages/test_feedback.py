@@ -9,8 +9,8 @@ import mlflow
 import pytest
 from fastapi.testclient import TestClient
 
-from lof import links
 from lof.api import create_app
+from lof.core import links
 from lof.feedback import NOTE_MAX_CHARS, log_feedback_metrics
 from tests.api._data import (
     AWS_TEST_ENV,

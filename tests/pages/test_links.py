@@ -10,11 +10,11 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from typer.testing import CliRunner
 
-from lof import links
 from lof.api import create_app
+from lof.api.routes.pages import security_headers
 from lof.cli import app as cli_app
-from lof.errors import ConfigError, DataError
-from lof.pages import security_headers
+from lof.core import links
+from lof.core.errors import ConfigError, DataError
 from tests.api._data import CLASS_A, CLASS_B, KEYS, fill, settings_for
 
 from ._demo import SECRET
@@ -84,14 +84,14 @@ def test_frame_ancestors(value: str, expected: str | None) -> None:
     "value", ["javascript:alert(1)", "https://lms.example/path", "*", "'none' https://a.example"]
 )
 def test_bad_frame_ancestors_setting_is_refused(value: str, tmp_path: Path) -> None:
-    from lof.config import get_settings
+    from lof.core.config import get_settings
 
     with pytest.raises(ConfigError, match="LOF_FRAME_ANCESTORS"):
         get_settings(home=tmp_path, frame_ancestors=value)
 
 
 def test_short_secret_and_bad_public_url_are_refused(tmp_path: Path) -> None:
-    from lof.config import get_settings
+    from lof.core.config import get_settings
 
     with pytest.raises(ConfigError, match="LOF_LINK_SECRET is too short"):
         get_settings(home=tmp_path, link_secret="short")
@@ -102,7 +102,7 @@ def test_short_secret_and_bad_public_url_are_refused(tmp_path: Path) -> None:
 
 
 def test_headers_follow_the_frame_setting(tmp_path: Path) -> None:
-    from lof.config import get_settings
+    from lof.core.config import get_settings
 
     lms = security_headers(get_settings(home=tmp_path, frame_ancestors="https://lms.example.ac.th"))
     assert lms["content-security-policy"].endswith("frame-ancestors https://lms.example.ac.th")

@@ -5,9 +5,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 from xml.etree import ElementTree
 
-from lof.features import FEATURES
-from lof.feedback import summarize
-from lof.report import (
+from lof.api.report import (
     build_report,
     format_value,
     reasons_for,
@@ -15,6 +13,8 @@ from lof.report import (
     sparkline_svg,
     unusual_features,
 )
+from lof.features.definitions import FEATURES
+from lof.feedback import summarize
 
 DAY0 = date(2025, 9, 1)
 
@@ -67,7 +67,7 @@ def test_unusual_features_name_the_outliers_with_direction() -> None:
     records = [_record(u, 0.2, day, class_view_count=100.0 + u) for u in range(1, 10)]
     records.append(_record(50, 0.8, day, class_view_count=2.0, avglevel=4.5))
     medians = {}
-    from lof.report import class_medians
+    from lof.api.report import class_medians
 
     medians = class_medians(records)
     reasons = unusual_features(records[-1], medians)
@@ -159,7 +159,7 @@ def test_summary_per_model_version() -> None:
 
 
 def test_reasons_from_the_model_read_with_their_direction() -> None:
-    from lof import reasons as lof_reasons
+    from lof.model import reasons as lof_reasons
 
     text = lof_reasons.render("past_due_not_submitted", 2.0, 0.0)
     record = _record(1, 0.7, DAY0, class_view_count=0.0)

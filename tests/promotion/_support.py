@@ -14,9 +14,9 @@ from sklearn.dummy import DummyClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
-from lof import registry
-from lof.config import Settings
-from lof.features import FEATURES
+from lof.core.config import Settings
+from lof.features.definitions import FEATURES
+from lof.registry import client as registry
 
 EXPERIMENT = "lof-retrain"
 

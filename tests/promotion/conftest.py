@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lof.config import Settings, get_settings
+from lof.core.config import Settings, get_settings
 
 
 @pytest.fixture(scope="session")

@@ -8,9 +8,10 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from lof import promotion, registry
 from lof.api import create_app
-from lof.config import Settings
+from lof.core.config import Settings
+from lof.registry import client as registry
+from lof.registry import promotion
 
 from ._support import model_file_key, register
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from lof.promotion import GateReport, PromotionRequest, already_done, decide
-from lof.registry import RegistryState, VersionState
+from lof.registry.client import RegistryState, VersionState
+from lof.registry.promotion import GateReport, PromotionRequest, already_done, decide
 
 NAME = "lof-outcome"
 

@@ -26,9 +26,9 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from flows.promote import promote
-from lof import registry
-from lof.api.webhooks import router
-from lof.config import Settings, get_settings
+from lof.api.routes.webhooks import router
+from lof.core.config import Settings, get_settings
+from lof.registry import client as registry
 from tests.servers import free_port, mlflow_server_command, running, stop
 
 from ._support import register, version

@@ -10,10 +10,11 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from lof import model as lof_model
-from lof import registry, tracking
-from lof.config import Settings
-from lof.features import FEATURES
+from lof.core.config import Settings
+from lof.features.definitions import FEATURES
+from lof.model import outcome as lof_model
+from lof.registry import client as registry
+from lof.registry import tracking
 
 from ._support import examples, fitted
 

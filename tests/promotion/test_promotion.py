@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from flows.promote import promote
-from lof import promotion, registry
-from lof.config import Settings
-from lof.errors import ModelError
+from lof.core.config import Settings
+from lof.core.errors import ModelError
+from lof.registry import client as registry
+from lof.registry import promotion
 
 from ._support import model_file_key, register, version
 

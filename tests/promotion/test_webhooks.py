@@ -18,9 +18,9 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from mlflow.webhooks.delivery import _generate_hmac_signature
 
-from lof.api import webhooks
 from lof.api.problems import ApiProblem
-from lof.config import Settings, get_settings
+from lof.api.routes import webhooks
+from lof.core.config import Settings, get_settings
 
 from ._support import model_file_key, register
 

@@ -11,9 +11,9 @@ from zoneinfo import ZoneInfo
 import orjson
 import pytest
 
-from lof.config import get_settings
-from lof.errors import DataError, SourceError
-from lof.features import ENGAGEMENT_COLUMNS
+from lof.core.config import get_settings
+from lof.core.errors import DataError, SourceError
+from lof.features.definitions import ENGAGEMENT_COLUMNS
 from lof.sources import amplitude
 
 PID = 100001

@@ -25,8 +25,8 @@ import httpx
 import orjson
 import pytest
 
-from lof.config import get_settings
-from lof.errors import ConfigError, DataError, SourceError
+from lof.core.config import get_settings
+from lof.core.errors import ConfigError, DataError, SourceError
 from lof.sources import amplitude
 
 PID = 187520

@@ -1,7 +1,7 @@
 """Assessed records through the checksum cache equal a full read, day after day, and see edits.
 
-A synthetic university (``lof.synth``) in SQLite and the same data in MariaDB: the checksum
-queries and the restricted reads must behave the same on both dialects.
+A synthetic university (``lof.synthetic.university``) in SQLite and the same data in MariaDB: the
+checksum queries and the restricted reads must behave the same on both dialects.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from lof import synth
-from lof.calendar import end_of_day
+from lof.core.calendar import end_of_day
 from lof.sources import assessed_cache, leb2
+from lof.synthetic import university as synth
 
 TODAY = date(2025, 3, 1)
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import create_engine
 
-from lof.errors import DataError
+from lof.core.errors import DataError
 from lof.sources import leb2
 
 D = date(2024, 3, 15)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from lof.errors import SourceError
+from lof.core.errors import SourceError
 from lof.sources import leb2
 
 PASSWORD = "s3cret-Pa55word"

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from lof.sources import leb2
-from lof.synth import synthesize
+from lof.synthetic.university import synthesize
 
 TODAY = date(2025, 3, 1)
 SIZE = {"students": 60, "classes": 3, "days": 12, "events_per_student_day": 1.0}

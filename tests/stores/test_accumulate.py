@@ -1,8 +1,8 @@
 """The daily run's state update on arrays (``compact.accumulate``) against the frame one.
 
-``lof.features.accumulate`` defines the state (counts add, id sets union, event states merge);
-the daily run keeps the state as per-class arrays instead, so it must give the same state, the
-same features, and write the same store, whatever the ids look like.
+``lof.features.definitions.accumulate`` defines the state (counts add, id sets union, event states
+merge); the daily run keeps the state as per-class arrays instead, so it must give the same state,
+the same features, and write the same store, whatever the ids look like.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lof import features as feat
-from lof import signals
-from lof.errors import DataError
+from lof.core.errors import DataError
+from lof.features import definitions as feat
+from lof.features import signals
 from lof.stores import compact, open_feature_store
 
 from .test_compact import page_load

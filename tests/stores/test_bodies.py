@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
-from lof.errors import DataError
+from lof.core.errors import DataError
 from lof.stores import base, open_prediction_store
 from tests.stores._crash import SimulatedCrash, crash_after_rows
 

@@ -1,8 +1,8 @@
 """The compact features store on every backend: checkpoints, reruns, crashes, migration.
 
-States are built the way the daily flow builds them (``lof.features.accumulate`` over daily
-increments from Amplitude-shaped events), so what is checked is what the flows rely on: any day
-reads back exactly as it was written, however it is stored.
+States are built the way the daily flow builds them (``lof.features.definitions.accumulate`` over
+daily increments from Amplitude-shaped events), so what is checked is what the flows rely on: any
+day reads back exactly as it was written, however it is stored.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from lof import features as feat
-from lof.errors import StoreError
+from lof.core.errors import StoreError
+from lof.features import definitions as feat
 from lof.stores import base, open_feature_store
 from lof.stores.compact import CHECKPOINT_EVERY, CHECKPOINTS_KEPT
 from tests.stores._crash import SimulatedCrash, crash_after_rows
@@ -181,7 +181,7 @@ def _legacy_states() -> sa.Table:
 
 
 def _write_former_dynamodb(url: str, days: list[tuple[date, pd.DataFrame, pd.DataFrame]]) -> None:
-    from lof.features import COUNT_COLUMNS, SET_COLUMNS
+    from lof.features.definitions import COUNT_COLUMNS, SET_COLUMNS
     from lof.stores.dynamodb import DynamoFeatureStore
 
     store = DynamoFeatureStore(url)

@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from lof.errors import DataError, StoreError
-from lof.features import ENGAGEMENT_COLUMNS, FEATURES
+from lof.core.errors import DataError, StoreError
+from lof.features.definitions import ENGAGEMENT_COLUMNS, FEATURES
 from lof.stores import open_feature_store, open_prediction_store
 from lof.stores.base import RECORD_KEYS
 from tests.servers import free_port, running

@@ -16,7 +16,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from lof import features as feat
+from lof.features import definitions as feat
 from lof.feedback import FeedbackRecord
 from lof.stores import compact, open_feature_store, open_prediction_store
 from lof.stores.feedback import open_feedback_store

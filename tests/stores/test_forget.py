@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from lof import governance, optout, pseudonyms
-from lof.config import get_settings
-from lof.errors import ConfigError, DataError
+from lof.core.config import get_settings
+from lof.core.errors import ConfigError, DataError
+from lof.governance import erasure as governance
+from lof.governance import optout, pseudonyms
 from lof.stores import compact, open_feature_store, open_prediction_store
 from lof.stores.feedback import open_feedback_store
 from lof.stores.privacy import open_privacy_store

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 import boto3
 import pytest
 
-from lof.errors import ConfigError
+from lof.core.errors import ConfigError
 from lof.stores.access_log import AccessEntry, open_access_log
 from lof.stores.dynamodb import parse_url
 from lof.stores.privacy import new_erasure, open_privacy_store

@@ -6,9 +6,9 @@ import math
 
 import pytest
 
-from lof.errors import DataError
-from lof.model import PlainFloats
-from lof.reasons import Reasons
+from lof.core.errors import DataError
+from lof.model.outcome import PlainFloats
+from lof.model.reasons import Reasons
 from lof.stores.base import REASON_KEYS, prediction_rows
 
 from .test_contract import predictions

@@ -1,6 +1,6 @@
 """The early-warning event state and the reasons in stores made before them and after.
 
-The compact features store keeps the event state (``lof.signals.EVENT_STATE_COLUMNS``) with
+The compact features store keeps the event state (``lof.features.signals.EVENT_STATE_COLUMNS``) with
 the counts; blobs written before it (5 counts only) still read, with no dated events. A SQL
 predictions table made before the reasons gets its column on first open.
 """
@@ -16,10 +16,10 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from lof import features as feat
-from lof import signals
-from lof.features import COUNT_COLUMNS
-from lof.signals import EVENT_STATE_COLUMNS
+from lof.features import definitions as feat
+from lof.features import signals
+from lof.features.definitions import COUNT_COLUMNS
+from lof.features.signals import EVENT_STATE_COLUMNS
 from lof.stores import compact, open_feature_store, open_prediction_store
 from lof.stores.sql import FEATURE_BLOBS, METADATA
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from lof import features as feat
+from lof.features import definitions as feat
 from lof.stores import compact, open_feature_store
 
 from .test_accumulate import DAY0, increment_of

@@ -1,0 +1,737 @@
+"""The class page teachers open from the LMS, its signed links and teachers' feedback.
+
+* ``GET /classes/{class_id}/report?token=&date=`` — server-rendered HTML (no JavaScript),
+  authenticated by a signed link (``lof.core.links``) because a browser in the LMS cannot send
+  ``x-api-key``; framing allowed only for LOF_FRAME_ANCESTORS.
+* ``POST /classes/{class_id}/feedback`` — the page's plain HTML form (token in a hidden field),
+  answered with a redirect back to the page.
+* ``POST /links``, ``POST /feedback``, ``GET /feedback`` — JSON for the LMS backend (API key).
+
+The page reads the class's scored days with one ``read_class_day`` per day (in parallel, the
+latest ``TREND_DAYS`` only) instead of one history read per student: a class has fewer scored
+days than students for most of a semester, and the day being shown is one of those reads.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date
+from functools import partial
+from typing import Annotated, Any
+from urllib.parse import parse_qs, urlencode
+
+import orjson
+from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi import Path as PathParam
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from lof import feedback as fb
+from lof.api import report
+from lof.api.cache import PRIVATE_HEADERS
+from lof.api.deps import ApiKeyDep, SettingsDep, StoreDep, guard_store, store_dep
+from lof.api.limits import read_body
+from lof.api.params import parse_id, parse_predicted_dt
+from lof.api.problems import ApiProblem, Problem
+from lof.api.routes.privacy import not_shown
+from lof.core import links
+from lof.core.config import Settings
+from lof.core.errors import ConfigError, DataError, StoreError
+from lof.core.inputs import MAX_ID, id_from_text
+from lof.model.outcome import DEFAULT_THRESHOLD
+from lof.stores.base import PredictionRecord, PredictionStore
+
+log = logging.getLogger("lof.pages")
+
+TREND_DAYS = 60
+READ_WORKERS = 8
+FORM_MAX_BYTES = 16_384
+VERDICT_LABELS = {
+    "useful": "Useful",
+    "not_useful": "Not useful",
+    "already_known": "Already known",
+}
+_ADVICE = {
+    "missing": "open the class page from LEB2 (the class's lof link), not by typing the address.",
+    "malformed": "open the class page again from LEB2; if you copied the link, copy all of it.",
+    "tampered": "open the class page again from LEB2 to get a valid link.",
+    "expired": "open the class page again from LEB2 to get a fresh link.",
+    "other_class": "open the page of this class from its own LEB2 course page.",
+}
+_HTML = {"content": {"text/html": {"schema": {"type": "string"}}}}
+
+
+class LinkRequest(BaseModel):
+    """What a class page link is for."""
+
+    class_id: int = Field(gt=0, le=MAX_ID, examples=[12])
+    teacher_id: str | None = Field(
+        default=None, description=links.TEACHER_ID_FORM, examples=["t-0042"]
+    )
+    ttl_seconds: int | None = Field(
+        default=None, ge=60, le=90 * 86_400, description="default LOF_LINK_TTL_SECONDS"
+    )
+
+
+class Link(BaseModel):
+    """A signed class page URL to open or embed."""
+
+    url: str
+    class_id: int
+    teacher_id: str | None
+    expires_at: int = Field(description="unix seconds")
+
+
+router = APIRouter()
+
+
+# --- plumbing ---------------------------------------------------------------------------------
+
+
+def security_headers(settings: Settings) -> dict[str, str]:
+    """Headers of every page: no scripts, framing only by LOF_FRAME_ANCESTORS, no caching."""
+    ancestors = links.frame_ancestors_directive(settings.frame_ancestors)
+    headers = {
+        "content-security-policy": (
+            "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+            f"form-action 'self'; base-uri 'none'; frame-ancestors {ancestors}"
+        ),
+        "referrer-policy": "no-referrer",
+        "x-content-type-options": "nosniff",
+        "cache-control": "no-store",
+    }
+    if ancestors == "'none'":
+        headers["x-frame-options"] = "DENY"
+    elif ancestors == "'self'":
+        headers["x-frame-options"] = "SAMEORIGIN"
+    return headers
+
+
+def _page(settings: Settings, html: str, status_code: int = 200) -> HTMLResponse:
+    return HTMLResponse(html, status_code=status_code, headers=security_headers(settings))
+
+
+def message_page(
+    settings: Settings,
+    *,
+    status_code: int,
+    title: str,
+    message: str,
+    advice: str,
+    back_url: str | None = None,
+) -> HTMLResponse:
+    html = report.render(
+        "message.html", title=title, message=message, advice=advice, back_url=back_url
+    )
+    return _page(settings, html, status_code)
+
+
+def _refused(settings: Settings, exc: links.LinkRefused) -> HTMLResponse:
+    return message_page(
+        settings,
+        status_code=403,
+        title="This link does not open the page",
+        message=exc.message,
+        advice=_ADVICE[exc.problem],
+    )
+
+
+def _not_enabled(settings: Settings) -> HTMLResponse:
+    return message_page(
+        settings,
+        status_code=503,
+        title="Class pages are not enabled",
+        message="This lof server has no link secret configured.",
+        advice="ask the lof operator to set LOF_LINK_SECRET.",
+    )
+
+
+def _store_down(settings: Settings) -> HTMLResponse:
+    return message_page(
+        settings,
+        status_code=503,
+        title="Predictions are unavailable",
+        message="The predictions store cannot be reached right now.",
+        advice="reload this page in a few minutes.",
+    )
+
+
+# A refusal on a page route in a teacher's terms: (title, message, advice) by status; None as
+# the message keeps the refusal's own words (they name the field and the value).
+_PAGE_PATH = re.compile(r"/classes/[^/]+/(report|feedback)/?")
+_ADDRESS = "open the class page again from LEB2."
+_INVALID = "This address is not valid"
+_NOWHERE = ("This page does not exist", "This address does not lead to a class page.", _ADDRESS)
+_PAGE_ERRORS: dict[int, tuple[str, str | None, str]] = {
+    400: (_INVALID, "The address holds more than a class page needs.", _ADDRESS),
+    404: _NOWHERE,
+    405: _NOWHERE,
+    413: ("Feedback not saved", "The form sent was too large.", "shorten the note, send it again."),
+    414: (_INVALID, "The address is longer than a class page needs.", _ADDRESS),
+    422: (_INVALID, None, _ADDRESS),
+    431: (_INVALID, "The request is larger than a class page needs.", _ADDRESS),
+    503: ("Predictions are unavailable", None, "reload this page in a few minutes."),
+}
+_PAGE_FAILED = (
+    "Something went wrong",
+    "The page could not be shown; the error has been logged.",
+    "reload this page in a few minutes; if it happens again, tell the lof operator.",
+)
+
+
+def page_problem(settings: Settings, path: str, status_code: int, detail: str) -> Response | None:
+    """A refusal on a class page route as the page's HTML (``lof.api.problems.problem_for``):
+    a teacher sees a page with the page's headers, never JSON; None for any other path."""
+    match = _PAGE_PATH.fullmatch(path)
+    if match is None:
+        return None
+    title, message, advice = _PAGE_ERRORS.get(status_code, _PAGE_FAILED)
+    if match[1] == "feedback" and status_code < 500:
+        title = "Feedback not saved"
+    return message_page(
+        settings, status_code=status_code, title=title, message=message or detail, advice=advice
+    )
+
+
+class _FeedbackHolder:
+    """The feedback store, opened on first use (like the predictions store)."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._store: Any = None
+        self._lock = threading.Lock()
+
+    def get(self) -> Any:
+        with self._lock:
+            if self._store is None:
+                from lof.stores.feedback import open_feedback_store
+
+                self._store = guard_store(lambda: open_feedback_store(self._url))
+            return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+
+def feedback_store(request: Request) -> Any:
+    return request.app.state.feedback_holder.get()
+
+
+def read_class_history(
+    store: PredictionStore, *, class_id: int, days: list[date]
+) -> dict[date, list[dict[str, Any]]]:
+    """Each day's records of the class, read in parallel (one query per day)."""
+    if not days:
+        return {}
+    with ThreadPoolExecutor(max_workers=min(READ_WORKERS, len(days))) as pool:
+        results = pool.map(
+            lambda d: guard_store(lambda: store.read_class_day(day=d, class_id=class_id)), days
+        )
+        return dict(zip(days, results, strict=True))
+
+
+def build_page(
+    *,
+    store: PredictionStore,
+    fstore: Any,
+    settings: Settings,
+    class_id: int,
+    day: date | None,
+    claims: links.LinkClaims,
+) -> tuple[report.ClassReport | None, list[date], date | None]:
+    """The report for ``day`` (default: the latest scored day), the class's days, the day."""
+    all_days = guard_store(lambda: store.list_days(class_id=class_id))
+    if not all_days:
+        return None, all_days, day
+    day = day or all_days[-1]
+    if day not in all_days:
+        return None, all_days, day
+    upto = [d for d in all_days if d <= day][-TREND_DAYS:]
+    history = read_class_history(store, class_id=class_id, days=upto)
+    verdicts: dict[int, str] = {}
+    if claims.teacher_id is not None:
+        for record in fstore.read_class(class_id=class_id, day=day):
+            if record.teacher_id == claims.teacher_id:
+                verdicts[record.user_id] = record.verdict
+    built = report.build_report(
+        class_id=class_id,
+        day=day,
+        day_records=history[day],
+        history=history,
+        threshold=shown_threshold(history[day], override=settings.risk_threshold),
+        feedback=verdicts,
+    )
+    return built, all_days, day
+
+
+def shown_threshold(records: list[PredictionRecord], *, override: float | None) -> float:
+    """The at-risk line drawn on the trends: LOF_RISK_THRESHOLD when set, else the lowest risk
+    flagged that day (each version carries its own threshold; records do not name it)."""
+    if override is not None:
+        return override
+    flagged = [float(r["risk_prob"]) for r in records if r.get("at_risk")]
+    return min(flagged) if flagged else DEFAULT_THRESHOLD
+
+
+def _parse_date(value: str) -> date:
+    try:
+        return parse_predicted_dt(value)
+    except ApiProblem as exc:
+        raise ApiProblem(422, exc.detail.replace("predicted_dt", "date", 1)) from None
+
+
+def base_path(request: Request) -> str:
+    """The prefix the app is served under (``/prod`` behind an API Gateway stage, the path of
+    LOF_PUBLIC_URL): the page's own links and form actions start with it."""
+    return str(request.scope.get("root_path") or "").rstrip("/")
+
+
+def _report_url(
+    class_id: int, *, root: str, token: str, day: date | None = None, **extra: str
+) -> str:
+    query = {"token": token, **({"date": day.strftime("%Y%m%d")} if day else {}), **extra}
+    return f"{root}/classes/{class_id}/report?{urlencode(query)}"
+
+
+def _save_feedback(
+    *,
+    store: PredictionStore,
+    fstore: Any,
+    entry: fb.FeedbackIn,
+    source: str,
+) -> fb.FeedbackRecord:
+    day = parse_predicted_dt(entry.predicted_dt)
+    records = guard_store(lambda: store.read_class_day(day=day, class_id=entry.class_id))
+    prediction = next((r for r in records if int(r["user_id"]) == entry.user_id), None)
+    if prediction is None:
+        raise fb.FeedbackInvalid(
+            f"student {entry.user_id} has no prediction in class {entry.class_id} on "
+            f"{entry.predicted_dt}; feedback is given on a prediction of the class page"
+        )
+    record = fb.make_record(entry, prediction=prediction, source=source)  # type: ignore[arg-type]
+    return guard_store(lambda: fstore.put(record))
+
+
+# --- the page ---------------------------------------------------------------------------------
+
+ClassIdPath = Annotated[str, PathParam(description="LEB2 class id", examples=["12"])]
+TokenQuery = Annotated[str | None, Query(description="the signed link's token")]
+
+
+@router.get(
+    "/classes/{class_id}/report",
+    response_class=HTMLResponse,
+    responses={
+        200: _HTML,
+        403: {**_HTML, "description": "missing, expired, tampered or other-class link"},
+        404: {**_HTML, "description": "no predictions for the class (on that day)"},
+        422: {**_HTML, "description": "malformed class id or date"},
+        503: {**_HTML, "description": "link secret not set or store unavailable"},
+    },
+    tags=["class page"],
+)
+async def class_report(
+    request: Request,
+    settings: SettingsDep,
+    class_id: ClassIdPath,
+    token: TokenQuery = None,
+    date: Annotated[str | None, Query(description="YYYYMMDD; default the latest day")] = None,
+    saved: Annotated[str | None, Query(description="user id whose feedback was saved")] = None,
+) -> Response:
+    """The class's students by risk, with trends, reasons and a feedback form (HTML)."""
+    try:
+        cid = parse_id(class_id, name="class_id")
+        day = _parse_date(date) if date else None
+    except ApiProblem as exc:
+        return _invalid_address(settings, exc)
+    try:
+        claims = links.verify(token, secret=settings.link_secret, class_id=cid)
+    except ConfigError:
+        return _not_enabled(settings)
+    except links.LinkRefused as exc:
+        return _refused(settings, exc)
+    assert token is not None
+    try:
+        store = await _prediction_store(request)
+        fstore = await run_in_threadpool(feedback_store, request)
+        built, all_days, shown_day = await run_in_threadpool(
+            build_page,
+            store=store,
+            fstore=fstore,
+            settings=settings,
+            class_id=cid,
+            day=day,
+            claims=claims,
+        )
+    except StoreError as exc:
+        log.warning("class page of class %d: store unavailable: %s", cid, exc)
+        return _store_down(settings)
+    root = base_path(request)
+    if built is None:
+        return _no_predictions(
+            settings, root=root, cid=cid, token=token, all_days=all_days, day=shown_day
+        )
+    built.not_shown = await run_in_threadpool(not_shown, request, class_id=cid, day=built.day)
+    return _report_page(
+        settings,
+        root=root,
+        built=built,
+        all_days=all_days,
+        shown_day=shown_day,
+        cid=cid,
+        token=token,
+        claims=claims,
+        saved=saved,
+    )
+
+
+def _invalid_address(settings: Settings, exc: ApiProblem) -> HTMLResponse:
+    return message_page(
+        settings,
+        status_code=422,
+        title="This address is not valid",
+        message=exc.detail,
+        advice="open the class page again from LEB2.",
+    )
+
+
+def _no_predictions(
+    settings: Settings,
+    *,
+    root: str,
+    cid: int,
+    token: str,
+    all_days: list[date],
+    day: date | None,
+) -> HTMLResponse:
+    """404 for a class without predictions on ``day``, pointing to its latest day if any."""
+    if all_days:
+        latest = all_days[-1]
+        return message_page(
+            settings,
+            status_code=404,
+            title="No predictions for that day",
+            message=f"Class {cid} has no predictions on {report.iso(day)}.",  # type: ignore[arg-type]
+            advice=f"see the latest day, {report.iso(latest)}.",
+            back_url=_report_url(cid, root=root, token=token),
+        )
+    return message_page(
+        settings,
+        status_code=404,
+        title="No predictions yet",
+        message=f"Class {cid} has no predictions on any day yet.",
+        advice="come back after the next daily scoring run (around 03:00).",
+    )
+
+
+def _report_page(
+    settings: Settings,
+    *,
+    root: str,
+    built: report.ClassReport,
+    all_days: list[date],
+    shown_day: date | None,
+    cid: int,
+    token: str,
+    claims: links.LinkClaims,
+    saved: str | None,
+) -> HTMLResponse:
+    """The rendered class report, with links to its other recent days and the feedback form."""
+    saved_note = None
+    saved_user = id_from_text(saved) if saved else None
+    if saved_user is not None:
+        saved_note = f"Thank you: your feedback on student {saved_user} was saved."
+    html = report.render(
+        "report.html",
+        report=built,
+        other_days=[d for d in all_days[-8:] if d != shown_day],
+        day_url=lambda d: _report_url(cid, root=root, token=token, day=d),
+        saved=saved_note,
+        any_model_reasons=any(s.reasons_kind == "model" for s in built.students),
+        feedback_enabled=claims.teacher_id is not None,
+        feedback_action=f"{root}/classes/{cid}/feedback",
+        token=token,
+        verdict_labels=VERDICT_LABELS,
+        note_max=fb.NOTE_MAX_CHARS,
+    )
+    return _page(settings, html)
+
+
+async def _prediction_store(request: Request) -> PredictionStore:
+    return await store_dep(request)
+
+
+_FORM_BODY = {
+    "requestBody": {
+        "content": {
+            "application/x-www-form-urlencoded": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "token": {"type": "string"},
+                        "predicted_dt": {"type": "string", "example": "20230325"},
+                        "user_id": {"type": "string", "example": "4501"},
+                        "verdict": {"type": "string", "enum": list(fb.VERDICTS)},
+                        "note": {"type": "string", "maxLength": fb.NOTE_MAX_CHARS},
+                    },
+                    "required": ["token", "predicted_dt", "user_id", "verdict"],
+                }
+            }
+        }
+    }
+}
+
+
+@router.post(
+    "/classes/{class_id}/feedback",
+    response_class=HTMLResponse,
+    status_code=303,
+    responses={
+        303: {"description": "saved; back to the class page"},
+        403: {**_HTML, "description": "missing, expired, tampered or other-class link"},
+        413: {**_HTML, "description": "form too large"},
+        422: {**_HTML, "description": "invalid feedback, not saved"},
+        503: {**_HTML, "description": "link secret not set or store unavailable"},
+    },
+    openapi_extra=_FORM_BODY,
+    tags=["class page"],
+)
+async def class_feedback_form(
+    request: Request, settings: SettingsDep, class_id: ClassIdPath
+) -> Response:
+    """The page's feedback form (works without JavaScript): save, then back to the page.
+
+    The verdict is the link's teacher's: a link that names no teacher cannot give feedback.
+    """
+    body = await read_body(request, FORM_MAX_BYTES)  # the token, the credential, is in it
+    fields = {
+        k: v[0]
+        for k, v in parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True).items()
+    }
+    try:
+        cid = parse_id(class_id, name="class_id")
+    except ApiProblem as exc:
+        return message_page(
+            settings,
+            status_code=422,
+            title="Feedback not saved",
+            message=exc.detail,
+            advice="open the class page again from LEB2.",
+        )
+    token = fields.get("token")
+    try:
+        claims = links.verify(token, secret=settings.link_secret, class_id=cid)
+    except ConfigError:
+        return _not_enabled(settings)
+    except links.LinkRefused as exc:
+        return _refused(settings, exc)
+    assert token is not None
+    if claims.teacher_id is None:
+        return message_page(
+            settings,
+            status_code=403,
+            title="Feedback not saved",
+            message="This link does not name a teacher, so feedback cannot be given with it.",
+            advice="open the class page from your own LEB2 course page: that link names you.",
+        )
+    root = base_path(request)
+    back = _report_url(cid, root=root, token=token)
+    try:
+        entry = fb.parse_feedback(fields, teacher_id=claims.teacher_id, class_id=cid)
+        store = await _prediction_store(request)
+        fstore = await run_in_threadpool(feedback_store, request)
+        saved = await run_in_threadpool(
+            _save_feedback, store=store, fstore=fstore, entry=entry, source="page"
+        )
+    except fb.FeedbackInvalid as exc:
+        return message_page(
+            settings,
+            status_code=422,
+            title="Feedback not saved",
+            message=str(exc),
+            advice="go back to the class page, correct it and send it again.",
+            back_url=back,
+        )
+    except StoreError as exc:
+        log.warning("feedback form of class %d: store unavailable: %s", cid, exc)
+        return _store_down(settings)
+    url = _report_url(
+        cid,
+        root=root,
+        token=token,
+        day=parse_predicted_dt(saved.predicted_dt),
+        saved=str(saved.user_id),
+    )
+    return RedirectResponse(url, status_code=303, headers=security_headers(settings))
+
+
+# --- JSON for the LMS backend -----------------------------------------------------------------
+
+_JSON_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": Problem, "description": "missing or invalid x-api-key"},
+    422: {"model": Problem, "description": "invalid request, with the reason"},
+    503: {"model": Problem, "description": "store unavailable or link secret not set"},
+}
+
+
+async def _json_object(request: Request) -> Mapping[str, Any]:
+    body = await read_body(request, FORM_MAX_BYTES)
+    try:
+        data = orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        data = None
+    if not isinstance(data, dict):
+        raise ApiProblem(422, "the body must be a JSON object, e.g. " + _example(request))
+    return data
+
+
+def _example(request: Request) -> str:
+    if request.url.path == "/links":
+        return '{"class_id": 12, "teacher_id": "t-0042"}'
+    return (
+        '{"class_id": 12, "predicted_dt": "20230325", "user_id": 4501, '
+        '"teacher_id": "t-0042", "verdict": "useful"}'
+    )
+
+
+def _json_body(model: type[BaseModel]) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": model.model_json_schema()}},
+        }
+    }
+
+
+@router.post(
+    "/links",
+    response_model=Link,
+    responses=_JSON_ERRORS,
+    openapi_extra=_json_body(LinkRequest),
+    tags=["class page"],
+)
+async def create_link(
+    request: Request, response: Response, _auth: ApiKeyDep, settings: SettingsDep
+) -> Link:
+    """A signed, expiring URL of a class page (for the LMS to open or embed)."""
+    response.headers.update(PRIVATE_HEADERS)
+    data = await _json_object(request)
+    try:
+        class_id = fb.positive_id(data, "class_id")
+    except fb.FeedbackInvalid as exc:
+        raise ApiProblem(422, str(exc)) from None
+    teacher = data.get("teacher_id")
+    if teacher is not None and not links.valid_teacher_id(teacher):
+        raise ApiProblem(422, f"teacher_id must be {links.TEACHER_ID_FORM}; got {teacher!r:.70}")
+    ttl = data.get("ttl_seconds", settings.link_ttl_seconds)
+    if ttl is None:
+        ttl = settings.link_ttl_seconds
+    if (
+        isinstance(ttl, bool)
+        or not isinstance(ttl, int)
+        or not links.TTL_MIN <= ttl <= links.TTL_MAX
+    ):
+        raise ApiProblem(422, f"ttl_seconds must be an integer from 60 to 7776000; got {ttl!r:.40}")
+    try:
+        return make_link(settings, class_id=class_id, teacher_id=teacher, ttl_seconds=ttl)
+    except ConfigError as exc:
+        raise ApiProblem(503, str(exc)) from None
+
+
+def make_link(
+    settings: Settings, *, class_id: int, teacher_id: str | None, ttl_seconds: int
+) -> Link:
+    """The signed URL (also used by `lof link`); ConfigError if LOF_LINK_SECRET is unset,
+    DataError for a malformed teacher id."""
+    try:
+        token, claims = links.sign(
+            secret=settings.link_secret,
+            class_id=class_id,
+            ttl_seconds=ttl_seconds,
+            teacher_id=teacher_id,
+        )
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
+    url = links.class_page_url(base_url=settings.public_url, class_id=class_id, token=token)
+    return Link(
+        url=url, class_id=class_id, teacher_id=claims.teacher_id, expires_at=claims.expires_at
+    )
+
+
+@router.post(
+    "/feedback",
+    response_model=fb.FeedbackRecord,
+    responses=_JSON_ERRORS,
+    openapi_extra=_json_body(fb.FeedbackIn),
+    tags=["feedback"],
+)
+async def post_feedback(request: Request, _auth: ApiKeyDep, store: StoreDep) -> JSONResponse:
+    """Store a teacher's verdict on one student's warning (the same key again replaces it)."""
+    data = await _json_object(request)
+    try:
+        entry = fb.parse_feedback(data)
+        fstore = await run_in_threadpool(feedback_store, request)
+        saved = await run_in_threadpool(
+            _save_feedback, store=store, fstore=fstore, entry=entry, source="api"
+        )
+    except fb.FeedbackInvalid as exc:
+        raise ApiProblem(422, str(exc)) from None
+    return JSONResponse(saved.model_dump(), headers=PRIVATE_HEADERS)
+
+
+@router.get(
+    "/feedback",
+    response_model=list[fb.FeedbackRecord],
+    responses=_JSON_ERRORS,
+    tags=["feedback"],
+)
+async def export_feedback(
+    request: Request,
+    _auth: ApiKeyDep,
+    class_id: Annotated[str, Query(description="LEB2 class id", examples=["12"])],
+    date: Annotated[str | None, Query(description="only this day, YYYYMMDD")] = None,
+) -> JSONResponse:
+    """Every verdict given on the class's predictions (optionally one day)."""
+    cid = parse_id(class_id, name="class_id")
+    day = _parse_date(date) if date else None
+    fstore = await run_in_threadpool(feedback_store, request)
+    records = await run_in_threadpool(
+        lambda: guard_store(lambda: fstore.read_class(class_id=cid, day=day))
+    )
+    return JSONResponse([r.model_dump() for r in records], headers=PRIVATE_HEADERS)
+
+
+_TOKEN_IN_URL = re.compile(r"(token=)[^&\s]+")
+
+
+class RedactTokens(logging.Filter):
+    """Access logs show ``token=***``: a link's token opens the page until it expires."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                _TOKEN_IN_URL.sub(r"\1***", a) if isinstance(a, str) else a for a in record.args
+            )
+        elif isinstance(record.msg, str):
+            record.msg = _TOKEN_IN_URL.sub(r"\1***", record.msg)
+        return True
+
+
+def include_pages(app: FastAPI, settings: Settings) -> None:
+    """Mount the class page, links and feedback routes on the API app."""
+    app.state.feedback_holder = _FeedbackHolder(settings.store_url or "")
+    app.state.page_problem = partial(page_problem, settings)
+    app.include_router(router)
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactTokens) for f in access.filters):
+        access.addFilter(RedactTokens())
+
+
+__all__ = ["include_pages", "make_link", "router", "security_headers"]

@@ -1,0 +1,14 @@
+"""The risk model as it is served: inference, risk and threshold, metrics, reasons.
+
+Owns the outcome model (``outcome``: candidates and fitting, level probabilities, calibrated
+risk, metrics, cross-validated selection helpers), the reasons a teacher reads (``reasons``)
+and their exact one-column effects (``exact_effects``). May import ``lof.core`` and
+``lof.features``; never stores, sources, MLflow adapters or training.
+
+``RiskModel`` is re-exported here because registered models name its class ``lof.model.RiskModel``
+(skops and pickle record the class's module): the models already in a registry keep loading.
+"""
+
+from lof.model.outcome import RiskModel
+
+__all__ = ["RiskModel"]

@@ -1,0 +1,267 @@
+"""Retraining: examples that mirror scoring, candidates compared on risk, the winner refitted.
+
+The examples come from ``lof.training.examples``; candidates are evaluated, compared and the winner
+refitted by ``lof.training.selection``; ``lof.training.registration`` logs the MLflow runs and
+registers the version. Nothing is registered unless every step before succeeded; retraining never
+changes the Production stage or alias.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from lof.core.config import Settings, redact_url
+from lof.core.errors import DataError, LofError, ModelError
+from lof.model import outcome as lof_model
+from lof.registry import client as registry
+from lof.registry import tracking
+from lof.training import registration, selection
+from lof.training.examples import LEGACY_CLASS_ID, TrainingSet, build_training_set
+
+RETRAIN_EXPERIMENT = "lof-retrain"
+
+
+@dataclass
+class RetrainResult:
+    """What a retrain registered and how the candidates compared."""
+
+    version: str
+    candidate: str
+    comparison: pd.DataFrame
+    holdout_kind: str
+    semesters: list[str]
+    run_id: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    n_examples: int = 0
+    n_classes: int = 0
+    legacy_rows: int = 0
+    threshold: float = lof_model.DEFAULT_THRESHOLD
+    training_class_ids: list[int] = field(default_factory=list)
+    holdout_class_ids: list[int] = field(default_factory=list)
+
+    def _evaluation(self) -> str:
+        if self.holdout_kind == selection.KIND_TIME:
+            return (
+                f"evaluation {self.holdout_kind}: held out classes "
+                f"{registry.encode_class_ids(self.holdout_class_ids)} (latest semester)"
+            )
+        return f"evaluation {self.holdout_kind} over {self.n_classes} classes (no time holdout)"
+
+    def describe(self) -> str:
+        dataset = f" of which {self.legacy_rows} from --dataset" if self.legacy_rows else ""
+        return (
+            f"registered {self.candidate} as version {self.version} "
+            f"(semesters {', '.join(self.semesters)}, {self.n_examples} examples{dataset} from "
+            f"{self.n_classes} classes; {self._evaluation()}; refitted on all examples; "
+            f"at-risk threshold {self.threshold:.3f}); "
+            f"promote it with `lof promote --version {self.version}`\n"
+            + selection.short_table(self.comparison)
+        )
+
+    def markdown(self) -> str:
+        lines = [
+            f"# Retrain: version {self.version} ({self.candidate})",
+            "",
+            f"Semesters {', '.join(self.semesters)}; {self.n_examples} examples from "
+            f"{self.n_classes} classes; {self._evaluation()}. Selection: highest grouped-CV "
+            f"`{lof_model.SELECTION_METRIC}` (mean risk ROC-AUC at 25% and 50%; ties within "
+            f"{lof_model.SELECTION_TOLERANCE} go to the lowest `{lof_model.TIE_METRIC}`). "
+            f"Registered: the chosen candidate refitted on all examples; at-risk threshold "
+            f"{self.threshold:.3f}.",
+            "",
+            *selection.markdown_table(self.comparison),
+        ]
+        return "\n".join(lines)
+
+
+def train_and_register(
+    *,
+    settings: Settings,
+    training: TrainingSet,
+    candidate_names: Sequence[str] | None = None,
+    mlp_max_iter: int = 200,
+    n_splits: int = 5,
+    seed: int = 0,
+) -> RetrainResult:
+    """Compare candidates in MLflow runs, refit the winner, register it (the very last step)."""
+    try:
+        return _train_and_register(
+            settings=settings,
+            training=training,
+            candidate_names=candidate_names,
+            mlp_max_iter=mlp_max_iter,
+            n_splits=n_splits,
+            seed=seed,
+        )
+    except Exception as exc:
+        if isinstance(exc, LofError) or not registration.mlflow_unavailable(exc):
+            raise  # a bug or a data problem keeps its own message and traceback
+        raise ModelError(
+            f"retrain could not reach MLflow at {redact_url(settings.mlflow_tracking_uri)} "
+            f"({type(exc).__name__}); nothing was registered; check MLFLOW_TRACKING_URI and "
+            "rerun `lof retrain`"
+        ) from exc
+
+
+def _require_examples(training: TrainingSet) -> None:
+    examples = training.examples
+    if examples.empty or (examples["class_id"] != LEGACY_CLASS_ID).sum() == 0:
+        raise DataError(
+            f"no labelled training examples in semesters {', '.join(training.semesters)}; "
+            "check that their classes have assessed records"
+        )
+
+
+def _plan(
+    *, settings: Settings, training: TrainingSet, seed: int, n_splits: int
+) -> registration.RetrainRun:
+    """The retrain's split of its examples (before anything is logged)."""
+    train, holdout, kind = selection.split_holdout(
+        examples=training.examples, classes=training.classes, seed=seed, n_splits=n_splits
+    )
+    return registration.RetrainRun(
+        settings=settings,
+        training=training,
+        train=train,
+        holdout=holdout,
+        kind=kind,
+        fingerprint=selection.fingerprint(training.examples),
+    )
+
+
+def _train_and_register(
+    *,
+    settings: Settings,
+    training: TrainingSet,
+    candidate_names: Sequence[str] | None,
+    mlp_max_iter: int,
+    n_splits: int,
+    seed: int,
+) -> RetrainResult:
+    import mlflow
+
+    _require_examples(training)
+    run = _plan(settings=settings, training=training, seed=seed, n_splits=n_splits)
+    train, holdout = run.train, run.holdout
+    candidates = lof_model.make_candidates(
+        seed=seed, mlp_max_iter=mlp_max_iter, names=candidate_names
+    )
+
+    registry.use_tracking_server(settings)
+    experiment_id = tracking.ensure_experiment(settings=settings, name=RETRAIN_EXPERIMENT)
+    run_name = f"retrain-{tracking.semester_label(training.semesters)}"
+    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as parent:
+        registration.log_setup(run=run, candidates=candidates, n_splits=n_splits)
+        from lof.feedback import log_feedback_metrics
+
+        log_feedback_metrics(settings=settings)  # teachers' verdicts on the models in use
+        registration.log_inputs(run=run)
+        results = selection.compare_candidates(
+            train=train,
+            holdout=holdout,
+            candidates=candidates,
+            settings=settings,
+            n_splits=n_splits,
+            seed=seed,
+        )
+        registration.log_candidates(
+            run=run, results=results, candidates=candidates, experiment_id=experiment_id
+        )
+        chosen = lof_model.select_candidate({name: r["cv"] for name, r in results.items()})
+        comparison = selection.comparison(results)
+        best = results[chosen]
+        registration.log_choice(comparison=comparison, chosen=chosen, best=best)
+
+        final = _refit(run=run, estimator=candidates[chosen], best=best, n_splits=n_splits)
+        fits = registration.log_fits(run=run, final=final, chosen=chosen, best=best)
+        tags = registration.version_tags(
+            run=run, results=results, chosen=chosen, final=final, fits=fits
+        )
+        description = registration.version_description(
+            run=run, results=results, chosen=chosen, final=final
+        )
+        version = registration.register(
+            run=run, fits=fits, run_id=parent.info.run_id, tags=tags, description=description
+        )
+    return _result(
+        run=run,
+        version=version,
+        chosen=chosen,
+        comparison=comparison,
+        holdout=best["holdout"],
+        final=final,
+        run_id=parent.info.run_id,
+    )
+
+
+def _refit(
+    *, run: registration.RetrainRun, estimator: Any, best: dict[str, Any], n_splits: int
+) -> lof_model.RiskModel:
+    """The registered fit: the chosen candidate on every example, holdout included (its
+    out-of-fold predictions reused when there is no holdout)."""
+    oof = None if len(run.holdout) else (run.evaluated.reset_index(drop=True), best["oof_proba"])
+    return selection.refit_on_everything(
+        estimator=estimator,
+        examples=run.examples,
+        settings=run.settings,
+        n_splits=n_splits,
+        oof=oof,
+    )
+
+
+def _result(
+    *,
+    run: registration.RetrainRun,
+    version: str,
+    chosen: str,
+    comparison: pd.DataFrame,
+    holdout: dict[str, float],
+    final: lof_model.RiskModel,
+    run_id: str,
+) -> RetrainResult:
+    training = run.training
+    return RetrainResult(
+        version=version,
+        candidate=chosen,
+        comparison=comparison,
+        holdout_kind=run.kind,
+        semesters=list(training.semesters),
+        run_id=run_id,
+        metrics=dict(holdout),
+        n_examples=len(run.examples),
+        n_classes=int(training.classes["class_id"].nunique()),
+        legacy_rows=training.legacy_rows,
+        threshold=final.threshold,
+        training_class_ids=run.all_ids,
+        holdout_class_ids=run.holdout_ids,
+    )
+
+
+def run_retrain(
+    *,
+    settings: Settings,
+    semesters: Sequence[str] | None = None,
+    as_of: date | None = None,
+    dataset: str | Path | None = None,
+    progress: bool = False,
+    candidate_names: Sequence[str] | None = None,
+    mlp_max_iter: int = 200,
+    n_splits: int = 5,
+) -> RetrainResult:
+    """Build the examples, compare the candidates, register the chosen model (not promoted)."""
+    training = build_training_set(
+        settings=settings, semesters=semesters, as_of=as_of, dataset=dataset, progress=progress
+    )
+    return train_and_register(
+        settings=settings,
+        training=training,
+        candidate_names=candidate_names,
+        mlp_max_iter=mlp_max_iter,
+        n_splits=n_splits,
+    )
