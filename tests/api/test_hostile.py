@@ -4,7 +4,7 @@ Each refusal is a fast, specific 4xx: nothing reaches a 5xx, no body is read bef
 credential is checked or past its limit, and `/healthz` answers while a hostile request is in.
 Raw sockets send what no well-behaved client would (a declared body that never comes, a chunked
 body without end). Replays of webhook deliveries need a Prefect server to emit the first time:
-they are tested in tests/promotion/test_webhooks.py against the real one.
+they are tested in tests/api/routes/test_webhooks.py against the real one.
 """
 
 from __future__ import annotations

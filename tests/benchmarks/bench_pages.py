@@ -38,7 +38,7 @@ def main() -> None:
     from lof.core import links
     from lof.stores import open_prediction_store
     from tests.api._data import settings_for
-    from tests.pages._demo import FIRST_DAY, SECRET, demo_frame
+    from tests.api.routes._demo import FIRST_DAY, SECRET, demo_frame
 
     home = Path(tempfile.mkdtemp(prefix="lof-bench-pages-"))
     url = f"sqlite:///{home / 'lof.db'}"

@@ -117,7 +117,7 @@ def _register(settings: Any) -> str:
     from lof.model import outcome as lof_model
     from lof.registry import client as registry
     from lof.registry import tracking
-    from tests.promotion._support import examples, fitted
+    from tests.registry._support import examples, fitted
 
     model = lof_model.RiskModel(fitted("good"), threshold=0.4)
     registry.use_tracking_server(settings)

@@ -7,8 +7,7 @@ import pytest
 
 from lof.core.errors import DataError
 from lof.training import selection
-
-from .model_examples import make_examples
+from tests.model.model_examples import make_examples
 
 
 def _classes(examples: pd.DataFrame, semesters: dict[int, str]) -> pd.DataFrame:

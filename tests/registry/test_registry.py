@@ -12,8 +12,7 @@ from lof.features.definitions import FEATURES
 from lof.model import outcome as lof_model
 from lof.registry import client as registry
 from lof.registry import tracking
-
-from .model_examples import make_examples
+from tests.model.model_examples import make_examples
 
 
 @pytest.fixture

@@ -21,8 +21,7 @@ from mlflow.webhooks.delivery import _generate_hmac_signature
 from lof.api.problems import ApiProblem
 from lof.api.routes import webhooks
 from lof.core.config import Settings, get_settings
-
-from ._support import model_file_key, register
+from tests.registry._support import model_file_key, register
 
 SECRET = "s3-hook-secret"
 MLFLOW_SECRET = "mlflow-hook-secret"

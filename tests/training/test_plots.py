@@ -7,8 +7,7 @@ import pytest
 from lof.features.definitions import LEVELS
 from lof.model import outcome as lof_model
 from lof.training import plots
-
-from .model_examples import make_examples
+from tests.model.model_examples import make_examples
 
 
 @pytest.fixture(scope="module")
