@@ -15,6 +15,7 @@ from lof import legacy
 from lof.core.calendar import parse_day
 from lof.core.config import Settings
 from lof.core.progress import interactive
+from lof.training import legacy_import
 from lof.training import retrain as training
 
 
@@ -31,9 +32,9 @@ def build_training_set(settings: Settings, as_of: str | None) -> training.Traini
 @task(cache_policy=NO_CACHE)
 def register(
     settings: Settings, path: str, description: str | None, training_set: training.TrainingSet
-) -> legacy.ImportResult:
+) -> legacy_import.ImportResult:
     # No task retries: a retry would start a second run; MLflow calls retry themselves.
-    return legacy.import_model(
+    return legacy_import.import_model(
         settings=settings, path=path, description=description, training_set=training_set
     )
 
@@ -41,7 +42,7 @@ def register(
 @flow(name="import-model", flow_run_name=import_run_name, log_prints=True)
 def import_model(
     path: str, description: str | None = None, as_of: Day | None = None
-) -> legacy.ImportResult:
+) -> legacy_import.ImportResult:
     """Wrap the classifier pickled at ``path``, score it on lof's examples (the finished
     semesters as of ``as_of``, YYYYMMDD, default today), register it."""
     settings = run_settings()

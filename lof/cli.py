@@ -162,7 +162,7 @@ def retrain(
     """Train candidates on finished semesters, log them to MLflow, register the best."""
     check_before_prefect(**{"--as-of": as_of})
     if dataset is not None:
-        from lof.legacy import read_dataset
+        from lof.training.examples import read_legacy_dataset as read_dataset
 
         read_dataset(dataset)  # a file the flow would refuse answers before Prefect starts
     from flows.retrain import retrain as retrain_flow

@@ -1,15 +1,15 @@
-"""Teachers' feedback on warnings: what a record is, how input is checked, what retrain logs.
+"""Teachers' feedback on warnings: what a record is, how input is checked, how it sums up.
 
 A teacher says of one student's prediction on one day whether the warning was ``useful``,
 ``not_useful`` or ``already_known``, with an optional short note. One record per
 (class, day, student, teacher): a second answer replaces the first. The record keeps the
 prediction's model version and at-risk flag, so the share of useful warnings can be judged per
-model version without joining the predictions again.
+model version without joining the predictions again. A retrain logs the sums
+(``lof.training.feedback``).
 """
 
 from __future__ import annotations
 
-import logging
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -19,8 +19,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lof.core.inputs import DATE_FORM, ID_FORM, MAX_ID, day_from_text, id_from_text
 from lof.core.links import TEACHER_ID_FORM, valid_teacher_id
-
-log = logging.getLogger(__name__)
 
 VERDICTS: tuple[str, ...] = ("useful", "not_useful", "already_known")
 Verdict = Literal["useful", "not_useful", "already_known"]
@@ -166,46 +164,12 @@ def summarize(records: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, float
     return out
 
 
-def _metric_key(version: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in version)
-
-
-def log_feedback_metrics(*, settings: Any) -> dict[str, dict[str, float]]:
-    """Log teachers' feedback per model version to the active MLflow run (called by retrain).
-
-    Feedback is a signal about models already in use, not an input of training: a store that
-    cannot be read is logged as a warning and never fails the retrain.
-    """
-    import mlflow
-
-    from lof.stores.feedback import open_feedback_store
-
-    try:
-        store = open_feedback_store(settings.store_url or "")
-        try:
-            summary = summarize(r.model_dump() for r in store.read_all())
-        finally:
-            store.close()
-    except Exception as exc:  # any backend failure: retrain goes on without these metrics
-        log.warning("feedback metrics skipped: %s", str(exc).splitlines()[0][:200] if exc else "")
-        return {}
-    metrics = {
-        f"feedback.v{_metric_key(version)}.{name}": value
-        for version, row in summary.items()
-        for name, value in row.items()
-    }
-    metrics["feedback.count"] = float(sum(row["count"] for row in summary.values()))
-    mlflow.log_metrics(metrics)
-    return summary
-
-
 __all__ = [
     "NOTE_MAX_CHARS",
     "VERDICTS",
     "FeedbackIn",
     "FeedbackInvalid",
     "FeedbackRecord",
-    "log_feedback_metrics",
     "make_record",
     "parse_feedback",
     "positive_id",

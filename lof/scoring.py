@@ -21,10 +21,10 @@ from lof.core.config import Settings
 from lof.features import definitions as feat
 from lof.features import signals
 from lof.governance.optout import NO_EXCLUSIONS, Exclusions, Found
-from lof.model.outcome import PlainFloats
 from lof.sources import amplitude, assessed_cache, leb2
 from lof.stores import compact
 from lof.stores.base import FeatureStore
+from lof.stores.records import PlainFloats
 
 
 @dataclass

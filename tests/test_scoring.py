@@ -9,9 +9,9 @@ from pathlib import Path
 import pandas as pd
 
 from lof.features import definitions as feat
-from lof.model.outcome import PlainFloats
 from lof.scoring import attach_model_and_features, days_to_fill
 from lof.stores import open_feature_store
+from lof.stores.records import PlainFloats
 
 FIRST = date(2024, 1, 10)
 CLASSES = pd.DataFrame({"class_id": [1], "first_start": [pd.Timestamp("2024-01-10 09:00")]})

@@ -129,8 +129,6 @@ def is_outage(exc: BaseException) -> bool:
 
     if isinstance(exc, DataError | ConfigError):
         return False
-    from lof.training.registration import mlflow_unavailable
-
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
@@ -183,3 +181,41 @@ def _is_aws_unavailable(exc: BaseException) -> bool:
     error = exc.response.get("Error", {})
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
     return error.get("Code") in _AWS_RETRY_CODES or int(status) >= 500
+
+
+_UNAVAILABLE_CODES = frozenset(
+    {"TEMPORARILY_UNAVAILABLE", "RESOURCE_EXHAUSTED", "REQUEST_LIMIT_EXCEEDED", "DEADLINE_EXCEEDED"}
+)
+"""MLflow error codes of a server that is there but cannot answer now (503, 429, 504)."""
+
+
+def mlflow_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what it was raised from) means the tracking server or registry
+    could not be reached or answered with a server-side error, by type and error code.
+
+    MLflow's REST client wraps a refused connection or a timeout in a plain
+    ``MlflowException`` raised while handling the ``requests`` error, so the chain is walked;
+    ``RestException`` is an error response of the server itself.
+    """
+    import requests
+    from mlflow.exceptions import MlflowException, RestException
+
+    network = (
+        requests.ConnectionError,
+        requests.Timeout,
+        requests.exceptions.RetryError,
+        ConnectionError,
+        TimeoutError,
+    )
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, network):
+            return True
+        if isinstance(current, RestException) and current.get_http_status_code() >= 500:
+            return True
+        if isinstance(current, MlflowException) and current.error_code in _UNAVAILABLE_CODES:
+            return True
+        current = current.__cause__ or current.__context__
+    return False

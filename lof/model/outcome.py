@@ -40,6 +40,7 @@ from lof.core.collector import no_cycle_collection
 from lof.core.errors import DataError, ModelError
 from lof.features.definitions import FEATURES, LEVELS
 from lof.features.signals import SIGNALS
+from lof.stores.records import PREDICTION_OUTPUT, PlainFloats
 
 PROGRESS_POINTS: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 1.0)
 REPORT_POINTS: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75)
@@ -51,15 +52,6 @@ DEFAULT_THRESHOLD = 0.5
 ECE_BINS = 10
 BASELINE = "mlp_baseline"
 CANDIDATE_ORDER: tuple[str, ...] = ("logreg", "hist_gb", "hist_gb_calibrated", BASELINE)
-PREDICTION_OUTPUT: tuple[str, ...] = (
-    "class_id",
-    "user_id",
-    "predicted_label",
-    "predicted_prob",
-    "risk_prob",
-    "at_risk",
-    "required_level",
-)
 METRICS: tuple[str, ...] = (
     "risk_roc_auc",
     "risk_pr_auc",
@@ -415,12 +407,6 @@ def _required_by_class(required_levels: Mapping[int, int] | pd.DataFrame) -> dic
             )
         out[int(class_id)] = int(level)
     return out
-
-
-class PlainFloats(dict[str, float]):
-    """A str -> float dict lof built itself (str keys, Python float values), such as a
-    prediction's level probabilities or feature snapshot: the stores keep it as it is instead
-    of checking each entry again."""
 
 
 def predict_frame(

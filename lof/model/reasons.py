@@ -29,6 +29,7 @@ import pandas as pd
 from lof.core.collector import no_cycle_collection
 from lof.model import exact_effects
 from lof.model import outcome as lof_model
+from lof.stores.records import Reasons
 
 TOP = 3
 MIN_EFFECT = 0.01
@@ -38,12 +39,6 @@ SAMPLE_ROWS = 300
 """Screening (see ``explain``): with many students, each student's ``CANDIDATES`` most
 promising columns are measured exactly, ranked by distance from the class median times the
 column's mean effect on an even sample of ``SAMPLE_ROWS`` students."""
-
-
-class Reasons(list[dict[str, Any]]):
-    """One student's reasons as ``explain`` builds them: dicts of ``feature``, ``text``,
-    ``direction`` (str) and ``value``, ``class_median``, ``effect`` (float), in that order. The
-    stores keep such a list as it is instead of checking each reason again."""
 
 
 def _count(one: str, many: str) -> Callable[[float], str]:

@@ -19,7 +19,8 @@ import logging
 import os
 import tempfile
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,8 +28,9 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from lof.core.config import Settings
-from lof.core.errors import ModelError
+from lof.core.config import Settings, redact_url
+from lof.core.errors import LofError, ModelError
+from lof.core.retry import mlflow_unavailable
 from lof.governance import pseudonyms
 
 if TYPE_CHECKING:
@@ -36,6 +38,24 @@ if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
 
 log = logging.getLogger(__name__)
+
+
+@contextmanager
+def mlflow_reachable(settings: Settings, *, what: str, rerun: str) -> Iterator[None]:
+    """Turn "MLflow could not be reached" inside the block into one ModelError line saying
+    what was not done and what to rerun; a LofError or any other failure (a bug, a data
+    problem) keeps its own message and traceback."""
+    try:
+        yield
+    except Exception as exc:
+        if isinstance(exc, LofError) or not mlflow_unavailable(exc):
+            raise
+        raise ModelError(
+            f"{what} could not reach MLflow at {redact_url(settings.mlflow_tracking_uri)} "
+            f"({type(exc).__name__}); nothing was registered; check MLFLOW_TRACKING_URI and "
+            f"rerun `{rerun}`"
+        ) from exc
+
 
 HOLDOUT_ARTIFACT = "holdout/holdout.parquet"
 MODEL_ARTIFACT = "model"

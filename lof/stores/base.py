@@ -31,8 +31,7 @@ from lof.core.calendar import format_day
 from lof.core.errors import DataError
 from lof.features.definitions import ENGAGEMENT_COLUMNS, SET_COLUMNS, STATE_INT_COLUMNS, sorted_ids
 from lof.features.signals import EVENT_STATE_COLUMNS
-from lof.model.outcome import PREDICTION_OUTPUT, PlainFloats
-from lof.model.reasons import Reasons
+from lof.stores.records import PREDICTION_OUTPUT, PlainFloats, Reasons
 
 PredictionRecord = dict[str, Any]
 """One stored prediction as the API returns it: ``predicted_dt`` (YYYYMMDD str), ``class_id``,

@@ -24,6 +24,7 @@ from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from lof import scoring
@@ -33,8 +34,11 @@ from lof.core.errors import DataError
 from lof.core.progress import count_bar
 from lof.features import definitions as feat
 from lof.features import signals
+from lof.features.definitions import FEATURES, LEVELS
+from lof.features.signals import SIGNALS
 from lof.governance import optout
 from lof.governance.optout import NO_EXCLUSIONS, Exclusions
+from lof.legacy import FORMER_TO_LOF, TARGET_COLUMNS
 from lof.model import outcome as lof_model
 from lof.sources import amplitude, leb2
 
@@ -394,10 +398,54 @@ def _label(
 
 
 def read_legacy_dataset(path: str | Path) -> pd.DataFrame:
-    """Rows of a training file, lof's or the former system's (see ``lof.legacy.read_dataset``)."""
-    from lof import legacy
+    """Rows of a training file as retrain examples (``class_id`` -1, progress 1.0).
 
-    return legacy.read_dataset(path)
+    Either system's header: lof's 13 names or the former ``N_`` names; the level in
+    ``Target`` or ``maxlevel``; an unnamed first column (the former files' index) is dropped.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"dataset file {path} does not exist; pass an existing --dataset file")
+    try:
+        frame = pd.read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(path)
+    except Exception as exc:
+        raise DataError(
+            f"dataset file {path} cannot be read ({type(exc).__name__}); expected CSV or parquet "
+            "with a Target (or maxlevel) column and the 13 features"
+        ) from None
+    frame = frame.loc[:, [not str(c).startswith("Unnamed: ") and str(c) != "" for c in frame]]
+    frame = frame.rename(columns={c: FORMER_TO_LOF[c] for c in frame.columns if c in FORMER_TO_LOF})
+    targets = [c for c in TARGET_COLUMNS if c in frame.columns]
+    target = targets[0] if targets else TARGET_COLUMNS[0]
+    missing = [c for c in (target, *FEATURES) if c not in frame.columns]
+    if missing:
+        raise DataError(
+            f"dataset file {path} lacks column(s) {', '.join(missing)}; expected Target or "
+            "maxlevel and the 13 features by lof name or former N_ name"
+        )
+    if len(targets) > 1:
+        raise DataError(
+            f"dataset file {path} has both Target and maxlevel columns; keep the one to train on"
+        )
+    values = frame[list(FEATURES)].apply(pd.to_numeric, errors="coerce")
+    level = pd.to_numeric(frame[target], errors="coerce")
+    bad = values.isna().any(axis=1) | ~level.isin(list(LEVELS))
+    if bad.any():
+        first = int(np.flatnonzero(bad.to_numpy())[0])
+        raise DataError(
+            f"dataset file {path}: {int(bad.sum())} row(s) have a non-numeric feature or a "
+            f"{target} outside 1-5, first at data row {first + 1}; fix or drop them"
+        )
+    out = values.astype(float)
+    out.insert(0, "progress", 1.0)
+    out.insert(0, "semester", "legacy")
+    out.insert(0, "user_id", np.arange(len(frame), dtype="int64"))
+    out.insert(0, "class_id", LEGACY_CLASS_ID)
+    out["label"] = level.astype("int64")
+    for name in SIGNALS:  # a former file has the 13 only: a retrain with it trains on those
+        out[name] = np.nan
+    out["required_level"] = 0  # unknown: dataset rows are only ever trained on, never scored
+    return out[list(EXAMPLE_COLUMNS)].reset_index(drop=True)
 
 
 def build_training_set(

@@ -84,44 +84,6 @@ class LoggedFits:
     evaluation_uri: str
 
 
-_UNAVAILABLE_CODES = frozenset(
-    {"TEMPORARILY_UNAVAILABLE", "RESOURCE_EXHAUSTED", "REQUEST_LIMIT_EXCEEDED", "DEADLINE_EXCEEDED"}
-)
-"""MLflow error codes of a server that is there but cannot answer now (503, 429, 504)."""
-
-
-def mlflow_unavailable(exc: BaseException) -> bool:
-    """Whether ``exc`` (or what it was raised from) means the tracking server or registry
-    could not be reached or answered with a server-side error, by type and error code.
-
-    MLflow's REST client wraps a refused connection or a timeout in a plain
-    ``MlflowException`` raised while handling the ``requests`` error, so the chain is walked;
-    ``RestException`` is an error response of the server itself.
-    """
-    import requests
-    from mlflow.exceptions import MlflowException, RestException
-
-    network = (
-        requests.ConnectionError,
-        requests.Timeout,
-        requests.exceptions.RetryError,
-        ConnectionError,
-        TimeoutError,
-    )
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, network):
-            return True
-        if isinstance(current, RestException) and current.get_http_status_code() >= 500:
-            return True
-        if isinstance(current, MlflowException) and current.error_code in _UNAVAILABLE_CODES:
-            return True
-        current = current.__cause__ or current.__context__
-    return False
-
-
 def _prefixed(prefix: str, metrics: dict[str, float]) -> dict[str, float]:
     return {f"{prefix}{k}": float(v) for k, v in metrics.items() if not math.isnan(float(v))}
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import pandas as pd
 
-from lof.core.config import Settings, redact_url
-from lof.core.errors import DataError, LofError, ModelError
+from lof.core.config import Settings
+from lof.core.errors import DataError
 from lof.model import outcome as lof_model
 from lof.registry import client as registry
 from lof.registry import tracking
@@ -90,7 +90,7 @@ def train_and_register(
     seed: int = 0,
 ) -> RetrainResult:
     """Compare candidates in MLflow runs, refit the winner, register it (the very last step)."""
-    try:
+    with registry.mlflow_reachable(settings, what="retrain", rerun="lof retrain"):
         return _train_and_register(
             settings=settings,
             training=training,
@@ -99,14 +99,6 @@ def train_and_register(
             n_splits=n_splits,
             seed=seed,
         )
-    except Exception as exc:
-        if isinstance(exc, LofError) or not registration.mlflow_unavailable(exc):
-            raise  # a bug or a data problem keeps its own message and traceback
-        raise ModelError(
-            f"retrain could not reach MLflow at {redact_url(settings.mlflow_tracking_uri)} "
-            f"({type(exc).__name__}); nothing was registered; check MLFLOW_TRACKING_URI and "
-            "rerun `lof retrain`"
-        ) from exc
 
 
 def _require_examples(training: TrainingSet) -> None:
@@ -158,7 +150,7 @@ def _train_and_register(
     run_name = f"retrain-{tracking.semester_label(training.semesters)}"
     with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as parent:
         registration.log_setup(run=run, candidates=candidates, n_splits=n_splits)
-        from lof.feedback import log_feedback_metrics
+        from lof.training.feedback import log_feedback_metrics
 
         log_feedback_metrics(settings=settings)  # teachers' verdicts on the models in use
         registration.log_inputs(run=run)

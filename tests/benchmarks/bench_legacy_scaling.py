@@ -95,6 +95,7 @@ def run_seed(*, seed: int, students: int, classes: int) -> pd.DataFrame:
 
     from lof import legacy
     from lof.model import outcome as lof_model
+    from lof.training import legacy_import
 
     with tempfile.TemporaryDirectory(prefix="lof-bench-legacy-") as home:
         examples = raw_examples(home=home, seed=seed, students=students, classes=classes)
@@ -112,7 +113,7 @@ def run_seed(*, seed: int, students: int, classes: int) -> pd.DataFrame:
         fed = scaled(held, how=how)
         proba = lof_model.level_probabilities(model=model, features=fed)
         risk = lof_model.risk_probabilities(proba, fed["required_level"].to_numpy())
-        metrics = legacy.evaluate(model=model, examples=fed, threshold=0.5)
+        metrics = legacy_import.evaluate(model=model, examples=fed, threshold=0.5)
         truly = (fed["label"] < fed["required_level"]).to_numpy()
         predicted = np.asarray(lof_model.LEVELS)[proba.argmax(axis=1)]
         highest = fed["max_label"].to_numpy(dtype=int)

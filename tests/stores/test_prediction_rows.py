@@ -7,9 +7,8 @@ import math
 import pytest
 
 from lof.core.errors import DataError
-from lof.model.outcome import PlainFloats
-from lof.model.reasons import Reasons
 from lof.stores.base import REASON_KEYS, prediction_rows
+from lof.stores.records import PlainFloats, Reasons
 
 from .test_contract import predictions
 

@@ -35,6 +35,7 @@ from lof.registry import promotion
 from lof.stores import open_prediction_store
 from lof.synthetic import university as synth
 from lof.training import examples as example_set
+from lof.training import legacy_import
 from lof.training import retrain as training
 from tests.servers import free_port
 
@@ -264,7 +265,7 @@ def test_unreachable_mlflow_is_one_line_naming_the_setting(day_one, monkeypatch)
     monkeypatch.setenv("LOF_MLFLOW_HTTP_RETRIES", "0")
     try:
         with pytest.raises(ModelError, match="nothing was registered; check MLFLOW_TRACKING_URI"):
-            legacy.import_model(
+            legacy_import.import_model(
                 settings=get_settings(), path=day_one["pickled"], training_set=built
             )
     finally:

@@ -28,6 +28,7 @@ from lof.core.config import get_settings
 from lof.core.errors import DataError, ModelError
 from lof.features.definitions import FEATURES
 from lof.registry import client as registry
+from lof.training.examples import read_legacy_dataset
 
 
 def former_frame(n: int = 240, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
@@ -248,7 +249,7 @@ def test_former_file_a_index_target_then_features(tmp_path):
     path = tmp_path / "a.csv"
     frame.to_csv(path)  # pandas writes the unnamed index column first, as the former files have
     assert Path(path).read_text().startswith(",Target,N_specific_act_view,")
-    rows = legacy.read_dataset(path)
+    rows = read_legacy_dataset(path)
     assert rows["label"].tolist() == levels
     assert np.allclose(rows["act_quiz_view"], values["N_act+quiz_view"])
     assert np.allclose(rows["activity_count_per_class"], values["N_activity_count"])
@@ -260,12 +261,12 @@ def test_former_file_b_features_then_maxlevel_and_lof_names(tmp_path):
     values, levels = _former_values()
     path = tmp_path / "b.csv"
     values.assign(maxlevel=levels).to_csv(path, index=False)
-    rows = legacy.read_dataset(path)
+    rows = read_legacy_dataset(path)
     assert rows["label"].tolist() == levels
     assert np.allclose(rows["avglevel"], values["N_avglevel"])
     lof_named = tmp_path / "lof.csv"
     values.rename(columns=legacy.FORMER_TO_LOF).assign(Target=levels).to_csv(lof_named)
-    assert legacy.read_dataset(lof_named)[list(FEATURES)].equals(rows[list(FEATURES)])
+    assert read_legacy_dataset(lof_named)[list(FEATURES)].equals(rows[list(FEATURES)])
 
 
 @pytest.mark.parametrize(
@@ -289,7 +290,7 @@ def test_bad_former_files_are_refused_with_one_line(tmp_path, edit, match):
     path = tmp_path / "bad.csv"
     edit(values.assign(maxlevel=levels)).to_csv(path, index=False)
     with pytest.raises(DataError, match=match) as caught:
-        legacy.read_dataset(path)
+        read_legacy_dataset(path)
     assert "\n" not in str(caught.value)
 
 
@@ -300,6 +301,6 @@ def test_former_rows_have_no_signals_so_a_retrain_with_them_trains_on_the_13(tmp
     values, levels = _former_values()
     path = tmp_path / "a.csv"
     pd.concat([pd.DataFrame({"Target": levels}), values], axis=1).to_csv(path)
-    rows = legacy.read_dataset(path)
+    rows = read_legacy_dataset(path)
     assert rows[list(SIGNALS)].isna().all().all()
     assert lof_model.training_features(rows) == list(FEATURES)

@@ -11,7 +11,8 @@ from fastapi.testclient import TestClient
 
 from lof.api import create_app
 from lof.core import links
-from lof.feedback import NOTE_MAX_CHARS, log_feedback_metrics
+from lof.feedback import NOTE_MAX_CHARS
+from lof.training.feedback import log_feedback_metrics
 from tests.api._data import (
     AWS_TEST_ENV,
     CLASS_A,
