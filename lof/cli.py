@@ -256,7 +256,7 @@ def link(
     """Print a signed, expiring URL of a class page (LOF_LINK_SECRET, LOF_PUBLIC_URL)."""
     from datetime import UTC, datetime
 
-    from lof.api.routes.pages import make_link
+    from lof.api.routes.links import make_link
     from lof.core.links import parse_ttl
 
     settings = _settings()

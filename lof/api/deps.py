@@ -9,7 +9,7 @@ from __future__ import annotations
 import hmac
 import threading
 from collections.abc import Callable
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader
@@ -159,3 +159,29 @@ __all__ = [
     "guard_store",
     "store_dep",
 ]
+
+
+class FeedbackHolder:
+    """The feedback store, opened on first use (like the predictions store)."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._store: Any = None
+        self._lock = threading.Lock()
+
+    def get(self) -> Any:
+        with self._lock:
+            if self._store is None:
+                from lof.stores.feedback import open_feedback_store
+
+                self._store = guard_store(lambda: open_feedback_store(self._url))
+            return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+
+def feedback_store(request: Request) -> Any:
+    return request.app.state.feedback_holder.get()

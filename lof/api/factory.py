@@ -15,6 +15,7 @@ from lof.api.limits import Limits, RequestLimits
 from lof.api.problems import install_problem_handlers
 from lof.api.routes import ops, predictions, privacy, webhooks
 from lof.api.routes.ops import ReadyCache
+from lof.api.routes.pages import include_pages
 from lof.core.config import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -67,9 +68,6 @@ def create_app(
     app.include_router(ops.router)
     app.include_router(predictions.router)
     app.include_router(webhooks.router)
-    # imported here: the class page's module imports this package's dependencies
-    from lof.api.routes.pages import include_pages
-
     include_pages(app, settings)
     privacy.install(app, settings)  # after every router: the access log sees them all
     if settings.api_docs:

@@ -44,6 +44,14 @@ def parse_id(value: str, *, name: str) -> int:
     return number
 
 
+def parse_date(value: str) -> date:
+    """A ``date`` query parameter (YYYYMMDD, quotes tolerated): a 422 naming ``date``."""
+    try:
+        return parse_predicted_dt(value)
+    except ApiProblem as exc:
+        raise ApiProblem(422, exc.detail.replace("predicted_dt", "date", 1)) from None
+
+
 def _validator(parse: Callable[[str], T | None], form: str) -> Callable[[Any], T]:
     def validate(value: Any) -> T:
         parsed = parse(value) if isinstance(value, str) else None

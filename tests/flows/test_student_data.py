@@ -26,7 +26,7 @@ from typer.testing import CliRunner
 
 from lof import scoring
 from lof.api import create_app
-from lof.api.routes.pages import make_link
+from lof.api.routes.links import make_link
 from lof.cli import app as cli
 from lof.core.config import get_settings
 from lof.features import drift

@@ -1,11 +1,12 @@
-"""The class page teachers open from the LMS, its signed links and teachers' feedback.
+"""The class page teachers open from the LMS, and its feedback form.
 
 * ``GET /classes/{class_id}/report?token=&date=`` — server-rendered HTML (no JavaScript),
   authenticated by a signed link (``lof.core.links``) because a browser in the LMS cannot send
   ``x-api-key``; framing allowed only for LOF_FRAME_ANCESTORS.
 * ``POST /classes/{class_id}/feedback`` — the page's plain HTML form (token in a hidden field),
   answered with a redirect back to the page.
-* ``POST /links``, ``POST /feedback``, ``GET /feedback`` — JSON for the LMS backend (API key).
+* ``POST /links`` (``lof.api.routes.links``), ``POST /feedback``, ``GET /feedback``
+  (``lof.api.routes.feedback``) — JSON for the LMS backend (API key), mounted with the page.
 
 The page reads the class's scored days with one ``read_class_day`` per day (in parallel, the
 latest ``TREND_DAYS`` only) instead of one history read per student: a class has fewer scored
@@ -16,33 +17,30 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
-from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from functools import partial
 from typing import Annotated, Any
 from urllib.parse import parse_qs, urlencode
 
-import orjson
-from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi import Path as PathParam
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from pydantic import BaseModel, Field
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from lof import feedback as fb
 from lof.api import report
-from lof.api.cache import PRIVATE_HEADERS
-from lof.api.deps import ApiKeyDep, SettingsDep, StoreDep, guard_store, store_dep
+from lof.api.deps import FeedbackHolder, SettingsDep, feedback_store, guard_store, store_dep
 from lof.api.limits import read_body
-from lof.api.params import parse_id, parse_predicted_dt
-from lof.api.problems import ApiProblem, Problem
+from lof.api.params import parse_date, parse_id, parse_predicted_dt
+from lof.api.problems import ApiProblem
+from lof.api.routes import feedback as feedback_routes
+from lof.api.routes import links as links_routes
 from lof.api.routes.privacy import not_shown
 from lof.core import links
 from lof.core.config import Settings
-from lof.core.errors import ConfigError, DataError, StoreError
-from lof.core.inputs import MAX_ID, id_from_text
+from lof.core.errors import ConfigError, StoreError
+from lof.core.inputs import id_from_text
 from lof.model.outcome import DEFAULT_THRESHOLD
 from lof.stores.base import PredictionRecord, PredictionStore
 
@@ -64,27 +62,6 @@ _ADVICE = {
     "other_class": "open the page of this class from its own LEB2 course page.",
 }
 _HTML = {"content": {"text/html": {"schema": {"type": "string"}}}}
-
-
-class LinkRequest(BaseModel):
-    """What a class page link is for."""
-
-    class_id: int = Field(gt=0, le=MAX_ID, examples=[12])
-    teacher_id: str | None = Field(
-        default=None, description=links.TEACHER_ID_FORM, examples=["t-0042"]
-    )
-    ttl_seconds: int | None = Field(
-        default=None, ge=60, le=90 * 86_400, description="default LOF_LINK_TTL_SECONDS"
-    )
-
-
-class Link(BaseModel):
-    """A signed class page URL to open or embed."""
-
-    url: str
-    class_id: int
-    teacher_id: str | None
-    expires_at: int = Field(description="unix seconds")
 
 
 router = APIRouter()
@@ -161,6 +138,33 @@ def _store_down(settings: Settings) -> HTMLResponse:
     )
 
 
+class LinkCheck:
+    """Checks a class page's signed link (``lof.core.links``): the claims of a valid token for
+    the class, or the page a teacher sees instead (403 refused, 503 no link secret).
+
+    A dependency rather than a check at the top of each route: the routes decide when to call
+    it (after their own input checks), and every page route refuses a link the same way.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def __call__(self, token: str | None, *, class_id: int) -> links.LinkClaims | HTMLResponse:
+        try:
+            return links.verify(token, secret=self.settings.link_secret, class_id=class_id)
+        except ConfigError:
+            return _not_enabled(self.settings)
+        except links.LinkRefused as exc:
+            return _refused(self.settings, exc)
+
+
+def link_check(settings: SettingsDep) -> LinkCheck:
+    return LinkCheck(settings)
+
+
+LinkCheckDep = Annotated[LinkCheck, Depends(link_check)]
+
+
 # A refusal on a page route in a teacher's terms: (title, message, advice) by status; None as
 # the message keeps the refusal's own words (they name the field and the value).
 _PAGE_PATH = re.compile(r"/classes/[^/]+/(report|feedback)/?")
@@ -196,32 +200,6 @@ def page_problem(settings: Settings, path: str, status_code: int, detail: str) -
     return message_page(
         settings, status_code=status_code, title=title, message=message or detail, advice=advice
     )
-
-
-class _FeedbackHolder:
-    """The feedback store, opened on first use (like the predictions store)."""
-
-    def __init__(self, url: str) -> None:
-        self._url = url
-        self._store: Any = None
-        self._lock = threading.Lock()
-
-    def get(self) -> Any:
-        with self._lock:
-            if self._store is None:
-                from lof.stores.feedback import open_feedback_store
-
-                self._store = guard_store(lambda: open_feedback_store(self._url))
-            return self._store
-
-    def close(self) -> None:
-        if self._store is not None:
-            self._store.close()
-            self._store = None
-
-
-def feedback_store(request: Request) -> Any:
-    return request.app.state.feedback_holder.get()
 
 
 def read_class_history(
@@ -280,13 +258,6 @@ def shown_threshold(records: list[PredictionRecord], *, override: float | None) 
     return min(flagged) if flagged else DEFAULT_THRESHOLD
 
 
-def _parse_date(value: str) -> date:
-    try:
-        return parse_predicted_dt(value)
-    except ApiProblem as exc:
-        raise ApiProblem(422, exc.detail.replace("predicted_dt", "date", 1)) from None
-
-
 def base_path(request: Request) -> str:
     """The prefix the app is served under (``/prod`` behind an API Gateway stage, the path of
     LOF_PUBLIC_URL): the page's own links and form actions start with it."""
@@ -298,25 +269,6 @@ def _report_url(
 ) -> str:
     query = {"token": token, **({"date": day.strftime("%Y%m%d")} if day else {}), **extra}
     return f"{root}/classes/{class_id}/report?{urlencode(query)}"
-
-
-def _save_feedback(
-    *,
-    store: PredictionStore,
-    fstore: Any,
-    entry: fb.FeedbackIn,
-    source: str,
-) -> fb.FeedbackRecord:
-    day = parse_predicted_dt(entry.predicted_dt)
-    records = guard_store(lambda: store.read_class_day(day=day, class_id=entry.class_id))
-    prediction = next((r for r in records if int(r["user_id"]) == entry.user_id), None)
-    if prediction is None:
-        raise fb.FeedbackInvalid(
-            f"student {entry.user_id} has no prediction in class {entry.class_id} on "
-            f"{entry.predicted_dt}; feedback is given on a prediction of the class page"
-        )
-    record = fb.make_record(entry, prediction=prediction, source=source)  # type: ignore[arg-type]
-    return guard_store(lambda: fstore.put(record))
 
 
 # --- the page ---------------------------------------------------------------------------------
@@ -340,6 +292,7 @@ TokenQuery = Annotated[str | None, Query(description="the signed link's token")]
 async def class_report(
     request: Request,
     settings: SettingsDep,
+    check_link: LinkCheckDep,
     class_id: ClassIdPath,
     token: TokenQuery = None,
     date: Annotated[str | None, Query(description="YYYYMMDD; default the latest day")] = None,
@@ -348,15 +301,12 @@ async def class_report(
     """The class's students by risk, with trends, reasons and a feedback form (HTML)."""
     try:
         cid = parse_id(class_id, name="class_id")
-        day = _parse_date(date) if date else None
+        day = parse_date(date) if date else None
     except ApiProblem as exc:
         return _invalid_address(settings, exc)
-    try:
-        claims = links.verify(token, secret=settings.link_secret, class_id=cid)
-    except ConfigError:
-        return _not_enabled(settings)
-    except links.LinkRefused as exc:
-        return _refused(settings, exc)
+    claims = check_link(token, class_id=cid)
+    if isinstance(claims, Response):
+        return claims
     assert token is not None
     try:
         store = await _prediction_store(request)
@@ -504,7 +454,7 @@ _FORM_BODY = {
     tags=["class page"],
 )
 async def class_feedback_form(
-    request: Request, settings: SettingsDep, class_id: ClassIdPath
+    request: Request, settings: SettingsDep, check_link: LinkCheckDep, class_id: ClassIdPath
 ) -> Response:
     """The page's feedback form (works without JavaScript): save, then back to the page.
 
@@ -526,12 +476,9 @@ async def class_feedback_form(
             advice="open the class page again from LEB2.",
         )
     token = fields.get("token")
-    try:
-        claims = links.verify(token, secret=settings.link_secret, class_id=cid)
-    except ConfigError:
-        return _not_enabled(settings)
-    except links.LinkRefused as exc:
-        return _refused(settings, exc)
+    claims = check_link(token, class_id=cid)
+    if isinstance(claims, Response):
+        return claims
     assert token is not None
     if claims.teacher_id is None:
         return message_page(
@@ -548,7 +495,7 @@ async def class_feedback_form(
         store = await _prediction_store(request)
         fstore = await run_in_threadpool(feedback_store, request)
         saved = await run_in_threadpool(
-            _save_feedback, store=store, fstore=fstore, entry=entry, source="page"
+            feedback_routes.save_feedback, store=store, fstore=fstore, entry=entry, source="page"
         )
     except fb.FeedbackInvalid as exc:
         return message_page(
@@ -572,142 +519,6 @@ async def class_feedback_form(
     return RedirectResponse(url, status_code=303, headers=security_headers(settings))
 
 
-# --- JSON for the LMS backend -----------------------------------------------------------------
-
-_JSON_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": Problem, "description": "missing or invalid x-api-key"},
-    422: {"model": Problem, "description": "invalid request, with the reason"},
-    503: {"model": Problem, "description": "store unavailable or link secret not set"},
-}
-
-
-async def _json_object(request: Request) -> Mapping[str, Any]:
-    body = await read_body(request, FORM_MAX_BYTES)
-    try:
-        data = orjson.loads(body) if body else None
-    except orjson.JSONDecodeError:
-        data = None
-    if not isinstance(data, dict):
-        raise ApiProblem(422, "the body must be a JSON object, e.g. " + _example(request))
-    return data
-
-
-def _example(request: Request) -> str:
-    if request.url.path == "/links":
-        return '{"class_id": 12, "teacher_id": "t-0042"}'
-    return (
-        '{"class_id": 12, "predicted_dt": "20230325", "user_id": 4501, '
-        '"teacher_id": "t-0042", "verdict": "useful"}'
-    )
-
-
-def _json_body(model: type[BaseModel]) -> dict[str, Any]:
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": model.model_json_schema()}},
-        }
-    }
-
-
-@router.post(
-    "/links",
-    response_model=Link,
-    responses=_JSON_ERRORS,
-    openapi_extra=_json_body(LinkRequest),
-    tags=["class page"],
-)
-async def create_link(
-    request: Request, response: Response, _auth: ApiKeyDep, settings: SettingsDep
-) -> Link:
-    """A signed, expiring URL of a class page (for the LMS to open or embed)."""
-    response.headers.update(PRIVATE_HEADERS)
-    data = await _json_object(request)
-    try:
-        class_id = fb.positive_id(data, "class_id")
-    except fb.FeedbackInvalid as exc:
-        raise ApiProblem(422, str(exc)) from None
-    teacher = data.get("teacher_id")
-    if teacher is not None and not links.valid_teacher_id(teacher):
-        raise ApiProblem(422, f"teacher_id must be {links.TEACHER_ID_FORM}; got {teacher!r:.70}")
-    ttl = data.get("ttl_seconds", settings.link_ttl_seconds)
-    if ttl is None:
-        ttl = settings.link_ttl_seconds
-    if (
-        isinstance(ttl, bool)
-        or not isinstance(ttl, int)
-        or not links.TTL_MIN <= ttl <= links.TTL_MAX
-    ):
-        raise ApiProblem(422, f"ttl_seconds must be an integer from 60 to 7776000; got {ttl!r:.40}")
-    try:
-        return make_link(settings, class_id=class_id, teacher_id=teacher, ttl_seconds=ttl)
-    except ConfigError as exc:
-        raise ApiProblem(503, str(exc)) from None
-
-
-def make_link(
-    settings: Settings, *, class_id: int, teacher_id: str | None, ttl_seconds: int
-) -> Link:
-    """The signed URL (also used by `lof link`); ConfigError if LOF_LINK_SECRET is unset,
-    DataError for a malformed teacher id."""
-    try:
-        token, claims = links.sign(
-            secret=settings.link_secret,
-            class_id=class_id,
-            ttl_seconds=ttl_seconds,
-            teacher_id=teacher_id,
-        )
-    except ValueError as exc:
-        raise DataError(str(exc)) from None
-    url = links.class_page_url(base_url=settings.public_url, class_id=class_id, token=token)
-    return Link(
-        url=url, class_id=class_id, teacher_id=claims.teacher_id, expires_at=claims.expires_at
-    )
-
-
-@router.post(
-    "/feedback",
-    response_model=fb.FeedbackRecord,
-    responses=_JSON_ERRORS,
-    openapi_extra=_json_body(fb.FeedbackIn),
-    tags=["feedback"],
-)
-async def post_feedback(request: Request, _auth: ApiKeyDep, store: StoreDep) -> JSONResponse:
-    """Store a teacher's verdict on one student's warning (the same key again replaces it)."""
-    data = await _json_object(request)
-    try:
-        entry = fb.parse_feedback(data)
-        fstore = await run_in_threadpool(feedback_store, request)
-        saved = await run_in_threadpool(
-            _save_feedback, store=store, fstore=fstore, entry=entry, source="api"
-        )
-    except fb.FeedbackInvalid as exc:
-        raise ApiProblem(422, str(exc)) from None
-    return JSONResponse(saved.model_dump(), headers=PRIVATE_HEADERS)
-
-
-@router.get(
-    "/feedback",
-    response_model=list[fb.FeedbackRecord],
-    responses=_JSON_ERRORS,
-    tags=["feedback"],
-)
-async def export_feedback(
-    request: Request,
-    _auth: ApiKeyDep,
-    class_id: Annotated[str, Query(description="LEB2 class id", examples=["12"])],
-    date: Annotated[str | None, Query(description="only this day, YYYYMMDD")] = None,
-) -> JSONResponse:
-    """Every verdict given on the class's predictions (optionally one day)."""
-    cid = parse_id(class_id, name="class_id")
-    day = _parse_date(date) if date else None
-    fstore = await run_in_threadpool(feedback_store, request)
-    records = await run_in_threadpool(
-        lambda: guard_store(lambda: fstore.read_class(class_id=cid, day=day))
-    )
-    return JSONResponse([r.model_dump() for r in records], headers=PRIVATE_HEADERS)
-
-
 _TOKEN_IN_URL = re.compile(r"(token=)[^&\s]+")
 
 
@@ -726,12 +537,14 @@ class RedactTokens(logging.Filter):
 
 def include_pages(app: FastAPI, settings: Settings) -> None:
     """Mount the class page, links and feedback routes on the API app."""
-    app.state.feedback_holder = _FeedbackHolder(settings.store_url or "")
+    app.state.feedback_holder = FeedbackHolder(settings.store_url or "")
     app.state.page_problem = partial(page_problem, settings)
     app.include_router(router)
+    app.include_router(links_routes.router)
+    app.include_router(feedback_routes.router)
     access = logging.getLogger("uvicorn.access")
     if not any(isinstance(f, RedactTokens) for f in access.filters):
         access.addFilter(RedactTokens())
 
 
-__all__ = ["include_pages", "make_link", "router", "security_headers"]
+__all__ = ["include_pages", "router", "security_headers"]
