@@ -19,10 +19,9 @@ from lof.core.calendar import end_of_day
 from lof.core.collector import no_cycle_collection
 from lof.core.config import Settings
 from lof.features import definitions as feat
-from lof.features import signals
+from lof.features import signals, state
 from lof.governance.optout import NO_EXCLUSIONS, Exclusions, Found
 from lof.sources import amplitude, assessed_cache, leb2
-from lof.stores import compact
 from lof.stores.base import FeatureStore
 from lof.stores.records import PlainFloats
 
@@ -31,14 +30,14 @@ from lof.stores.records import PlainFloats
 class DayFeatures:
     """What one day's feature update produced (nothing is written yet).
 
-    ``states``: the cumulative state per class as arrays (``lof.stores.compact.ClassRows``, what
-    ``FeatureStore.write_day`` takes; ``compact.to_frame`` gives the engagement frame).
+    ``states``: the cumulative state per class as arrays (``lof.features.state.ClassRows``, what
+    ``FeatureStore.write_day`` takes; ``state.to_frame`` gives the engagement frame).
     """
 
     day: date
     classes: pd.DataFrame
     increment: pd.DataFrame
-    states: dict[int, compact.ClassRows]
+    states: dict[int, state.ClassRows]
     raw: pd.DataFrame
     scaled: pd.DataFrame
     amplitude: dict[str, Any] = field(default_factory=dict)
@@ -121,8 +120,8 @@ def compute_day_features(
     increment = exclusions.drop(increment, hidden)
     increment = only_started_classes(increment, classes=classes, day=day)
     increment = signals.stamp_increment(increment, day=day)
-    states = compact.accumulate(
-        previous, compact.split_frame(increment, what=f"the increment of {day.isoformat()}")
+    states = state.accumulate(
+        previous, state.split_frame(increment, what=f"the increment of {day.isoformat()}")
     )
     records, submissions = read_assessed(
         settings=settings,
@@ -133,7 +132,7 @@ def compute_day_features(
     )
     raw = raw_features(
         engine=engine,
-        states=compact.summary_frame(states),
+        states=state.summary_frame(states),
         records=records,
         class_ids=class_ids,
         day=day,
@@ -195,7 +194,7 @@ def raw_features(
 
 def read_previous_states(
     *, feature_store: FeatureStore, day: date, class_ids: Collection[int]
-) -> dict[int, compact.ClassRows]:
+) -> dict[int, state.ClassRows]:
     """D-1's cumulative state per class ({} when D-1 is not complete: a fresh start)."""
     yesterday = day - timedelta(days=1)
     if not feature_store.is_complete(day=yesterday):

@@ -300,7 +300,7 @@ def accumulate(
 
     Counts add up; the id sets are unioned, so distinct counts over the whole period come out
     exactly as if computed at once (DESIGN 2.3), whatever the split into days
-    (``lof.stores.compact.accumulate`` does the same on the store's arrays).
+    (``lof.features.state.accumulate`` does the same on the store's arrays).
     """
     prev = _normalized(previous)
     inc = _normalized(increment)
@@ -360,7 +360,7 @@ def engagement_features(*, states: pd.DataFrame | None) -> pd.DataFrame:
     """The 7 event features of cumulative states: the 5 counts and the 2 distinct counts.
 
     ``states`` holds either the id sets or already their sizes (the ``DISTINCT_COUNTS`` names,
-    as ``lof.stores.compact.summary_frame`` gives them to the daily run).
+    as ``lof.features.state.summary_frame`` gives them to the daily run).
     """
     counted = states is not None and all(name in states.columns for name, _ in DISTINCT_COUNTS)
     frame = states if states is not None and counted else _normalized(states)

@@ -18,6 +18,7 @@ import pandas as pd
 
 from lof.core.config import Settings
 from lof.core.errors import ConfigError
+from lof.features import state as feature_state
 from lof.governance import pseudonyms
 from lof.stores import compact
 from lof.stores.privacy import PrivacyStore, open_privacy_store
@@ -54,8 +55,8 @@ class Exclusions:
         return frame[~dropped].reset_index(drop=True)
 
     def drop_rows(
-        self, classes: Mapping[int, compact.ClassRows], found: Found | None = None
-    ) -> dict[int, compact.ClassRows]:
+        self, classes: Mapping[int, feature_state.ClassRows], found: Found | None = None
+    ) -> dict[int, feature_state.ClassRows]:
         """Per-class state arrays without opted-out students (the same arrays when none is)."""
         if not self.opted_out:
             return dict(classes)

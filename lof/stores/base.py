@@ -72,7 +72,7 @@ class FeatureStore(Protocol):
         states: pd.DataFrame | Mapping[int, Any],
     ) -> None:
         """Replace day ``day`` with these engagement frames (or per-class arrays,
-        ``lof.stores.compact.ClassRows``) and mark it complete, atomically."""
+        ``lof.features.state.ClassRows``) and mark it complete, atomically."""
 
     def read_states(self, *, day: date, class_ids: Collection[int] | None = None) -> pd.DataFrame:
         """Cumulative engagement states as of a complete day (empty if D is not complete)."""
@@ -80,7 +80,7 @@ class FeatureStore(Protocol):
     def read_state_rows(
         self, *, day: date, class_ids: Collection[int] | None = None
     ) -> dict[int, Any]:
-        """``read_states`` as per-class arrays (``lof.stores.compact.ClassRows``)."""
+        """``read_states`` as per-class arrays (``lof.features.state.ClassRows``)."""
 
     def read_increments(
         self, *, day: date, class_ids: Collection[int] | None = None
@@ -307,18 +307,6 @@ def engagement_rows(frame: pd.DataFrame, *, what: str) -> list[dict[str, Any]]:
             row[c] = _id_tuple(columns[c][i], column=c, what=what)
         rows.append(row)
     return rows
-
-
-def engagement_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
-    """The engagement frame of ``lof.features.definitions`` (sorted by class_id, user_id) from
-    plain rows."""
-    rows = sorted(rows, key=lambda r: (r["class_id"], r["user_id"]))
-    data: dict[str, Any] = {}
-    for c in ("class_id", "user_id", *STATE_INT_COLUMNS):
-        data[c] = pd.Series([r.get(c, 0) for r in rows], dtype="int64")
-    for c in SET_COLUMNS:
-        data[c] = pd.Series([tuple(r[c]) for r in rows], dtype=object)
-    return pd.DataFrame(data, columns=list(ENGAGEMENT_COLUMNS))
 
 
 # --- predictions ------------------------------------------------------------------------------

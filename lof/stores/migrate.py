@@ -20,6 +20,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from lof.core.calendar import format_day
+from lof.features import state as feature_state
 from lof.features.definitions import COUNT_COLUMNS
 from lof.stores import base
 
@@ -71,7 +72,7 @@ def _migrate_sql(url: str, progress: Callable[[date], None] | None) -> Migration
         for row in found:
             row["activity_ids"] = base.decode_ids(row["activity_ids"])
             row["session_ids"] = base.decode_ids(row["session_ids"])
-        return base.engagement_frame(found)
+        return feature_state.engagement_frame(found)
 
     former = store._run(days, what="listing the former feature days")
     for day in former:
@@ -162,4 +163,4 @@ def _dynamo_rows(
             row["activity_ids"] = tuple(values[n])
             row["session_ids"] = tuple(values[n + 1])
             rows.append(row)
-    return base.engagement_frame(rows)
+    return feature_state.engagement_frame(rows)

@@ -1,4 +1,4 @@
-"""The daily run's state update on arrays (``compact.accumulate``) against the frame one.
+"""The daily run's state update on arrays (``lof.features.state.accumulate``) against the frame one.
 
 ``lof.features.definitions.accumulate`` defines the state (counts add, id sets union, event states
 merge); the daily run keeps the state as per-class arrays instead, so it must give the same state,
@@ -17,6 +17,7 @@ import pytest
 from lof.core.errors import DataError
 from lof.features import definitions as feat
 from lof.features import signals
+from lof.features import state as feature_state
 from lof.stores import compact, open_feature_store
 
 from .test_compact import page_load
@@ -46,20 +47,20 @@ def increment_of(rng: random.Random, n: int, *, id_scale: int) -> pd.DataFrame:
 def test_arrays_accumulate_to_the_frame_state_and_its_features(id_scale: int) -> None:
     rng = random.Random(id_scale % 97)
     frame_state = feat.empty_engagement()
-    array_state: dict[int, compact.ClassRows] = {}
+    array_state: dict[int, feature_state.ClassRows] = {}
     for n in range(12):
         increment = increment_of(rng, n, id_scale=id_scale)
         frame_state = feat.accumulate(previous=frame_state, increment=increment)
-        array_state = compact.accumulate(
-            array_state, compact.split_frame(increment, what="increment")
+        array_state = feature_state.accumulate(
+            array_state, feature_state.split_frame(increment, what="increment")
         )
-        assert_frames_equal(compact.to_frame(array_state), frame_state)
+        assert_frames_equal(feature_state.to_frame(array_state), frame_state)
         pd.testing.assert_frame_equal(
-            feat.engagement_features(states=compact.summary_frame(array_state)),
+            feat.engagement_features(states=feature_state.summary_frame(array_state)),
             feat.engagement_features(states=frame_state),
         )
         assert signals.event_signals(
-            states=compact.summary_frame(array_state), day=DAY0 + timedelta(days=n)
+            states=feature_state.summary_frame(array_state), day=DAY0 + timedelta(days=n)
         ).equals(signals.event_signals(states=frame_state, day=DAY0 + timedelta(days=n)))
 
 
@@ -67,10 +68,10 @@ def test_arrays_accumulate_to_the_frame_state_and_its_features(id_scale: int) ->
 def test_accumulate_carries_the_delta_the_store_would_search_for(id_scale: int) -> None:
     """A write on top of the state accumulate started from takes its delta as it is."""
     rng = random.Random(id_scale % 89)
-    state: dict[int, compact.ClassRows] = {}
+    state: dict[int, feature_state.ClassRows] = {}
     for n in range(12):
-        increment = compact.split_frame(increment_of(rng, n, id_scale=id_scale), what="i")
-        grown = compact.accumulate(state, increment)
+        increment = feature_state.split_frame(increment_of(rng, n, id_scale=id_scale), what="i")
+        grown = feature_state.accumulate(state, increment)
         for class_id, rows in grown.items():
             assert rows.since is not None
             grew_from, change = rows.since
@@ -83,12 +84,14 @@ def test_accumulate_carries_the_delta_the_store_would_search_for(id_scale: int) 
 
 def test_a_day_without_events_keeps_yesterdays_state() -> None:
     rng = random.Random(3)
-    state = compact.accumulate({}, compact.split_frame(increment_of(rng, 0, id_scale=1), what="i"))
+    state = feature_state.accumulate(
+        {}, feature_state.split_frame(increment_of(rng, 0, id_scale=1), what="i")
+    )
     assert state
-    again = compact.accumulate(state, {})
+    again = feature_state.accumulate(state, {})
     assert again.keys() == state.keys()
     assert all(compact.same_rows(again[c], state[c]) for c in state)
-    assert compact.summary_frame({}).empty
+    assert feature_state.summary_frame({}).empty
 
 
 def test_writing_arrays_stores_what_writing_the_frame_stores(tmp_path) -> None:
@@ -102,11 +105,11 @@ def test_writing_arrays_stores_what_writing_the_frame_stores(tmp_path) -> None:
         frame_state = feat.accumulate(previous=frame_state, increment=increment)
         by_frame.write_day(day=day, increments=increment, states=frame_state)
         previous = by_arrays.read_state_rows(day=day - timedelta(days=1)) if n else {}
-        increment_rows = compact.split_frame(increment, what="increment")
+        increment_rows = feature_state.split_frame(increment, what="increment")
         by_arrays.write_day(
             day=day,
             increments=increment_rows,
-            states=compact.accumulate(previous, increment_rows),
+            states=feature_state.accumulate(previous, increment_rows),
         )
     for n in range(10):
         day = DAY0 + timedelta(days=n)
@@ -117,9 +120,11 @@ def test_writing_arrays_stores_what_writing_the_frame_stores(tmp_path) -> None:
 
 def test_malformed_arrays_are_refused_before_anything_is_written(tmp_path) -> None:
     store = open_feature_store(f"sqlite:///{tmp_path / 'lof.db'}")
-    rows = compact.split_frame(increment_of(random.Random(1), 0, id_scale=1), what="increment")
+    rows = feature_state.split_frame(
+        increment_of(random.Random(1), 0, id_scale=1), what="increment"
+    )
     class_id, good = next(iter(rows.items()))
-    bad = compact.ClassRows(
+    bad = feature_state.ClassRows(
         users=good.users[::-1].copy(),  # unsorted students
         counts=good.counts,
         lengths=good.lengths,

@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from lof.features import definitions as feat
-from lof.features import signals
+from lof.features import signals, state
 from lof.features.definitions import COUNT_COLUMNS
 from lof.features.signals import EVENT_STATE_COLUMNS
 from lof.stores import compact, open_feature_store, open_prediction_store
@@ -59,7 +59,7 @@ def _counts_only_blob(blob: bytes) -> bytes:
     ]
     for lengths, values in zip(rows.lengths, rows.values, strict=True):
         parts.append(lengths.astype("<u4").tobytes())
-        parts.append(compact._segment_diff(values, lengths).astype("<i8").tobytes())
+        parts.append(state.segment_diff(values, lengths).astype("<i8").tobytes())
     flags = bytes([compact.FULL if rows.full else 0])
     return compact.MAGIC_COUNTS_ONLY + flags + zlib.compress(b"".join(parts), 1)
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from lof.features import definitions as feat
+from lof.features import state as feature_state
 from lof.stores import compact, open_feature_store
 
 from .test_accumulate import DAY0, increment_of
@@ -23,9 +24,9 @@ def write_days(store, days: range, *, seed: int) -> None:
     for n in days:
         day = DAY0 + timedelta(days=n)
         previous = store.read_state_rows(day=day - timedelta(days=1)) if n else {}
-        increment = compact.split_frame(increment_of(rng, n, id_scale=10**12), what="i")
+        increment = feature_state.split_frame(increment_of(rng, n, id_scale=10**12), what="i")
         store.write_day(
-            day=day, increments=increment, states=compact.accumulate(previous, increment)
+            day=day, increments=increment, states=feature_state.accumulate(previous, increment)
         )
 
 
@@ -36,14 +37,14 @@ def test_the_next_run_reads_yesterday_from_the_file_and_writes_the_same_store(
     write_days(open_feature_store(url, state_dir=cache), range(4), seed=5)
     expected = open_feature_store(url).read_states(day=DAY0 + timedelta(days=3))
 
-    def no_decoding(blob: bytes) -> compact.ClassRows:
+    def no_decoding(blob: bytes) -> feature_state.ClassRows:
         raise AssertionError("the state was decoded from the store")
 
     next_run = open_feature_store(url, state_dir=cache)
     with monkeypatch.context() as patch:
         patch.setattr(compact, "decode", no_decoding)
         assert_frames_equal(
-            compact.to_frame(next_run.read_state_rows(day=DAY0 + timedelta(days=3))), expected
+            feature_state.to_frame(next_run.read_state_rows(day=DAY0 + timedelta(days=3))), expected
         )
     write_days(next_run, range(4, 6), seed=6)
     by_store = open_feature_store(f"sqlite:///{tmp_path / 'plain.db'}")
