@@ -30,6 +30,7 @@ from lof.governance import erasure as governance
 from lof.governance import optout
 from lof.model import outcome as lof_model
 from lof.model import reasons
+from lof.model.classifier import Classifier
 from lof.registry import client as registry
 from lof.registry import tracking
 from lof.sources import leb2
@@ -83,7 +84,7 @@ def write_features(feature_store: FeatureStore, day_features: scoring.DayFeature
 
 @task(cache_policy=NO_CACHE)
 def predict(
-    settings: Settings, model: Any, version: str, day_features: scoring.DayFeatures
+    settings: Settings, model: Classifier, version: str, day_features: scoring.DayFeatures
 ) -> pd.DataFrame:
     inputs = legacy.model_inputs(model=model, raw=day_features.raw, scaled=day_features.scaled)
     predictions = lof_model.predict_frame(

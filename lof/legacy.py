@@ -28,6 +28,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 
 from lof.core.errors import DataError, ModelError
 from lof.features.definitions import FEATURES, LEVELS
+from lof.model.classifier import Classifier
 
 FORMER_COLUMNS: tuple[str, ...] = (
     "N_specific_act_view",
@@ -82,12 +83,12 @@ def scale_globally(*, features: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def input_scaling(model: Any) -> str:
+def input_scaling(model: Classifier) -> str:
     """How a registered model wants its features scaled (retrained versions: within class)."""
     return str(getattr(model, "input_scaling", WITHIN_CLASS))
 
 
-def model_inputs(*, model: Any, raw: pd.DataFrame, scaled: pd.DataFrame) -> pd.DataFrame:
+def model_inputs(*, model: Classifier, raw: pd.DataFrame, scaled: pd.DataFrame) -> pd.DataFrame:
     """The scaled features frame this model is to be fed (``scaled`` is lof's within-class)."""
     if input_scaling(model) == GLOBAL:
         return scale_globally(features=raw)

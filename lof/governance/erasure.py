@@ -72,7 +72,10 @@ class Removed:
 
 
 def erase_predictions(
-    settings: Settings, user_ids: Collection[int], names: pseudonyms.Pseudonyms, privacy: Any
+    settings: Settings,
+    user_ids: Collection[int],
+    names: pseudonyms.Pseudonyms,
+    privacy: PrivacyStore,
 ) -> int:
     """Their predictions and the class-day bodies holding them. Each class-day they leave is
     first recorded as one more student the class page does not show."""

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from lof.model import outcome as lof_model
+from lof.model.classifier import Classifier
 
 MAX_SPLITS = 8
 """Splits per tree that fit a one-byte decision code (``max_leaf_nodes`` up to 9)."""
@@ -62,7 +63,7 @@ class _Ensemble:
 _compiled: weakref.WeakKeyDictionary[Any, _Ensemble | None] = weakref.WeakKeyDictionary()
 
 
-def supported(model: Any) -> _Linear | _Boosting | None:
+def supported(model: Classifier) -> _Linear | _Boosting | None:
     """The exact scorer of ``model``'s raw scores, None when it is not a supported kind."""
     from sklearn.calibration import CalibratedClassifierCV
     from sklearn.ensemble import HistGradientBoostingClassifier
@@ -266,7 +267,7 @@ def _probabilities(boosting: Any, calibrated: Any, raw: np.ndarray) -> np.ndarra
 
 def variant_risks(
     *,
-    model: Any,
+    model: Classifier,
     base: np.ndarray,
     medians: np.ndarray,
     required: np.ndarray,

@@ -40,6 +40,7 @@ from lof.core.collector import no_cycle_collection
 from lof.core.errors import DataError, ModelError
 from lof.features.definitions import FEATURES, LEVELS
 from lof.features.signals import SIGNALS
+from lof.model.classifier import Classifier
 from lof.stores.records import PREDICTION_OUTPUT, PlainFloats
 
 PROGRESS_POINTS: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 1.0)
@@ -120,7 +121,7 @@ def make_candidates(
     }
 
 
-def fit(*, estimator: Any, examples: pd.DataFrame) -> Any:
+def fit(*, estimator: Any, examples: pd.DataFrame) -> Classifier:
     """Fit on the scaled FEATURES (as a frame, so the model records their names) and ``label``."""
     from sklearn.base import clone
 
@@ -146,7 +147,7 @@ def training_features(examples: pd.DataFrame) -> list[str]:
     return [*FEATURES, *present]
 
 
-def input_features(model: Any) -> list[str]:
+def input_features(model: Classifier) -> list[str]:
     """The columns the model takes, in order: the names it was fitted with, else the 13 (a
     model fitted on bare arrays, such as the legacy pickle)."""
     names = getattr(model, "feature_names_in_", None)
@@ -185,7 +186,7 @@ def _ignore_convergence_warnings() -> None:
 # --- predictions ------------------------------------------------------------------------------
 
 
-def model_classes(model: Any) -> list[int]:
+def model_classes(model: Classifier) -> list[int]:
     classes = getattr(model, "classes_", None)
     if classes is None:
         raise ModelError(
@@ -195,7 +196,7 @@ def model_classes(model: Any) -> list[int]:
     return [int(c) for c in classes]
 
 
-def level_probabilities(*, model: Any, features: pd.DataFrame) -> np.ndarray:
+def level_probabilities(*, model: Classifier, features: pd.DataFrame) -> np.ndarray:
     """P(level) for levels 1..5 (columns in ``LEVELS`` order; a level the model lacks is 0)."""
     out = np.zeros((len(features), len(LEVELS)))
     if len(features) == 0:
@@ -281,14 +282,14 @@ class RiskModel:
 RiskModel.__module__ = "lof.model"
 
 
-def model_risk(model: Any, proba: np.ndarray, required: np.ndarray) -> np.ndarray:
+def model_risk(model: Classifier, proba: np.ndarray, required: np.ndarray) -> np.ndarray:
     """The model's ``risk_prob``: calibrated when the model carries a calibration."""
     if isinstance(model, RiskModel) or hasattr(model, "risk"):
         return np.asarray(model.risk(proba, required), dtype=float)
     return risk_probabilities(proba, required)
 
 
-def model_threshold(model: Any, override: float | None = None) -> float:
+def model_threshold(model: Classifier, override: float | None = None) -> float:
     """The at-risk threshold: ``override`` (LOF_RISK_THRESHOLD) when set, else the model's
     own (chosen at retrain), else ``DEFAULT_THRESHOLD`` for models that carry none."""
     if override is not None:
@@ -351,7 +352,7 @@ def choose_threshold(
     return best
 
 
-def check_model_features(model: Any) -> None:
+def check_model_features(model: Classifier) -> None:
     """ModelError unless the model expects the 13 FEATURES in their order, then possibly some
     early-warning SIGNALS (each known, once)."""
     names = getattr(model, "feature_names_in_", None)
@@ -411,7 +412,7 @@ def _required_by_class(required_levels: Mapping[int, int] | pd.DataFrame) -> dic
 
 def predict_frame(
     *,
-    model: Any,
+    model: Classifier,
     features: pd.DataFrame,
     required_levels: Mapping[int, int] | pd.DataFrame,
     threshold: float | None = None,
@@ -588,7 +589,7 @@ def score_examples(
 
 
 def evaluate(
-    *, model: Any, examples: pd.DataFrame, threshold: float | None = None
+    *, model: Classifier, examples: pd.DataFrame, threshold: float | None = None
 ) -> dict[str, float]:
     """Score a fitted model on labelled examples with its own risk calibration and threshold
     (``threshold`` overrides the latter)."""

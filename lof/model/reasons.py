@@ -21,7 +21,6 @@ past due not submitted (class median 0)".
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -29,6 +28,7 @@ import pandas as pd
 from lof.core.collector import no_cycle_collection
 from lof.model import exact_effects
 from lof.model import outcome as lof_model
+from lof.model.classifier import Classifier
 from lof.stores.records import Reasons
 
 TOP = 3
@@ -115,14 +115,14 @@ def _rounded(value: float) -> str:
     return f"{round(value):g}"
 
 
-def _risk(model: Any, frame: pd.DataFrame, required: np.ndarray) -> np.ndarray:
+def _risk(model: Classifier, frame: pd.DataFrame, required: np.ndarray) -> np.ndarray:
     """risk_prob as served: calibrated when the model carries a calibration (``RiskModel``)."""
     proba = lof_model.level_probabilities(model=model, features=frame)
     return lof_model.model_risk(model, proba, required)
 
 
 def _effects(
-    model: Any,
+    model: Classifier,
     base: np.ndarray,
     medians: np.ndarray,
     required: np.ndarray,
@@ -158,7 +158,7 @@ def _effects(
 
 
 def _exact_effects(
-    model: Any,
+    model: Classifier,
     base: np.ndarray,
     medians: np.ndarray,
     required: np.ndarray,
@@ -194,7 +194,7 @@ def _raw_in_row_order(
 
 def _wanted(
     *,
-    model: Any,
+    model: Classifier,
     base: np.ndarray,
     medians: np.ndarray,
     required: np.ndarray,
@@ -276,7 +276,7 @@ def _reasons_of_rows(
 
 def explain(
     *,
-    model: Any,
+    model: Classifier,
     scaled: pd.DataFrame,
     raw: pd.DataFrame,
     required: Sequence[int] | np.ndarray,

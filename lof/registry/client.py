@@ -32,6 +32,7 @@ from lof.core.config import Settings, redact_url
 from lof.core.errors import LofError, ModelError
 from lof.core.retry import mlflow_unavailable
 from lof.governance import pseudonyms
+from lof.model.classifier import Classifier
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -294,7 +295,7 @@ def production_version(*, settings: Settings, mlflow_client: Any = None) -> str 
     return read_state(settings=settings, mlflow_client=mlflow_client).production
 
 
-def _sklearn_model(*, settings: Settings, uri: str) -> Any:
+def _sklearn_model(*, settings: Settings, uri: str) -> Classifier:
     """Download the model at ``uri`` through the settings' server, then load the local copy.
 
     MLflow resolves a version's ``models:/m-...`` source (a logged model) through the
@@ -313,7 +314,7 @@ def _sklearn_model(*, settings: Settings, uri: str) -> Any:
         return mlflow.sklearn.load_model(local)
 
 
-def load_model_version(*, settings: Settings, version: str) -> Any:
+def load_model_version(*, settings: Settings, version: str) -> Classifier:
     """The scikit-learn model of one registered version."""
     name = settings.model_name
     uri = f"models:/{name}/{version}"
@@ -332,7 +333,7 @@ def load_model_version(*, settings: Settings, version: str) -> Any:
         ) from exc
 
 
-def load_model_uri(*, settings: Settings, uri: str) -> Any:
+def load_model_uri(*, settings: Settings, uri: str) -> Classifier:
     """The scikit-learn model at an MLflow model URI (e.g. a version's evaluation fit)."""
     try:
         return _sklearn_model(settings=settings, uri=uri)
@@ -467,14 +468,14 @@ def pip_requirements() -> list[str]:
     ]
 
 
-def untrusted_types(model: Any) -> list[str]:
+def untrusted_types(model: Classifier) -> list[str]:
     """Types skops would refuse to load from this model (to trust them explicitly)."""
     import skops.io
 
     return list(skops.io.get_untrusted_types(data=skops.io.dumps(model)))
 
 
-def log_model(*, model: Any, input_example: pd.DataFrame, name: str = MODEL_ARTIFACT) -> Any:
+def log_model(*, model: Classifier, input_example: pd.DataFrame, name: str = MODEL_ARTIFACT) -> Any:
     """Log a fitted model in the active run (skops format, signature, input example).
 
     MLflow's pyfunc flavor serves what the signature describes: the probability of each level

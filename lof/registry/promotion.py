@@ -47,6 +47,7 @@ import yaml
 from lof.core.config import Settings
 from lof.core.errors import ModelError
 from lof.model import outcome as lof_model
+from lof.model.classifier import Classifier
 from lof.registry import client as registry
 
 log = logging.getLogger(__name__)
@@ -397,7 +398,7 @@ def latest_holdout(*, settings: Settings) -> tuple[str, pd.DataFrame] | None:
 
 
 def holdout_score(
-    *, model: Any, holdout: pd.DataFrame, threshold: float | None
+    *, model: Classifier, holdout: pd.DataFrame, threshold: float | None
 ) -> tuple[str, float]:
     """The gate metric of a model on a holdout (mean risk ROC-AUC at 25%/50%, else overall)."""
     metrics = lof_model.evaluate(model=model, examples=holdout, threshold=threshold)
@@ -407,7 +408,9 @@ def holdout_score(
     return FALLBACK_METRIC, float(metrics[FALLBACK_METRIC])
 
 
-def _comparable_model(*, settings: Settings, version: str, model: Any) -> tuple[Any, set | None]:
+def _comparable_model(
+    *, settings: Settings, version: str, model: Classifier
+) -> tuple[Classifier, set | None]:
     """The fit of ``version`` to compare and the classes it trained on (None: unknown).
 
     A version that logged the fit that did not see its holdout is compared with that fit."""
@@ -441,7 +444,7 @@ def gate_passes(*, candidate_score: float, production_score: float, margin: floa
     return candidate_score >= production_score - margin - 1e-12
 
 
-def load_version(*, settings: Settings, version: str) -> Any:
+def load_version(*, settings: Settings, version: str) -> Classifier:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = registry.load_model_version(settings=settings, version=version)

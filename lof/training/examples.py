@@ -22,10 +22,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
+from sqlalchemy import Engine
 
 from lof import scoring
 from lof.core.calendar import end_of_day, today_local
@@ -41,6 +41,7 @@ from lof.governance.optout import NO_EXCLUSIONS, Exclusions
 from lof.legacy import FORMER_TO_LOF, TARGET_COLUMNS
 from lof.model import outcome as lof_model
 from lof.sources import amplitude, leb2
+from lof.stores.base import FeatureStore, PredictionStore
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ def snapshot_days(*, first_day: date, last_day: date) -> dict[float, date]:
     }
 
 
-def default_semesters(*, engine: Any, as_of: date) -> list[str]:
+def default_semesters(*, engine: Engine, as_of: date) -> list[str]:
     """Every semester whose live activities all started and fell due before ``as_of``."""
     frame = leb2.semesters(engine)
     done = [
@@ -124,7 +125,7 @@ def _as_of_cutoff(as_of: date) -> datetime:
     return datetime.combine(as_of, time.min)
 
 
-def pick_classes(*, engine: Any, semesters: Sequence[str], as_of: date) -> pd.DataFrame:
+def pick_classes(*, engine: Engine, semesters: Sequence[str], as_of: date) -> pd.DataFrame:
     """The finished classes of the semesters, with their required level; clear error if none."""
     classes = leb2.finished_classes(
         engine, as_of=as_of, semesters=list(semesters), point_in_time=True
@@ -155,7 +156,7 @@ def pick_classes(*, engine: Any, semesters: Sequence[str], as_of: date) -> pd.Da
 
 
 def _increment(
-    *, settings: Settings, feature_store: Any, day: date, class_ids: list[int]
+    *, settings: Settings, feature_store: FeatureStore | None, day: date, class_ids: list[int]
 ) -> tuple[pd.DataFrame, bool]:
     """The day's engagement increment: the features store's when it has the day, else Amplitude."""
     if feature_store is not None and feature_store.is_complete(day=day):
@@ -164,7 +165,11 @@ def _increment(
 
 
 def stored_snapshots(
-    *, prediction_store: Any, due: list[tuple[int, float]], day: date, stored_days: dict
+    *,
+    prediction_store: PredictionStore | None,
+    due: list[tuple[int, float]],
+    day: date,
+    stored_days: dict,
 ) -> dict[int, pd.DataFrame]:
     """Raw features the daily flow stored for ``day`` (class_id -> frame), for the due classes
     it scored that day: training then sees exactly what was served."""
@@ -216,11 +221,11 @@ def _day_plan(
 def build_examples(
     *,
     settings: Settings,
-    engine: Any,
+    engine: Engine,
     classes: pd.DataFrame,
     as_of: date,
-    feature_store: Any = None,
-    prediction_store: Any = None,
+    feature_store: FeatureStore | None = None,
+    prediction_store: PredictionStore | None = None,
     progress: Callable[[int, int], None] | None = None,
     exclusions: Exclusions = NO_EXCLUSIONS,
 ) -> tuple[pd.DataFrame, dict[str, int]]:
@@ -283,7 +288,7 @@ def _days(first: date, last: date) -> list[date]:
 
 def _snapshot(
     *,
-    engine: Any,
+    engine: Engine,
     states: pd.DataFrame,
     day: date,
     due: list[tuple[int, float]],
@@ -347,7 +352,7 @@ def _snapshot(
 
 def _label(
     *,
-    engine: Any,
+    engine: Engine,
     settings: Settings,
     scaled: pd.DataFrame,
     classes: pd.DataFrame,

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lof.core.config import Settings
 from lof.core.errors import DataError
 from lof.features.definitions import FEATURES
 from lof.legacy import (
@@ -23,11 +24,15 @@ from lof.legacy import (
     check_description,
     load_classifier,
 )
+from lof.model.classifier import Classifier
+from lof.training.examples import TrainingSet
 
 IMPORT_EXPERIMENT = "lof-import"
 
 
-def evaluate(*, model: Any, examples: pd.DataFrame, threshold: float) -> dict[str, float]:
+def evaluate(
+    *, model: Classifier, examples: pd.DataFrame, threshold: float | None
+) -> dict[str, float]:
     """Metrics of a model on labelled examples, exactly as a retrained candidate is scored."""
     from lof.model import outcome as lof_model
 
@@ -80,7 +85,9 @@ class _Scored:
     metrics: dict[str, float]
 
 
-def _score_on_lof_examples(*, settings: Any, model: LegacyModel, training_set: Any) -> _Scored:
+def _score_on_lof_examples(
+    *, settings: Settings, model: LegacyModel, training_set: TrainingSet | None
+) -> _Scored:
     """Score ``model`` as a retrained candidate is: on the holdout a retrain would keep now
     (all examples when there is none) and on every example; DataError when there is none."""
     from lof.training import examples as example_set
@@ -118,7 +125,7 @@ def _estimator_name(estimator: Any) -> str:
 
 
 def _run_params(
-    *, settings: Any, loaded: LoadedClassifier, model: LegacyModel, scored: _Scored
+    *, settings: Settings, loaded: LoadedClassifier, model: LegacyModel, scored: _Scored
 ) -> dict[str, Any]:
     """The import run's parameters: where the model came from and what it was scored on."""
     return {
@@ -136,7 +143,7 @@ def _run_params(
 
 
 def _version_tags(
-    *, settings: Any, loaded: LoadedClassifier, model: LegacyModel, scored: _Scored
+    *, settings: Settings, loaded: LoadedClassifier, model: LegacyModel, scored: _Scored
 ) -> dict[str, Any]:
     """The registered version's tags, with the holdout figures a retrained version carries."""
     return {
@@ -159,7 +166,7 @@ def _version_tags(
 
 def _log_and_register(
     *,
-    settings: Any,
+    settings: Settings,
     loaded: LoadedClassifier,
     model: LegacyModel,
     scored: _Scored,
@@ -198,10 +205,10 @@ def _log_and_register(
 
 def import_model(
     *,
-    settings: Any,
+    settings: Settings,
     path: str | Path,
     description: str | None = None,
-    training_set: Any = None,
+    training_set: TrainingSet | None = None,
 ) -> ImportResult:
     """Register a former model file as a new version of ``settings.model_name`` (not promoted).
 

@@ -4,7 +4,7 @@ student's prediction, ``GET /feedback`` exports a class's verdicts. The class pa
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
@@ -17,6 +17,7 @@ from lof.api.json_bodies import JSON_ERRORS, json_body, json_object
 from lof.api.params import parse_date, parse_id, parse_predicted_dt
 from lof.api.problems import ApiProblem
 from lof.stores.base import PredictionStore
+from lof.stores.feedback import FeedbackStore
 
 router = APIRouter()
 
@@ -24,7 +25,7 @@ router = APIRouter()
 def save_feedback(
     *,
     store: PredictionStore,
-    fstore: Any,
+    fstore: FeedbackStore,
     entry: fb.FeedbackIn,
     source: str,
 ) -> fb.FeedbackRecord:

@@ -43,6 +43,7 @@ from lof.core.errors import ConfigError, StoreError
 from lof.core.inputs import id_from_text
 from lof.model.outcome import DEFAULT_THRESHOLD
 from lof.stores.base import PredictionRecord, PredictionStore
+from lof.stores.feedback import FeedbackStore
 
 log = logging.getLogger("lof.pages")
 
@@ -218,7 +219,7 @@ def read_class_history(
 def build_page(
     *,
     store: PredictionStore,
-    fstore: Any,
+    fstore: FeedbackStore,
     settings: Settings,
     class_id: int,
     day: date | None,
