@@ -9,7 +9,7 @@ from __future__ import annotations
 import hmac
 import threading
 from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader
@@ -20,6 +20,7 @@ from lof.api.problems import ApiProblem
 from lof.core.config import Settings
 from lof.core.errors import StoreError
 from lof.stores.base import PredictionStore
+from lof.stores.feedback import FeedbackStore
 
 T = TypeVar("T")
 API_KEY_HEADER = "x-api-key"
@@ -166,10 +167,10 @@ class FeedbackHolder:
 
     def __init__(self, url: str) -> None:
         self._url = url
-        self._store: Any = None
+        self._store: FeedbackStore | None = None
         self._lock = threading.Lock()
 
-    def get(self) -> Any:
+    def get(self) -> FeedbackStore:
         with self._lock:
             if self._store is None:
                 from lof.stores.feedback import open_feedback_store
@@ -183,5 +184,5 @@ class FeedbackHolder:
             self._store = None
 
 
-def feedback_store(request: Request) -> Any:
+def feedback_store(request: Request) -> FeedbackStore:
     return request.app.state.feedback_holder.get()

@@ -229,7 +229,9 @@ class RegistryState:
         return next((v for v in self.versions if v.version == str(version)), None)
 
 
-def all_versions(*, settings: Settings, mlflow_client: Any = None) -> list[ModelVersion]:
+def all_versions(
+    *, settings: Settings, mlflow_client: MlflowClient | None = None
+) -> list[ModelVersion]:
     """Every registered version of ``settings.model_name`` (empty if the model is unknown)."""
     mlflow_client = mlflow_client or client(settings=settings)
     name = settings.model_name.replace("'", "\\'")
@@ -241,7 +243,7 @@ def all_versions(*, settings: Settings, mlflow_client: Any = None) -> list[Model
         raise
 
 
-def _alias_version(*, settings: Settings, mlflow_client: Any) -> str | None:
+def _alias_version(*, settings: Settings, mlflow_client: MlflowClient) -> str | None:
     """The version the alias points at; None when the model or the alias does not exist (the
     registry answers an unset alias of a known model with INVALID_PARAMETER_VALUE)."""
     from mlflow.exceptions import MlflowException
@@ -255,7 +257,7 @@ def _alias_version(*, settings: Settings, mlflow_client: Any) -> str | None:
         raise
 
 
-def read_state(*, settings: Settings, mlflow_client: Any = None) -> RegistryState:
+def read_state(*, settings: Settings, mlflow_client: MlflowClient | None = None) -> RegistryState:
     """The versions, the one at ``settings.model_stage`` and the alias's, or a ModelError."""
     mlflow_client = mlflow_client or client(settings=settings)
     stage = settings.model_stage
@@ -289,7 +291,9 @@ def read_state(*, settings: Settings, mlflow_client: Any = None) -> RegistryStat
     )
 
 
-def production_version(*, settings: Settings, mlflow_client: Any = None) -> str | None:
+def production_version(
+    *, settings: Settings, mlflow_client: MlflowClient | None = None
+) -> str | None:
     """The version the alias points at (or, failing that, the one at ``settings.model_stage``),
     None if none."""
     return read_state(settings=settings, mlflow_client=mlflow_client).production

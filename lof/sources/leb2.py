@@ -35,7 +35,7 @@ from sqlalchemy import (
     select,
     type_coerce,
 )
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import (
     ArgumentError,
     NoSuchModuleError,
@@ -227,7 +227,7 @@ def connect(url: str) -> Engine:
             "expected e.g. mysql+pymysql://user:password@host/leb2"
         ) from None
 
-    def tables(conn: Any) -> set[str]:
+    def tables(conn: Connection) -> set[str]:
         return set(inspect(conn).get_table_names())
 
     try:
@@ -267,7 +267,7 @@ def _chunks(values: Iterable[int], size: int = _CHUNK) -> list[list[int]]:
 
 
 def _fetch(engine: Engine, what: str, statements: Sequence[Select]) -> list[tuple]:
-    def run(conn: Any) -> list[tuple]:
+    def run(conn: Connection) -> list[tuple]:
         rows: list[tuple] = []
         for stmt in statements:
             rows.extend(tuple(row) for row in conn.execute(stmt).fetchall())
@@ -652,7 +652,7 @@ def assessed_rows(
         for column, chunk in chunks
     ]
 
-    def run(conn: Any) -> tuple[list[tuple], list[tuple]]:
+    def run(conn: Connection) -> tuple[list[tuple], list[tuple]]:
         # fetchall: one driver call per statement, not a Python round trip per row
         points = [tuple(r) for stmt in point_statements for r in conn.execute(stmt).fetchall()]
         subs = [tuple(r) for stmt in submission_statements for r in conn.execute(stmt).fetchall()]

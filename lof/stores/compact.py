@@ -36,12 +36,12 @@ import logging
 import os
 import pickle
 import zlib
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -73,6 +73,7 @@ except ImportError:  # pragma: no cover - depends on the platform's wheels
     _deflate = zlib
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 MAGIC = b"LF2"
 MAGIC_COUNTS_ONLY = b"LF1"  # before the event state: 5 count columns, no column-count byte
 FULL = 1
@@ -648,6 +649,6 @@ class CompactFeatures:
             return
         self._cache = (meta.day, meta.stamp, rows, None)
 
-    def _guarded(self, fn: Any, what: str) -> Any:
+    def _guarded(self, fn: Callable[[], T], what: str) -> T:
         """Run ``fn`` with the backend's retries and one-line errors."""
         raise NotImplementedError

@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 from sqlalchemy import Engine, create_engine, func, inspect, select
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from lof.core.errors import DataError, SourceError
@@ -145,7 +145,7 @@ def _hms(seconds: float) -> str:
 class _Writer:
     """Buffered executemany inserts into the LEB2 tables, counting rows."""
 
-    def __init__(self, conn: Any) -> None:
+    def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self.buffers: dict[str, list[dict[str, Any]]] = {name: [] for name in TABLE_NAMES}
         self.counts: dict[str, int] = dict.fromkeys(TABLE_NAMES, 0)

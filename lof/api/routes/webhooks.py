@@ -26,6 +26,7 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
@@ -270,7 +271,7 @@ def _same(given: str, expected: str) -> bool:
     return hmac.compare_digest(given.encode(), expected.encode())
 
 
-def authorized(headers: Any, secret: SecretStr | None) -> bool:
+def authorized(headers: Mapping[str, str], secret: SecretStr | None) -> bool:
     """The shared secret as x-lof-webhook-secret, a Bearer token, or a Basic password (SNS)."""
     if secret is None or not secret.get_secret_value():
         return False
@@ -300,7 +301,7 @@ class MlflowSigned:
 
 
 def mlflow_signed(
-    headers: Any, *, secret: SecretStr | None, now: float | None = None
+    headers: Mapping[str, str], *, secret: SecretStr | None, now: float | None = None
 ) -> MlflowSigned | None:
     """The signature headers if a secret is set and they have MLflow's form and a timestamp
     within ``MLFLOW_MAX_AGE_SECONDS`` of now: checked before the body is read."""
