@@ -205,7 +205,7 @@ def read_previous_states(
 def only_started_classes(
     increment: pd.DataFrame, *, classes: pd.DataFrame, day: date
 ) -> pd.DataFrame:
-    """Events count from the local day of a class's first activity start (DESIGN 2.3)."""
+    """Events count from the local day of a class's first activity start (docs/domain.md §2.3)."""
     started = {
         int(row.class_id)
         for row in classes.itertuples()

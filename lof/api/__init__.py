@@ -1,4 +1,5 @@
-"""The predictions API for the LEB2 backend (DESIGN 3.5): FastAPI, API keys, Lambda-ready.
+"""The predictions API for the LEB2 backend (docs/contracts.md §3.5): FastAPI, API keys,
+Lambda-ready.
 
 * ``factory`` — ``create_app``: settings, problem handlers and the routers below;
 * routers — ``ops`` (``/healthz``, ``/readyz``), ``predictions`` (``/predictions``, a student's

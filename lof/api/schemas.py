@@ -29,7 +29,7 @@ _EXAMPLE_PROB: JsonDict = {"1": 0.05, "2": 0.55, "3": 0.3, "4": 0.08, "5": 0.02}
 _FEATURE_FIELDS: dict[str, Any] = {
     name: (float, Field(description=f"raw, unscaled `{name}`")) for name in FEATURES
 }
-Features = create_model(  # the 13 raw values by name, in DESIGN 2.3 order
+Features = create_model(  # the 13 raw values by name, in docs/domain.md §2.3 order
     "Features",
     __config__=ConfigDict(json_schema_extra={"examples": [_EXAMPLE_FEATURES]}),
     **_FEATURE_FIELDS,

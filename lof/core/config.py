@@ -1,4 +1,4 @@
-"""Settings: one pydantic-settings class read from the environment (DESIGN 3.2)."""
+"""Settings: one pydantic-settings class read from the environment (docs/contracts.md §3.2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The 13 features of DESIGN 2.3: daily increments, cumulative state, within-class scaling.
+"""The 13 features of docs/domain.md §2.3: daily increments, cumulative state, within-class scaling.
 
 Pure functions on pandas frames: no I/O, no Prefect. Training and scoring share them.
 
@@ -299,7 +299,7 @@ def accumulate(
     """Yesterday's cumulative state + today's increment -> today's state.
 
     Counts add up; the id sets are unioned, so distinct counts over the whole period come out
-    exactly as if computed at once (DESIGN 2.3), whatever the split into days
+    exactly as if computed at once (docs/domain.md §2.3), whatever the split into days
     (``lof.features.state.accumulate`` does the same on the store's arrays).
     """
     prev = _normalized(previous)
@@ -407,7 +407,7 @@ def _empty_features(names: Iterable[str]) -> pd.DataFrame:
 
 
 def assessment_features(*, records: pd.DataFrame | None) -> pd.DataFrame:
-    """The 6 assessment features of the assessed records as of a day (DESIGN 2.3, 8-13).
+    """The 6 assessment features of the assessed records as of a day (docs/domain.md §2.3, 8-13).
 
     Per-submission features (time spent, seconds early) average over distinct submissions,
     not over records: a submission assessed on three criteria is one submission. The assessed

@@ -1,4 +1,4 @@
-"""Early-warning signals: the second feature set, beside the 13 of DESIGN 2.3.
+"""Early-warning signals: the second feature set, beside the 13 of docs/domain.md §2.3.
 
 The 13 features are cumulative counts and means; they say little about work that is due and
 not handed in, or a student who has gone quiet. These signals say it, per class cohort
@@ -6,10 +6,11 @@ student as of day D (pure functions on pandas frames, shared by training and sco
 
 * ``attainment_so_far``: over the class's activities due by the end of D, the student's level
   on each (the mean of their assessed records on it; none = level 1), averaged; 0 while no
-  activity is due. The label rule (DESIGN 2.4, ``attainment``) applied to what is due so far.
+  activity is due. The label rule (docs/domain.md §2.4, ``attainment``) applied to what is due
+  so far.
 * ``past_due_not_submitted``: activities due by the end of D without a live submission of the
   student before the end of D.
-* ``days_since_last_event``: days from the last day with a counted event (DESIGN 2.3) to D;
+* ``days_since_last_event``: days from the last day with a counted event (docs/domain.md §2.3) to D;
   never seen = the days the class has run (D - first day + 1).
 * ``days_since_last_submission``: the same from the local day of the student's latest live
   submission in the class.

@@ -1,9 +1,9 @@
 """Amplitude adapter: one local day of page views, from the Export API or an export folder.
 
 A local day D (``settings.tz``) is the set of UTC upload hours whose start falls on D
-(DESIGN 2.2: for Asia/Bangkok ``(D-1)T17`` to ``DT16``); each upload hour belongs to exactly one
-day, so a day window is read once and events are deduplicated by ``uuid`` within the day.
-An event re-uploaded in the first hours of the next day counts once too: each day first reads
+(docs/domain.md §2.2: for Asia/Bangkok ``(D-1)T17`` to ``DT16``); each upload hour belongs to
+exactly one day, so a day window is read once and events are deduplicated by ``uuid`` within the
+day. An event re-uploaded in the first hours of the next day counts once too: each day first reads
 the last ``LOF_DEDUPE_LOOKBACK_HOURS`` upload hours of the day before, for their uuids only.
 
 Both sources go through the same streaming reader (gzip NDJSON files, one event per line):

@@ -1,4 +1,5 @@
-"""LEB2 adapter: the subset of the LMS database lof reads (DESIGN 2.1), through SQLAlchemy Core.
+"""LEB2 adapter: the subset of the LMS database lof reads (docs/domain.md §2.1), through
+SQLAlchemy Core.
 
 Every query is parameterized, ignores soft-deleted rows (``deleted_at`` set) and returns the
 same frame on SQLite and MySQL/MariaDB. LEB2 datetimes are naive local times.
@@ -69,7 +70,7 @@ _CHUNK = 500
 
 
 def leb2_tables(metadata: MetaData) -> dict[str, Table]:
-    """Define the DESIGN 2.1 tables on ``metadata`` (used by the synthetic university too)."""
+    """Define the tables of docs/domain.md §2.1 on ``metadata`` (the synthetic university's too)."""
 
     def deleted_at() -> Column:
         return Column("deleted_at", DateTime, nullable=True)
@@ -415,7 +416,8 @@ def _first_starts(
 
 
 def ongoing_classes(engine: Engine, *, day: date, window_months: int) -> pd.DataFrame:
-    """Classes ongoing on ``day`` (DESIGN 2.1) with their first activity start and required level.
+    """Classes ongoing on ``day`` (docs/domain.md §2.1) with their first activity start and
+    required level.
 
     Ongoing: OBEM, live, with a live ulti outcome and a live activity that started within the
     ``window_months`` months before the end of ``day`` (and not after it). A class without a
@@ -549,7 +551,8 @@ def assessed_records(
     until: datetime | None,
     deleted_before: datetime | None = None,
 ) -> pd.DataFrame:
-    """The assessed records (DESIGN 2.1) of ``class_ids`` as they stood just before ``until``.
+    """The assessed records (docs/domain.md §2.1) of ``class_ids`` as they stood just before
+    ``until``.
 
     One row per act_sub_points row whose activity, ulti criterion, level row and the student's
     latest submission (before ``until``) are all live; ``until`` is naive local time, None = now.
@@ -832,7 +835,8 @@ def _round_half_up(values: pd.Series) -> pd.Series:
 
 
 def labels_from_records(records: pd.DataFrame, *, rule: LabelRule) -> pd.DataFrame:
-    """class_id, user_id, label (DESIGN 2.4) from assessed records; pure, for tests and reuse."""
+    """class_id, user_id, label (docs/domain.md §2.4) from assessed records; pure, for tests
+    and reuse."""
     if rule not in ("attainment", "max", "mean"):
         raise DataError(
             f"label rule {rule!r} is unknown; set LOF_LABEL_RULE to attainment, max or mean"

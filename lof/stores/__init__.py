@@ -1,4 +1,4 @@
-"""The features and predictions stores (DESIGN 3.4), opened from LOF_STORE_URL.
+"""The features and predictions stores (docs/contracts.md §3.4), opened from LOF_STORE_URL.
 
 * a SQLAlchemy URL (``sqlite:///path/lof.db`` — the embedded default, its folder is created —,
   ``postgresql+psycopg2://...``, ``mysql+pymysql://...``): ``lof.stores.sql``;

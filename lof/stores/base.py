@@ -1,4 +1,4 @@
-"""The two logical stores of DESIGN 3.4, as protocols both backends implement.
+"""The two logical stores of docs/contracts.md §3.4, as protocols both backends implement.
 
 Besides the protocols this module holds what the SQL and DynamoDB backends share: turning the
 pandas frames the flows write into plain rows (validated once, so a bad frame fails before

@@ -26,7 +26,7 @@ AWS_TEST_ENV = {
 
 
 def prediction_frame(*, class_id: int, users: tuple[int, ...], seed: int) -> pd.DataFrame:
-    """A predictions frame as the daily flow writes it (DESIGN shared contract)."""
+    """A predictions frame as the daily flow writes it (docs/contracts.md §3.4)."""
     rng = np.random.default_rng(seed)
     rows = []
     for user in users:

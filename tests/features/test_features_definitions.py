@@ -1,4 +1,4 @@
-"""Hand-computed fixtures pinning each of the 13 feature definitions (DESIGN 2.3)."""
+"""Hand-computed fixtures pinning each of the 13 feature definitions (docs/domain.md §2.3)."""
 
 from __future__ import annotations
 

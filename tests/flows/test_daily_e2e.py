@@ -2,7 +2,7 @@
 `lof retrain`, `lof promote` (the promote flow), then `lof daily` / `lof backfill` for several
 days, against a real `mlflow server` on loopback, SQLite stores and the session's Prefect
 server. What must be scored each day is computed here independently, straight from the LEB2
-tables and the Amplitude export files (DESIGN 2.1-2.3), not through lof's own adapters."""
+tables and the Amplitude export files (docs/domain.md §2.1-2.3), not through lof's own adapters."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""``/predictions`` and a student's history: what the LEB2 backend reads (DESIGN 3.5)."""
+"""``/predictions`` and a student's history: what the LEB2 backend reads
+(docs/contracts.md §3.5)."""
 
 from __future__ import annotations
 
