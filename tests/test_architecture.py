@@ -168,6 +168,44 @@ def test_persistence_imports_no_model_code(package: str) -> None:
     assert not leaks, "\n".join(leaks)
 
 
+# What each package may import besides itself, as its ``__init__`` docstring says.
+MAY_IMPORT: dict[str, set[str]] = {
+    "lof.core": set(),
+    "lof.features": {"lof.core"},
+    "lof.feedback": {"lof.core"},
+    "lof.sources": {"lof.core", "lof.features"},
+    "lof.stores": {"lof.core", "lof.features", "lof.feedback"},
+    "lof.synthetic": {"lof.core", "lof.sources"},
+    "lof.model": {"lof.core", "lof.features", "lof.stores.records"},
+    "lof.legacy": {"lof.core", "lof.features", "lof.model"},
+    "lof.governance": {"lof.core", "lof.features", "lof.sources", "lof.stores"},
+    "lof.registry": {"lof.core", "lof.features", "lof.model", "lof.governance.pseudonyms"},
+    "lof.scoring": {"lof.core", "lof.features", "lof.governance", "lof.sources", "lof.stores"},
+    "lof.api": {
+        *("lof.core", "lof.features", "lof.feedback", "lof.sources", "lof.stores"),
+        *("lof.model", "lof.governance", "lof.registry"),
+    },
+}
+
+
+def _package(module: str) -> str:
+    return ".".join(module.split(".")[:2])
+
+
+@pytest.mark.parametrize("package", sorted(MAY_IMPORT))
+def test_each_package_imports_only_what_its_docstring_allows(package: str) -> None:
+    allowed = MAY_IMPORT[package]
+    outside = sorted(
+        f"{module} imports {target}"
+        for module, targets in import_graph().items()
+        if _package(module) == package
+        for target in targets
+        if _package(target) != package
+        and not any(target == a or target.startswith(a + ".") for a in allowed)
+    )
+    assert not outside, "\n".join(outside)
+
+
 def test_at_most_twelve_modules_directly_in_lof() -> None:
     direct = sorted(p.name for p in (ROOT / "lof").glob("*.py"))
     assert len(direct) <= 12, direct

@@ -2,16 +2,21 @@
 Lambda-ready.
 
 * ``factory`` — ``create_app``: settings, problem handlers and the routers below;
-* routers — ``ops`` (``/healthz``, ``/readyz``), ``predictions`` (``/predictions``, a student's
-  history), ``webhooks`` (``/webhooks/*``, promotion events) and ``lof.api.routes.pages`` (class
-  page, links, feedback);
-* ``deps`` (settings, API key, predictions store as ``Annotated`` dependencies), ``params``
-  (quote-tolerant ids and days), ``problems`` (the one error body), ``schemas``, ``cache``,
-  ``limits`` (what is refused before any work), ``docs`` (Swagger UI, only if enabled);
+* routers (``lof.api.routes``) — ``ops`` (``/healthz``, ``/readyz``), ``predictions``
+  (``/predictions``, a student's history), ``privacy`` (opt-out), ``webhooks`` (``/webhooks/*``,
+  promotion events), ``pages`` (the class page and its form), ``links`` (``/links``) and
+  ``feedback`` (``/feedback``);
+* ``deps`` (settings, API key, predictions and feedback stores as ``Annotated`` dependencies),
+  ``params`` (quote-tolerant ids and days), ``json_bodies`` (bounded JSON bodies), ``problems``
+  (the one error body), ``schemas``, ``cache``, ``limits`` (what is refused before any work),
+  ``access`` (the access log's writer), ``report`` (the class page's content), ``docs`` (Swagger
+  UI, only if enabled);
 * ``entry`` — ``get_app``, the Lambda ``handler`` and ``serve`` (uvicorn).
 
 Nothing happens at import time: ``lof.api.app`` (for ``uvicorn lof.api:app``) and
-``lof.api.handler`` build the app on first use.
+``lof.api.handler`` build the app on first use. May import every package below it (core,
+features, feedback, sources, stores, model, governance, registry); never ``lof.training``,
+``flows`` or the CLI.
 """
 
 from __future__ import annotations

@@ -2,8 +2,10 @@
 
 Owns the outcome model (``outcome``: candidates and fitting, level probabilities, calibrated
 risk, metrics, cross-validated selection helpers), the reasons a teacher reads (``reasons``)
-and their exact one-column effects (``exact_effects``). May import ``lof.core`` and
-``lof.features``; never stores, sources, MLflow adapters or training.
+and their exact one-column effects (``exact_effects``), and the ``Classifier`` protocol every
+model lof scores with follows (``classifier``). May import ``lof.core``, ``lof.features`` and the
+stores' record shapes (``lof.stores.records``, which predictions are written in); never the
+stores' backends, sources, MLflow adapters or training.
 
 ``RiskModel`` is re-exported here because registered models name its class ``lof.model.RiskModel``
 (skops and pickle record the class's module): the models already in a registry keep loading.

@@ -8,6 +8,13 @@
 
 SQL tables are created on first use. Anything unusable (unknown scheme, unreachable server, missing
 rights) raises one StoreError line naming LOF_STORE_URL, password redacted.
+
+Persistence only: the features and predictions stores (``base``, ``sql``, ``dynamodb``,
+``compact``, ``migrate``), the record shapes they keep (``records``) and the small stores beside
+them (``feedback``, ``privacy``, ``access_log``, ``deliveries``, with ``small_tables`` and
+``guards``). May import ``lof.core``, ``lof.features`` (the engagement frames and the daily state
+the features store keeps) and ``lof.feedback`` (the feedback record); never model, sources,
+training, registry, API or flows.
 """
 
 from __future__ import annotations
