@@ -45,7 +45,7 @@ def find_ongoing_classes(settings: Settings, engine: Engine, day: date) -> pd.Da
 
 
 @task(cache_policy=NO_CACHE)
-def load_model(settings: Settings) -> tuple[Any, str]:
+def load_model(settings: Settings) -> tuple[Classifier, str]:
     model, version = registry.load_production_model(settings=settings)
     lof_model.check_model_features(model)
     return model, version

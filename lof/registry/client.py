@@ -353,7 +353,7 @@ def version_tags(*, settings: Settings, version: str) -> dict[str, str]:
     return dict(version_info(settings=settings, version=version).tags or {})
 
 
-def load_production_model(*, settings: Settings) -> tuple[Any, str]:
+def load_production_model(*, settings: Settings) -> tuple[Classifier, str]:
     """The Production model (``production_version``) and its version, or a ModelError saying
     what to do."""
     version = production_version(settings=settings)
@@ -547,7 +547,7 @@ def register_version(
             if not registered.description:
                 mlflow_client.update_registered_model(name, description=MODEL_DESCRIPTION)
 
-        def create_once() -> Any:
+        def create_once() -> ModelVersion:
             found = mlflow_client.search_model_versions(f"name='{name}' and run_id='{run_id}'")
             if found:
                 return found[0]

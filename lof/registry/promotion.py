@@ -423,7 +423,7 @@ def _comparable_model(
     return model, registry.decode_class_ids(tags.get(registry.TRAINING_CLASSES_TAG))
 
 
-def lacks_columns(holdout: pd.DataFrame, *, models: Sequence[Any]) -> bool:
+def lacks_columns(holdout: pd.DataFrame, *, models: Sequence[Classifier]) -> bool:
     """True when a model takes a column the holdout lacks: each version is scored on its own
     columns, and a holdout recorded before one (an early-warning signal) cannot compare them."""
     needed = {name for model in models for name in lof_model.input_features(model)}
@@ -452,7 +452,7 @@ def load_version(*, settings: Settings, version: str) -> Classifier:
     return model
 
 
-def _production_fit(*, settings: Settings, version: str) -> tuple[Any, set[int] | None]:
+def _production_fit(*, settings: Settings, version: str) -> tuple[Classifier, set[int] | None]:
     """Production is compared as it serves: its registered fit and every class that fit saw."""
     fit = load_version(settings=settings, version=version)
     classes = registry.decode_class_ids(
@@ -479,7 +479,7 @@ class _Incomparable(Exception):
 def _pick_holdout(
     *,
     found: Sequence[tuple[str, pd.DataFrame]],
-    fits: Sequence[Any],
+    fits: Sequence[Classifier],
     trained: Sequence[tuple[str, set[int] | None]],
 ) -> tuple[str, pd.DataFrame, int]:
     """The first holdout with rows of classes neither version trained on, and the rows left out.
