@@ -138,6 +138,13 @@ def _option_name(param: Any) -> str:
     return names
 
 
+def _placeholder(param: Any) -> str:
+    """What an option's value looks like: a day, or the option's name."""
+    if "YYYYMMDD" in (getattr(param, "help", None) or ""):
+        return "YYYYMMDD"
+    return str(param.name).upper()
+
+
 def _option_default(param: Any) -> str:
     if param.required:
         return "required"
@@ -166,6 +173,8 @@ def cli_reference() -> str:
         usage = []
         for param in command.params:
             text = _option_name(param)
+            if not type(param).__name__.endswith("Argument") and not param.is_flag:
+                text += f" {_placeholder(param)}"
             if getattr(param, "multiple", False):
                 text += " ..."
             usage.append(text if param.required else f"[{text}]")
