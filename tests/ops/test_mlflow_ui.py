@@ -68,3 +68,15 @@ def test_the_experiment_link_opens_on_its_training_runs(
         assert page.open(url.split("?")[0]) == 200
         bare = _text_once(page, "Traces", timeout=60)
         assert run_name not in bare and "Overview" in bare
+
+
+def test_links_need_a_tracking_server_and_carry_no_credentials(
+    lof_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "https://ops:s3cret@mlflow.example.edu:8443/ml/")
+    link = tracking.ui_url(settings=get_settings(), experiment_id="4", run_id="abc")
+    assert link == (
+        "https://mlflow.example.edu:8443/ml/#/experiments/4/runs/abc?workflowType=machine_learning"
+    )
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{lof_home / 'mlflow.db'}")
+    assert tracking.ui_url(settings=get_settings(), experiment_id="4") is None
