@@ -42,6 +42,8 @@ class RetrainResult:
     threshold: float = lof_model.DEFAULT_THRESHOLD
     training_class_ids: list[int] = field(default_factory=list)
     holdout_class_ids: list[int] = field(default_factory=list)
+    mlflow_url: str | None = None
+    """The retrain run in the MLflow UI's model-training view (None: no tracking server)."""
 
     def _evaluation(self) -> str:
         if self.holdout_kind == selection.KIND_TIME:
@@ -59,6 +61,7 @@ class RetrainResult:
             f"{self.n_classes} classes; {self._evaluation()}; refitted on all examples; "
             f"at-risk threshold {self.threshold:.3f}); "
             f"promote it with `lof promote --version {self.version}`\n"
+            + (f"MLflow: {self.mlflow_url}\n" if self.mlflow_url else "")
             + selection.short_table(self.comparison)
         )
 
@@ -74,6 +77,7 @@ class RetrainResult:
             f"{self.threshold:.3f}.",
             "",
             *selection.markdown_table(self.comparison),
+            *(["", f"[The retrain run in MLflow]({self.mlflow_url})"] if self.mlflow_url else []),
         ]
         return "\n".join(lines)
 
@@ -187,7 +191,7 @@ def _train_and_register(
         version = registration.register(
             run=run, fits=fits, run_id=parent.info.run_id, tags=tags, description=description
         )
-    return _result(
+    result = _result(
         run=run,
         version=version,
         chosen=chosen,
@@ -196,6 +200,10 @@ def _train_and_register(
         final=final,
         run_id=parent.info.run_id,
     )
+    result.mlflow_url = tracking.ui_url(
+        settings=settings, experiment_id=experiment_id, run_id=parent.info.run_id
+    )
+    return result
 
 
 def _refit(

@@ -9,6 +9,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -142,11 +143,15 @@ def test_retrain_flow_selects_on_risk_and_registers_the_refit(settings, universi
     assert set(holdout["class_id"]) == held
     assert sorted(holdout["progress"].unique()) == [0.1, 0.25, 0.5, 0.75, 1.0]
     pyfunc = mlflow.pyfunc.load_model(f"models:/{settings.model_name}/1")
-    # The signature lists the model's own inputs: the 13, then the early-warning signals.
+    # The signature lists the model's own inputs: the 13, then the early-warning signals, then
+    # the class's required level the risk is measured against.
     inputs = lof_model.input_features(model)
     assert inputs[: len(FEATURES)] == list(FEATURES) and len(inputs) > len(FEATURES)
-    assert pyfunc.metadata.get_input_schema().input_names() == inputs
-    assert len(pyfunc.predict(holdout[inputs].head(7))) == 7
+    assert pyfunc.metadata.get_input_schema().input_names() == [*inputs, "required_level"]
+    served = pyfunc.predict(holdout[[*inputs, "required_level"]].head(7))
+    proba = lof_model.level_probabilities(model=model, features=holdout.head(7))
+    risk = lof_model.model_risk(model, proba, holdout["required_level"].head(7).to_numpy())
+    np.testing.assert_allclose(served["risk_prob"], risk, rtol=0, atol=1e-12)
 
 
 def test_every_cohort_member_is_an_example(settings, university, monkeypatch):

@@ -145,7 +145,10 @@ def test_import_registers_a_tagged_version_with_signature_and_metrics(day_one):
         mlflow.artifacts.load_text(f"models:/{settings.model_name}/{version}/MLmodel")
     )
     inputs = yaml.safe_load(mlmodel["signature"]["inputs"])
-    assert [column["name"] for column in inputs] == list(FEATURES)
+    assert [column["name"] for column in inputs] == [*FEATURES, "required_level"]
+    outputs = yaml.safe_load(mlmodel["signature"]["outputs"])
+    assert [column["name"] for column in outputs][:2] == ["risk_prob", "prob_level_1"]
+    assert mlmodel["flavors"]["python_function"]["loader_module"] == "lof.pyfunc"
     assert mlmodel["flavors"]["sklearn"]["serialization_format"] == "skops"
 
     # The metrics are those of the pickle itself on lof's held-out examples, computed here
