@@ -267,6 +267,9 @@ def build_page(
         threshold=shown_threshold(history[day], override=settings.risk_threshold),
         feedback=verdicts,
     )
+    from lof.changes import mark_changes
+
+    mark_changes(built, history=history, rise=settings.changes_rise)
     return built, all_days, day
 
 

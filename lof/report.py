@@ -51,6 +51,9 @@ class StudentRow:
     reasons: list[str]
     reasons_kind: str  # "model" when the record carries reasons, else "unusual"
     feedback: str | None = None
+    change: str | None = None
+    """``new``, ``recovered`` or ``risen`` since the previous scored day (``lof.changes``)."""
+    change_note: str = ""
 
 
 @dataclass
@@ -66,6 +69,9 @@ class ClassReport:
     share_points: list[tuple[date, float]] = field(default_factory=list)
     not_shown: int = 0
     """Opted-out students of the class the page leaves out (a count, never who)."""
+    changes_since: date | None = None
+    """The scored day the page's changes compare with (None: no earlier day)."""
+    change_counts: dict[str, int] = field(default_factory=dict)
 
     @property
     def share(self) -> float:

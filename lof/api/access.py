@@ -47,6 +47,7 @@ LOGGED: dict[tuple[str, str], str] = {
     ("POST", "/links"): KEY,
     ("POST", "/feedback"): KEY,
     ("GET", "/feedback"): KEY,
+    ("GET", "/classes/{class_id}/changes"): KEY,
     ("GET", OPT_OUT_PATH): KEY,
     ("PUT", OPT_OUT_PATH): KEY,
     ("DELETE", OPT_OUT_PATH): KEY,
