@@ -266,6 +266,22 @@ def changes(
 
 @app.command()
 @clear_failures
+def outcomes(
+    semester: Annotated[str, typer.Option("--semester", help="Finished semester slug.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Print a finished semester's outcome report: flagged students with an action vs without."""
+    from lof.outcomes import semester_outcomes
+
+    report = semester_outcomes(_settings(), semester)
+    if as_json:
+        sys.stdout.write(json.dumps(report.as_dict(), indent=2) + "\n")
+    else:
+        sys.stdout.write(report.markdown())
+
+
+@app.command()
+@clear_failures
 def demo(
     seed: Annotated[int, typer.Option(help="Random seed of the synthetic university.")] = 7,
 ) -> None:
