@@ -205,6 +205,7 @@ def test_the_stack_tables_are_the_store_tables(moto_endpoint: str) -> None:
         "FeaturesTable",
         "PredictionsTable",
         "FeedbackTable",
+        "InterventionsTable",
         "DeliveriesTable",
         "PrivacyTable",
         "AccessLogTable",
