@@ -196,6 +196,12 @@ async def class_intervention_form(
     "/interventions",
     response_model=iv.InterventionRecord,
     responses=_JSON_ERRORS,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": iv.InterventionIn.model_json_schema()}},
+        }
+    },
     tags=["interventions"],
 )
 async def post_intervention(

@@ -116,7 +116,7 @@ def test_the_routes_need_the_api_key(client: TestClient) -> None:
     bad = client.get("/interventions", params={"class_id": "x"}, headers=AUTH)
     assert bad.status_code == 422 and "class_id" in bad.json()["detail"]
     not_json = client.post("/interventions", content=b"[1]", headers=AUTH)
-    assert not_json.status_code == 422
+    assert not_json.status_code == 422 and '"action": "meeting"' in not_json.json()["detail"]
 
 
 def test_the_page_form_records_the_links_teacher_and_marks_the_trend(client: TestClient) -> None:
