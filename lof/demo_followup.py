@@ -77,7 +77,7 @@ def print_followup(
             f"{report.flagged} flagged, {report.treated} with an action. Method: {report.method}",
             highlight=False,
         )
-        out.print(f"This is observational: {report.caveat}", highlight=False)
+        out.print(f"This is observational. {report.caveat}", highlight=False)
         changes = None
         if class_ids:
             changes = class_changes(store, class_id=class_ids[0], rise=settings.changes_rise)

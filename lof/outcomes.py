@@ -91,9 +91,14 @@ class OutcomeReport:
             f"({LEVEL:.0%} interval {low:+.1%} to {high:+.1%})."
         )
 
+    @property
+    def key(self) -> str:
+        """The semester in metric and file names ("2/2025" -> "2_2025")."""
+        return "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in self.semester)
+
     def metrics(self) -> dict[str, float]:
         """MLflow metrics under ``outcomes.<semester>.`` (counts always, numbers when enough)."""
-        key = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in self.semester)
+        key = self.key
         out = {
             "flagged": float(self.flagged),
             "treated": float(self.treated),
@@ -343,7 +348,8 @@ class Outcomes:
 
 def log_outcome_reports(*, settings: Any, training: Any) -> list[OutcomeReport]:
     """At retrain: the report of each finished semester trained on, logged to the active MLflow
-    run (``outcomes/<semester>.md`` and ``.json``, metrics ``outcomes.<semester>.*``).
+    run (``outcomes/<semester>.md`` and ``.json``, metrics ``outcomes.<semester>.*``, the
+    semester's "/" written "_").
 
     A signal about the warnings in use, not an input of training: any failure is logged as a
     warning and never fails the retrain.
@@ -366,8 +372,8 @@ def log_outcome_reports(*, settings: Any, training: Any) -> list[OutcomeReport]:
                 classes=chosen,
                 outcomes=Outcomes.of(labels, chosen),  # visitors and opted-out left out
             )
-            mlflow.log_text(report.markdown(), f"outcomes/{semester}.md")
-            mlflow.log_text(json.dumps(report.as_dict(), indent=2), f"outcomes/{semester}.json")
+            mlflow.log_text(report.markdown(), f"outcomes/{report.key}.md")
+            mlflow.log_text(json.dumps(report.as_dict(), indent=2), f"outcomes/{report.key}.json")
             mlflow.log_metrics(report.metrics())
             reports.append(report)
     except Exception as exc:  # any store or LEB2 failure: retrain goes on without the report

@@ -25,14 +25,14 @@ from tests.followup._three_days import CLASS, D1, D2, D3, write_three_days
 @pytest.mark.parametrize("seed", [3, 11])
 def test_the_report_recovers_the_synthetic_effect(seed: int) -> None:
     flags = simulate_flags(n=1500, seed=seed)
-    report = outcome_report(flags, semester="2023-1")
+    report = outcome_report(flags, semester="2/2023")
     assert report.enough and report.matched >= MIN_MATCHED
     assert report.interval is not None and report.difference is not None
     low, high = report.interval
     assert low <= -DEFAULT_EFFECT <= high
     assert high < 0  # a modest effect, still told apart from none on a semester this size
     assert "observational" in report.markdown().lower()
-    assert report.metrics()["outcomes.2023-1.interval_low"] == pytest.approx(low)
+    assert report.metrics()["outcomes.2_2023.interval_low"] == pytest.approx(low)
 
 
 def test_matching_takes_back_what_the_choice_of_students_hides() -> None:
@@ -55,12 +55,12 @@ def test_no_effect_gives_an_interval_around_zero() -> None:
 
 
 def test_a_tiny_sample_says_too_few_and_reports_no_numbers() -> None:
-    report = outcome_report(simulate_flags(n=40, seed=1), semester="2023-1")
+    report = outcome_report(simulate_flags(n=40, seed=1), semester="2/2023")
     assert not report.enough and 0 < report.matched < MIN_MATCHED
     assert report.message.startswith("Too few interventions to compare")
     assert report.difference is None and report.interval is None
     assert set(report.metrics()) == {
-        f"outcomes.2023-1.{name}" for name in ("flagged", "treated", "untreated", "matched")
+        f"outcomes.2_2023.{name}" for name in ("flagged", "treated", "untreated", "matched")
     }
     assert "did not attain" not in report.markdown() and "difference of" not in report.markdown()
 
@@ -100,7 +100,7 @@ def test_the_report_is_built_from_the_stores_and_logged_at_retrain(
         [
             {
                 "class_id": CLASS,
-                "semester": "2023-1",
+                "semester": "2/2023",
                 "required_level": 3,
                 "first_day": first,
                 "last_day": last,
@@ -132,24 +132,24 @@ def test_the_report_is_built_from_the_stores_and_logged_at_retrain(
     }  # 801's action came before its flag day: not counted as acting on the warning
 
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    training = SimpleNamespace(examples=examples, classes=classes, semesters=["2023-1"])
+    training = SimpleNamespace(examples=examples, classes=classes, semesters=["2/2023"])
     with mlflow.start_run() as run:
         (report,) = log_outcome_reports(settings=settings, training=training)
     assert (report.flagged, report.treated, report.untreated) == (3, 1, 2)
     assert not report.enough
     client = mlflow.MlflowClient()
     metrics = client.get_run(run.info.run_id).data.metrics
-    assert metrics["outcomes.2023-1.flagged"] == 3 and "outcomes.2023-1.difference" not in metrics
+    assert metrics["outcomes.2_2023.flagged"] == 3 and "outcomes.2_2023.difference" not in metrics
     text = Path(
         mlflow.artifacts.download_artifacts(
-            run_id=run.info.run_id, artifact_path="outcomes/2023-1.md", dst_path=str(tmp_path)
+            run_id=run.info.run_id, artifact_path="outcomes/2_2023.md", dst_path=str(tmp_path)
         )
     ).read_text()
     assert "Too few interventions" in text and "observational" in text.lower()
     saved = json.loads(
         Path(
             mlflow.artifacts.download_artifacts(
-                run_id=run.info.run_id, artifact_path="outcomes/2023-1.json", dst_path=str(tmp_path)
+                run_id=run.info.run_id, artifact_path="outcomes/2_2023.json", dst_path=str(tmp_path)
             )
         ).read_text()
     )
