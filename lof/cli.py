@@ -232,6 +232,56 @@ def show(
 
 @app.command()
 @clear_failures
+def changes(
+    class_id: Annotated[int, typer.Option("--class-id", help="LEB2 class id.")],
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since", help="Compare with this day, YYYYMMDD (default: the scored day before)."
+        ),
+    ] = None,
+    until: Annotated[
+        str | None,
+        typer.Option("--until", help="Up to this day, YYYYMMDD (default: the latest scored day)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the API's JSON body.")] = False,
+) -> None:
+    """Print a class's students newly at risk, no longer at risk, and whose risk rose."""
+    from lof.calendar import parse_day
+    from lof.changes import class_changes, describe
+    from lof.stores import open_prediction_store
+
+    settings = _settings()
+    since_day = parse_day(since, what="--since") if since else None
+    until_day = parse_day(until, what="--until") if until else None
+    store = open_prediction_store(settings.store_url)
+    found = class_changes(
+        store, class_id=class_id, since=since_day, until=until_day, rise=settings.changes_rise
+    )
+    if as_json:
+        sys.stdout.write(json.dumps(found.as_json(), indent=2, ensure_ascii=False) + "\n")
+    else:
+        sys.stdout.write("\n".join(describe(found)) + "\n")
+
+
+@app.command()
+@clear_failures
+def outcomes(
+    semester: Annotated[str, typer.Option("--semester", help="Finished semester slug.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Print a finished semester's outcome report: flagged students with an action vs without."""
+    from lof.outcomes import semester_outcomes
+
+    report = semester_outcomes(_settings(), semester)
+    if as_json:
+        sys.stdout.write(json.dumps(report.as_dict(), indent=2) + "\n")
+    else:
+        sys.stdout.write(report.markdown())
+
+
+@app.command()
+@clear_failures
 def demo(
     seed: Annotated[int, typer.Option(help="Random seed of the synthetic university.")] = 7,
 ) -> None:

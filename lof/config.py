@@ -87,6 +87,8 @@ class Settings(BaseSettings):
 
     ongoing_window_months: int = Field(default=4, ge=1, le=24)
     risk_threshold: float | None = Field(default=None, gt=0.0, lt=1.0)
+    # how much a student's risk must rise between two scored days to be listed as a change
+    changes_rise: float = Field(default=0.15, gt=0.0, lt=1.0)
     malformed_max_fraction: float = Field(default=0.001, ge=0.0, le=1.0)
     dedupe_lookback_hours: int = Field(default=3, ge=0, le=24)
     promote_margin: float = Field(default=0.02, ge=0.0, le=1.0)

@@ -97,4 +97,20 @@ def run_demo(*, seed: int, console: Console, out: Console) -> dict[str, Any]:
         f"'http://127.0.0.1:8000/predictions?predicted_dt={last['day']}&class_id={first_class}'\n"
         f"  One class : .venv/bin/lof show --date {last['day']} --class-id {first_class}"
     )
-    return {"days": [format_day(d) for d in days], "last": last, "version": trained.version}
+    from lof.demo_followup import print_followup
+
+    followup = print_followup(
+        settings=settings,
+        out=out,
+        class_ids=[int(row["class_id"]) for row in last["per_class"]],
+        first_day=ongoing.first_day,
+        last_day=ongoing.last_day,
+        semester=ongoing.slug,
+        seed=seed,
+    )
+    return {
+        "days": [format_day(d) for d in days],
+        "last": last,
+        "version": trained.version,
+        **followup,
+    }

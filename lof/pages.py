@@ -39,9 +39,11 @@ from lof.api.limits import read_body
 from lof.api.params import parse_id, parse_predicted_dt
 from lof.api.privacy import not_shown
 from lof.api.problems import ApiProblem, Problem
+from lof.calendar import today_local
 from lof.config import Settings
 from lof.errors import ConfigError, DataError, StoreError
 from lof.inputs import MAX_ID, id_from_text
+from lof.interventions import ACTION_LABELS
 from lof.model import DEFAULT_THRESHOLD
 from lof.stores.base import PredictionRecord, PredictionStore
 
@@ -162,7 +164,7 @@ def _store_down(settings: Settings) -> HTMLResponse:
 
 # A refusal on a page route in a teacher's terms: (title, message, advice) by status; None as
 # the message keeps the refusal's own words (they name the field and the value).
-_PAGE_PATH = re.compile(r"/classes/[^/]+/(report|feedback)/?")
+_PAGE_PATH = re.compile(r"/classes/[^/]+/(report|feedback|interventions)/?")
 _ADDRESS = "open the class page again from LEB2."
 _INVALID = "This address is not valid"
 _NOWHERE = ("This page does not exist", "This address does not lead to a class page.", _ADDRESS)
@@ -192,6 +194,8 @@ def page_problem(settings: Settings, path: str, status_code: int, detail: str) -
     title, message, advice = _PAGE_ERRORS.get(status_code, _PAGE_FAILED)
     if match[1] == "feedback" and status_code < 500:
         title = "Feedback not saved"
+    if match[1] == "interventions" and status_code < 500:
+        title = "Action not recorded"
     return message_page(
         settings, status_code=status_code, title=title, message=message or detail, advice=advice
     )
@@ -244,6 +248,7 @@ def build_page(
     class_id: int,
     day: date | None,
     claims: links.LinkClaims,
+    istore: Any = None,
 ) -> tuple[report.ClassReport | None, list[date], date | None]:
     """The report for ``day`` (default: the latest scored day), the class's days, the day."""
     all_days = guard_store(lambda: store.list_days(class_id=class_id))
@@ -267,6 +272,13 @@ def build_page(
         threshold=shown_threshold(history[day], override=settings.risk_threshold),
         feedback=verdicts,
     )
+    from lof.changes import mark_changes
+
+    mark_changes(built, history=history, rise=settings.changes_rise)
+    if istore is not None:
+        from lof.interventions import mark_actions
+
+        mark_actions(built, history=history, records=istore.read_class(class_id=class_id))
     return built, all_days, day
 
 
@@ -343,6 +355,7 @@ async def class_report(
     token: TokenQuery = None,
     date: Annotated[str | None, Query(description="YYYYMMDD; default the latest day")] = None,
     saved: Annotated[str | None, Query(description="user id whose feedback was saved")] = None,
+    recorded: Annotated[str | None, Query(description="user id whose action was recorded")] = None,
 ) -> Response:
     """The class's students by risk, with trends, reasons and a feedback form (HTML)."""
     try:
@@ -360,6 +373,9 @@ async def class_report(
     try:
         store = await _prediction_store(request)
         fstore = await run_in_threadpool(feedback_store, request)
+        from lof.followup import intervention_store
+
+        istore = await run_in_threadpool(intervention_store, request)
         built, all_days, shown_day = await run_in_threadpool(
             build_page,
             store=store,
@@ -368,6 +384,7 @@ async def class_report(
             class_id=cid,
             day=day,
             claims=claims,
+            istore=istore,
         )
     except StoreError as exc:
         log.warning("class page of class %d: store unavailable: %s", cid, exc)
@@ -388,6 +405,7 @@ async def class_report(
         token=token,
         claims=claims,
         saved=saved,
+        recorded=recorded,
     )
 
 
@@ -441,12 +459,16 @@ def _report_page(
     token: str,
     claims: links.LinkClaims,
     saved: str | None,
+    recorded: str | None = None,
 ) -> HTMLResponse:
     """The rendered class report, with links to its other recent days and the feedback form."""
     saved_note = None
     saved_user = id_from_text(saved) if saved else None
     if saved_user is not None:
         saved_note = f"Thank you: your feedback on student {saved_user} was saved."
+    recorded_user = id_from_text(recorded) if recorded else None
+    if recorded_user is not None:
+        saved_note = f"Your action for student {recorded_user} was recorded."
     html = report.render(
         "report.html",
         report=built,
@@ -459,6 +481,9 @@ def _report_page(
         token=token,
         verdict_labels=VERDICT_LABELS,
         note_max=fb.NOTE_MAX_CHARS,
+        action_action=f"{root}/classes/{cid}/interventions",
+        action_labels=ACTION_LABELS,
+        today=report.iso(today_local(settings.tz)),
     )
     return _page(settings, html)
 
@@ -594,6 +619,11 @@ async def _json_object(request: Request) -> Mapping[str, Any]:
 def _example(request: Request) -> str:
     if request.url.path == "/links":
         return '{"class_id": 12, "teacher_id": "t-0042"}'
+    if request.url.path.endswith("/interventions"):
+        return (
+            '{"class_id": 12, "user_id": 4501, "teacher_id": "t-0042", '
+            '"action_dt": "20230327", "action": "meeting"}'
+        )
     return (
         '{"class_id": 12, "predicted_dt": "20230325", "user_id": 4501, '
         '"teacher_id": "t-0042", "verdict": "useful"}'
@@ -726,6 +756,9 @@ class RedactTokens(logging.Filter):
 def include_pages(app: FastAPI, settings: Settings) -> None:
     """Mount the class page, links and feedback routes on the API app."""
     app.state.feedback_holder = _FeedbackHolder(settings.store_url or "")
+    from lof.followup import include_interventions
+
+    include_interventions(app, settings)
     app.state.page_problem = partial(page_problem, settings)
     app.include_router(router)
     access = logging.getLogger("uvicorn.access")

@@ -38,6 +38,7 @@ FEATURE_LABELS: dict[str, str] = {
 _SECONDS = {"avgspent_time", "avgseconds_early"}
 RISK_LINE = "#1f4e9a"
 THRESHOLD_LINE = "#8a4b00"
+ACTION_MARK = "#1d7a3a"
 
 
 @dataclass
@@ -51,6 +52,11 @@ class StudentRow:
     reasons: list[str]
     reasons_kind: str  # "model" when the record carries reasons, else "unusual"
     feedback: str | None = None
+    actions: list[str] = field(default_factory=list)
+    """The actions teachers recorded for the student, in words (``lof.interventions``)."""
+    change: str | None = None
+    """``new``, ``recovered`` or ``risen`` since the previous scored day (``lof.changes``)."""
+    change_note: str = ""
 
 
 @dataclass
@@ -66,6 +72,9 @@ class ClassReport:
     share_points: list[tuple[date, float]] = field(default_factory=list)
     not_shown: int = 0
     """Opted-out students of the class the page leaves out (a count, never who)."""
+    changes_since: date | None = None
+    """The scored day the page's changes compare with (None: no earlier day)."""
+    change_counts: dict[str, int] = field(default_factory=dict)
 
     @property
     def share(self) -> float:
@@ -185,8 +194,10 @@ def sparkline_svg(
     label: str,
     width: int = 120,
     height: int = 28,
+    marks: Sequence[int] = (),
 ) -> Markup:
-    """A small risk trend (0..1, oldest left) with the at-risk threshold dashed."""
+    """A small risk trend (0..1, oldest left) with the at-risk threshold dashed; ``marks``
+    are indices of ``values`` drawn as ticks (the days a teacher recorded an action)."""
     pad = 3.0
     ty = pad + (1.0 - threshold) * (height - 2 * pad)
     points = _points(values, width=width, height=height, pad=pad)
@@ -205,6 +216,13 @@ def sparkline_svg(
         )
     if last:
         parts.append(f'<circle cx="{last[0]}" cy="{last[1]}" r="2.5" fill="{RISK_LINE}"/>')
+    for index in sorted(set(marks)):
+        if 0 <= index < len(points):
+            x = points[index].split(",")[0]
+            parts.append(
+                f'<line class="action-mark" x1="{x}" y1="1" x2="{x}" y2="{height - 1}" '
+                f'stroke="{ACTION_MARK}" stroke-width="2"/>'
+            )
     parts.append("</svg>")
     return Markup("".join(parts))
 

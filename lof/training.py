@@ -163,6 +163,9 @@ def _train_and_register(
         from lof.feedback import log_feedback_metrics
 
         log_feedback_metrics(settings=settings)  # teachers' verdicts on the models in use
+        from lof.outcomes import log_outcome_reports
+
+        log_outcome_reports(settings=settings, training=training)  # did acting on warnings help
         registration.log_inputs(run=run)
         results = selection.compare_candidates(
             train=train,

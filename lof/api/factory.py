@@ -9,7 +9,7 @@ from urllib.parse import urlparse
 
 from fastapi import FastAPI
 
-from lof.api import ops, predictions, privacy, webhooks
+from lof.api import changes, ops, predictions, privacy, webhooks
 from lof.api.cache import CACHE_BYTES, CACHE_SECONDS, BodyCache
 from lof.api.deps import API_KEY_HEADER, StoreHolder
 from lof.api.limits import Limits, RequestLimits
@@ -66,6 +66,7 @@ def create_app(
     install_problem_handlers(app)
     app.include_router(ops.router)
     app.include_router(predictions.router)
+    app.include_router(changes.router)
     app.include_router(webhooks.router)
     # imported here: the class page's module imports this package's dependencies
     from lof.pages import include_pages
