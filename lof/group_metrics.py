@@ -10,8 +10,8 @@ figures, computed per group here). The per-group table is fairlearn's ``MetricFr
 Per attribute and point: ABROCA (the area between two groups' ROC curves; with more than two
 values, the largest over pairs of reported values) and the largest ROC-AUC gap between reported
 values, each with a class-bootstrap interval (classes, not students, are resampled, as for the
-overall figures; the basic interval, floored at 0, see ``_interval``). fairlearn has no ABROCA, and its bootstrap resamples rows, not classes, so
-both are computed here.
+overall figures; the basic interval, floored at 0, see ``_interval``). fairlearn has no
+ABROCA, and its bootstrap resamples rows, not classes, so both are computed here.
 
 A value with fewer than ``min_size`` distinct students among the held-out rows is reported as
 too small: no figure of it is logged or shown, and it takes no part in a gap.
@@ -417,6 +417,41 @@ def metric_names(report: GroupReport) -> dict[str, float]:
         for name, figure in attribute.gaps.items():
             if not math.isnan(figure):
                 out[f"groups.{a}.{name}"] = float(figure)
+    return out
+
+
+GATE_POINTS: tuple[float, ...] = lof_model.SELECTION_POINTS
+
+
+def gap_increases(
+    *,
+    rows: pd.DataFrame,
+    candidate_risk: np.ndarray,
+    production_risk: np.ndarray,
+    attributes: pd.DataFrame,
+    min_size: int,
+    points: Sequence[float] = GATE_POINTS,
+) -> list[tuple[str, int, float, float]]:
+    """(attribute, pct, candidate gap, Production gap) of the largest ROC-AUC gap between
+    reported values, for both risks on the same rows (no interval: the gate compares the
+    point figures, as for its other rule)."""
+    out = []
+    reports = [
+        group_report(
+            rows=rows,
+            risk=risk,
+            threshold=0.5,
+            attributes=attributes,
+            min_size=min_size,
+            points=points,
+            rounds=0,
+        )
+        for risk in (candidate_risk, production_risk)
+    ]
+    for name in attributes.columns:
+        for point in points:
+            mine, theirs = (r.max_auc_gap(name, point) for r in reports)
+            out.append((str(name), pct(point), mine, theirs))
     return out
 
 

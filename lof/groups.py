@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,7 @@ import pandas as pd
 
 from lof.config import Settings, redact_url
 from lof.errors import DataError
+from lof.pseudonyms import Pseudonyms
 
 USER_COLUMN = "user_id"
 MAX_BYTES = 64 * 2**20
@@ -46,6 +48,11 @@ class StudentGroups:
     @property
     def attributes(self) -> list[str]:
         return list(self.frame.columns)
+
+    def for_pseudonyms(self, names: Sequence[str], pseudonyms: Pseudonyms) -> pd.DataFrame:
+        """One row per given pseudonym (MLflow's held-out rows know students only so)."""
+        keyed = self.frame.set_axis(pd.Index(pseudonyms.many(self.frame.index.tolist())))
+        return keyed.reindex(pd.Index(list(names))).fillna(UNKNOWN).reset_index(drop=True)
 
     def for_users(self, user_ids: pd.Series | list[int]) -> pd.DataFrame:
         """One row per given user id, in order; a student not in the file is "unknown"."""
