@@ -607,7 +607,7 @@ def fairness_refusal(
     ]
     worst: tuple[float, str] | None = None
     for attribute, point, mine, theirs in group_metrics.gap_increases(
-        rows=rows,
+        rows=rows.rename(columns={pseudonyms.PSEUDONYM_COLUMN: "user_id"}),  # students counted
         candidate_risk=risks[0],
         production_risk=risks[1],
         attributes=attributes,
