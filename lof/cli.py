@@ -274,8 +274,8 @@ def card(
     settings = _settings()
     bound_http(settings)
     uri, location = model_card.where(settings=settings, version=str(int(version)))
-    out.print(f"model card of {settings.model_name} v{int(version)}: {uri}")
-    out.print(f"  stored at {location} (model_card.md beside it)")
+    out.print(f"model card of {settings.model_name} v{int(version)}: {uri}", soft_wrap=True)
+    out.print(f"  stored at {location} (model_card.md beside it)", soft_wrap=True)
 
 
 @app.command()

@@ -10,7 +10,7 @@ figures, computed per group here). The per-group table is fairlearn's ``MetricFr
 Per attribute and point: ABROCA (the area between two groups' ROC curves; with more than two
 values, the largest over pairs of reported values) and the largest ROC-AUC gap between reported
 values, each with a class-bootstrap interval (classes, not students, are resampled, as for the
-overall figures; the basic interval, floored at 0, see ``_interval``). fairlearn has no
+overall figures; its lower bound bias-corrected, see ``_interval``). fairlearn has no
 ABROCA, and its bootstrap resamples rows, not classes, so both are computed here.
 
 A value with fewer than ``min_size`` distinct students among the held-out rows is reported as
@@ -293,18 +293,20 @@ def _gaps(
 
 
 def _interval(estimate: float, samples: list[float]) -> tuple[float, float]:
-    """The basic (reverse-percentile) bootstrap interval of a gap, floored at 0.
+    """A 90% class-bootstrap interval of a gap: its lower bound the basic (bias-corrected)
+    one, floored at 0, its upper bound the percentile one (and never below the estimate).
 
     A gap is never below 0 and its resampled values are biased upwards (any noise widens it),
     so the plain percentile interval would never include 0, even for an attribute that cannot
-    matter; the basic interval (2 x estimate - the upper and lower percentiles) corrects that
-    bias and includes 0 when the gap is within noise."""
+    matter; the basic lower bound (2 x estimate - the upper percentile) corrects that and
+    reaches 0 when the gap is within noise. The percentile upper bound keeps the interval around
+    the estimate, wide rather than narrow."""
     kept = [s for s in samples if not math.isnan(s)]
     if len(kept) < 2 or math.isnan(estimate):
         return float("nan"), float("nan")
     tail = (1 - INTERVAL_LEVEL) / 2 * 100
-    low, high = np.percentile(kept, [tail, 100 - tail])
-    return max(0.0, float(2 * estimate - high)), max(0.0, float(2 * estimate - low))
+    _, high = np.percentile(kept, [tail, 100 - tail])
+    return max(0.0, float(2 * estimate - high)), max(float(estimate), float(high))
 
 
 def attribute_report(
