@@ -96,9 +96,17 @@ def synth(
     ] = None,
     today: Annotated[str | None, typer.Option(help="Pretend today is YYYYMMDD.")] = None,
     replace: Annotated[bool, typer.Option(help="Overwrite an existing synthetic LEB2.")] = True,
+    groups: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also write the student groups file (user_id,intake,campus) here; its "
+            "second-round intake starts classes late more often (for LOF_STUDENT_GROUPS)."
+        ),
+    ] = None,
 ) -> None:
     """Write a synthetic LEB2 database and Amplitude exports (the demo's size by default)."""
     summary = run_synth(
+        groups=groups,
         seed=seed,
         students=students,
         classes=classes,
@@ -284,11 +292,40 @@ def outcomes(
 @clear_failures
 def demo(
     seed: Annotated[int, typer.Option(help="Random seed of the synthetic university.")] = 7,
+    groups: Annotated[
+        bool,
+        typer.Option(
+            help="Give the university a student groups file (LOF_HOME/student-groups.csv) and "
+            "measure the model per group in its model card."
+        ),
+    ] = False,
 ) -> None:
     """Synthesize a university, retrain, promote, score the ongoing semester, print a summary."""
     from lof.demo import run_demo
 
-    run_demo(seed=seed, console=console, out=out)
+    run_demo(seed=seed, console=console, out=out, groups=groups)
+
+
+@app.command()
+@clear_failures
+def card(
+    version: Annotated[str, typer.Option("--version", help="Registered model version.")],
+) -> None:
+    """Print where a version's model card is (model_card.html and .md on its run)."""
+    from lof import model_card
+    from lof.errors import DataError
+    from lof.registry import bound_http
+
+    if not (version.strip().isdigit() and 0 < int(version) < 10**9):
+        raise DataError(
+            f"--version {version[:20]!r} is not a model version; expected a positive integer, "
+            "e.g. 3"
+        )
+    settings = _settings()
+    bound_http(settings)
+    uri, location = model_card.where(settings=settings, version=str(int(version)))
+    out.print(f"model card of {settings.model_name} v{int(version)}: {uri}", soft_wrap=True)
+    out.print(f"  stored at {location} (model_card.md beside it)", soft_wrap=True)
 
 
 @app.command()

@@ -177,6 +177,25 @@ class Settings(BaseSettings):
     risk_target_recall: float | None = Field(default=None, gt=0.0, le=1.0)
     calibration_min_examples: int = Field(default=30, ge=0)
 
+    # Evaluation by student group (README "Student groups"): a CSV file or a SQL URL of the
+    # university's group attributes (read by the retrain and the gate only, never a model
+    # input), the table when it is a SQL URL, the smallest group reported as numbers, and the
+    # opt-in fairness rule of the promote gate.
+    student_groups: str | None = None
+    student_groups_table: str = Field(
+        default="student_groups", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
+    )
+    group_min_size: int = Field(default=30, ge=1, le=100_000)
+    promote_max_gap_increase: float | None = Field(default=None, ge=0.0, le=1.0)
+
+    @field_validator("student_groups", "promote_max_gap_increase", mode="before")
+    @classmethod
+    def _groups_off(cls, value: Any) -> Any:
+        """An empty value means no groups (or no fairness rule)."""
+        if isinstance(value, str) and value.strip().lower() in ("", "off", "none"):
+            return None
+        return value
+
     # Student data governance (README "Student data"): the key of the pseudonyms MLflow, the
     # opt-out list and the erasure entries hold, and how long per-day data is kept.
     pseudonym_secret: SecretStr | None = None
@@ -276,7 +295,9 @@ class Settings(BaseSettings):
 _TRACKING_SCHEMES = frozenset(
     {"", "file", "http", "https", "databricks", "sqlite", "postgresql", "mysql", "mssql"}
 )
-_URL_FIELDS = frozenset({"leb2_url", "store_url", "mlflow_tracking_uri", "amplitude_source"})
+_URL_FIELDS = frozenset(
+    {"leb2_url", "store_url", "mlflow_tracking_uri", "amplitude_source", "student_groups"}
+)
 
 
 _ENV_NAMES = {"mlflow_tracking_uri": "MLFLOW_TRACKING_URI"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,7 @@ def check_demo_settings(settings: Settings) -> None:
         )
 
 
-def run_demo(*, seed: int, console: Console, out: Console) -> dict[str, Any]:
+def run_demo(*, seed: int, console: Console, out: Console, groups: bool = False) -> dict[str, Any]:
     from flows.daily_scoring import daily_scoring
     from flows.promote import promote
     from flows.retrain import retrain
@@ -54,12 +55,17 @@ def run_demo(*, seed: int, console: Console, out: Console) -> dict[str, Any]:
             path.unlink()
 
     out.rule("1/4 synthesize a university")
-    summary = run_synth(seed=seed, replace=True)
+    groups_file = settings.home / "student-groups.csv" if groups else None
+    summary = run_synth(seed=seed, replace=True, groups=groups_file)
+    if groups_file is not None:  # the retrain below reads it (evaluation only)
+        os.environ["LOF_STUDENT_GROUPS"] = str(groups_file)
     print_synth_summary(summary)
 
     out.rule("2/4 retrain on the finished semesters")
     trained = retrain()
     out.print(trained.describe())
+    if trained.model_card:
+        out.print(f"model card: `lof card --version {trained.version}` ({trained.model_card})")
 
     out.rule(f"3/4 promote version {trained.version} to Production")
     promoted = promote(version=str(trained.version), reason="lof demo")

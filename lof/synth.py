@@ -111,6 +111,7 @@ class _ClassPlan:
     after_stop: np.ndarray | None = None  # event rate factor once stopped (0: withdrawn)
     drift: np.ndarray | None = None  # engagement change over the course, per student
     quiet_day: np.ndarray | None = None  # ordinal day after which page views fall (or None)
+    begin_day: np.ndarray | None = None  # ordinal day a late starter begins working (or None)
     sub_user: list[int] = field(default_factory=list)
     sub_activity: list[int] = field(default_factory=list)
     sub_at: list[datetime] = field(default_factory=list)  # naive local
@@ -242,12 +243,15 @@ def synthesize(
     replace: bool = False,
     amplitude_days: int | None = None,
     timezone_name: str = "Asia/Bangkok",
+    late_starters: bool = False,
 ) -> SynthSummary:
     """Write a synthetic LEB2 database at ``leb2_url`` and Amplitude exports in ``amplitude_dir``.
 
     Three semesters ~8 months apart: two finished, and an ongoing one whose first activity
     started ``days`` days before ``today`` (so it has data up to yesterday). ``amplitude_days``
     writes events for only the last N days (benchmarks); the LEB2 data is always complete.
+    ``late_starters`` makes some students start each class late (see ``student_groups``: the
+    second-round intake does so more often); without it the data is exactly as before.
     """
     if students < 1 or classes < 1 or days < 1 or events_per_student_day < 0:
         raise DataError(
@@ -272,6 +276,7 @@ def synthesize(
                 days=days,
                 events_per_student_day=events_per_student_day,
                 progress=progress,
+                late_start=group_traits(seed, students)[2] if late_starters else None,
             )
             writer.flush()
         summary.activities = writer.counts["activities"]
@@ -307,6 +312,7 @@ def _write_leb2(
     days: int,
     events_per_student_day: float,
     progress: Progress | None,
+    late_start: np.ndarray | None = None,
 ) -> list[_ClassPlan]:
     rng = np.random.default_rng([seed, 0])
     user_ids = np.arange(FIRST_USER_ID, FIRST_USER_ID + students, dtype=np.int64)
@@ -343,6 +349,7 @@ def _write_leb2(
                 events_per_student_day=events_per_student_day,
                 classes_per_semester=classes,
                 summary=summary,
+                late_start=late_start,
             )
             if deleted_class:
                 summary.classes_deleted += 1
@@ -383,6 +390,7 @@ def _write_class(
     events_per_student_day: float,
     classes_per_semester: int,
     summary: SynthSummary,
+    late_start: np.ndarray | None = None,
 ) -> _ClassPlan:
     first_start = datetime.combine(first_day, time(8, 0))
     deleted_at = first_start + timedelta(days=3) if deleted else None
@@ -500,6 +508,11 @@ def _write_class(
     submit_stop_day, quiet_day = _early_warning_behaviours(
         class_id=class_id, n=n, first_day=first_day, span=span
     )
+    begin_day = (
+        None
+        if late_start is None
+        else first_day.toordinal() + (late_start[idx] * span).astype(np.int64)
+    )
     if not deleted:
         summary.enrolments += n
 
@@ -513,6 +526,7 @@ def _write_class(
         after_stop=np.where(withdrawer, 0.0, 0.1),
         drift=drift,
         quiet_day=quiet_day,
+        begin_day=begin_day,
         act_ids=np.array([r[0] for r in live], dtype=np.int64),
         act_is_quiz=np.array([r[1] for r in live], dtype=bool),
         act_start_day=np.array([r[2].toordinal() for r in live], dtype=np.int64),
@@ -529,6 +543,8 @@ def _write_class(
         p_submit = np.where(stopped, 0.03, _sigmoid(1.9 + 1.4 * e_now))
         p_submit = np.where(start.toordinal() > quiet_day, 0.6 * p_submit, p_submit)
         p_submit = np.where(withdrawer, 0.0, p_submit)
+        if begin_day is not None:  # a late starter hands in nothing before beginning
+            p_submit = np.where(start.toordinal() < begin_day, 0.0, p_submit)
         submits = rng.random(n) < p_submit
         window = (due - start) if due else timedelta(days=10)
         early_frac = _sigmoid(0.8 * e_cls + rng.normal(0, 1, n)) * 0.9
@@ -645,6 +661,51 @@ def _early_warning_behaviours(
     return np.where(stops, submit_stop, NEVER), np.where(quiet, quiet_from, NEVER)
 
 
+# --- student groups (evaluation only) ---------------------------------------------------------
+
+SECOND_ROUND_SHARE = 0.3
+LATE_START_P = {"second-round": 0.6, "first-round": 0.05}
+LATE_START_FROM = (0.2, 0.4)
+LATE_START_RATE = 0.15
+GROUP_COLUMNS = ("user_id", "intake", "campus")
+
+
+def group_traits(seed: int, students: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(intake, campus, late_start) per student, from streams of their own.
+
+    ``intake`` matters: "second-round" students (~30%) start a class late far more often
+    (60% against 5%): they hand in nothing and only look in on the pages until 20-40% of the
+    course. ``campus`` ("north-campus"/"south-campus", a coin toss) does not matter at all.
+    ``late_start`` is the share of each class a student waits (0: starts on time); it acts
+    only with ``synthesize(late_starters=True)``.
+    """
+    rng = np.random.default_rng([seed, 33])
+    second = rng.random(students) < SECOND_ROUND_SHARE
+    intake = np.where(second, "second-round", "first-round")
+    late = rng.random(students) < np.where(
+        second, LATE_START_P["second-round"], LATE_START_P["first-round"]
+    )
+    wait = rng.uniform(*LATE_START_FROM, students)
+    campus = np.where(
+        np.random.default_rng([seed, 34]).random(students) < 0.5, "north-campus", "south-campus"
+    )
+    return intake, campus, np.where(late, wait, 0.0)
+
+
+def write_student_groups(path: Path, *, seed: int = 7, students: int = 300) -> Path:
+    """The synthetic university's groups file (LOF_STUDENT_GROUPS): user_id, intake, campus."""
+    import csv
+
+    intake, campus, _ = group_traits(seed, students)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(GROUP_COLUMNS)
+        for k in range(students):
+            writer.writerow([FIRST_USER_ID + k, intake[k], campus[k]])
+    return path
+
+
 # --- Amplitude -----------------------------------------------------------------------------
 
 
@@ -704,6 +765,8 @@ def _day_events(
             rate = rate * np.exp(0.5 * plan.drift * frac)
         if plan.quiet_day is not None:
             rate = rate * np.where(plan.quiet_day < ordinal, QUIET_RATE, 1.0)
+        if plan.begin_day is not None:  # before beginning, a late starter only looks in
+            rate = rate * np.where(plan.begin_day > ordinal, LATE_START_RATE, 1.0)
         counts = rng.poisson(rate)
         active = np.flatnonzero(counts)
         cid = plan.class_id

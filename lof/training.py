@@ -8,6 +8,7 @@ the Production stage or alias.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -23,6 +24,7 @@ from lof.errors import DataError, LofError, ModelError
 from lof.examples import LEGACY_CLASS_ID, TrainingSet, build_training_set
 
 RETRAIN_EXPERIMENT = "lof-retrain"
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -44,6 +46,8 @@ class RetrainResult:
     holdout_class_ids: list[int] = field(default_factory=list)
     mlflow_url: str | None = None
     """The retrain run in the MLflow UI's model-training view (None: no tracking server)."""
+    model_card: str = ""
+    """``runs:/<run_id>/model_card.html`` of the version ("" if it could not be written)."""
 
     def _evaluation(self) -> str:
         if self.holdout_kind == selection.KIND_TIME:
@@ -60,7 +64,9 @@ class RetrainResult:
             f"(semesters {', '.join(self.semesters)}, {self.n_examples} examples{dataset} from "
             f"{self.n_classes} classes; {self._evaluation()}; refitted on all examples; "
             f"at-risk threshold {self.threshold:.3f}); "
-            f"promote it with `lof promote --version {self.version}`\n"
+            f"promote it with `lof promote --version {self.version}`"
+            + (f"; model card {self.model_card}" if self.model_card else "")
+            + "\n"
             + (f"MLflow: {self.mlflow_url}\n" if self.mlflow_url else "")
             + selection.short_table(self.comparison)
         )
@@ -79,6 +85,8 @@ class RetrainResult:
             *selection.markdown_table(self.comparison),
             *(["", f"[The retrain run in MLflow]({self.mlflow_url})"] if self.mlflow_url else []),
         ]
+        if self.model_card:
+            lines += ["", f"Model card: `{self.model_card}` (`lof card --version {self.version}`)"]
         return "\n".join(lines)
 
 
@@ -149,6 +157,9 @@ def _train_and_register(
     import mlflow
 
     _require_examples(training)
+    from lof import groups as student_groups
+
+    groups = student_groups.load(settings)  # a malformed groups file is refused before any work
     run = _plan(settings=settings, training=training, seed=seed, n_splits=n_splits)
     train, holdout = run.train, run.holdout
     candidates = lof_model.make_candidates(
@@ -194,6 +205,10 @@ def _train_and_register(
         version = registration.register(
             run=run, fits=fits, run_id=parent.info.run_id, tags=tags, description=description
         )
+        card = _evaluate_by_group(
+            run=run, results=results, chosen=chosen, final=final, version=version,
+            run_id=parent.info.run_id, groups=groups, seed=seed,
+        )  # fmt: skip
     result = _result(
         run=run,
         version=version,
@@ -206,7 +221,22 @@ def _train_and_register(
     result.mlflow_url = tracking.ui_url(
         settings=settings, experiment_id=experiment_id, run_id=parent.info.run_id
     )
+    result.model_card = card
     return result
+
+
+def _evaluate_by_group(*, groups: Any, **kwargs: Any) -> str:
+    """The per-group metrics and the model card, after registration: the version stands even
+    if they cannot be written (the warning says so)."""
+    from lof import model_card
+
+    try:
+        return model_card.log_evaluation(student_groups=groups, **kwargs)
+    except Exception as exc:
+        if isinstance(exc, LofError) or registration.mlflow_unavailable(exc):
+            log.warning("version %s registered without its model card: %s", kwargs["version"], exc)
+            return ""
+        raise
 
 
 def _refit(
