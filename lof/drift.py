@@ -13,8 +13,8 @@ holds one summary per progress band (``BAND_REACH`` around each point, at most h
 next), and a day's rows are compared, band by band, with the examples of their own stage
 (``STAGE``, the share of the class's activity window elapsed). A feature's PSI for the day is
 the mean of its bands' PSI weighted by their rows; bands with fewer than ``MIN_BAND_ROWS`` rows
-(or ``MIN_BAND_CLASSES`` classes) that day, and rows between bands (a stage the examples do not show), are left out: a day whose
-classes are all between two points has no drift figure.
+(or ``MIN_BAND_CLASSES`` classes) that day, and rows between bands (a stage the examples do not
+show), are left out: a day whose classes are all between two points has no drift figure.
 
 Counts scaled within a class sit on a lattice (3 of 7 activities is 0.43, 2 of 5 is 0.4): a
 decile edge at 0.43 makes a bin only classes of 7 activities fill, and a day of other classes
