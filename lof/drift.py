@@ -50,7 +50,7 @@ MIN_BAND_ROWS = 100
 MIN_BAND_CLASSES = 3
 """A band's rows that day must come from this many classes: one class's quirks (how many
 activities, when they are due) are not a population."""
-BAND_REACH = 0.05
+BAND_REACH = 0.025
 """A band holds the stages within this distance of its progress point."""
 SMOOTHING = 0.2
 """Width of the window each value is spread over, as a share of the feature's range."""
