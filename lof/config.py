@@ -24,6 +24,11 @@ from lof.errors import ConfigError
 
 LabelRule = Literal["attainment", "max", "mean"]
 
+DEFAULT_GRACE_DAYS = 14
+"""Days after a class's last due date it stays ongoing (late work, grades entered late)."""
+DEFAULT_ONGOING_WINDOW_MONTHS = 4
+"""A class without any due date stays ongoing this many months after an activity start."""
+
 
 def _check_sql_url(value: str, variable: str) -> str:
     try:
@@ -85,7 +90,8 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr | None = None
     mlflow_webhook_secret: SecretStr | None = None
 
-    ongoing_window_months: int = Field(default=4, ge=1, le=24)
+    grace_days: int = Field(default=DEFAULT_GRACE_DAYS, ge=0, le=365)
+    ongoing_window_months: int = Field(default=DEFAULT_ONGOING_WINDOW_MONTHS, ge=1, le=24)
     risk_threshold: float | None = Field(default=None, gt=0.0, lt=1.0)
     # how much a student's risk must rise between two scored days to be listed as a change
     changes_rise: float = Field(default=0.15, gt=0.0, lt=1.0)

@@ -20,6 +20,8 @@ from markupsafe import Markup, escape
 from lof.features import FEATURES
 
 TOP_REASONS = 3
+PROTECTIVE_REASONS = 2
+LOWERS = "lowers risk"
 FEATURE_LABELS: dict[str, str] = {
     "class_view_count": "class page views",
     "activity_page_view": "activity list views",
@@ -57,6 +59,7 @@ class StudentRow:
     change: str | None = None
     """``new``, ``recovered`` or ``risen`` since the previous scored day (``lof.changes``)."""
     change_note: str = ""
+    protective: list[str] = field(default_factory=list)  # the model's reasons that lower risk
 
 
 @dataclass
@@ -166,14 +169,31 @@ def format_reason(item: Any) -> str:
     return str(item)
 
 
+def _given_reasons(record: Mapping[str, Any]) -> list[Any]:
+    given = record.get("reasons")
+    if isinstance(given, Sequence) and not isinstance(given, str):
+        return list(given)
+    return []
+
+
+def _lowers(item: Any) -> bool:
+    return isinstance(item, Mapping) and item.get("direction") == LOWERS
+
+
 def reasons_for(
     record: Mapping[str, Any], medians: Mapping[str, tuple[float, float]], *, k: int = TOP_REASONS
 ) -> tuple[list[str], str]:
-    """The model's reasons if the record has them, else the most unusual raw features."""
-    given = record.get("reasons")
-    if isinstance(given, Sequence) and not isinstance(given, str) and given:
-        return [format_reason(item) for item in list(given)[:k]], "model"
+    """The model's reasons if the record has them (those that raise risk, or of no stated
+    direction: ``protective_reasons`` has the others), else the most unusual raw features."""
+    given = _given_reasons(record)
+    if given:
+        return [format_reason(item) for item in given if not _lowers(item)][:k], "model"
     return unusual_features(record, medians, k=k), "unusual"
+
+
+def protective_reasons(record: Mapping[str, Any], *, k: int = PROTECTIVE_REASONS) -> list[str]:
+    """The model's reasons that lower the student's risk, shown apart from the warning's."""
+    return [format_reason(item) for item in _given_reasons(record) if _lowers(item)][:k]
 
 
 def _points(values: Sequence[float], *, width: float, height: float, pad: float) -> list[str]:
@@ -323,6 +343,7 @@ def build_report(
                 reasons=reasons,
                 reasons_kind=kind,
                 feedback=(feedback or {}).get(uid),
+                protective=protective_reasons(record),
             )
         )
     share_points = []
@@ -374,6 +395,7 @@ __all__ = [
     "build_report",
     "class_medians",
     "format_value",
+    "protective_reasons",
     "reasons_for",
     "render",
     "share_chart_svg",

@@ -102,7 +102,10 @@ def compute_day_features(
     are in neither the state written nor the cohort scaled and scored."""
     if classes is None:
         classes = leb2.ongoing_classes(
-            engine, day=day, window_months=settings.ongoing_window_months
+            engine,
+            day=day,
+            window_months=settings.ongoing_window_months,
+            grace_days=settings.grace_days,
         )
     class_ids: list[int] = [int(c) for c in classes["class_id"]]
     if not class_ids:
