@@ -4,7 +4,9 @@ on classes it never saw, held out by time and by class.
 Run:  .venv/bin/python tests/benchmarks/bench_model_quality.py [--students 240] [--classes 6]
       [--folds 3] [--seed 7]
 
-Synthesizes a university (``lof.synth``: two finished semesters, early withdrawers, stoppers),
+Synthesizes a university (``lof.synth``: two finished semesters, early withdrawers, stoppers,
+and by default its early-warning cases: late starters, week-3 stoppers, leniently graded early
+work, extreme-activity students; ``--plain`` leaves them out),
 builds the retrain's examples (every cohort member, ``attainment`` labels) and evaluates:
 
 * by time: fitted on the earlier semester, calibrated and thresholded on its grouped
@@ -78,6 +80,7 @@ def main() -> None:
     parser.add_argument("--classes", type=int, default=6)
     parser.add_argument("--folds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--plain", action="store_true", help="without the early-warning cases")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="lof-bench-quality-") as tmp:
@@ -100,6 +103,7 @@ def main() -> None:
             today=TODAY,
             students=args.students,
             classes=args.classes,
+            early_cases=not args.plain,
         )
         settings = get_settings()
         built = training.build_training_set(settings=settings, semesters=None, as_of=TODAY)
