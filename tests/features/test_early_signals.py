@@ -4,6 +4,7 @@ day scored changes them."""
 
 from __future__ import annotations
 
+import itertools
 from datetime import date, timedelta
 
 import numpy as np
@@ -62,7 +63,7 @@ def test_an_extreme_student_moves_only_their_own_log_ratio():
 
 def test_nothing_after_the_day_scored_changes_an_input():
     before = _scored()
-    raw, _, records, _, submissions = fixture_frames()
+    _raw, _, records, _, submissions = fixture_frames()
     later_sub = pd.DataFrame(
         {
             "class_id": [1, 1],
@@ -111,7 +112,7 @@ def _whole_period(views: dict[tuple[int, int], int], day: int) -> dict[int, tupl
         days = sorted(d for d, u in views if u == user and d <= day)
         if not days:
             continue
-        gaps = [b - a - 1 for a, b in zip(days, days[1:], strict=False)] + [day - days[-1]]
+        gaps = [b - a - 1 for a, b in itertools.pairwise(days)] + [day - days[-1]]
         recent = sum(views[(d, user)] for d in days if day - d < signals.LONG_WINDOW_DAYS)
         out[user] = (days[0], days[-1], len(days), max(gaps), recent)
     return out
