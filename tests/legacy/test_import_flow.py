@@ -244,7 +244,7 @@ def test_first_retrain_after_the_import_is_gated_against_it(day_one):
             for p in (0.25, 0.5)
         ]
     )
-    assert report.metric == promotion.GATE_METRIC == "risk_roc_auc_25_50"
+    assert report.metric == promotion.GATE_METRIC == "risk_roc_auc_10_25_50"
     assert report.production_score == pytest.approx(expected)
     assert report.passed == (report.candidate_score >= expected - settings.promote_margin - 1e-12)
 

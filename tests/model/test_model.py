@@ -120,7 +120,9 @@ def test_evaluate_reports_every_progress_point(fitted_logreg, examples):
         for name in lof_model.METRICS:
             assert f"{name}_at_{point}" in metrics
         assert metrics[f"n_at_{point}"] == len(examples) / len(lof_model.PROGRESS_POINTS)
-    assert metrics[lof_model.SELECTION_METRIC] == pytest.approx(
+    early = ("risk_roc_auc_at_10", "risk_roc_auc_at_25", "risk_roc_auc_at_50")
+    assert metrics[lof_model.SELECTION_METRIC] == pytest.approx(sum(metrics[n] for n in early) / 3)
+    assert metrics[lof_model.MID_METRIC] == pytest.approx(
         (metrics["risk_roc_auc_at_25"] + metrics["risk_roc_auc_at_50"]) / 2
     )
     assert metrics["risk_roc_auc_at_100"] > metrics["risk_roc_auc_at_10"]
@@ -159,9 +161,9 @@ def test_grouped_cv_keeps_classes_apart(examples):
 
 
 def test_select_candidate_rule():
-    """Selection is on the risk: mean risk ROC-AUC at 25%/50%, ties to the lower risk Brier."""
+    """Selection is on the risk: mean risk ROC-AUC at 10/25/50%, ties to the lower risk Brier."""
     sel, tie = lof_model.SELECTION_METRIC, lof_model.TIE_METRIC
-    assert sel == "risk_roc_auc_25_50" and tie == "risk_brier_25_50"
+    assert sel == "risk_roc_auc_10_25_50" and tie == "risk_brier_10_25_50"
     scores = {
         "mlp_baseline": {sel: 0.70, tie: 0.15, "macro_f1_at_50": 0.9},
         "hist_gb": {sel: 0.82, tie: 0.20},
