@@ -120,9 +120,7 @@ def main() -> None:
         "all inputs": evaluate(train, test, every, args.seed),
     }
     for name in EARLY_SIGNALS:
-        rows[f"all but {name}"] = evaluate(
-            train, test, [c for c in every if c != name], args.seed
-        )
+        rows[f"all but {name}"] = evaluate(train, test, [c for c in every if c != name], args.seed)
     rows["all, the 13 as percentile rank"] = evaluate(ranked(train), ranked(test), every, 0)
     print(f"train {len(train)} examples, test {len(test)} (later semester), seed {args.seed}")
     print()
