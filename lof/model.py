@@ -41,7 +41,7 @@ from lof.collector import no_cycle_collection
 from lof.errors import DataError, ModelError
 from lof.features import FEATURES, LEVELS
 from lof.leadtime import lead_time_of_examples
-from lof.signals import SIGNALS
+from lof.signals import EARLY_SIGNALS, SIGNALS
 
 PROGRESS_POINTS: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 1.0)
 REPORT_POINTS: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75)
@@ -152,10 +152,20 @@ def fit(*, estimator: Any, examples: pd.DataFrame) -> Any:
     return fitted
 
 
+MODEL_SIGNALS: tuple[str, ...] = (
+    *(s for s in SIGNALS if s not in EARLY_SIGNALS),
+    "longest_gap_days",
+    "score_so_far",
+)
+"""The signals a retrain fits on: the first six, and of the early inputs those whose removal
+lowered the held-out selection metric of the best candidate (``bench_inputs.py``, a university
+of its own seed); the others are computed and stored, not fitted on."""
+
+
 def training_features(examples: pd.DataFrame) -> list[str]:
-    """The 13 FEATURES, then the early-warning SIGNALS the examples hold for every row (a
-    legacy dataset has none, so a retrain with it trains on the 13)."""
-    present = [s for s in SIGNALS if s in examples.columns and examples[s].notna().all()]
+    """The 13 FEATURES, then the ``MODEL_SIGNALS`` the examples hold for every row (a legacy
+    dataset has none, so a retrain with it trains on the 13)."""
+    present = [s for s in MODEL_SIGNALS if s in examples.columns and examples[s].notna().all()]
     return [*FEATURES, *present]
 
 

@@ -101,7 +101,7 @@ def test_one_class_per_semester_retrains_promotes_and_scores(lof_home: Path) -> 
     raw = pd.DataFrame(
         [{"class_id": r["class_id"], "user_id": r["user_id"], **r["features"]} for r in served]
     )
-    from lof.model import training_features
+    from lof.model import MODEL_SIGNALS, training_features
     from lof.signals import SIGNALS
 
     # The store keeps every input of the day: the 13 and the signals, as they were on the day
@@ -115,7 +115,7 @@ def test_one_class_per_semester_retrains_promotes_and_scores(lof_home: Path) -> 
         assert np.allclose(merged[name], merged[f"{name}_served"]), name
     assert built.examples_from_predictions == len(part)
     assert part[list(SIGNALS)].notna().all().all()
-    assert training_features(built.examples) == [*feat.FEATURES, *SIGNALS]
+    assert training_features(built.examples) == [*feat.FEATURES, *MODEL_SIGNALS]
     assert built.examples_reconstructed == len(built.examples) - len(part)
     # A reconstruction would have seen the revised grades.
     from lof.calendar import end_of_day

@@ -115,8 +115,12 @@ def main() -> None:
     test = examples[examples["_term"] == terms[1]].reset_index(drop=True)
     former = [*FEATURES, *(s for s in SIGNALS if s not in EARLY_SIGNALS)]
     every = [*FEATURES, *SIGNALS]
+    from lof.model import training_features
+
+    chosen = training_features(examples)
     rows = {
         "before (13 min-max + 6 signals)": evaluate(train, test, former, args.seed),
+        "chosen (lof.model.MODEL_SIGNALS)": evaluate(train, test, chosen, args.seed),
         "all inputs": evaluate(train, test, every, args.seed),
     }
     for name in EARLY_SIGNALS:
