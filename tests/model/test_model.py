@@ -126,6 +126,10 @@ def test_evaluate_reports_every_progress_point(fitted_logreg, examples):
         (metrics["risk_roc_auc_at_25"] + metrics["risk_roc_auc_at_50"]) / 2
     )
     assert metrics["risk_roc_auc_at_100"] > metrics["risk_roc_auc_at_10"]
+    # Lead time of any registered version on the same examples (the gate's evaluate).
+    assert metrics["lead_caught_by_10"] <= metrics["lead_caught_by_25"]
+    assert metrics["lead_caught_by_25"] <= metrics["lead_caught_by_50"]
+    assert 0.0 <= metrics["lead_false_alarms_at_25"] <= 1.0
     # The features reveal more of the skill late in the class than early.
     assert metrics["macro_f1_at_100"] > metrics["macro_f1_at_25"]
     with pytest.raises(DataError, match="label"):
