@@ -336,8 +336,9 @@ def untouched_day_features(settings, home: Path, days: list[date]) -> list[dict]
             exclusions=optout.load(copy),
         )
         store.write_day(day=day, increments=computed.increment, states=computed.states)
-    raw = computed.raw[["class_id", "user_id", *FEATURES]].sort_values(["class_id", "user_id"])
-    return raw.astype({name: float for name in FEATURES}).to_dict(orient="records")
+    names = [*FEATURES, *SIGNALS]  # every input the day stored
+    raw = computed.raw[["class_id", "user_id", *names]].sort_values(["class_id", "user_id"])
+    return raw.astype({name: float for name in names}).to_dict(orient="records")
 
 
 def test_the_access_log_and_lof_audit(world: dict) -> None:
