@@ -77,7 +77,7 @@ class RetrainResult:
             "",
             f"Semesters {', '.join(self.semesters)}; {self.n_examples} examples from "
             f"{self.n_classes} classes; {self._evaluation()}. Selection: highest grouped-CV "
-            f"`{lof_model.SELECTION_METRIC}` (mean risk ROC-AUC at 25% and 50%; ties within "
+            f"`{lof_model.SELECTION_METRIC}` (mean risk ROC-AUC at 10%, 25% and 50%; ties within "
             f"{lof_model.SELECTION_TOLERANCE} go to the lowest `{lof_model.TIE_METRIC}`). "
             f"Registered: the chosen candidate refitted on all examples; at-risk threshold "
             f"{self.threshold:.3f}.",

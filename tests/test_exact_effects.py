@@ -7,11 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lof import exact_effects, reasons, signals
+from lof import exact_effects, reasons
 from lof import features as feat
 from lof import model as lof_model
 
-COLUMNS = [*feat.FEATURES, *signals.SIGNALS]
+COLUMNS = [*feat.FEATURES, *lof_model.MODEL_SIGNALS]
 
 
 def examples(rng: np.random.Generator, *, binary: bool, n: int = 600) -> pd.DataFrame:

@@ -57,7 +57,7 @@ from lof.features import (
     STATE_INT_COLUMNS,
     sorted_ids,
 )
-from lof.signals import EVENT_STATE_COLUMNS, RECENT_COLUMNS, merge_recent
+from lof.signals import EVENT_STATE_COLUMNS, merge_event_state
 from lof.stores import base
 
 try:  # ISA-L: the same zlib streams, deflated ~3x and inflated ~2x faster; zlib when missing.
@@ -79,8 +79,7 @@ MIGRATE_COMMAND = "lof migrate-store"
 STATE_FILE_VERSION = 1
 STATE_FILE_NAME = "features-state.pkl"
 _NCOUNTS = len(STATE_INT_COLUMNS)
-_LAST = STATE_INT_COLUMNS.index("last_event_day")
-_RECENT = [STATE_INT_COLUMNS.index(c) for c in RECENT_COLUMNS]
+_EVENT = [STATE_INT_COLUMNS.index(c) for c in EVENT_STATE_COLUMNS]
 
 
 # --- one class's engagement rows as arrays ----------------------------------------------------
@@ -319,7 +318,7 @@ def accumulate(
 
     Why: the daily run then never turns the state's ids into per-student tuples (and back), so
     its cost follows the day's ids rather than the semester's. Counts add up, the event states
-    merge as ``lof.signals.merge_recent`` does, the id sets are unioned by one merge of two
+    merge as ``lof.signals.merge_event_state`` does, the id sets are unioned by one merge of two
     sorted arrays per set column.
     """
     out: dict[int, ClassRows] = {}
@@ -366,12 +365,7 @@ def _accumulate_class(before: ClassRows, today: ClassRows) -> ClassRows:
         spread[at] = rows.counts
         sides.append(spread)
     counts = sides[0] + sides[1]  # the counts add up; the event state merges instead
-    counts[:, _LAST], counts[:, _RECENT] = merge_recent(
-        last_a=sides[0][:, _LAST],
-        recent_a=sides[0][:, _RECENT],
-        last_b=sides[1][:, _LAST],
-        recent_b=sides[1][:, _RECENT],
-    )
+    counts[:, _EVENT] = merge_event_state(sides[0][:, _EVENT], sides[1][:, _EVENT])
     # What ``delta`` would find: students whose counts changed or who have new ids.
     changed = np.zeros(len(users), bool)
     changed[at_today] = (counts[at_today] != sides[0][at_today]).any(axis=1)
