@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lof import leadtime
 from lof import model as lof_model
 
 POINTS: tuple[float, ...] = lof_model.REPORT_POINTS
@@ -215,23 +216,17 @@ def per_group_table(
 
 def lead_time(*, rows: pd.DataFrame, truth: np.ndarray, flagged: np.ndarray, point: float) -> float:
     """Share of the students (class, user) of ``rows`` who end below that were flagged at
-    ``point`` or at an earlier progress point; NaN without such a student."""
+    ``point`` or at an earlier progress point (``lof.leadtime.caught_by``); NaN without one."""
     frame = pd.DataFrame(
         {
             "class_id": rows["class_id"].to_numpy(),
             "user_id": rows["user_id"].to_numpy(),
             "progress": rows["progress"].to_numpy(dtype=float),
-            "truth": np.asarray(truth, dtype=bool),
+            "below": np.asarray(truth, dtype=bool),
             "flagged": np.asarray(flagged, dtype=bool),
         }
     )
-    below = frame[frame["truth"]]
-    if below.empty:
-        return float("nan")
-    early = below[below["progress"] <= point + 1e-9]
-    flagged_by = early.groupby(["class_id", "user_id"])["flagged"].any()
-    students = below.groupby(["class_id", "user_id"]).size()
-    return float(flagged_by.reindex(students.index, fill_value=False).mean())
+    return float(leadtime.caught_by(frame, point))
 
 
 # --- an attribute's report --------------------------------------------------------------------

@@ -56,11 +56,7 @@ def lead_time(frame: pd.DataFrame) -> dict[str, float]:
             "below": frame["below"].to_numpy(dtype=bool),
         }
     )
-    keys = ["class_id", "user_id"]
-    below = rows[rows["below"]]
-    students = below[keys].drop_duplicates()
-    n_below = len(students)
-    first_flag = below[below["flagged"]].groupby(keys)["progress"].min()
+    n_below, first_flag = _first_flags(rows)
     out: dict[str, float] = {}
     for point in CAUGHT_POINTS:
         caught = int((first_flag <= point + _TOLERANCE).sum())
@@ -72,6 +68,22 @@ def lead_time(frame: pd.DataFrame) -> dict[str, float]:
     name = f"lead_false_alarms_at_{round(FALSE_ALARM_POINT * 100)}"
     out[name] = float((~flagged["below"]).mean()) if len(flagged) else np.nan
     return {k: float(v) for k, v in out.items()}
+
+
+def caught_by(frame: pd.DataFrame, point: float) -> float:
+    """Among the students of ``frame`` who end below, the share flagged at some progress point
+    up to and including ``point`` (NaN without such a student)."""
+    n_below, first_flag = _first_flags(frame)
+    return int((first_flag <= point + _TOLERANCE).sum()) / n_below if n_below else np.nan
+
+
+def _first_flags(frame: pd.DataFrame) -> tuple[int, pd.Series]:
+    """How many students end below, and the progress of each one's first flag."""
+    keys = ["class_id", "user_id"]
+    below = frame[frame["below"].to_numpy(dtype=bool)]
+    n_below = len(below[keys].drop_duplicates())
+    flagged = below[below["flagged"].to_numpy(dtype=bool)]
+    return n_below, flagged.groupby(keys)["progress"].min()
 
 
 def lead_time_of_examples(
@@ -92,4 +104,4 @@ def lead_time_of_examples(
     return lead_time(frame)
 
 
-__all__ = ["FRAME_COLUMNS", "METRIC_NAMES", "lead_time", "lead_time_of_examples"]
+__all__ = ["FRAME_COLUMNS", "METRIC_NAMES", "caught_by", "lead_time", "lead_time_of_examples"]
