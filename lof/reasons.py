@@ -36,6 +36,7 @@ their shape and meaning; the log-odds only rank and select them.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -119,6 +120,14 @@ TEMPLATES: dict[str, Callable[[float], str]] = {
     ),
     "events_last_7d": _count("page view in the last 7 days", "page views in the last 7 days"),
     "window_elapsed": lambda value: f"{value:.0%} of the course elapsed",
+    "events_last_14d": _count("page view in the last 14 days", "page views in the last 14 days"),
+    "views_log_ratio": lambda value: f"{math.exp(value):.1f} times the class's usual page views",
+    "active_share": lambda value: f"active on {value:.0%} of the course's days so far",
+    "longest_gap_days": lambda value: (
+        f"longest stretch without activity {_count('day', 'days')(value)}"
+    ),
+    "first_event_delay": _count("day before the first activity", "days before the first activity"),
+    "score_so_far": lambda value: f"{value:+.1f} levels against the required level on work so far",
 }
 """Per feature: its raw value in words. The class median is rendered the same way."""
 
@@ -128,6 +137,9 @@ _MEDIAN_FORMAT: dict[str, Callable[[float], str]] = {
     "avglevel": lambda v: f"{v:.1f}",
     "attainment_so_far": lambda v: f"{v:.1f}",
     "window_elapsed": lambda v: f"{v:.0%}",
+    "views_log_ratio": lambda v: f"{math.exp(v):.1f} times",
+    "active_share": lambda v: f"{v:.0%}",
+    "score_so_far": lambda v: f"{v:+.1f}",
 }
 
 
