@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint services install
+.PHONY: demo test lint services install docs
 
 # The same install step as the Docker image: scripts/install (the hashed requirements/dev.lock).
 $(BIN)/lof: pyproject.toml requirements/dev.lock scripts/install scripts/check-lock
@@ -22,6 +22,10 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+# The generated tables of docs/contracts.md (settings, commands), from the code.
+docs: install
+	$(BIN)/python -m tests.docs.reference --write
 
 test: install services lint
 	PREFECT_SERVER_ANALYTICS_ENABLED=false $(BIN)/pytest -q

@@ -41,7 +41,12 @@ from lof.stores.privacy import open_privacy_store
 
 @io_task()
 def find_ongoing_classes(settings: Settings, engine: Engine, day: date) -> pd.DataFrame:
-    return leb2.ongoing_classes(engine, day=day, window_months=settings.ongoing_window_months)
+    return leb2.ongoing_classes(
+        engine,
+        day=day,
+        window_months=settings.ongoing_window_months,
+        grace_days=settings.grace_days,
+    )
 
 
 @task(cache_policy=NO_CACHE)
@@ -102,6 +107,7 @@ def predict(
         raw=day_features.raw,
         required=predictions["required_level"].to_numpy(),
         risk=predictions["risk_prob"].to_numpy(),
+        at_risk=predictions["at_risk"].to_numpy(),
     )
     return out
 

@@ -96,9 +96,17 @@ def synth(
     ] = None,
     today: Annotated[str | None, typer.Option(help="Pretend today is YYYYMMDD.")] = None,
     replace: Annotated[bool, typer.Option(help="Overwrite an existing synthetic LEB2.")] = True,
+    groups: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also write the student groups file (user_id,intake,campus) here; its "
+            "second-round intake starts classes late more often (for LOF_STUDENT_GROUPS)."
+        ),
+    ] = None,
 ) -> None:
     """Write a synthetic LEB2 database and Amplitude exports (the demo's size by default)."""
     summary = run_synth(
+        groups=groups,
         seed=seed,
         students=students,
         classes=classes,
@@ -232,13 +240,92 @@ def show(
 
 @app.command()
 @clear_failures
+def changes(
+    class_id: Annotated[int, typer.Option("--class-id", help="LEB2 class id.")],
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since", help="Compare with this day, YYYYMMDD (default: the scored day before)."
+        ),
+    ] = None,
+    until: Annotated[
+        str | None,
+        typer.Option("--until", help="Up to this day, YYYYMMDD (default: the latest scored day)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the API's JSON body.")] = False,
+) -> None:
+    """Print a class's students newly at risk, no longer at risk, and whose risk rose."""
+    from lof.api.changes import class_changes, describe
+    from lof.core.calendar import parse_day
+    from lof.stores import open_prediction_store
+
+    settings = _settings()
+    since_day = parse_day(since, what="--since") if since else None
+    until_day = parse_day(until, what="--until") if until else None
+    store = open_prediction_store(settings.store_url)
+    found = class_changes(
+        store, class_id=class_id, since=since_day, until=until_day, rise=settings.changes_rise
+    )
+    if as_json:
+        sys.stdout.write(json.dumps(found.as_json(), indent=2, ensure_ascii=False) + "\n")
+    else:
+        sys.stdout.write("\n".join(describe(found)) + "\n")
+
+
+@app.command()
+@clear_failures
+def outcomes(
+    semester: Annotated[str, typer.Option("--semester", help="Finished semester slug.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Print a finished semester's outcome report: flagged students with an action vs without."""
+    from lof.training.outcomes import semester_outcomes
+
+    report = semester_outcomes(_settings(), semester)
+    if as_json:
+        sys.stdout.write(json.dumps(report.as_dict(), indent=2) + "\n")
+    else:
+        sys.stdout.write(report.markdown())
+
+
+@app.command()
+@clear_failures
 def demo(
     seed: Annotated[int, typer.Option(help="Random seed of the synthetic university.")] = 7,
+    groups: Annotated[
+        bool,
+        typer.Option(
+            help="Give the university a student groups file (LOF_HOME/student-groups.csv) and "
+            "measure the model per group in its model card."
+        ),
+    ] = False,
 ) -> None:
     """Synthesize a university, retrain, promote, score the ongoing semester, print a summary."""
     from lof.demo import run_demo
 
-    run_demo(seed=seed, console=console, out=out)
+    run_demo(seed=seed, console=console, out=out, groups=groups)
+
+
+@app.command()
+@clear_failures
+def card(
+    version: Annotated[str, typer.Option("--version", help="Registered model version.")],
+) -> None:
+    """Print where a version's model card is (model_card.html and .md on its run)."""
+    from lof.core.errors import DataError
+    from lof.registry.client import bound_http
+    from lof.training import model_card
+
+    if not (version.strip().isdigit() and 0 < int(version) < 10**9):
+        raise DataError(
+            f"--version {version[:20]!r} is not a model version; expected a positive integer, "
+            "e.g. 3"
+        )
+    settings = _settings()
+    bound_http(settings)
+    uri, location = model_card.where(settings=settings, version=str(int(version)))
+    out.print(f"model card of {settings.model_name} v{int(version)}: {uri}", soft_wrap=True)
+    out.print(f"  stored at {location} (model_card.md beside it)", soft_wrap=True)
 
 
 @app.command()

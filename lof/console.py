@@ -47,8 +47,11 @@ def run_synth(
     events_per_student_day: float | None = None,
     today: str | None = None,
     replace: bool = True,
+    groups: Path | None = None,
 ) -> SynthSummary:
-    """Write the synthetic LEB2 and Amplitude files under the settings, with a progress bar."""
+    """Write the synthetic LEB2 and Amplitude files under the settings, with a progress bar;
+    with ``groups``, also the university's student groups file there, its late starters in
+    the data (``lof.synthetic.university.group_traits``)."""
     from lof.core.calendar import parse_day
     from lof.core.config import get_settings
     from lof.synthetic import university as synth_module
@@ -79,15 +82,20 @@ def run_synth(
                 tasks[stage] = progress.add_task(label, total=total, detail="")
             progress.update(tasks[stage], completed=done, total=total)
 
-        return synth_module.synthesize(
+        summary = synth_module.synthesize(
             leb2_url=settings.leb2_url,
             amplitude_dir=Path(settings.amplitude_source),
             replace=replace,
             progress=report,
             timezone_name=settings.timezone,
             project_id=settings.amplitude_project_id,
+            late_starters=groups is not None,
             **knobs,
         )
+    if groups is not None:
+        synth_module.write_student_groups(groups, seed=seed, students=summary.students)
+        out.print(f"student groups (intake, campus) written to {groups}")
+    return summary
 
 
 def print_synth_summary(summary: SynthSummary) -> None:

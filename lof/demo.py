@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,7 @@ def check_demo_settings(settings: Settings) -> None:
         )
 
 
-def run_demo(*, seed: int, console: Console, out: Console) -> dict[str, Any]:
+def run_demo(*, seed: int, console: Console, out: Console, groups: bool = False) -> dict[str, Any]:
     from flows.daily_scoring import daily_scoring
     from flows.promote import promote
     from flows.retrain import retrain
@@ -54,12 +55,17 @@ def run_demo(*, seed: int, console: Console, out: Console) -> dict[str, Any]:
             path.unlink()
 
     out.rule("1/4 synthesize a university")
-    summary = run_synth(seed=seed, replace=True)
+    groups_file = settings.home / "student-groups.csv" if groups else None
+    summary = run_synth(seed=seed, replace=True, groups=groups_file)
+    if groups_file is not None:  # the retrain below reads it (evaluation only)
+        os.environ["LOF_STUDENT_GROUPS"] = str(groups_file)
     print_synth_summary(summary)
 
     out.rule("2/4 retrain on the finished semesters")
     trained = retrain()
     out.print(trained.describe())
+    if trained.model_card:
+        out.print(f"model card: `lof card --version {trained.version}` ({trained.model_card})")
 
     out.rule(f"3/4 promote version {trained.version} to Production")
     promoted = promote(version=str(trained.version), reason="lof demo")
@@ -97,4 +103,20 @@ def run_demo(*, seed: int, console: Console, out: Console) -> dict[str, Any]:
         f"'http://127.0.0.1:8000/predictions?predicted_dt={last['day']}&class_id={first_class}'\n"
         f"  One class : .venv/bin/lof show --date {last['day']} --class-id {first_class}"
     )
-    return {"days": [format_day(d) for d in days], "last": last, "version": trained.version}
+    from lof.demo_followup import print_followup
+
+    followup = print_followup(
+        settings=settings,
+        out=out,
+        class_ids=[int(row["class_id"]) for row in last["per_class"]],
+        first_day=ongoing.first_day,
+        last_day=ongoing.last_day,
+        semester=ongoing.slug,
+        seed=seed,
+    )
+    return {
+        "days": [format_day(d) for d in days],
+        "last": last,
+        "version": trained.version,
+        **followup,
+    }

@@ -101,7 +101,10 @@ def compute_day_features(
     are in neither the state written nor the cohort scaled and scored."""
     if classes is None:
         classes = leb2.ongoing_classes(
-            engine, day=day, window_months=settings.ongoing_window_months
+            engine,
+            day=day,
+            window_months=settings.ongoing_window_months,
+            grace_days=settings.grace_days,
         )
     class_ids: list[int] = [int(c) for c in classes["class_id"]]
     if not class_ids:
@@ -217,13 +220,16 @@ def only_started_classes(
 def attach_model_and_features(
     predictions: pd.DataFrame, *, raw: pd.DataFrame, model_name: str, model_version: str
 ) -> pd.DataFrame:
-    """Add the model identity and the raw feature snapshot a teacher reads to see why."""
-    snapshot = raw.set_index(["class_id", "user_id"])[list(feat.FEATURES)]
+    """Add the model identity and the raw inputs of the day: the 13 features (what a teacher
+    reads to see why), then every early-warning signal the day computed, as of that day, so
+    a retrain reads what was served instead of recomputing it later (``lof.examples``)."""
+    names = [*feat.FEATURES, *(s for s in signals.SIGNALS if s in raw.columns)]
+    snapshot = raw.set_index(["class_id", "user_id"])[names]
     keys = list(zip(predictions["class_id"], predictions["user_id"], strict=True))
     values = snapshot.loc[keys].to_numpy(dtype=np.float64).tolist()
     out = predictions.copy()
     with no_cycle_collection():  # one acyclic dict per student
-        out["features"] = [PlainFloats(zip(feat.FEATURES, row, strict=True)) for row in values]
+        out["features"] = [PlainFloats(zip(names, row, strict=True)) for row in values]
     out["model_name"] = model_name
     out["model_version"] = str(model_version)
     return out

@@ -19,14 +19,14 @@ ROOT = Path(__file__).resolve().parents[1]
 # Low to high: a module may import its own layer (cycles aside) and the layers below it.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("lof", "lof.core"),
-    ("lof.features", "lof.feedback"),
+    ("lof.features", "lof.feedback", "lof.interventions"),
     ("lof.sources", "lof.stores", "lof.synthetic"),
     ("lof.model", "lof.legacy", "lof.governance"),
     ("lof.registry", "lof.scoring"),
     ("lof.training",),
     ("lof.api",),
     ("flows",),
-    ("lof.automations", "lof.console", "lof.demo", "lof.cli"),
+    ("lof.automations", "lof.console", "lof.demo", "lof.demo_followup", "lof.cli"),
 )
 
 
@@ -173,16 +173,21 @@ MAY_IMPORT: dict[str, set[str]] = {
     "lof.core": set(),
     "lof.features": {"lof.core"},
     "lof.feedback": {"lof.core"},
+    "lof.interventions": {"lof.core", "lof.feedback"},
     "lof.sources": {"lof.core", "lof.features"},
-    "lof.stores": {"lof.core", "lof.features", "lof.feedback"},
-    "lof.synthetic": {"lof.core", "lof.sources"},
+    "lof.stores": {"lof.core", "lof.features", "lof.feedback", "lof.interventions"},
+    "lof.synthetic": {"lof.core", "lof.sources", "lof.interventions"},
     "lof.model": {"lof.core", "lof.features", "lof.stores.records"},
     "lof.legacy": {"lof.core", "lof.features", "lof.model"},
     "lof.governance": {"lof.core", "lof.features", "lof.sources", "lof.stores"},
-    "lof.registry": {"lof.core", "lof.features", "lof.model", "lof.governance.pseudonyms"},
+    "lof.registry": {
+        *("lof.core", "lof.features", "lof.model"),
+        *("lof.governance.pseudonyms", "lof.governance.groups"),
+    },
     "lof.scoring": {"lof.core", "lof.features", "lof.governance", "lof.sources", "lof.stores"},
     "lof.api": {
-        *("lof.core", "lof.features", "lof.feedback", "lof.sources", "lof.stores"),
+        *("lof.core", "lof.features", "lof.feedback", "lof.interventions", "lof.sources"),
+        "lof.stores",
         *("lof.model", "lof.governance", "lof.registry"),
     },
 }

@@ -70,3 +70,17 @@ def test_each_prediction_carries_its_students_raw_features_as_plain_floats() -> 
     assert [s["avglevel"] for s in snapshot] == [12.5, 12.0]
     assert {type(v) for s in snapshot for v in s.values()} == {float}
     assert out["model_version"].tolist() == ["3", "3"]
+
+
+def test_each_prediction_carries_every_signal_the_day_computed() -> None:
+    from lof.features import signals
+
+    raw = pd.DataFrame({"class_id": [1, 1], "user_id": [7, 8]})
+    for i, name in enumerate([*feat.FEATURES, *signals.SIGNALS]):
+        raw[name] = [i, i + 0.5]
+    predictions = pd.DataFrame({"class_id": [1, 1], "user_id": [8, 7]})
+    out = attach_model_and_features(predictions, raw=raw, model_name="m", model_version=3)
+    snapshot = out["features"].tolist()
+    assert list(snapshot[0]) == [*feat.FEATURES, *signals.SIGNALS]
+    last = len(feat.FEATURES) + len(signals.SIGNALS) - 1
+    assert [s["score_so_far"] for s in snapshot] == [last + 0.5, last]

@@ -47,14 +47,20 @@ LOGGED: dict[tuple[str, str], str] = {
     ("POST", "/links"): KEY,
     ("POST", "/feedback"): KEY,
     ("GET", "/feedback"): KEY,
+    ("GET", "/classes/{class_id}/changes"): KEY,
     ("GET", OPT_OUT_PATH): KEY,
     ("PUT", OPT_OUT_PATH): KEY,
     ("DELETE", OPT_OUT_PATH): KEY,
     ("GET", "/classes/{class_id}/report"): LINK,
     ("POST", "/classes/{class_id}/feedback"): LINK,
+    ("POST", "/interventions"): KEY,
+    ("GET", "/interventions"): KEY,
+    ("POST", "/classes/{class_id}/interventions"): LINK,
 }
 """The routes recorded (method, path template) and how each authenticates."""
-_BODY_NAMES_CLASS = re.compile(r"^/(links|feedback|classes/[^/]{1,40}/feedback)$")
+_BODY_NAMES_CLASS = re.compile(
+    r"^/(links|feedback|interventions|classes/[^/]{1,40}/(feedback|interventions))$"
+)
 
 
 class AccessRecorder:

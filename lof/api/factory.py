@@ -13,7 +13,7 @@ from lof.api.cache import CACHE_BYTES, CACHE_SECONDS, BodyCache
 from lof.api.deps import API_KEY_HEADER, StoreHolder
 from lof.api.limits import Limits, RequestLimits
 from lof.api.problems import install_problem_handlers
-from lof.api.routes import ops, predictions, privacy, webhooks
+from lof.api.routes import changes, interventions, ops, predictions, privacy, webhooks
 from lof.api.routes.ops import ReadyCache
 from lof.api.routes.pages import include_pages
 from lof.core.config import Settings, get_settings
@@ -67,8 +67,10 @@ def create_app(
     install_problem_handlers(app)
     app.include_router(ops.router)
     app.include_router(predictions.router)
+    app.include_router(changes.router)
     app.include_router(webhooks.router)
     include_pages(app, settings)
+    interventions.include_interventions(app, settings)
     privacy.install(app, settings)  # after every router: the access log sees them all
     if settings.api_docs:
         from lof.api.docs import include_docs

@@ -37,6 +37,11 @@ async def json_object(request: Request) -> Mapping[str, Any]:
 def _example(request: Request) -> str:
     if request.url.path == "/links":
         return '{"class_id": 12, "teacher_id": "t-0042"}'
+    if request.url.path.endswith("/interventions"):
+        return (
+            '{"class_id": 12, "user_id": 4501, "teacher_id": "t-0042", '
+            '"action_dt": "20230327", "action": "meeting"}'
+        )
     return (
         '{"class_id": 12, "predicted_dt": "20230325", "user_id": 4501, '
         '"teacher_id": "t-0042", "verdict": "useful"}'

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from functools import lru_cache
@@ -17,9 +17,13 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
+from lof.core.calendar import format_day
 from lof.features.definitions import FEATURES
+from lof.interventions import ACTION_LABELS, InterventionRecord
 
 TOP_REASONS = 3
+PROTECTIVE_REASONS = 2
+LOWERS = "lowers risk"
 FEATURE_LABELS: dict[str, str] = {
     "class_view_count": "class page views",
     "activity_page_view": "activity list views",
@@ -38,6 +42,7 @@ FEATURE_LABELS: dict[str, str] = {
 _SECONDS = {"avgspent_time", "avgseconds_early"}
 RISK_LINE = "#1f4e9a"
 THRESHOLD_LINE = "#8a4b00"
+ACTION_MARK = "#1d7a3a"
 
 
 @dataclass
@@ -51,6 +56,12 @@ class StudentRow:
     reasons: list[str]
     reasons_kind: str  # "model" when the record carries reasons, else "unusual"
     feedback: str | None = None
+    actions: list[str] = field(default_factory=list)
+    """The actions teachers recorded for the student, in words (``lof.interventions``)."""
+    change: str | None = None
+    """``new``, ``recovered`` or ``risen`` since the previous scored day (``lof.changes``)."""
+    change_note: str = ""
+    protective: list[str] = field(default_factory=list)  # the model's reasons that lower risk
 
 
 @dataclass
@@ -66,6 +77,9 @@ class ClassReport:
     share_points: list[tuple[date, float]] = field(default_factory=list)
     not_shown: int = 0
     """Opted-out students of the class the page leaves out (a count, never who)."""
+    changes_since: date | None = None
+    """The scored day the page's changes compare with (None: no earlier day)."""
+    change_counts: dict[str, int] = field(default_factory=dict)
 
     @property
     def share(self) -> float:
@@ -157,14 +171,31 @@ def format_reason(item: Any) -> str:
     return str(item)
 
 
+def _given_reasons(record: Mapping[str, Any]) -> list[Any]:
+    given = record.get("reasons")
+    if isinstance(given, Sequence) and not isinstance(given, str):
+        return list(given)
+    return []
+
+
+def _lowers(item: Any) -> bool:
+    return isinstance(item, Mapping) and item.get("direction") == LOWERS
+
+
 def reasons_for(
     record: Mapping[str, Any], medians: Mapping[str, tuple[float, float]], *, k: int = TOP_REASONS
 ) -> tuple[list[str], str]:
-    """The model's reasons if the record has them, else the most unusual raw features."""
-    given = record.get("reasons")
-    if isinstance(given, Sequence) and not isinstance(given, str) and given:
-        return [format_reason(item) for item in list(given)[:k]], "model"
+    """The model's reasons if the record has them (those that raise risk, or of no stated
+    direction: ``protective_reasons`` has the others), else the most unusual raw features."""
+    given = _given_reasons(record)
+    if given:
+        return [format_reason(item) for item in given if not _lowers(item)][:k], "model"
     return unusual_features(record, medians, k=k), "unusual"
+
+
+def protective_reasons(record: Mapping[str, Any], *, k: int = PROTECTIVE_REASONS) -> list[str]:
+    """The model's reasons that lower the student's risk, shown apart from the warning's."""
+    return [format_reason(item) for item in _given_reasons(record) if _lowers(item)][:k]
 
 
 def _points(values: Sequence[float], *, width: float, height: float, pad: float) -> list[str]:
@@ -185,8 +216,10 @@ def sparkline_svg(
     label: str,
     width: int = 120,
     height: int = 28,
+    marks: Sequence[int] = (),
 ) -> Markup:
-    """A small risk trend (0..1, oldest left) with the at-risk threshold dashed."""
+    """A small risk trend (0..1, oldest left) with the at-risk threshold dashed; ``marks``
+    are indices of ``values`` drawn as ticks (the days a teacher recorded an action)."""
     pad = 3.0
     ty = pad + (1.0 - threshold) * (height - 2 * pad)
     points = _points(values, width=width, height=height, pad=pad)
@@ -205,6 +238,13 @@ def sparkline_svg(
         )
     if last:
         parts.append(f'<circle cx="{last[0]}" cy="{last[1]}" r="2.5" fill="{RISK_LINE}"/>')
+    for index in sorted(set(marks)):
+        if 0 <= index < len(points):
+            x = points[index].split(",")[0]
+            parts.append(
+                f'<line class="action-mark" x1="{x}" y1="1" x2="{x}" y2="{height - 1}" '
+                f'stroke="{ACTION_MARK}" stroke-width="2"/>'
+            )
     parts.append("</svg>")
     return Markup("".join(parts))
 
@@ -305,6 +345,7 @@ def build_report(
                 reasons=reasons,
                 reasons_kind=kind,
                 feedback=(feedback or {}).get(uid),
+                protective=protective_reasons(record),
             )
         )
     share_points = []
@@ -350,12 +391,58 @@ def render(template: str, **context: Any) -> str:
     return environment().get_template(template).render(**context)
 
 
+def mark_actions(
+    built: Any,
+    *,
+    history: Mapping[date, Sequence[Mapping[str, Any]]],
+    records: Iterable[InterventionRecord],
+) -> None:
+    """List each student's recorded actions (up to the page's day) on the class page
+    (``ClassReport``) and mark their days on the student's risk trend: an action on
+    a day without scoring is marked on the next scored day."""
+    by_user: dict[int, list[InterventionRecord]] = {}
+    page_day = format_day(built.day)
+    for record in records:
+        if record.action_dt <= page_day:
+            by_user.setdefault(record.user_id, []).append(record)
+    if not by_user:
+        return
+    days = sorted(d for d in history if d <= built.day)
+    risks = {d: {int(r["user_id"]): float(r["risk_prob"]) for r in history[d]} for d in days}
+    for row in built.students:
+        done = sorted(by_user.get(row.user_id, []), key=lambda r: (r.action_dt, r.action))
+        if not done:
+            continue
+        row.actions = [f"{ACTION_LABELS[r.action]} on {_iso_day(r.action_dt)}" for r in done]
+        trend = [d for d in days if row.user_id in risks[d]]
+        marks = []
+        for r in done:
+            after = [i for i, d in enumerate(trend) if format_day(d) >= r.action_dt]
+            if after:
+                marks.append(after[0])
+        values = [risks[d][row.user_id] for d in trend]
+        if not values:
+            continue
+        label = (
+            f"Risk trend of student {row.user_id} over {len(values)} day(s): "
+            f"{values[0]:.0%} on {trend[0].isoformat()} to {values[-1]:.0%} on "
+            f"{trend[-1].isoformat()}; actions recorded: {'; '.join(row.actions)}"
+        )
+        row.trend_svg = sparkline_svg(values, threshold=built.threshold, label=label, marks=marks)
+
+
+def _iso_day(day_text: str) -> str:
+    return f"{day_text[:4]}-{day_text[4:6]}-{day_text[6:8]}"
+
+
 __all__ = [
     "ClassReport",
     "StudentRow",
     "build_report",
     "class_medians",
     "format_value",
+    "mark_actions",
+    "protective_reasons",
     "reasons_for",
     "render",
     "share_chart_svg",

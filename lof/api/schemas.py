@@ -71,11 +71,16 @@ class Reason(BaseModel):
 
     feature: str = Field(description="the model input it is about (a feature or a signal)")
     text: str = Field(description="in a teacher's words, with the student's value and the median")
-    direction: str = Field(description='"raises risk" or "lowers risk"')
+    direction: str = Field(
+        description='"raises risk" (listed first) or "lowers risk" (after them, kept apart)'
+    )
     value: float = Field(description="the student's raw value")
     class_median: float = Field(description="the median of the class's cohort that day")
     effect: float = Field(
-        description="risk_prob minus the risk_prob with this value set to the class median"
+        description="risk_prob minus the risk_prob with this value set to the class's figure "
+        "the text names: the class median, or, for an at-risk student at the median, the "
+        "class's quartile (or lowest/highest value) that lowers risk. Reasons are chosen and "
+        "ordered by this change on the log-odds of risk, which does not vanish near 0 or 1"
     )
 
 
@@ -117,8 +122,10 @@ class Prediction(BaseModel):
     features: Features  # type: ignore[valid-type]
     reasons: list[Reason] = Field(
         default_factory=list,
-        description="the top drivers of risk_prob (at most 3, largest first); [] when the "
-        "student is near the class median on everything or the model gave none",
+        description="what drives risk_prob: first up to 3 reasons that raise it, largest first "
+        "(every at-risk prediction has at least one unless the class's students are alike on "
+        "every input), then, apart, up to 2 that lower it; [] when none stands out. Predictions "
+        "stored before this order may list both kinds mixed, largest first",
     )
 
 

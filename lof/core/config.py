@@ -24,6 +24,11 @@ from lof.core.errors import ConfigError
 
 LabelRule = Literal["attainment", "max", "mean"]
 
+DEFAULT_GRACE_DAYS = 14
+"""Days after a class's last due date it stays ongoing (late work, grades entered late)."""
+DEFAULT_ONGOING_WINDOW_MONTHS = 4
+"""A class without any due date stays ongoing this many months after an activity start."""
+
 
 def _check_sql_url(value: str, variable: str) -> str:
     try:
@@ -85,8 +90,11 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr | None = None
     mlflow_webhook_secret: SecretStr | None = None
 
-    ongoing_window_months: int = Field(default=4, ge=1, le=24)
+    grace_days: int = Field(default=DEFAULT_GRACE_DAYS, ge=0, le=365)
+    ongoing_window_months: int = Field(default=DEFAULT_ONGOING_WINDOW_MONTHS, ge=1, le=24)
     risk_threshold: float | None = Field(default=None, gt=0.0, lt=1.0)
+    # how much a student's risk must rise between two scored days to be listed as a change
+    changes_rise: float = Field(default=0.15, gt=0.0, lt=1.0)
     malformed_max_fraction: float = Field(default=0.001, ge=0.0, le=1.0)
     dedupe_lookback_hours: int = Field(default=3, ge=0, le=24)
     promote_margin: float = Field(default=0.02, ge=0.0, le=1.0)
@@ -174,6 +182,25 @@ class Settings(BaseSettings):
     visitor_max_views: int = Field(default=2, ge=0, le=1000)
     risk_target_recall: float | None = Field(default=None, gt=0.0, le=1.0)
     calibration_min_examples: int = Field(default=30, ge=0)
+
+    # Evaluation by student group (README "Student groups"): a CSV file or a SQL URL of the
+    # university's group attributes (read by the retrain and the gate only, never a model
+    # input), the table when it is a SQL URL, the smallest group reported as numbers, and the
+    # opt-in fairness rule of the promote gate.
+    student_groups: str | None = None
+    student_groups_table: str = Field(
+        default="student_groups", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
+    )
+    group_min_size: int = Field(default=30, ge=1, le=100_000)
+    promote_max_gap_increase: float | None = Field(default=None, ge=0.0, le=1.0)
+
+    @field_validator("student_groups", "promote_max_gap_increase", mode="before")
+    @classmethod
+    def _groups_off(cls, value: Any) -> Any:
+        """An empty value means no groups (or no fairness rule)."""
+        if isinstance(value, str) and value.strip().lower() in ("", "off", "none"):
+            return None
+        return value
 
     # Student data governance (README "Student data"): the key of the pseudonyms MLflow, the
     # opt-out list and the erasure entries hold, and how long per-day data is kept.
@@ -274,7 +301,9 @@ class Settings(BaseSettings):
 _TRACKING_SCHEMES = frozenset(
     {"", "file", "http", "https", "databricks", "sqlite", "postgresql", "mysql", "mssql"}
 )
-_URL_FIELDS = frozenset({"leb2_url", "store_url", "mlflow_tracking_uri", "amplitude_source"})
+_URL_FIELDS = frozenset(
+    {"leb2_url", "store_url", "mlflow_tracking_uri", "amplitude_source", "student_groups"}
+)
 
 
 _ENV_NAMES = {"mlflow_tracking_uri": "MLFLOW_TRACKING_URI"}

@@ -26,10 +26,9 @@ import pandas as pd
 from lof.core.errors import DataError
 from lof.features.signals import (
     EVENT_STATE_COLUMNS,
-    RECENT_COLUMNS,
     SCALED_SIGNALS,
     as_datetimes,
-    merge_recent,
+    merge_event_state,
 )
 
 COUNT_COLUMNS: tuple[str, ...] = (
@@ -344,15 +343,9 @@ def accumulate(
         names = [f"{c}{suffix}" for c in columns]
         return merged[names].fillna(0).astype(np.int64).to_numpy()
 
-    last, recent = merge_recent(
-        last_a=ints(["last_event_day"], "_p")[:, 0],
-        recent_a=ints(RECENT_COLUMNS, "_p"),
-        last_b=ints(["last_event_day"], "_i")[:, 0],
-        recent_b=ints(RECENT_COLUMNS, "_i"),
-    )
-    data["last_event_day"] = last
-    for k, column in enumerate(RECENT_COLUMNS):
-        data[column] = recent[:, k]
+    state = merge_event_state(ints(EVENT_STATE_COLUMNS, "_p"), ints(EVENT_STATE_COLUMNS, "_i"))
+    for k, column in enumerate(EVENT_STATE_COLUMNS):
+        data[column] = state[:, k]
     return pd.DataFrame(data, columns=list(ENGAGEMENT_COLUMNS))
 
 

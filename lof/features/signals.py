@@ -20,13 +20,32 @@ student as of day D (pure functions on pandas frames, shared by training and sco
   last start or due date) elapsed at D, 0-1. The same for the whole class: it lets the model
   read the others against the point of the course.
 
+Inputs that carry early information (what a teacher sees in the first weeks):
+
+* ``events_last_14d``: counted events on days D-13..D, as the log ratio to the class's median
+  (``log((1 + x) / (1 + median))``): one extreme student does not squeeze everyone else, as
+  min-max scaling does.
+* ``views_log_ratio``: the same log ratio for the class page views so far (``class_view_count``).
+* ``active_share``: days with a counted event over the days the class has run (0-1).
+* ``longest_gap_days``: the longest run of days without a counted event since the student's
+  first one, the current run up to D included; never seen = the days the class has run.
+* ``first_event_delay``: days from the class's first day to the student's first counted event;
+  never seen = the days the class has run.
+* ``score_so_far``: the mean, over the student's assessed criterion records as of D (one per
+  activity and criterion: the finest grading LEB2 keeps), of level minus the required level;
+  0 without any.
+
 Event signals come from the cumulative engagement state: besides the counts and id sets, each
-row keeps ``last_event_day`` (the ordinal of its last day with a counted event, 0 = none) and
-``recent_0..recent_6`` (counted events on that day and the 6 days before it). A day's increment
-is stamped with its day (``stamp_increment``); merging two such rows (``merge_recent``) aligns
-both windows on the later day, so the state after any split of the period into days equals
-the state of the whole period at once. A student without events today keeps their row as it
-was; the window is read against D only when the signals are computed.
+row keeps ``last_event_day`` (the ordinal of its last day with a counted event, 0 = none),
+``recent_0..recent_13`` (counted events on that day and the 13 days before it),
+``first_event_day`` (ordinal, 0 = none), ``active_days`` and ``longest_gap`` (the longest run of
+days without events between two days with events). A day's increment is stamped with its day
+(``stamp_increment``); merging two such rows (``merge_event_state``) aligns both windows on the
+later day and joins the day ranges, so the state after any split of the period into days
+equals the state of the whole period at once. A student without events today keeps their row
+as it was; the window and the current gap are read against D only when the signals are
+computed. A state written before the last three columns (and recent_7..13) existed reads them as 0:
+its first event day is then taken as its last, and active days count from there.
 """
 
 from __future__ import annotations
@@ -38,9 +57,20 @@ import numpy as np
 import pandas as pd
 
 WINDOW_DAYS = 7
-RECENT_COLUMNS: tuple[str, ...] = tuple(f"recent_{k}" for k in range(WINDOW_DAYS))
-EVENT_STATE_COLUMNS: tuple[str, ...] = ("last_event_day", *RECENT_COLUMNS)
+LONG_WINDOW_DAYS = 14
+RECENT_COLUMNS: tuple[str, ...] = tuple(f"recent_{k}" for k in range(LONG_WINDOW_DAYS))
+SPAN_COLUMNS: tuple[str, ...] = ("first_event_day", "active_days", "longest_gap")
+# Appended after the former columns (last day, recent_0..6): an older stored state reads as 0.
+EVENT_STATE_COLUMNS: tuple[str, ...] = ("last_event_day", *RECENT_COLUMNS, *SPAN_COLUMNS)
 
+EARLY_SIGNALS: tuple[str, ...] = (
+    "events_last_14d",
+    "views_log_ratio",
+    "active_share",
+    "longest_gap_days",
+    "first_event_delay",
+    "score_so_far",
+)
 SIGNALS: tuple[str, ...] = (
     "attainment_so_far",
     "past_due_not_submitted",
@@ -48,10 +78,14 @@ SIGNALS: tuple[str, ...] = (
     "days_since_last_submission",
     "events_last_7d",
     "window_elapsed",
+    *EARLY_SIGNALS,
 )
-UNSCALED_SIGNALS: frozenset[str] = frozenset({"attainment_so_far", "window_elapsed"})
+UNSCALED_SIGNALS: frozenset[str] = frozenset(
+    {"attainment_so_far", "window_elapsed", *EARLY_SIGNALS}
+)
 """Signals the model takes as they are: already on a scale shared by every class (levels,
-share of the course). The others are min-max scaled within the class's cohort like the 13."""
+share of the course, days, log ratios to the class median). The others are min-max scaled
+within the class's cohort like the 13."""
 SCALED_SIGNALS: tuple[str, ...] = tuple(s for s in SIGNALS if s not in UNSCALED_SIGNALS)
 
 KEYS = ["class_id", "user_id"]
@@ -73,6 +107,44 @@ def stamp_increment(increment: pd.DataFrame, *, day: date) -> pd.DataFrame:
     out["recent_0"] = out["class_view_count"].astype(np.int64).to_numpy()
     for column in RECENT_COLUMNS[1:]:
         out[column] = np.zeros(n, dtype=np.int64)
+    out["first_event_day"] = np.full(n, day.toordinal(), dtype=np.int64)
+    out["active_days"] = np.ones(n, dtype=np.int64)
+    out["longest_gap"] = np.zeros(n, dtype=np.int64)
+    return out
+
+
+def merge_event_state(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Two (n, len(EVENT_STATE_COLUMNS)) event states combined, row by row.
+
+    The windows merge as ``merge_recent``; the day ranges join: the earlier first day, the
+    active days added (the two cover different days, as a state and the next day's increment
+    do), the longest gap the larger of both and the gap between them. A row without events
+    (last day 0) leaves the other as it is.
+    """
+    last_col, first_col = 0, 1 + LONG_WINDOW_DAYS
+    window = slice(1, first_col)
+    out = np.zeros_like(a)
+    out[:, 0], out[:, window] = merge_recent(
+        last_a=a[:, last_col], recent_a=a[:, window], last_b=b[:, last_col], recent_b=b[:, window]
+    )
+    seen_a, seen_b = a[:, last_col] > 0, b[:, last_col] > 0
+    big = np.iinfo(np.int64).max
+    first_a = np.where(
+        seen_a & (a[:, first_col] > 0), a[:, first_col], np.where(seen_a, a[:, 0], big)
+    )
+    first_b = np.where(
+        seen_b & (b[:, first_col] > 0), b[:, first_col], np.where(seen_b, b[:, 0], big)
+    )
+    first = np.minimum(first_a, first_b)
+    out[:, first_col] = np.where(seen_a | seen_b, first, 0)
+    out[:, first_col + 1] = a[:, first_col + 1] + b[:, first_col + 1]
+    a_first = first_a <= first_b
+    earlier_last = np.where(a_first, a[:, 0], b[:, 0])
+    later_first = np.where(a_first, first_b, first_a)
+    between = np.where(seen_a & seen_b, np.maximum(later_first - earlier_last - 1, 0), 0)
+    out[:, first_col + 2] = np.maximum(
+        np.maximum(a[:, first_col + 2], b[:, first_col + 2]), between
+    )
     return out
 
 
@@ -81,7 +153,7 @@ def merge_recent(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Two rows' event states combined: both windows shifted to the later last day and added.
 
-    ``last_*`` are (n,) int arrays (0 = no events), ``recent_*`` (n, 7) int arrays, column k
+    ``last_*`` are (n,) int arrays (0 = no events), ``recent_*`` (n, w) int arrays, column k
     = events k days before the row's last day. Symmetric and associative, so any split into
     days gives the whole period's state.
     """
@@ -89,7 +161,7 @@ def merge_recent(
     out = np.zeros_like(recent_a)
     for last_x, recent_x in ((last_a, recent_a), (last_b, recent_b)):
         shift = last - last_x
-        for k in range(WINDOW_DAYS):
+        for k in range(recent_x.shape[1]):
             source = k - shift
             ok = (source >= 0) & (last_x > 0)
             rows = np.flatnonzero(ok)
@@ -105,17 +177,29 @@ def _event_state(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 
 
 def event_signals(*, states: pd.DataFrame, day: date) -> pd.DataFrame:
-    """class_id, user_id, last_event_day and events_last_7d of cumulative states as of ``day``."""
+    """class_id, user_id, the first and last event days, active days, the longest closed gap,
+    and the events of the last 7 and 14 days of cumulative states as of ``day``."""
     last, recent = _event_state(states)
     age = day.toordinal() - last
-    keep = np.arange(WINDOW_DAYS)[None, :] <= (WINDOW_DAYS - 1 - age)[:, None]
-    counts = np.where(keep & (last[:, None] > 0), recent, 0).sum(axis=1)
+    counted = np.where(last[:, None] > 0, recent, 0)
+    k = np.arange(recent.shape[1])[None, :]
+    week = np.where(k <= (WINDOW_DAYS - 1 - age)[:, None], counted, 0).sum(axis=1)
+    fortnight = np.where(k <= (LONG_WINDOW_DAYS - 1 - age)[:, None], counted, 0).sum(axis=1)
+    spans = {
+        c: (states[c].fillna(0).astype(np.int64).to_numpy() if c in states.columns else 0 * last)
+        for c in SPAN_COLUMNS
+    }
+    first = np.where(spans["first_event_day"] > 0, spans["first_event_day"], last)
     return pd.DataFrame(
         {
             "class_id": states["class_id"].astype(np.int64).to_numpy(),
             "user_id": states["user_id"].astype(np.int64).to_numpy(),
             "last_event_day": last,
-            "events_last_7d": counts.astype(np.float64),
+            "first_event_day": np.where(last > 0, first, 0),
+            "active_days": np.where(last > 0, np.maximum(spans["active_days"], 1), 0),
+            "longest_gap": spans["longest_gap"],
+            "events_last_7d": week.astype(np.float64),
+            "events_last_14d": fortnight.astype(np.float64),
         }
     )
 
@@ -189,16 +273,59 @@ def _add_event_signals(
     keys: pd.MultiIndex,
     days_run: np.ndarray,
 ) -> None:
-    """Events: days since the last one (days run when none), events in the last 7 days."""
+    """Events: days since the last one (days run when none), events in the last 7 and 14 days,
+    active days, the longest gap and the delay of the first event (``EARLY_SIGNALS``)."""
+    class_first = day.toordinal() - days_run + 1
+    if "class_view_count" in out.columns:  # the raw 13: page views relative to the class
+        out["views_log_ratio"] = log_ratio_to_median(out["class_view_count"], out["class_id"])
     if states is None or not len(states):
         out["days_since_last_event"] = days_run
+        out["longest_gap_days"] = days_run
+        out["first_event_delay"] = days_run
         return
     ev = event_signals(states=states, day=day).set_index(KEYS)
     found = ev.reindex(keys)
-    seen = found["last_event_day"].fillna(0).to_numpy() > 0
-    since = day.toordinal() - found["last_event_day"].fillna(0).to_numpy()
-    out["days_since_last_event"] = np.where(seen, np.maximum(since, 0), days_run)
+    last = found["last_event_day"].fillna(0).to_numpy()
+    seen = last > 0
+    since = np.maximum(day.toordinal() - last, 0)
+    out["days_since_last_event"] = np.where(seen, since, days_run)
     out["events_last_7d"] = found["events_last_7d"].fillna(0.0).to_numpy()
+    fortnight = found["events_last_14d"].fillna(0.0)
+    out["events_last_14d"] = log_ratio_to_median(fortnight, out["class_id"])
+    active = found["active_days"].fillna(0).to_numpy()
+    out["active_share"] = np.clip(active / days_run, 0.0, 1.0)
+    gap = np.maximum(found["longest_gap"].fillna(0).to_numpy(), since)
+    out["longest_gap_days"] = np.where(seen, gap, days_run)
+    first = found["first_event_day"].fillna(0).to_numpy()
+    out["first_event_delay"] = np.where(seen, np.maximum(first - class_first, 0), days_run)
+
+
+def log_ratio_to_median(values: pd.Series | np.ndarray, class_ids: pd.Series) -> np.ndarray:
+    """``log((1 + x) / (1 + the class's median of x))`` per row: 0 at the median, +-0.69 at
+    twice / half of it; an extreme student moves only their own value."""
+    x = pd.Series(np.asarray(values, dtype=np.float64), index=class_ids.index)
+    median = x.groupby(class_ids).transform("median")
+    return np.log1p(x.clip(lower=0).to_numpy()) - np.log1p(median.clip(lower=0).to_numpy())
+
+
+def _score_so_far(
+    *, records: pd.DataFrame | None, keys: pd.MultiIndex, until: datetime
+) -> np.ndarray:
+    """Mean of (level - required level) over each row's assessed criterion records of work
+    submitted before ``until``; 0 without any."""
+    if records is None or not len(records) or "required_level" not in records.columns:
+        return np.zeros(len(keys))
+    rec = records
+    if "submitted_at" in rec.columns:  # work handed in after the day scored is not known then
+        rec = rec.loc[(as_datetimes(rec["submitted_at"]) < until).to_numpy()]
+    rec = _frame(rec, ("class_id", "user_id", "level", "required_level"))
+    margin = pd.to_numeric(rec["level"], errors="coerce") - pd.to_numeric(
+        rec["required_level"], errors="coerce"
+    )
+    grouped = margin.groupby(
+        [rec["class_id"].astype(np.int64), rec["user_id"].astype(np.int64)]
+    ).mean()
+    return grouped.reindex(keys).fillna(0.0).to_numpy(dtype=np.float64)
 
 
 def _due_activities(*, acts: pd.DataFrame, until: datetime) -> pd.DataFrame:
@@ -304,6 +431,7 @@ def add_signals(
     out["attainment_so_far"] = _attainment_so_far(
         records=records, due_acts=due_acts, n_due=n_due, keys=keys
     )
+    out["score_so_far"] = _score_so_far(records=records, keys=keys, until=until)
     for name in SIGNALS:
         out[name] = out[name].astype(np.float64)
     return out

@@ -29,11 +29,10 @@ from lof.features.definitions import (
     STATE_INT_COLUMNS,
     sorted_ids,
 )
-from lof.features.signals import EVENT_STATE_COLUMNS, RECENT_COLUMNS, merge_recent
+from lof.features.signals import EVENT_STATE_COLUMNS, merge_event_state
 
 _NCOUNTS = len(STATE_INT_COLUMNS)
-_LAST = STATE_INT_COLUMNS.index("last_event_day")
-_RECENT = [STATE_INT_COLUMNS.index(c) for c in RECENT_COLUMNS]
+_EVENT = [STATE_INT_COLUMNS.index(c) for c in EVENT_STATE_COLUMNS]
 
 
 def engagement_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
@@ -250,8 +249,8 @@ def accumulate(
 
     Why: the daily run then never turns the state's ids into per-student tuples (and back), so
     its cost follows the day's ids rather than the semester's. Counts add up, the event states
-    merge as ``lof.features.signals.merge_recent`` does, the id sets are unioned by one merge of two
-    sorted arrays per set column.
+    merge as ``lof.features.signals.merge_event_state`` does, the id sets are unioned by one
+    merge of two sorted arrays per set column.
     """
     out: dict[int, ClassRows] = {}
     for class_id in sorted(set(previous) | set(increment)):
@@ -297,12 +296,7 @@ def _accumulate_class(before: ClassRows, today: ClassRows) -> ClassRows:
         spread[at] = rows.counts
         sides.append(spread)
     counts = sides[0] + sides[1]  # the counts add up; the event state merges instead
-    counts[:, _LAST], counts[:, _RECENT] = merge_recent(
-        last_a=sides[0][:, _LAST],
-        recent_a=sides[0][:, _RECENT],
-        last_b=sides[1][:, _LAST],
-        recent_b=sides[1][:, _RECENT],
-    )
+    counts[:, _EVENT] = merge_event_state(sides[0][:, _EVENT], sides[1][:, _EVENT])
     # What ``delta`` would find: students whose counts changed or who have new ids.
     changed = np.zeros(len(users), bool)
     changed[at_today] = (counts[at_today] != sides[0][at_today]).any(axis=1)

@@ -30,6 +30,7 @@ from lof.sources import assessed_cache
 from lof.stores import compact, open_feature_store, open_prediction_store
 from lof.stores.access_log import open_access_log
 from lof.stores.feedback import open_feedback_store
+from lof.stores.interventions import open_intervention_store
 from lof.stores.privacy import PrivacyStore, new_erasure, open_privacy_store
 
 MAX_IDS = 1000
@@ -96,6 +97,14 @@ def erase_feedback(settings: Settings, user_ids: Collection[int], *_: Any) -> in
         store.close()
 
 
+def erase_interventions(settings: Settings, user_ids: Collection[int], *_: Any) -> int:
+    store = open_intervention_store(settings.store_url)
+    try:
+        return store.erase_users(user_ids)
+    finally:
+        store.close()
+
+
 def erase_features(settings: Settings, user_ids: Collection[int], *_: Any) -> int:
     store = open_feature_store(settings.store_url)
     try:
@@ -119,6 +128,7 @@ Step = Callable[[Settings, Collection[int], pseudonyms.Pseudonyms, PrivacyStore]
 FORGET_STEPS: tuple[tuple[str, Step], ...] = (
     ("predictions", erase_predictions),
     ("feedback", erase_feedback),
+    ("interventions", erase_interventions),
     ("features", erase_features),
     ("local files", erase_local_files),
 )
@@ -265,6 +275,7 @@ def purge(settings: Settings, before: date, *, progress: Progress | None = None)
     openers: tuple[tuple[str, Callable[[], Any]], ...] = (
         ("prediction days", lambda: open_prediction_store(url)),
         ("feedback", lambda: open_feedback_store(url)),
+        ("interventions", lambda: open_intervention_store(url)),
         ("hidden-student records", lambda: open_privacy_store(url)),
         ("access log entries", lambda: open_access_log(url)),
         ("feature days", lambda: open_feature_store(url)),

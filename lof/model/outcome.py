@@ -13,12 +13,14 @@ course): ROC-AUC and PR-AUC of the risk against "label below required", its Brie
 expected calibration error, at-risk precision/recall at the chosen threshold, and the macro-F1
 of the predicted level.
 
-Selection rule (``select_candidate``): the highest mean risk ROC-AUC over the 25% and 50%
-points (``risk_roc_auc_25_50``) wins: early and mid-course is when a teacher can still act,
-and ROC-AUC does not move with the share of failing students, which differs a lot between
-courses and semesters (PR-AUC does, so it is reported, not selected on). Candidates within
-``SELECTION_TOLERANCE`` are tied; the tie goes to the lowest risk Brier score over the same
-points (the better calibrated risk), then to the earlier candidate in ``CANDIDATE_ORDER``.
+Selection rule (``select_candidate``): the highest mean risk ROC-AUC over the 10%, 25% and
+50% points, weighed alike (``risk_roc_auc_10_25_50``) wins: a warning helps most in the first
+quarter of a class, and ROC-AUC does not move with the share of failing students, which differs
+a lot between courses and semesters (PR-AUC does, so it is reported, not selected on).
+Candidates within ``SELECTION_TOLERANCE`` are tied; the tie goes to the lowest risk Brier score
+over the same points (``risk_brier_10_25_50``: the better calibrated risk), then to the earlier
+candidate in ``CANDIDATE_ORDER``. The former figures over 25% and 50% (``risk_roc_auc_25_50``,
+``risk_brier_25_50``) are still reported.
 
 A registered model is a ``RiskModel``: the level model plus a calibration of the risk itself
 (Platt scaling of the logit of the raw risk, fitted on grouped out-of-fold predictions) and the
@@ -39,15 +41,19 @@ import pandas as pd
 from lof.core.collector import no_cycle_collection
 from lof.core.errors import DataError, ModelError
 from lof.features.definitions import FEATURES, LEVELS
-from lof.features.signals import SIGNALS
+from lof.features.signals import EARLY_SIGNALS, SIGNALS
 from lof.model.classifier import Classifier
+from lof.model.leadtime import lead_time_of_examples
 from lof.stores.records import PREDICTION_OUTPUT, PlainFloats
 
 PROGRESS_POINTS: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 1.0)
 REPORT_POINTS: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75)
-SELECTION_POINTS: tuple[float, ...] = (0.25, 0.5)
-SELECTION_METRIC = "risk_roc_auc_25_50"
-TIE_METRIC = "risk_brier_25_50"
+SELECTION_POINTS: tuple[float, ...] = (0.1, 0.25, 0.5)
+SELECTION_METRIC = "risk_roc_auc_10_25_50"
+TIE_METRIC = "risk_brier_10_25_50"
+MID_POINTS: tuple[float, ...] = (0.25, 0.5)
+MID_METRIC = "risk_roc_auc_25_50"
+MID_TIE_METRIC = "risk_brier_25_50"
 SELECTION_TOLERANCE = 0.0
 DEFAULT_THRESHOLD = 0.5
 ECE_BINS = 10
@@ -140,10 +146,20 @@ def fit(*, estimator: Any, examples: pd.DataFrame) -> Classifier:
     return fitted
 
 
+MODEL_SIGNALS: tuple[str, ...] = (
+    *(s for s in SIGNALS if s not in EARLY_SIGNALS),
+    "longest_gap_days",
+    "score_so_far",
+)
+"""The signals a retrain fits on: the first six, and of the early inputs those whose removal
+lowered the held-out selection metric of the best candidate (``bench_inputs.py``, a university
+of its own seed); the others are computed and stored, not fitted on."""
+
+
 def training_features(examples: pd.DataFrame) -> list[str]:
-    """The 13 FEATURES, then the early-warning SIGNALS the examples hold for every row (a
-    legacy dataset has none, so a retrain with it trains on the 13)."""
-    present = [s for s in SIGNALS if s in examples.columns and examples[s].notna().all()]
+    """The 13 FEATURES, then the ``MODEL_SIGNALS`` the examples hold for every row (a legacy
+    dataset has none, so a retrain with it trains on the 13)."""
+    present = [s for s in MODEL_SIGNALS if s in examples.columns and examples[s].notna().all()]
     return [*FEATURES, *present]
 
 
@@ -542,8 +558,10 @@ def score(
     }
 
 
-def _mean_over_points(metrics: Mapping[str, float], name: str) -> float:
-    values = [metrics.get(f"{name}_{point_suffix(p)}", float("nan")) for p in SELECTION_POINTS]
+def _mean_over_points(
+    metrics: Mapping[str, float], name: str, points: Sequence[float] = SELECTION_POINTS
+) -> float:
+    values = [metrics.get(f"{name}_{point_suffix(p)}", float("nan")) for p in points]
     values = [v for v in values if v is not None and not np.isnan(v)]
     return float(np.mean(values)) if values else float("nan")
 
@@ -556,7 +574,9 @@ def score_examples(
     risk: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Metrics over all examples, per progress point (``<metric>_at_50`` etc.) and the
-    selection metric (``risk_roc_auc_25_50``) with its tie-breaker (``risk_brier_25_50``)."""
+    selection metric (``risk_roc_auc_10_25_50``) with its tie-breaker (``risk_brier_10_25_50``),
+    the same over 25% and 50% (``risk_roc_auc_25_50``, ``risk_brier_25_50``), and the lead time
+    figures (``lof.model.leadtime``) when the examples name their students."""
     _require_example_columns(examples, what="evaluation examples")
     labels = examples["label"].to_numpy(dtype=int)
     required = examples["required_level"].to_numpy(dtype=int)
@@ -578,11 +598,17 @@ def score_examples(
             for name, value in part.items():
                 metrics[f"{name}_{point_suffix(point)}"] = value
             metrics[f"n_{point_suffix(point)}"] = float(mask.sum())
-    metrics[SELECTION_METRIC] = _mean_over_points(metrics, "risk_roc_auc")
-    metrics[TIE_METRIC] = _mean_over_points(metrics, "risk_brier")
-    if np.isnan(metrics[SELECTION_METRIC]):  # no progress points: the overall figures
-        metrics[SELECTION_METRIC] = metrics["risk_roc_auc"]
-        metrics[TIE_METRIC] = metrics["risk_brier"]
+    for metric, tie, points in (
+        (SELECTION_METRIC, TIE_METRIC, SELECTION_POINTS),
+        (MID_METRIC, MID_TIE_METRIC, MID_POINTS),
+    ):
+        metrics[metric] = _mean_over_points(metrics, "risk_roc_auc", points)
+        metrics[tie] = _mean_over_points(metrics, "risk_brier", points)
+        if np.isnan(metrics[metric]):  # no progress points: the overall figures
+            metrics[metric] = metrics["risk_roc_auc"]
+            metrics[tie] = metrics["risk_brier"]
+    if {"user_id", "progress"} <= set(examples.columns):
+        metrics.update(lead_time_of_examples(examples, risk=risk, threshold=threshold))
     metrics["threshold"] = float(threshold)
     metrics["n"] = float(len(examples))
     return metrics
@@ -603,7 +629,7 @@ def evaluate(
 
 
 def selection_value(examples: pd.DataFrame, risk: np.ndarray) -> float:
-    """``SELECTION_METRIC`` of a risk on examples (mean risk ROC-AUC at 25% and 50%)."""
+    """``SELECTION_METRIC`` of a risk on examples (mean risk ROC-AUC at 10%, 25% and 50%)."""
     from sklearn.metrics import roc_auc_score
 
     truth = examples["label"].to_numpy(dtype=int) < examples["required_level"].to_numpy(dtype=int)

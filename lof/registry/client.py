@@ -482,27 +482,36 @@ def untrusted_types(model: Classifier) -> list[str]:
 def log_model(*, model: Classifier, input_example: pd.DataFrame, name: str = MODEL_ARTIFACT) -> Any:
     """Log a fitted model in the active run (skops format, signature, input example).
 
-    MLflow's pyfunc flavor serves what the signature describes: the probability of each level
-    (``predict_proba``, a column per level of ``classes_``). ``risk_prob`` also needs the
-    class's required level and is computed by lof from these (``RiskModel.risk``); MLflow's
-    scikit-learn flavor serves only ``predict``, ``predict_proba``, ``predict_log_proba`` or
-    ``score``.
+    The scikit-learn flavor is what lof loads; the pyfunc serves ``risk_prob`` and the level
+    probabilities from the model's features and ``required_level`` (``lof.pyfunc``), and the
+    signature names exactly those columns. ``input_example`` holds the model's features and,
+    best, each row's ``required_level`` (else the middle level stands in).
     """
     import mlflow.sklearn
-    from mlflow.models import infer_signature
+    from mlflow.models import Model, infer_signature
 
-    signature = infer_signature(input_example, model.predict_proba(input_example))
+    from lof.registry import pyfunc
+
+    example = input_example.copy()
+    if pyfunc.REQUIRED_LEVEL not in example.columns:
+        example[pyfunc.REQUIRED_LEVEL] = 3
+    example = example[pyfunc.input_columns(model)]
+    example[pyfunc.REQUIRED_LEVEL] = example[pyfunc.REQUIRED_LEVEL].astype("int64")
     trusted = untrusted_types(model)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return mlflow.sklearn.log_model(
-            model,
+        warnings.simplefilter("ignore")  # e.g. "integer column": required_level is never missing
+        signature = infer_signature(example, pyfunc.served_frame(model=model, data=example))
+        return Model.log(
+            artifact_path=None,
             name=name,
+            flavor=pyfunc,
+            flavor_name=mlflow.sklearn.FLAVOR_NAME,
+            sk_model=model,
+            serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
             signature=signature,
-            input_example=input_example,
+            input_example=example,
             pip_requirements=pip_requirements(),
             skops_trusted_types=trusted or None,
-            pyfunc_predict_fn="predict_proba",
         )
 
 

@@ -112,6 +112,8 @@ class GateReport:
     note: str = ""
     comparable: bool = True
     """False when no held-out row could compare the two versions (``note`` says why)."""
+    fairness: str = ""
+    """Why the group rule (LOF_PROMOTE_MAX_GAP_INCREASE) refused, "" when it did not."""
 
     def describe(self) -> str:
         if not self.comparable:
@@ -130,6 +132,7 @@ class GateReport:
             f"v{self.holdout_version} ({self.rows} rows of classes neither trained on, "
             f"{self.excluded_rows} left out; margin {self.margin:g})"
             + (f"; {self.note}" if self.note else "")
+            + (f"; {self.fairness}" if self.fairness else "")
             + (" (forced)" if self.forced else "")
         )
 
@@ -550,6 +553,13 @@ def run_gate(
     _, production_score = holdout_score(
         model=production_fit, holdout=rows, threshold=settings.risk_threshold
     )
+    fairness = (
+        ""
+        if settings.promote_max_gap_increase is None
+        else fairness_refusal(
+            settings=settings, rows=rows, candidate_fit=candidate_fit, production_fit=production_fit
+        )
+    )
     return GateReport(
         candidate=candidate,
         production=production,
@@ -561,10 +571,63 @@ def run_gate(
         rows=len(rows),
         passed=gate_passes(
             candidate_score=candidate_score, production_score=production_score, margin=margin
-        ),
+        )
+        and not fairness,
         excluded_rows=excluded,
         note=_unknown_classes_note(trained=trained),
+        fairness=fairness,
     )
+
+
+def fairness_refusal(
+    *, settings: Settings, rows: pd.DataFrame, candidate_fit: Any, production_fit: Any
+) -> str:
+    """Why the candidate's largest group ROC-AUC gap at 25%/50% is larger than Production's by
+    more than LOF_PROMOTE_MAX_GAP_INCREASE on the same held-out rows ("" when it is not).
+
+    The held-out rows know students by pseudonym only, so the groups are matched by pseudonym;
+    without groups or pseudonyms the rule cannot be held and refuses (``--force`` overrides)."""
+    from lof.governance import groups, pseudonyms
+    from lof.model import group_metrics
+
+    limit = float(settings.promote_max_gap_increase or 0.0)
+    student_groups = groups.load(settings)
+    if student_groups is None:
+        return (
+            "LOF_PROMOTE_MAX_GAP_INCREASE is set but LOF_STUDENT_GROUPS is not: the group rule "
+            "cannot be held; set LOF_STUDENT_GROUPS"
+        )
+    if pseudonyms.PSEUDONYM_COLUMN not in rows.columns or settings.pseudonym_secret is None:
+        return (
+            "the group rule (LOF_PROMOTE_MAX_GAP_INCREASE) needs the held-out rows' student "
+            "pseudonyms: set LOF_PSEUDONYM_SECRET and retrain"
+        )
+    names = pseudonyms.required(settings, what="the promote gate's group rule")
+    attributes = student_groups.for_pseudonyms(rows[pseudonyms.PSEUDONYM_COLUMN].tolist(), names)
+    required = rows["required_level"].to_numpy(dtype=int)
+    risks = [
+        lof_model.model_risk(fit, lof_model.level_probabilities(model=fit, features=rows), required)
+        for fit in (candidate_fit, production_fit)
+    ]
+    worst: tuple[float, str] | None = None
+    for attribute, point, mine, theirs in group_metrics.gap_increases(
+        rows=rows.rename(columns={pseudonyms.PSEUDONYM_COLUMN: "user_id"}),  # students counted
+        candidate_risk=risks[0],
+        production_risk=risks[1],
+        attributes=attributes,
+        min_size=settings.group_min_size,
+    ):
+        if math.isnan(mine) or math.isnan(theirs):
+            continue
+        increase = mine - theirs
+        if increase > limit + 1e-12 and (worst is None or increase > worst[0]):
+            worst = (
+                increase,
+                f"largest ROC-AUC gap between {attribute} groups at {point}% is {mine:.3f}, "
+                f"Production's {theirs:.3f}: larger by {increase:.3f}, more than "
+                f"LOF_PROMOTE_MAX_GAP_INCREASE {limit:g}",
+            )
+    return worst[1] if worst else ""
 
 
 def _incomparable(candidate: str, production: str, margin: float, why: str) -> GateReport:
@@ -586,12 +649,24 @@ def cannot_compare_message(report: GateReport, *, model_name: str) -> str:
 
 
 def refusal_message(report: GateReport, *, model_name: str) -> str:
+    if report.fairness and gate_passes(
+        candidate_score=report.candidate_score or 0.0,
+        production_score=report.production_score or 0.0,
+        margin=report.margin,
+    ):
+        return (
+            f"refused to promote version {report.candidate} of {model_name!r}: "
+            f"{report.fairness} (on the holdout of v{report.holdout_version}); nothing "
+            f"changed; to promote anyway run `lof promote --version {report.candidate} --force`"
+        )
     return (
         f"refused to promote version {report.candidate} of {model_name!r}: "
         f"{report.metric} {report.candidate_score:.4f} is worse than Production "
         f"v{report.production}'s {report.production_score:.4f} by more than the margin "
-        f"{report.margin:g} (LOF_PROMOTE_MARGIN) on the holdout of v{report.holdout_version}; "
-        f"nothing changed; to promote anyway run `lof promote --version {report.candidate} --force`"
+        f"{report.margin:g} (LOF_PROMOTE_MARGIN) on the holdout of v{report.holdout_version}"
+        + (f", and its {report.fairness}" if report.fairness else "")
+        + f"; nothing changed; to promote anyway run `lof promote --version {report.candidate} "
+        "--force`"
     )
 
 

@@ -18,12 +18,32 @@ from lof.registry import client as registry
 DAILY_EXPERIMENT = "lof-daily-scoring"
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
-"""MLflow 3's mark of a model-training experiment: its UI opens on the runs (not on traces)."""
+"""MLflow 3's mark of a model-training experiment (the value its UI's kind selector writes).
+
+MLflow 3.17's UI no longer reads it: a global switch (its sidebar's GenAI / Model training,
+remembered per browser, GenAI by default) picks the view, and the URL parameter
+``UI_VIEW_PARAMETER`` overrides it, hence the parameter on every MLflow link lof gives."""
+UI_VIEW_PARAMETER = "workflowType=machine_learning"
 
 
 def semester_label(slugs: Iterable[str]) -> str:
     """Semester slugs as a run name part: ``1/2025``, ``2/2025`` -> ``1-2025+2-2025``."""
     return "+".join(str(slug).replace("/", "-") for slug in slugs)
+
+
+def ui_url(*, settings: Settings, experiment_id: str, run_id: str | None = None) -> str | None:
+    """The MLflow UI page of an experiment (or of one of its runs) in the model-training view;
+    None when the tracking URI is no server (sqlite, a folder). Credentials are left out."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(settings.mlflow_tracking_uri or "")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    base = urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+    page = f"#/experiments/{experiment_id}" + (f"/runs/{run_id}" if run_id else "")
+    return f"{base}/{page}?{UI_VIEW_PARAMETER}"
 
 
 def local_artifact_location(*, settings: Settings, name: str) -> str | None:

@@ -44,7 +44,12 @@ from sqlalchemy.exc import (
 )
 
 from lof.core.calendar import end_of_day
-from lof.core.config import LabelRule, redact_url
+from lof.core.config import (
+    DEFAULT_GRACE_DAYS,
+    DEFAULT_ONGOING_WINDOW_MONTHS,
+    LabelRule,
+    redact_url,
+)
 from lof.core.errors import DataError, SourceError
 from lof.core.retry import call_with_retries
 from lof.core.retry import is_transient_db_error as is_transient
@@ -415,28 +420,43 @@ def _first_starts(
     return frame
 
 
-def ongoing_classes(engine: Engine, *, day: date, window_months: int) -> pd.DataFrame:
+def ongoing_classes(
+    engine: Engine,
+    *,
+    day: date,
+    window_months: int = DEFAULT_ONGOING_WINDOW_MONTHS,
+    grace_days: int = DEFAULT_GRACE_DAYS,
+) -> pd.DataFrame:
     """Classes ongoing on ``day`` (docs/domain.md §2.1) with their first activity start and
     required level.
 
-    Ongoing: OBEM, live, with a live ulti outcome and a live activity that started within the
-    ``window_months`` months before the end of ``day`` (and not after it). A class without a
-    required level (no flag=1 level on its ulti criteria) cannot be scored and is left out.
+    Ongoing: OBEM, live, with a live ulti outcome, its first live activity started by the end of
+    ``day``, and ``day`` not past the class's last day plus ``grace_days`` (LOF_GRACE_DAYS). The
+    last day is the latest due date of its live activities, or a later activity start (an
+    activity opened after the last due date keeps the class running). A class whose activities
+    have no due date at all is ongoing while one of them started within the ``window_months``
+    months before the end of ``day`` (LOF_ONGOING_WINDOW_MONTHS). A class without a required
+    level (no flag=1 level on its ulti criteria) cannot be scored and is left out.
     """
     until = end_of_day(day)
-    since = _month_back(until, window_months)
+    since_window = _month_back(until, window_months)
+    since_grace = datetime.combine(day - timedelta(days=grace_days), time.min)
+    # A cheap superset in SQL (a live activity recent enough to matter); the exact rule below.
     recent_t = activities_t.alias("recent")
     recent = (
         select(recent_t.c.id)
         .where(
             recent_t.c.class_id == classes_t.c.id,
             recent_t.c.deleted_at.is_(None),
-            recent_t.c.start_date >= since,
-            recent_t.c.start_date < until,
+            or_(
+                recent_t.c.due_date >= since_grace,
+                recent_t.c.start_date >= min(since_grace, since_window),
+            ),
         )
         .exists()
     )
     frame = _first_starts(engine, extra=[recent], what="ongoing classes")
+    frame = frame[ongoing_mask(frame, day=day, window_months=window_months, grace_days=grace_days)]
     required = required_levels(engine, class_ids=frame["class_id"].tolist())
     out = frame.merge(required, on="class_id", how="left")
     missing = out[out["required_level"].isna()]
@@ -450,6 +470,19 @@ def ongoing_classes(engine: Engine, *, day: date, window_months: int) -> pd.Data
     out = out[["class_id", "code", "semester", "first_start", "required_level"]]
     out = out.astype({"class_id": "int64", "required_level": "int64"})
     return out.sort_values("class_id").reset_index(drop=True)
+
+
+def ongoing_mask(
+    classes: pd.DataFrame, *, day: date, window_months: int, grace_days: int
+) -> pd.Series:
+    """Which rows of ``classes`` (first_start, last_start, last_due) are ongoing on ``day``."""
+    until = pd.Timestamp(end_of_day(day))
+    started = classes["first_start"] < until
+    last = classes[["last_start", "last_due"]].max(axis=1)
+    before_end = last.dt.normalize() + pd.Timedelta(days=grace_days) >= pd.Timestamp(day)
+    no_due = classes["last_due"].isna()
+    in_window = classes["last_start"] >= pd.Timestamp(_month_back(end_of_day(day), window_months))
+    return started & ((~no_due & before_end) | (no_due & in_window))
 
 
 def finished_classes(

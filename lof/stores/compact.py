@@ -52,7 +52,6 @@ from lof.features.definitions import (
     SET_COLUMNS,
     STATE_INT_COLUMNS,
 )
-from lof.features.signals import RECENT_COLUMNS
 from lof.features.state import (
     ClassRows,
     as_full,
@@ -85,8 +84,6 @@ MIGRATE_COMMAND = "lof migrate-store"
 STATE_FILE_VERSION = 1
 STATE_FILE_NAME = "features-state.pkl"
 _NCOUNTS = len(STATE_INT_COLUMNS)
-_LAST = STATE_INT_COLUMNS.index("last_event_day")
-_RECENT = [STATE_INT_COLUMNS.index(c) for c in RECENT_COLUMNS]
 
 
 # --- the stored form of one class's rows ---------------------------------------------------

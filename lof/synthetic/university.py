@@ -8,7 +8,10 @@ while, then nothing, and no submission at all), students who start well and stop
 that drifts up or down during the course, page views only loosely tied to the level (quiet
 students who do well, busy ones who do not), and, in the ongoing semester, grades entered days
 after the submission (so a recent submission may have no assessed level yet). ``classes=1``
-gives one class per semester. Everything is deterministic from ``seed`` and
+gives one class per semester. ``early_cases=True`` adds what makes the first weeks hard to
+read (``_early_cases``): late starters, students whose activity stops in week 3, courses whose
+early assessments are graded leniently and so say little, and a few extreme-activity students
+per class whose page views dwarf everyone else's. Everything is deterministic from ``seed`` and
 ``today``. Rows are written in batches and Amplitude files hour by hour, so the size knobs can
 make a large university without holding it in memory.
 """
@@ -111,6 +114,8 @@ class _ClassPlan:
     after_stop: np.ndarray | None = None  # event rate factor once stopped (0: withdrawn)
     drift: np.ndarray | None = None  # engagement change over the course, per student
     quiet_day: np.ndarray | None = None  # ordinal day after which page views fall (or None)
+    begin_day: np.ndarray | None = None  # ordinal day a late starter begins working (or None)
+    active_from: np.ndarray | None = None  # ordinal day before which a student is not there
     sub_user: list[int] = field(default_factory=list)
     sub_activity: list[int] = field(default_factory=list)
     sub_at: list[datetime] = field(default_factory=list)  # naive local
@@ -242,12 +247,17 @@ def synthesize(
     replace: bool = False,
     amplitude_days: int | None = None,
     timezone_name: str = "Asia/Bangkok",
+    late_starters: bool = False,
+    early_cases: bool = False,
 ) -> SynthSummary:
     """Write a synthetic LEB2 database at ``leb2_url`` and Amplitude exports in ``amplitude_dir``.
 
     Three semesters ~8 months apart: two finished, and an ongoing one whose first activity
     started ``days`` days before ``today`` (so it has data up to yesterday). ``amplitude_days``
     writes events for only the last N days (benchmarks); the LEB2 data is always complete.
+    ``late_starters`` makes some students start each class late (see ``student_groups``: the
+    second-round intake does so more often); without it the data is exactly as before.
+    ``early_cases`` adds the early-warning cases of ``_early_cases`` (same seed, same rest).
     """
     if students < 1 or classes < 1 or days < 1 or events_per_student_day < 0:
         raise DataError(
@@ -272,6 +282,8 @@ def synthesize(
                 days=days,
                 events_per_student_day=events_per_student_day,
                 progress=progress,
+                late_start=group_traits(seed, students)[2] if late_starters else None,
+                early_cases=early_cases,
             )
             writer.flush()
         summary.activities = writer.counts["activities"]
@@ -307,6 +319,8 @@ def _write_leb2(
     days: int,
     events_per_student_day: float,
     progress: Progress | None,
+    late_start: np.ndarray | None = None,
+    early_cases: bool = False,
 ) -> list[_ClassPlan]:
     rng = np.random.default_rng([seed, 0])
     user_ids = np.arange(FIRST_USER_ID, FIRST_USER_ID + students, dtype=np.int64)
@@ -343,6 +357,8 @@ def _write_leb2(
                 events_per_student_day=events_per_student_day,
                 classes_per_semester=classes,
                 summary=summary,
+                late_start=late_start,
+                early_cases=early_cases,
             )
             if deleted_class:
                 summary.classes_deleted += 1
@@ -383,6 +399,8 @@ def _write_class(
     events_per_student_day: float,
     classes_per_semester: int,
     summary: SynthSummary,
+    late_start: np.ndarray | None = None,
+    early_cases: bool = False,
 ) -> _ClassPlan:
     first_start = datetime.combine(first_day, time(8, 0))
     deleted_at = first_start + timedelta(days=3) if deleted else None
@@ -500,6 +518,15 @@ def _write_class(
     submit_stop_day, quiet_day = _early_warning_behaviours(
         class_id=class_id, n=n, first_day=first_day, span=span
     )
+    begin_day = (
+        None
+        if late_start is None
+        else first_day.toordinal() + (late_start[idx] * span).astype(np.int64)
+    )
+    cases = _early_cases(
+        class_id=class_id, n=n, first_day=first_day, enabled=early_cases and not deleted
+    )
+    stop_day = np.minimum(stop_day, cases.stop_day)
     if not deleted:
         summary.enrolments += n
 
@@ -508,15 +535,20 @@ def _write_class(
         first_day=first_day,
         last_day=last_day,
         users=users,
-        rate=events_per_student_day / 2.5 * np.exp(0.6 * e_cls - 0.45 + view_noise),
+        rate=events_per_student_day
+        / 2.5
+        * np.exp(0.6 * e_cls - 0.45 + view_noise)
+        * cases.rate_factor,
         stop_day=stop_day,
-        after_stop=np.where(withdrawer, 0.0, 0.1),
+        after_stop=np.where(withdrawer, 0.0, np.where(cases.stop_day < NEVER, 0.03, 0.1)),
         drift=drift,
         quiet_day=quiet_day,
+        begin_day=begin_day,
         act_ids=np.array([r[0] for r in live], dtype=np.int64),
         act_is_quiz=np.array([r[1] for r in live], dtype=bool),
         act_start_day=np.array([r[2].toordinal() for r in live], dtype=np.int64),
         act_due_day=np.array([r[3].toordinal() if r[3] else -1 for r in live], dtype=np.int64),
+        active_from=cases.active_from if early_cases else None,
     )
 
     # Submissions and assessed levels.
@@ -529,6 +561,9 @@ def _write_class(
         p_submit = np.where(stopped, 0.03, _sigmoid(1.9 + 1.4 * e_now))
         p_submit = np.where(start.toordinal() > quiet_day, 0.6 * p_submit, p_submit)
         p_submit = np.where(withdrawer, 0.0, p_submit)
+        if begin_day is not None:  # a late starter hands in nothing before beginning
+            p_submit = np.where(start.toordinal() < begin_day, 0.0, p_submit)
+        p_submit = np.where(start.toordinal() < cases.active_from - 2, 0.0, p_submit)
         submits = rng.random(n) < p_submit
         window = (due - start) if due else timedelta(days=10)
         early_frac = _sigmoid(0.8 * e_cls + rng.normal(0, 1, n)) * 0.9
@@ -537,6 +572,8 @@ def _write_class(
         spent_null = rng.random(n) < 0.1
         a_now = a_cls + 0.6 * drift * frac
         z = 3.3 + 0.9 * a_now + 0.3 * e_now + rng.normal(0, 1.1, n) - (0.2 if quiz else 0)
+        if cases.lenient_until is not None and start.toordinal() <= cases.lenient_until:
+            z = cases.lenient_levels(z)
         levels = np.clip(np.rint(z), 1, 5).astype(int)
         resubmit = rng.random(n) < 0.12
         deleted_sub = rng.random(n)
@@ -645,6 +682,114 @@ def _early_warning_behaviours(
     return np.where(stops, submit_stop, NEVER), np.where(quiet, quiet_from, NEVER)
 
 
+# --- student groups (evaluation only) ---------------------------------------------------------
+
+SECOND_ROUND_SHARE = 0.3
+LATE_START_P = {"second-round": 0.6, "first-round": 0.05}
+LATE_START_FROM = (0.2, 0.4)
+LATE_START_RATE = 0.15
+GROUP_COLUMNS = ("user_id", "intake", "campus")
+
+
+def group_traits(seed: int, students: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(intake, campus, late_start) per student, from streams of their own.
+
+    ``intake`` matters: "second-round" students (~30%) start a class late far more often
+    (60% against 5%): they hand in nothing and only look in on the pages until 20-40% of the
+    course. ``campus`` ("north-campus"/"south-campus", a coin toss) does not matter at all.
+    ``late_start`` is the share of each class a student waits (0: starts on time); it acts
+    only with ``synthesize(late_starters=True)``.
+    """
+    rng = np.random.default_rng([seed, 33])
+    second = rng.random(students) < SECOND_ROUND_SHARE
+    intake = np.where(second, "second-round", "first-round")
+    late = rng.random(students) < np.where(
+        second, LATE_START_P["second-round"], LATE_START_P["first-round"]
+    )
+    wait = rng.uniform(*LATE_START_FROM, students)
+    campus = np.where(
+        np.random.default_rng([seed, 34]).random(students) < 0.5, "north-campus", "south-campus"
+    )
+    return intake, campus, np.where(late, wait, 0.0)
+
+
+def write_student_groups(path: Path, *, seed: int = 7, students: int = 300) -> Path:
+    """The synthetic university's groups file (LOF_STUDENT_GROUPS): user_id, intake, campus."""
+    import csv
+
+    intake, campus, _ = group_traits(seed, students)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(GROUP_COLUMNS)
+        for k in range(students):
+            writer.writerow([FIRST_USER_ID + k, intake[k], campus[k]])
+    return path
+
+
+LATE_START_SHARE = 0.1
+WEEK3_STOP_SHARE = 0.07
+EXTREME_PER_CLASS = (1, 3)
+EXTREME_FACTOR = (12.0, 30.0)
+LENIENT_SHARE = 0.5
+LENIENT_SPAN = 0.35
+
+
+@dataclass
+class _EarlyCases:
+    """Per-enrolment cases of ``_early_cases``: event rate factor, first day there, stop day,
+    and the last day graded leniently (None: the class grades its early work as the rest)."""
+
+    rate_factor: np.ndarray
+    active_from: np.ndarray
+    stop_day: np.ndarray
+    lenient_until: int | None = None
+    rng: np.random.Generator | None = None
+
+    def lenient_levels(self, z: np.ndarray) -> np.ndarray:
+        """Early work graded leniently: high levels for nearly everyone, ability barely shows."""
+        assert self.rng is not None
+        return 4.3 + 0.15 * (z - 3.3) + self.rng.normal(0.0, 0.5, len(z))
+
+
+def _early_cases(*, class_id: int, n: int, first_day: date, enabled: bool) -> _EarlyCases:
+    """What makes the first weeks hard to read, from the class's own generator.
+
+    * late starters (~10%): not there for the first 10-25 days (no events, nothing handed in
+      for work that started before);
+    * week-3 stoppers (~7%): active, then almost nothing from day 14-21 on;
+    * half the classes grade the work of their first 35% leniently (levels 4-5 for almost
+      all), so early marks say little about the final attainment;
+    * 1-3 extreme-activity students per class with 12-30x the page views of their peers
+      (min-max scaling within the class then squeezes everyone else towards 0).
+    """
+    start = first_day.toordinal()
+    if not enabled:
+        return _EarlyCases(
+            rate_factor=np.ones(n),
+            active_from=np.full(n, start, dtype=np.int64),
+            stop_day=np.full(n, NEVER, dtype=np.int64),
+        )
+    rng = np.random.default_rng((16, class_id, n))
+    late = rng.random(n) < LATE_START_SHARE
+    active_from = np.where(late, start + rng.integers(10, 26, n), start).astype(np.int64)
+    stops = ~late & (rng.random(n) < WEEK3_STOP_SHARE)
+    stop_day = np.where(stops, start + rng.integers(14, 22, n), NEVER).astype(np.int64)
+    rate_factor = np.ones(n)
+    n_extreme = min(n, int(rng.integers(EXTREME_PER_CLASS[0], EXTREME_PER_CLASS[1] + 1)))
+    extreme = rng.choice(n, size=n_extreme, replace=False)
+    rate_factor[extreme] = rng.uniform(*EXTREME_FACTOR, n_extreme)
+    span = SEMESTER_SPAN_DAYS
+    lenient = rng.random() < LENIENT_SHARE
+    return _EarlyCases(
+        rate_factor=rate_factor,
+        active_from=active_from,
+        stop_day=stop_day,
+        lenient_until=start + int(LENIENT_SPAN * span) if lenient else None,
+        rng=np.random.default_rng((17, class_id, n)),
+    )
+
+
 # --- Amplitude -----------------------------------------------------------------------------
 
 
@@ -704,6 +849,10 @@ def _day_events(
             rate = rate * np.exp(0.5 * plan.drift * frac)
         if plan.quiet_day is not None:
             rate = rate * np.where(plan.quiet_day < ordinal, QUIET_RATE, 1.0)
+        if plan.begin_day is not None:  # before beginning, a late starter only looks in
+            rate = rate * np.where(plan.begin_day > ordinal, LATE_START_RATE, 1.0)
+        if plan.active_from is not None:
+            rate = rate * (plan.active_from <= ordinal)
         counts = rng.poisson(rate)
         active = np.flatnonzero(counts)
         cid = plan.class_id

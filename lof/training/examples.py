@@ -171,8 +171,9 @@ def stored_snapshots(
     day: date,
     stored_days: dict,
 ) -> dict[int, pd.DataFrame]:
-    """Raw features the daily flow stored for ``day`` (class_id -> frame), for the due classes
-    it scored that day: training then sees exactly what was served."""
+    """Raw inputs the daily flow stored for ``day`` (class_id -> frame), for the due classes
+    it scored that day: the 13 features and the signals it stored (a record from before it
+    stored them has the 13 only): training then sees exactly what was served."""
     out: dict[int, pd.DataFrame] = {}
     if prediction_store is None:
         return out
@@ -192,6 +193,11 @@ def stored_snapshots(
                     "class_id": int(r["class_id"]),
                     "user_id": int(r["user_id"]),
                     **{name: float(r["features"].get(name, 0.0)) for name in feat.FEATURES},
+                    **{
+                        name: float(r["features"][name])
+                        for name in signals.SIGNALS
+                        if name in r["features"]
+                    },
                 }
                 for r in records
             ]
@@ -298,8 +304,8 @@ def _snapshot(
 ) -> list[pd.DataFrame]:
     """Each due class's cohort features at the end of ``day``, scaled within the class.
 
-    A class the daily flow scored that day (``served``) uses the 13 raw features it stored,
-    with the early-warning signals computed here (the store keeps only the 13); the others are
+    A class the daily flow scored that day (``served``) uses the raw inputs it stored; a
+    signal its records lack (stored before signals were kept) is computed here; the others are
     reconstructed through ``scoring.raw_features``, the daily flow's path. ``_views`` keeps the
     raw class page views (visitor rule).
     """
@@ -323,7 +329,10 @@ def _snapshot(
     raws = [rebuilt.assign(_served=False)] if len(rebuilt) else []
     for frame in served.values():
         extra = computed[[*keys, *signals.SIGNALS]]
-        part = frame.merge(extra, on=keys, how="left")
+        part = frame.merge(extra, on=keys, how="left", suffixes=("_stored", ""))
+        for name in signals.SIGNALS:  # the served value where the store has it
+            if f"{name}_stored" in part.columns:
+                part[name] = part.pop(f"{name}_stored").fillna(part[name])
         # A served student the reconstruction does not see (a row deleted since) gets the
         # class's typical signals, so one such row does not take the signals out of training.
         medians = extra[extra["class_id"].isin(part["class_id"])][list(signals.SIGNALS)].median()

@@ -187,6 +187,7 @@ def _log_and_register(
         mlflow.log_params(_run_params(settings=settings, loaded=loaded, model=model, scored=scored))
         mlflow.log_metrics(scored.metrics)
         input_example = scored.holdout[list(FEATURES)].head(5).astype(float)
+        input_example["required_level"] = scored.holdout["required_level"].head(5).astype("int64")
         logged = registry.log_model(model=model, input_example=input_example)
         registry.log_holdout(
             holdout=scored.holdout[list(example_set.HOLDOUT_COLUMNS)], settings=settings

@@ -235,6 +235,7 @@ def log_fits(
 
     examples = run.examples
     input_example = examples[lof_model.input_features(final)].head(5).astype(float)
+    input_example["required_level"] = examples["required_level"].head(5).astype("int64")
     evaluation_uri = ""
     if best["model"] is not None:
         evaluation_model = lof_model.RiskModel(

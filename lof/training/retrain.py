@@ -8,6 +8,7 @@ changes the Production stage or alias.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -17,7 +18,8 @@ from typing import Any
 import pandas as pd
 
 from lof.core.config import Settings
-from lof.core.errors import DataError
+from lof.core.errors import DataError, LofError
+from lof.core.retry import mlflow_unavailable
 from lof.model import outcome as lof_model
 from lof.registry import client as registry
 from lof.registry import tracking
@@ -25,6 +27,7 @@ from lof.training import registration, selection
 from lof.training.examples import LEGACY_CLASS_ID, TrainingSet, build_training_set
 
 RETRAIN_EXPERIMENT = "lof-retrain"
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -44,6 +47,10 @@ class RetrainResult:
     threshold: float = lof_model.DEFAULT_THRESHOLD
     training_class_ids: list[int] = field(default_factory=list)
     holdout_class_ids: list[int] = field(default_factory=list)
+    mlflow_url: str | None = None
+    """The retrain run in the MLflow UI's model-training view (None: no tracking server)."""
+    model_card: str = ""
+    """``runs:/<run_id>/model_card.html`` of the version ("" if it could not be written)."""
 
     def _evaluation(self) -> str:
         if self.holdout_kind == selection.KIND_TIME:
@@ -60,7 +67,10 @@ class RetrainResult:
             f"(semesters {', '.join(self.semesters)}, {self.n_examples} examples{dataset} from "
             f"{self.n_classes} classes; {self._evaluation()}; refitted on all examples; "
             f"at-risk threshold {self.threshold:.3f}); "
-            f"promote it with `lof promote --version {self.version}`\n"
+            f"promote it with `lof promote --version {self.version}`"
+            + (f"; model card {self.model_card}" if self.model_card else "")
+            + "\n"
+            + (f"MLflow: {self.mlflow_url}\n" if self.mlflow_url else "")
             + selection.short_table(self.comparison)
         )
 
@@ -70,13 +80,16 @@ class RetrainResult:
             "",
             f"Semesters {', '.join(self.semesters)}; {self.n_examples} examples from "
             f"{self.n_classes} classes; {self._evaluation()}. Selection: highest grouped-CV "
-            f"`{lof_model.SELECTION_METRIC}` (mean risk ROC-AUC at 25% and 50%; ties within "
+            f"`{lof_model.SELECTION_METRIC}` (mean risk ROC-AUC at 10%, 25% and 50%; ties within "
             f"{lof_model.SELECTION_TOLERANCE} go to the lowest `{lof_model.TIE_METRIC}`). "
             f"Registered: the chosen candidate refitted on all examples; at-risk threshold "
             f"{self.threshold:.3f}.",
             "",
             *selection.markdown_table(self.comparison),
+            *(["", f"[The retrain run in MLflow]({self.mlflow_url})"] if self.mlflow_url else []),
         ]
+        if self.model_card:
+            lines += ["", f"Model card: `{self.model_card}` (`lof card --version {self.version}`)"]
         return "\n".join(lines)
 
 
@@ -139,6 +152,9 @@ def _train_and_register(
     import mlflow
 
     _require_examples(training)
+    from lof.governance import groups as student_groups
+
+    groups = student_groups.load(settings)  # a malformed groups file is refused before any work
     run = _plan(settings=settings, training=training, seed=seed, n_splits=n_splits)
     train, holdout = run.train, run.holdout
     candidates = lof_model.make_candidates(
@@ -153,6 +169,9 @@ def _train_and_register(
         from lof.training.feedback import log_feedback_metrics
 
         log_feedback_metrics(settings=settings)  # teachers' verdicts on the models in use
+        from lof.training.outcomes import log_outcome_reports
+
+        log_outcome_reports(settings=settings, training=training)  # did acting on warnings help
         registration.log_inputs(run=run)
         results = selection.compare_candidates(
             train=train,
@@ -181,7 +200,11 @@ def _train_and_register(
         version = registration.register(
             run=run, fits=fits, run_id=parent.info.run_id, tags=tags, description=description
         )
-    return _result(
+        card = _evaluate_by_group(
+            run=run, results=results, chosen=chosen, final=final, version=version,
+            run_id=parent.info.run_id, groups=groups, seed=seed,
+        )  # fmt: skip
+    result = _result(
         run=run,
         version=version,
         chosen=chosen,
@@ -190,6 +213,25 @@ def _train_and_register(
         final=final,
         run_id=parent.info.run_id,
     )
+    result.mlflow_url = tracking.ui_url(
+        settings=settings, experiment_id=experiment_id, run_id=parent.info.run_id
+    )
+    result.model_card = card
+    return result
+
+
+def _evaluate_by_group(*, groups: Any, **kwargs: Any) -> str:
+    """The per-group metrics and the model card, after registration: the version stands even
+    if they cannot be written (the warning says so)."""
+    from lof.training import model_card
+
+    try:
+        return model_card.log_evaluation(student_groups=groups, **kwargs)
+    except Exception as exc:
+        if isinstance(exc, LofError) or mlflow_unavailable(exc):
+            log.warning("version %s registered without its model card: %s", kwargs["version"], exc)
+            return ""
+        raise
 
 
 def _refit(

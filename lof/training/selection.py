@@ -21,6 +21,8 @@ import pandas as pd
 from lof.core.config import Settings
 from lof.core.errors import DataError
 from lof.model import outcome as lof_model
+from lof.model.leadtime import METRIC_NAMES as LEAD_TIME_METRICS
+from lof.model.leadtime import lead_time_of_examples
 from lof.training.examples import LEGACY_CLASS_ID
 
 KIND_TIME = "time"
@@ -30,10 +32,15 @@ KIND_GROUPED = "grouped-cv"
 _SEL = lof_model.SELECTION_METRIC
 SHORT_COLUMN_NAMES = {
     "candidate": "candidate",
-    f"cv_{_SEL}": "cv AUC 25-50%",
-    f"holdout_{_SEL}": "holdout AUC 25-50%",
+    f"cv_{_SEL}": "cv AUC 10-50%",
+    f"holdout_{_SEL}": "holdout AUC 10-50%",
     "holdout_ci_low": "CI low",
     "holdout_ci_high": "CI high",
+    "holdout_risk_roc_auc_at_10": "AUC@10%",
+    "holdout_risk_roc_auc_at_25": "AUC@25%",
+    "holdout_lead_caught_by_25": "caught by 25%",
+    "holdout_lead_median_first_flag": "first flag",
+    "holdout_lead_false_alarms_at_25": "false alarms@25%",
     "holdout_risk_roc_auc_at_50": "AUC@50%",
     "holdout_risk_pr_auc_at_50": "PR-AUC@50%",
     "holdout_risk_brier_at_50": "Brier@50%",
@@ -142,6 +149,7 @@ def out_of_fold_metrics(
         examples=examples, proba=proba, threshold=float(np.median(cuts)), risk=risk
     )
     metrics.update(lof_model.at_risk_figures(examples=examples, risk=risk, cuts=cuts))
+    metrics.update(lead_time_of_examples(examples, risk=risk, threshold=cuts))
     low, high = lof_model.bootstrap_interval(examples=examples, risk=risk, seed=seed)
     metrics["ci_low"], metrics["ci_high"] = low, high
     return metrics
@@ -243,6 +251,9 @@ def comparison(results: dict[str, dict[str, Any]]) -> pd.DataFrame:
             suffix = lof_model.point_suffix(point)
             for metric in COMPARISON_METRICS:
                 row[f"holdout_{metric}_{suffix}"] = held.get(f"{metric}_{suffix}", np.nan)
+        row[f"holdout_{lof_model.MID_METRIC}"] = held.get(lof_model.MID_METRIC, np.nan)
+        for name in LEAD_TIME_METRICS:
+            row[f"holdout_{name}"] = held.get(name, np.nan)
         row["holdout_macro_f1"] = held.get("macro_f1", np.nan)
         row["holdout_threshold"] = held.get("threshold", np.nan)
         rows.append(row)

@@ -177,3 +177,35 @@ def test_reasons_from_the_model_read_with_their_direction() -> None:
     assert kind == "model"
     assert reasons == [f"{text} (raises risk)"]
     assert "not submitted" in text and "class median 0" in text
+
+
+def test_reasons_that_lower_risk_are_shown_apart() -> None:
+    record = _record(1, 0.8, DAY0)
+    record["reasons"] = [
+        {"feature": "a", "text": "raises one", "direction": "raises risk", "effect": 0.2},
+        {"feature": "b", "text": "lowers one", "direction": "lowers risk", "effect": -0.1},
+        {"feature": "c", "text": "raises two", "direction": "raises risk", "effect": 0.1},
+    ]
+    assert reasons_for(record, {}) == (
+        ["raises one (raises risk)", "raises two (raises risk)"],
+        "model",
+    )
+    built = build_report(
+        class_id=5, day=DAY0, day_records=[record], history={DAY0: [record]}, threshold=0.5
+    )
+    assert built.students[0].protective == ["lowers one (lowers risk)"]
+    html = render(
+        "report.html",
+        report=built,
+        other_days=[],
+        day_url=lambda d: "#",
+        saved=None,
+        any_model_reasons=True,
+        feedback_enabled=False,
+        feedback_action="/classes/5/feedback",
+        token="tok",
+        verdict_labels={},
+        note_max=500,
+    )
+    warning, favour = html.index("raises two"), html.index("In their favour:")
+    assert warning < favour < html.index("lowers one")

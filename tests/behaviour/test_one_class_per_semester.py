@@ -102,18 +102,21 @@ def test_one_class_per_semester_retrains_promotes_and_scores(lof_home: Path) -> 
     raw = pd.DataFrame(
         [{"class_id": r["class_id"], "user_id": r["user_id"], **r["features"]} for r in served]
     )
-    expected = feat.scale_within_class(features=raw[["class_id", "user_id", *feat.FEATURES]])
+    from lof.features.signals import SIGNALS
+    from lof.model.outcome import MODEL_SIGNALS, training_features
+
+    # The store keeps every input of the day: the 13 and the signals, as they were on the day
+    # (the grade revised since changes neither the 13 nor attainment or score so far).
+    inputs = [*feat.FEATURES, *SIGNALS]
+    assert set(raw.columns) >= set(inputs)
+    expected = feat.scale_within_class(features=raw[["class_id", "user_id", *inputs]])
     merged = part.merge(expected, on=["class_id", "user_id"], suffixes=("", "_served"))
     assert len(merged) == len(part) > 0
-    for name in feat.FEATURES:
+    for name in inputs:
         assert np.allclose(merged[name], merged[f"{name}_served"]), name
     assert built.examples_from_predictions == len(part)
-    # The store keeps the 13 only: the served rows' signals are reconstructed, never missing.
-    from lof.features.signals import SIGNALS
-    from lof.model.outcome import training_features
-
     assert part[list(SIGNALS)].notna().all().all()
-    assert training_features(built.examples) == [*feat.FEATURES, *SIGNALS]
+    assert training_features(built.examples) == [*feat.FEATURES, *MODEL_SIGNALS]
     assert built.examples_reconstructed == len(built.examples) - len(part)
     # A reconstruction would have seen the revised grades.
     from lof.core.calendar import end_of_day

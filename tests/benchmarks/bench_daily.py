@@ -164,7 +164,10 @@ class DailyRun:
         return self.timer.time(
             "leb2",
             lambda: leb2.ongoing_classes(
-                self.engine, day=day, window_months=self.settings.ongoing_window_months
+                self.engine,
+                day=day,
+                window_months=self.settings.ongoing_window_months,
+                grace_days=self.settings.grace_days,
             ),
         )
 
@@ -246,6 +249,7 @@ class DailyRun:
                 raw=day_features.raw,
                 required=predictions["required_level"].to_numpy(),
                 risk=predictions["risk_prob"].to_numpy(),
+                at_risk=predictions["at_risk"].to_numpy(),
             ),
         )
         self.write_features(day_features)

@@ -9,6 +9,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -59,17 +60,21 @@ def test_retrain_flow_selects_on_risk_and_registers_the_refit(settings, universi
     comparison = result.comparison.set_index("candidate")
     assert set(comparison.index) == {"logreg", "hist_gb", "hist_gb_calibrated", "mlp_baseline"}
     # Selection reads the grouped-CV risk ROC-AUC at 25%/50%, never the holdout.
-    cv = comparison["cv_risk_roc_auc_25_50"]
+    cv = comparison["cv_risk_roc_auc_10_25_50"]
     assert cv[result.candidate] == cv.max()
     # The chosen model ranks risk well on classes it never saw, per progress point.
     for point in (10, 25, 50, 75):
         assert f"holdout_risk_roc_auc_at_{point}" in comparison.columns
         assert f"holdout_risk_ece_at_{point}" in comparison.columns
-    chosen = comparison.loc[result.candidate, "holdout_risk_roc_auc_25_50"]
+    chosen = comparison.loc[result.candidate, "holdout_risk_roc_auc_10_25_50"]
     assert chosen > 0.75, result.describe()
     low, high = comparison.loc[result.candidate, ["holdout_ci_low", "holdout_ci_high"]]
     assert low <= chosen <= high
     assert "evaluation time" in result.describe()
+    # Lead time, per candidate, in the summary printed after a retrain.
+    assert "caught by 25%" in result.describe() and "false alarms@25%" in result.describe()
+    caught = comparison["holdout_lead_caught_by_25"]
+    assert ((caught >= 0) & (caught <= 1)).all()
 
     client = registry.client(settings=settings)
     experiment = client.get_experiment_by_name(training.RETRAIN_EXPERIMENT)
@@ -79,7 +84,7 @@ def test_retrain_flow_selects_on_risk_and_registers_the_refit(settings, universi
     assert {r.data.tags["lof.candidate"] for r in children} == set(comparison.index)
     for child in children:
         for name in (
-            "cv.risk_roc_auc_25_50",
+            "cv.risk_roc_auc_10_25_50",
             "cv.ci_low",
             "holdout.risk_roc_auc_at_25",
             "holdout.risk_pr_auc_at_50",
@@ -88,6 +93,12 @@ def test_retrain_flow_selects_on_risk_and_registers_the_refit(settings, universi
             "holdout.at_risk_precision_at_50",
             "holdout.at_risk_recall_at_50",
             "holdout.macro_f1_at_50",
+            "holdout.lead_caught_by_10",
+            "holdout.lead_caught_by_25",
+            "holdout.lead_caught_by_50",
+            "holdout.lead_median_first_flag",
+            "holdout.lead_false_alarms_at_25",
+            "cv.lead_caught_by_25",
         ):
             assert name in child.data.metrics, name
         plots = {a.path for a in client.list_artifacts(child.info.run_id, "plots")}
@@ -114,10 +125,10 @@ def test_retrain_flow_selects_on_risk_and_registers_the_refit(settings, universi
     tags = versions[0].tags
     assert tags["semester"] == ",".join(finished)
     assert tags["candidate"] == result.candidate
-    assert tags["selection_metric"] == "risk_roc_auc_25_50"
+    assert tags["selection_metric"] == "risk_roc_auc_10_25_50"
     assert tags["holdout_kind"] == "time"
     assert len(tags["training_fingerprint"]) == 64
-    assert float(tags["risk_roc_auc_25_50"]) == pytest.approx(chosen)
+    assert float(tags["risk_roc_auc_10_25_50"]) == pytest.approx(chosen)
     # The registered model is the refit: it trained on the held-out classes too.
     trained = registry.decode_class_ids(tags[registry.TRAINING_CLASSES_TAG])
     held = registry.decode_class_ids(tags[registry.HOLDOUT_CLASSES_TAG])
@@ -144,11 +155,15 @@ def test_retrain_flow_selects_on_risk_and_registers_the_refit(settings, universi
     assert set(holdout["class_id"]) == held
     assert sorted(holdout["progress"].unique()) == [0.1, 0.25, 0.5, 0.75, 1.0]
     pyfunc = mlflow.pyfunc.load_model(f"models:/{settings.model_name}/1")
-    # The signature lists the model's own inputs: the 13, then the early-warning signals.
+    # The signature lists the model's own inputs: the 13, then the early-warning signals, then
+    # the class's required level the risk is measured against.
     inputs = lof_model.input_features(model)
     assert inputs[: len(FEATURES)] == list(FEATURES) and len(inputs) > len(FEATURES)
-    assert pyfunc.metadata.get_input_schema().input_names() == inputs
-    assert len(pyfunc.predict(holdout[inputs].head(7))) == 7
+    assert pyfunc.metadata.get_input_schema().input_names() == [*inputs, "required_level"]
+    served = pyfunc.predict(holdout[[*inputs, "required_level"]].head(7))
+    proba = lof_model.level_probabilities(model=model, features=holdout.head(7))
+    risk = lof_model.model_risk(model, proba, holdout["required_level"].head(7).to_numpy())
+    np.testing.assert_allclose(served["risk_prob"], risk, rtol=0, atol=1e-12)
 
 
 def test_every_cohort_member_is_an_example(settings, university, monkeypatch):

@@ -74,7 +74,9 @@ def training_set() -> TrainingSet:
         skill = rng.uniform(0, 1, 10)
         label = np.clip(np.round(1 + 4 * skill + rng.normal(0, 0.4, 10)), 1, 5).astype(int)
         for progress in (0.1, 0.25, 0.5, 0.75, 1.0):
-            values = np.clip(skill[:, None] + rng.normal(0, 0.2, (10, 19)), 0, 1)
+            values = np.clip(
+                skill[:, None] + rng.normal(0, 0.2, (10, len(FEATURES) + len(SIGNALS))), 0, 1
+            )
             for s in range(10):
                 row = dict(zip([*FEATURES, *SIGNALS], values[s], strict=True))
                 rows.append(
@@ -340,8 +342,9 @@ def untouched_day_features(settings, home: Path, days: list[date]) -> list[dict]
             exclusions=optout.load(copy),
         )
         store.write_day(day=day, increments=computed.increment, states=computed.states)
-    raw = computed.raw[["class_id", "user_id", *FEATURES]].sort_values(["class_id", "user_id"])
-    return raw.astype({name: float for name in FEATURES}).to_dict(orient="records")
+    names = [*FEATURES, *SIGNALS]  # every input the day stored
+    raw = computed.raw[["class_id", "user_id", *names]].sort_values(["class_id", "user_id"])
+    return raw.astype({name: float for name in names}).to_dict(orient="records")
 
 
 def test_the_access_log_and_lof_audit(world: dict) -> None:

@@ -8,11 +8,10 @@ import pandas as pd
 import pytest
 
 from lof.features import definitions as feat
-from lof.features import signals
 from lof.model import exact_effects, reasons
 from lof.model import outcome as lof_model
 
-COLUMNS = [*feat.FEATURES, *signals.SIGNALS]
+COLUMNS = [*feat.FEATURES, *lof_model.MODEL_SIGNALS]
 
 
 def examples(rng: np.random.Generator, *, binary: bool, n: int = 600) -> pd.DataFrame:

@@ -120,10 +120,16 @@ def test_evaluate_reports_every_progress_point(fitted_logreg, examples):
         for name in lof_model.METRICS:
             assert f"{name}_at_{point}" in metrics
         assert metrics[f"n_at_{point}"] == len(examples) / len(lof_model.PROGRESS_POINTS)
-    assert metrics[lof_model.SELECTION_METRIC] == pytest.approx(
+    early = ("risk_roc_auc_at_10", "risk_roc_auc_at_25", "risk_roc_auc_at_50")
+    assert metrics[lof_model.SELECTION_METRIC] == pytest.approx(sum(metrics[n] for n in early) / 3)
+    assert metrics[lof_model.MID_METRIC] == pytest.approx(
         (metrics["risk_roc_auc_at_25"] + metrics["risk_roc_auc_at_50"]) / 2
     )
     assert metrics["risk_roc_auc_at_100"] > metrics["risk_roc_auc_at_10"]
+    # Lead time of any registered version on the same examples (the gate's evaluate).
+    assert metrics["lead_caught_by_10"] <= metrics["lead_caught_by_25"]
+    assert metrics["lead_caught_by_25"] <= metrics["lead_caught_by_50"]
+    assert 0.0 <= metrics["lead_false_alarms_at_25"] <= 1.0
     # The features reveal more of the skill late in the class than early.
     assert metrics["macro_f1_at_100"] > metrics["macro_f1_at_25"]
     with pytest.raises(DataError, match="label"):
@@ -159,9 +165,9 @@ def test_grouped_cv_keeps_classes_apart(examples):
 
 
 def test_select_candidate_rule():
-    """Selection is on the risk: mean risk ROC-AUC at 25%/50%, ties to the lower risk Brier."""
+    """Selection is on the risk: mean risk ROC-AUC at 10/25/50%, ties to the lower risk Brier."""
     sel, tie = lof_model.SELECTION_METRIC, lof_model.TIE_METRIC
-    assert sel == "risk_roc_auc_25_50" and tie == "risk_brier_25_50"
+    assert sel == "risk_roc_auc_10_25_50" and tie == "risk_brier_10_25_50"
     scores = {
         "mlp_baseline": {sel: 0.70, tie: 0.15, "macro_f1_at_50": 0.9},
         "hist_gb": {sel: 0.82, tie: 0.20},

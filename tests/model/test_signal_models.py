@@ -35,10 +35,11 @@ def predict(model, frame):
 
 def test_training_features_take_the_signals_when_every_row_has_them():
     frame = scaled_frame()
-    assert lof_model.training_features(frame) == [*FEATURES, *SIGNALS]
+    assert lof_model.training_features(frame) == [*FEATURES, *lof_model.MODEL_SIGNALS]
+    assert set(lof_model.MODEL_SIGNALS) < set(SIGNALS)
     legacy_mixed = frame.copy()
     legacy_mixed.loc[0, SIGNALS[0]] = np.nan  # a legacy row: the 13 only
-    assert lof_model.training_features(legacy_mixed) == [*FEATURES, *SIGNALS[1:]]
+    assert lof_model.training_features(legacy_mixed) == [*FEATURES, *lof_model.MODEL_SIGNALS[1:]]
     assert lof_model.training_features(frame[list(FEATURES)]) == list(FEATURES)
 
 

@@ -205,6 +205,7 @@ def test_the_stack_tables_are_the_store_tables(moto_endpoint: str) -> None:
         "FeaturesTable",
         "PredictionsTable",
         "FeedbackTable",
+        "InterventionsTable",
         "DeliveriesTable",
         "PrivacyTable",
         "AccessLogTable",
@@ -228,6 +229,9 @@ def test_the_stack_tables_are_the_store_tables(moto_endpoint: str) -> None:
     from lof.stores.feedback import open_feedback_store
 
     open_feedback_store(url)  # the stack's feedback table, opened with creation off
+    from lof.stores.interventions import open_intervention_store
+
+    open_intervention_store(url).close()  # and its interventions table
     from lof.stores.deliveries import open_delivery_store
 
     open_delivery_store(url).close()  # and its deliveries table
@@ -253,6 +257,7 @@ def test_the_stack_tables_are_the_store_tables(moto_endpoint: str) -> None:
     written = {str(s["Resource"]).split(".")[0] for s in writes}
     assert written == {
         "FeedbackTable",
+        "InterventionsTable",
         "DeliveriesTable",
         "PrivacyTable",
         "AccessLogTable",

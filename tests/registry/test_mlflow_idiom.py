@@ -44,11 +44,14 @@ def test_a_registered_version_describes_itself_serves_its_signature_and_is_promo
     assert client.get_registered_model(s.model_name).description == registry.MODEL_DESCRIPTION
 
     served = mlflow.pyfunc.load_model(logged.model_uri)
-    (levels,) = served.metadata.get_output_schema().inputs
-    assert levels.shape == (-1, 5)  # one probability per level, as the pyfunc returns
-    proba = served.predict(example)
-    assert proba.shape == (6, 5) and np.allclose(proba.sum(axis=1), 1.0)
-    assert np.allclose(proba, model.predict_proba(example))
+    names = served.metadata.get_output_schema().input_names()
+    assert names == ["risk_prob", *(f"prob_level_{level}" for level in range(1, 6))]
+    output = served.predict(example.assign(required_level=3))
+    assert list(output.columns) == names  # what the pyfunc returns is what the signature says
+    levels = output[names[1:]].to_numpy()
+    assert levels.shape == (6, 5) and np.allclose(levels.sum(axis=1), 1.0)
+    assert np.allclose(levels, model.predict_proba(example))
+    assert np.allclose(output["risk_prob"], model.risk(levels, np.full(6, 3)))
 
     registry.transition_to_production(
         settings=s, version=version, reason="manual", promoted_by="ops", note="gate passes"

@@ -78,7 +78,8 @@ def test_register_promote_load_roundtrip(settings):
     assert registry.production_version(settings=settings) == "2"
     assert registry.version_info(settings=settings, version=v1).current_stage == "Archived"
     pyfunc = mlflow.pyfunc.load_model(f"models:/{settings.model_name}/{v2}")
-    assert len(pyfunc.predict(examples[list(FEATURES)])) == len(examples)
+    served = pyfunc.predict(examples[[*FEATURES, "required_level"]])
+    assert len(served) == len(examples) and served.columns[0] == "risk_prob"
 
 
 def test_holdout_roundtrip_and_missing_version(settings):

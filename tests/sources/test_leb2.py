@@ -342,28 +342,32 @@ def test_ongoing_classes_only_the_live_obem_ulti_class_in_window(engine) -> None
     assert str(got["required_level"].dtype) == "int64"
 
 
-def test_ongoing_window_boundaries(engine) -> None:
+def test_ongoing_boundaries(engine) -> None:
     # class 1's first activity starts on Jan 10 09:00: not ongoing the day before
-    assert leb2.ongoing_classes(engine, day=date(2024, 1, 9), window_months=4)[
+    assert leb2.ongoing_classes(engine, day=date(2024, 1, 9))["class_id"].tolist() == []
+    assert leb2.ongoing_classes(engine, day=date(2024, 1, 10))["class_id"].tolist() == [1]
+    # class 5's last live activity is due 2023-09-30 (its deleted one never counts): ongoing
+    # through the grace days after it, finished the day after
+    assert leb2.ongoing_classes(engine, day=date(2023, 10, 14), grace_days=14)[
         "class_id"
     ].tolist() == [5]
-    assert leb2.ongoing_classes(engine, day=date(2024, 1, 10), window_months=4)[
+    assert (
+        leb2.ongoing_classes(engine, day=date(2023, 10, 15), grace_days=14)["class_id"].tolist()
+        == []
+    )
+    assert leb2.ongoing_classes(engine, day=date(2023, 9, 30), grace_days=0)[
         "class_id"
-    ].tolist() == [1, 5]
-    # class 5's last live activity starts 2023-09-15 09:00; its deleted one never counts
+    ].tolist() == [5]
     assert (
-        5
-        in leb2.ongoing_classes(engine, day=date(2024, 1, 14), window_months=4)["class_id"].tolist()
+        leb2.ongoing_classes(engine, day=date(2023, 10, 1), grace_days=0)["class_id"].tolist() == []
     )
+    # class 1's last due date is 2024-03-30 (an activity created ahead of time counts)
+    assert leb2.ongoing_classes(engine, day=date(2024, 4, 13), grace_days=14)[
+        "class_id"
+    ].tolist() == [1]
     assert (
-        5
-        not in leb2.ongoing_classes(engine, day=date(2024, 1, 15), window_months=4)[
-            "class_id"
-        ].tolist()
-    )
-    assert (
-        5
-        in leb2.ongoing_classes(engine, day=date(2024, 1, 15), window_months=5)["class_id"].tolist()
+        leb2.ongoing_classes(engine, day=date(2024, 4, 14), grace_days=14)["class_id"].tolist()
+        == []
     )
 
 
@@ -594,3 +598,31 @@ def test_latest_submissions_are_each_pair_latest_live_submission(engine) -> None
     pd.testing.assert_frame_equal(both, expected)
     _, status = leb2.activity_status(engine, class_ids=[1], until=UNTIL)
     pd.testing.assert_frame_equal(status.sort_values(keys).reset_index(drop=True), expected)
+
+
+def test_a_class_without_due_dates_is_ongoing_within_the_window_of_its_last_start() -> None:
+    ts = pd.Timestamp
+    classes = pd.DataFrame(
+        {
+            "first_start": [ts("2024-01-10 09:00"), ts("2024-01-10 09:00")],
+            "last_start": [ts("2024-02-01 09:00"), ts("2024-02-01 09:00")],
+            "last_due": [pd.NaT, ts("2024-02-10 23:59")],
+        }
+    )
+    mask = leb2.ongoing_mask
+    assert mask(classes, day=date(2024, 5, 31), window_months=4, grace_days=14).tolist() == [
+        True,
+        False,
+    ]
+    assert mask(classes, day=date(2024, 6, 1), window_months=4, grace_days=14).tolist() == [
+        False,
+        False,
+    ]
+    assert mask(classes, day=date(2024, 2, 24), window_months=4, grace_days=14).tolist() == [
+        True,
+        True,
+    ]
+    assert mask(classes, day=date(2024, 1, 9), window_months=4, grace_days=14).tolist() == [
+        False,
+        False,
+    ]

@@ -16,6 +16,7 @@ from lof.stores.dynamodb import parse_url
 def drop_lof_tables(url: str) -> None:
     from lof.stores import access_log, privacy, sql
     from lof.stores import feedback as feedback_store
+    from lof.stores import interventions as intervention_store
 
     engine = sa.create_engine(url)
     try:
@@ -23,6 +24,7 @@ def drop_lof_tables(url: str) -> None:
             sql.METADATA,
             sql.LEGACY_METADATA,
             feedback_store.METADATA,
+            intervention_store.METADATA,
             privacy.METADATA,
             access_log.METADATA,
         ):

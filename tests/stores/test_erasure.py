@@ -18,8 +18,10 @@ import pandas as pd
 
 from lof.features import definitions as feat
 from lof.feedback import FeedbackRecord
+from lof.interventions import InterventionRecord
 from lof.stores import compact, open_feature_store, open_prediction_store
 from lof.stores.feedback import open_feedback_store
+from lof.stores.interventions import open_intervention_store
 from tests.stores.conftest import scan, sql_rows
 from tests.stores.test_contract import engagement, predictions
 
@@ -182,6 +184,48 @@ def feedback_on(user: int, day: date, teacher: str) -> FeedbackRecord:
         source="api",
         updated_at="2024-01-05T10:00:00Z",
     )
+
+
+def action_on(user: int, day: date, teacher: str, action: str = "meeting") -> InterventionRecord:
+    return InterventionRecord(
+        class_id=1,
+        user_id=user,
+        teacher_id=teacher,
+        action_dt=f"{day:%Y%m%d}",
+        action=action,  # type: ignore[arg-type]
+        note=None,
+        source="api",
+        updated_at="2024-01-05T10:00:00Z",
+    )
+
+
+def test_interventions_are_idempotent_erased_and_purged(any_store_url: str) -> None:
+    d1, d2, d3 = DAYS[:3]
+    store = open_intervention_store(any_store_url)
+    first = store.put(action_on(X, d1, "t1"))
+    again = store.put(
+        action_on(X, d1, "t1").model_copy(update={"updated_at": "2025-01-01T00:00:00Z"})
+    )
+    assert again == first  # the same key and note: nothing changes, not even updated_at
+    noted = store.put(action_on(X, d1, "t1").model_copy(update={"note": "met on Monday"}))
+    store.put(action_on(X, d1, "t1", "referred"))  # another action the same day: kept apart
+    store.put(action_on(X, d1, "t2"))  # another teacher: kept apart
+    store.put(action_on(11, d1, "t1"))
+    store.put(action_on(11, d3, "t1"))
+    records = store.read_all()
+    assert len(records) == 5
+    assert [
+        r.note for r in records if (r.user_id, r.teacher_id, r.action) == (X, "t1", "meeting")
+    ] == [noted.note]
+    assert store.read_class(class_id=1) == records and store.read_class(class_id=2) == []
+    assert store.erase_users([X]) == 3
+    assert [(r.user_id, r.action_dt) for r in store.read_all()] == [
+        (11, f"{d1:%Y%m%d}"),
+        (11, f"{d3:%Y%m%d}"),
+    ]
+    assert store.purge_before(d2) == 1
+    assert [r.action_dt for r in store.read_all()] == [f"{d3:%Y%m%d}"]
+    store.close()
 
 
 def test_erasing_and_purging_predictions_and_feedback(any_store_url: str) -> None:

@@ -16,10 +16,11 @@ from lof.governance import erasure as governance
 from lof.governance import optout, pseudonyms
 from lof.stores import compact, open_feature_store, open_prediction_store
 from lof.stores.feedback import open_feedback_store
+from lof.stores.interventions import open_intervention_store
 from lof.stores.privacy import open_privacy_store
 from tests.stores.conftest import scan, sql_rows
 from tests.stores.test_contract import predictions
-from tests.stores.test_erasure import DAYS, feature_days, feedback_on
+from tests.stores.test_erasure import DAYS, action_on, feature_days, feedback_on
 
 X, Y = 4_501_234_567, 13  # X is forgotten, Y opts out; 11 and 21 stay
 SECRET = "governance-test-secret-0123456789"
@@ -44,6 +45,9 @@ def fill(settings) -> None:
     feedback = open_feedback_store(url)
     for user in (X, Y, 11):
         feedback.put(feedback_on(user, DAYS[0], "t1"))
+    actions = open_intervention_store(url)
+    for user in (X, 11):
+        actions.put(action_on(user, DAYS[0], "t1"))
     cache = settings.home / "cache" / "assessed-0123456789abcdef.pkl"
     cache.write_bytes(pickle.dumps((2, None, None, None)))
 
@@ -93,7 +97,7 @@ def test_an_interrupted_forget_finishes_on_rerun(
         governance.forget(settings, [X])
     privacy = open_privacy_store(any_store_url)
     (entry,) = privacy.erasures()
-    assert not entry.done and set(entry.removed) == {"predictions", "feedback"}
+    assert not entry.done and set(entry.removed) == {"predictions", "feedback", "interventions"}
     assert pseudonyms.optional(settings).of(X) in privacy.opted_out()  # first of all
     assert X not in users_of_predictions(any_store_url)
     assert X in feature_users(settings)  # the store after the crash: not erased yet
@@ -104,6 +108,8 @@ def test_an_interrupted_forget_finishes_on_rerun(
 
     assert [name for name, _ in seen] == ["features", "local files"]  # the rest was done
     assert removed.counts["predictions"] == 2 and removed.counts["feedback"] == 1
+    assert removed.counts["interventions"] == 1
+    assert [r.user_id for r in open_intervention_store(any_store_url).read_all()] == [11]
     assert removed.counts["features"] > 0 and removed.counts["local files"] == 2
     (entry,) = privacy.erasures()
     assert entry.done and entry.ids == 1 and entry.removed == removed.counts

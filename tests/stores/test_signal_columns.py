@@ -148,3 +148,40 @@ def test_old_predictions_table_gets_reasons_and_keeps_its_rows(url: str) -> None
     # opening again changes nothing
     [again] = open_prediction_store(url).read_class_day(day=DAY, class_id=1)
     assert again == record
+
+
+def test_a_state_from_before_the_early_inputs_reads_and_keeps_accumulating() -> None:
+    """A blob of 13 integer columns (5 counts, last day, recent_0..6) reads with the 14-day
+    window's second week, first day, active days and longest gap at 0, and the next day's
+    increment joins it: first day taken as its last known day, active days counted on."""
+    days = stamped_history(days=3)
+    state = compact.split_frame(days[-1][2], what="state")
+    old_width = len(COUNT_COLUMNS) + 1 + 7
+    older = {
+        c: compact.decode(
+            compact.encode(
+                compact.ClassRows(r.users, r.counts[:, :old_width].copy(), r.lengths, r.values)
+            )
+        )
+        for c, r in state.items()
+    }
+    frame = compact.to_frame(older)
+    assert (frame[["first_event_day", "active_days", "longest_gap", "recent_13"]] == 0).all().all()
+    last_known = frame["last_event_day"].to_numpy()
+    next_day = days[-1][0] + timedelta(days=2)
+    increment = signals.stamp_increment(days[0][1], day=next_day)
+    after = compact.to_frame(compact.accumulate(older, compact.split_frame(increment, what="i")))
+    joined = after.merge(
+        frame[["class_id", "user_id", "last_event_day"]],
+        on=["class_id", "user_id"],
+        suffixes=("", "_before"),
+    )
+    pairs = set(zip(increment["class_id"], increment["user_id"], strict=True))
+    keys = zip(joined["class_id"], joined["user_id"], strict=True)
+    touched = pd.Series([k in pairs for k in keys]) & (joined["last_event_day_before"] > 0)
+    assert touched.any()
+    rows = joined[touched]
+    assert (rows["first_event_day"] == rows["last_event_day_before"]).all()
+    assert (rows["active_days"] == 1).all()  # the day stamped since; earlier ones unknown
+    assert (rows["longest_gap"] == next_day.toordinal() - rows["last_event_day_before"] - 1).all()
+    assert len(last_known) == len(frame)

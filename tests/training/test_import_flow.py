@@ -150,7 +150,10 @@ def test_import_registers_a_tagged_version_with_signature_and_metrics(day_one):
         mlflow.artifacts.load_text(f"models:/{settings.model_name}/{version}/MLmodel")
     )
     inputs = yaml.safe_load(mlmodel["signature"]["inputs"])
-    assert [column["name"] for column in inputs] == list(FEATURES)
+    assert [column["name"] for column in inputs] == [*FEATURES, "required_level"]
+    outputs = yaml.safe_load(mlmodel["signature"]["outputs"])
+    assert [column["name"] for column in outputs][:2] == ["risk_prob", "prob_level_1"]
+    assert mlmodel["flavors"]["python_function"]["loader_module"] == "lof.registry.pyfunc"
     assert mlmodel["flavors"]["sklearn"]["serialization_format"] == "skops"
 
     # The metrics are those of the pickle itself on lof's held-out examples, computed here
@@ -234,7 +237,7 @@ def test_first_retrain_after_the_import_is_gated_against_it(day_one):
     from sklearn.metrics import roc_auc_score
 
     # The gate's metric of the pickle itself on the candidate's holdout, computed here without
-    # lof's evaluation code: mean risk ROC-AUC at 25% and 50%, risk = P(level < required).
+    # lof's evaluation code: mean risk ROC-AUC at 10%, 25% and 50%, risk = P(level < required).
     holdout = registry.load_holdout(settings=settings, version=result.version)
     assert report.rows == len(holdout)
     proba = mlp.predict_proba(former_inputs(holdout))
@@ -246,10 +249,10 @@ def test_first_retrain_after_the_import_is_gated_against_it(day_one):
     expected = np.mean(
         [
             roc_auc_score(below[np.isclose(progress, p)], risk[np.isclose(progress, p)])
-            for p in (0.25, 0.5)
+            for p in (0.1, 0.25, 0.5)
         ]
     )
-    assert report.metric == promotion.GATE_METRIC == "risk_roc_auc_25_50"
+    assert report.metric == promotion.GATE_METRIC == "risk_roc_auc_10_25_50"
     assert report.production_score == pytest.approx(expected)
     assert report.passed == (report.candidate_score >= expected - settings.promote_margin - 1e-12)
 

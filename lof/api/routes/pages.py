@@ -38,9 +38,11 @@ from lof.api.routes import feedback as feedback_routes
 from lof.api.routes import links as links_routes
 from lof.api.routes.privacy import not_shown
 from lof.core import links
+from lof.core.calendar import today_local
 from lof.core.config import Settings
 from lof.core.errors import ConfigError, StoreError
 from lof.core.inputs import id_from_text
+from lof.interventions import ACTION_LABELS
 from lof.model.outcome import DEFAULT_THRESHOLD
 from lof.stores.base import PredictionRecord, PredictionStore
 from lof.stores.feedback import FeedbackStore
@@ -168,7 +170,7 @@ LinkCheckDep = Annotated[LinkCheck, Depends(link_check)]
 
 # A refusal on a page route in a teacher's terms: (title, message, advice) by status; None as
 # the message keeps the refusal's own words (they name the field and the value).
-_PAGE_PATH = re.compile(r"/classes/[^/]+/(report|feedback)/?")
+_PAGE_PATH = re.compile(r"/classes/[^/]+/(report|feedback|interventions)/?")
 _ADDRESS = "open the class page again from LEB2."
 _INVALID = "This address is not valid"
 _NOWHERE = ("This page does not exist", "This address does not lead to a class page.", _ADDRESS)
@@ -198,6 +200,8 @@ def page_problem(settings: Settings, path: str, status_code: int, detail: str) -
     title, message, advice = _PAGE_ERRORS.get(status_code, _PAGE_FAILED)
     if match[1] == "feedback" and status_code < 500:
         title = "Feedback not saved"
+    if match[1] == "interventions" and status_code < 500:
+        title = "Action not recorded"
     return message_page(
         settings, status_code=status_code, title=title, message=message or detail, advice=advice
     )
@@ -224,6 +228,7 @@ def build_page(
     class_id: int,
     day: date | None,
     claims: links.LinkClaims,
+    istore: Any = None,
 ) -> tuple[report.ClassReport | None, list[date], date | None]:
     """The report for ``day`` (default: the latest scored day), the class's days, the day."""
     all_days = guard_store(lambda: store.list_days(class_id=class_id))
@@ -247,6 +252,13 @@ def build_page(
         threshold=shown_threshold(history[day], override=settings.risk_threshold),
         feedback=verdicts,
     )
+    from lof.api.changes import mark_changes
+
+    mark_changes(built, history=history, rise=settings.changes_rise)
+    if istore is not None:
+        from lof.api.report import mark_actions
+
+        mark_actions(built, history=history, records=istore.read_class(class_id=class_id))
     return built, all_days, day
 
 
@@ -298,6 +310,7 @@ async def class_report(
     token: TokenQuery = None,
     date: Annotated[str | None, Query(description="YYYYMMDD; default the latest day")] = None,
     saved: Annotated[str | None, Query(description="user id whose feedback was saved")] = None,
+    recorded: Annotated[str | None, Query(description="user id whose action was recorded")] = None,
 ) -> Response:
     """The class's students by risk, with trends, reasons and a feedback form (HTML)."""
     try:
@@ -312,6 +325,7 @@ async def class_report(
     try:
         store = await _prediction_store(request)
         fstore = await run_in_threadpool(feedback_store, request)
+        istore = await run_in_threadpool(request.app.state.intervention_holder.get)
         built, all_days, shown_day = await run_in_threadpool(
             build_page,
             store=store,
@@ -320,6 +334,7 @@ async def class_report(
             class_id=cid,
             day=day,
             claims=claims,
+            istore=istore,
         )
     except StoreError as exc:
         log.warning("class page of class %d: store unavailable: %s", cid, exc)
@@ -340,6 +355,7 @@ async def class_report(
         token=token,
         claims=claims,
         saved=saved,
+        recorded=recorded,
     )
 
 
@@ -393,12 +409,16 @@ def _report_page(
     token: str,
     claims: links.LinkClaims,
     saved: str | None,
+    recorded: str | None = None,
 ) -> HTMLResponse:
     """The rendered class report, with links to its other recent days and the feedback form."""
     saved_note = None
     saved_user = id_from_text(saved) if saved else None
     if saved_user is not None:
         saved_note = f"Thank you: your feedback on student {saved_user} was saved."
+    recorded_user = id_from_text(recorded) if recorded else None
+    if recorded_user is not None:
+        saved_note = f"Your action for student {recorded_user} was recorded."
     html = report.render(
         "report.html",
         report=built,
@@ -411,6 +431,9 @@ def _report_page(
         token=token,
         verdict_labels=VERDICT_LABELS,
         note_max=fb.NOTE_MAX_CHARS,
+        action_action=f"{root}/classes/{cid}/interventions",
+        action_labels=ACTION_LABELS,
+        today=report.iso(today_local(settings.tz)),
     )
     return _page(settings, html)
 

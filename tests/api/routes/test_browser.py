@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -191,6 +192,57 @@ def test_feedback_form_without_script_saves_and_comes_back(served: dict, page: P
         (user, "t-07", "already_known", "met them on Friday")
     ]
     assert exported[0]["source"] == "page" and exported[0]["model_version"] == "7"
+
+
+def test_action_form_records_and_the_trend_marks_the_day(served: dict, page: Page) -> None:
+    assert page.open(served["link"]) == 200
+    user = page.js("Number(document.querySelector('#students tbody tr:last-child').dataset.userId)")
+    day = FIRST_DAY + timedelta(days=2)
+    page.js(
+        "(() => { const f = document.querySelector(`tr[data-user-id='"
+        + str(user)
+        + "'] details.action form`); f.closest('details').open = true;"
+        "f.querySelector('input[value=meeting]').checked = true;"
+        f"f.querySelector('input[name=action_dt]').value = '{day.isoformat()}';"
+        "f.querySelector('textarea').value = 'planned the labs'; f.submit(); })()"
+    )
+    page.wait_event("Page.loadEventFired")
+    assert "recorded" in page.js("document.querySelector('.notice').textContent")
+    row = f"tr[data-user-id='{user}']"
+    assert page.js(f'document.querySelector("{row} ul.actions").textContent.trim()') == (
+        f"Meeting on {day.isoformat()}"
+    )
+    marks = page.js(
+        f'[...document.querySelectorAll("{row} svg.trend line.action-mark")]'
+        ".map(l => Number(l.getAttribute('x1')))"
+    )
+    points = page.js(
+        f"document.querySelector(\"{row} svg.trend polyline\").getAttribute('points')"
+    ).split(" ")
+    assert marks == [float(points[2].split(",")[0])]  # on the third scored day's point
+    assert page.js("document.querySelectorAll('svg.trend line.action-mark').length") == 1
+    exported = httpx.get(
+        f"{served['base']}/interventions",
+        params={"class_id": DEMO_CLASS},
+        headers={"x-api-key": KEY},
+    ).json()
+    assert [(r["user_id"], r["teacher_id"], r["action"], r["action_dt"]) for r in exported] == [
+        (user, "t-07", "meeting", f"{day:%Y%m%d}")
+    ]
+
+
+def test_changes_filter_shows_only_the_changed_students(served: dict, page: Page) -> None:
+    assert page.open(served["link"]) == 200
+    changed = page.js("document.querySelectorAll('#students tbody tr[data-change]').length")
+    total = page.js("document.querySelectorAll('#students tbody tr').length")
+    assert 0 < changed < total
+    visible = (
+        "[...document.querySelectorAll('#students tbody tr')]"
+        ".filter(r => getComputedStyle(r).display !== 'none').length"
+    )
+    assert page.js(visible) == total
+    page.js("document.querySelector('#only-changes').click()")
+    assert page.js(visible) == changed
 
 
 def _luminance(rgb: list[float]) -> float:
