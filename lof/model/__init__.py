@@ -2,7 +2,8 @@
 
 Owns the outcome model (``outcome``: candidates and fitting, level probabilities, calibrated
 risk, metrics, cross-validated selection helpers), the reasons a teacher reads (``reasons``)
-and their exact one-column effects (``exact_effects``), and the ``Classifier`` protocol every
+and their exact one-column effects (``exact_effects``), how early warnings come (``leadtime``),
+the metrics per student group (``group_metrics``), and the ``Classifier`` protocol every
 model lof scores with follows (``classifier``). May import ``lof.core``, ``lof.features`` and the
 stores' record shapes (``lof.stores.records``, which predictions are written in); never the
 stores' backends, sources, MLflow adapters or training.

@@ -2,8 +2,8 @@
 
 Per attribute (``lof.governance.groups``), per value and per progress point (10/25/50/75 %),
 on held-out rows: n (rows), students, base rate (share ending below the required level), risk
-ROC-AUC,
-ECE, mean risk (against the base rate: calibration in the large), at-risk flag rate, recall and
+ROC-AUC, ECE, mean risk (against the base rate: calibration in the large), at-risk flag rate,
+recall and
 precision at the version's threshold, and lead time: the share of the students who end below
 that were flagged at this point or an earlier one (the definition of the overall lead-time
 figures, computed per group here). The per-group table is fairlearn's ``MetricFrame``.

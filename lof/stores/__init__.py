@@ -11,9 +11,10 @@ rights) raises one StoreError line naming LOF_STORE_URL, password redacted.
 
 Persistence only: the features and predictions stores (``base``, ``sql``, ``dynamodb``,
 ``compact``, ``migrate``), the record shapes they keep (``records``) and the small stores beside
-them (``feedback``, ``privacy``, ``access_log``, ``deliveries``, with ``small_tables`` and
-``guards``). May import ``lof.core``, ``lof.features`` (the engagement frames and the daily state
-the features store keeps) and ``lof.feedback`` (the feedback record); never model, sources,
+them (``feedback``, ``interventions``, ``privacy``, ``access_log``, ``deliveries``, with
+``small_tables`` and ``guards``). May import ``lof.core``, ``lof.features`` (the engagement
+frames and the daily state the features store keeps), ``lof.feedback`` and ``lof.interventions``
+(the records of teachers' verdicts and actions); never model, sources,
 training, registry, API or flows.
 """
 
