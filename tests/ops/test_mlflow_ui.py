@@ -12,7 +12,7 @@ import pytest
 
 from lof.core.config import Settings, get_settings
 from lof.registry import tracking
-from tests.pages._demo import Page, chromium
+from tests.api.routes._demo import Page, chromium
 
 
 @pytest.fixture

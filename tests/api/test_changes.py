@@ -13,10 +13,10 @@ from pydantic import SecretStr
 from typer.testing import CliRunner
 
 from lof.api import create_app
-from lof.api.routes.changes import compare_days, pick_days
+from lof.api.changes import compare_days, pick_days
 from lof.core import links
 from tests.api._data import AWS_TEST_ENV, KEYS, settings_for
-from tests.followup._three_days import CLASS, D1, D2, D3, frame, write_three_days
+from tests.api._three_days import CLASS, D1, D2, D3, frame, write_three_days
 
 AUTH = {"x-api-key": KEYS[0]}
 SECRET = "changes-secret-0123456789"

@@ -15,7 +15,7 @@ from lof.api import create_app
 from lof.core import links
 from lof.feedback import NOTE_MAX_CHARS
 from tests.api._data import AWS_TEST_ENV, KEYS, settings_for
-from tests.followup._three_days import CLASS, write_three_days
+from tests.api._three_days import CLASS, write_three_days
 
 AUTH = {"x-api-key": KEYS[0]}
 SECRET = "actions-secret-0123456789"

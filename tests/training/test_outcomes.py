@@ -19,7 +19,7 @@ from lof.stores.interventions import open_intervention_store
 from lof.synthetic.interventions import DEFAULT_EFFECT, simulate_flags
 from lof.training.outcomes import MIN_MATCHED, Outcomes, log_outcome_reports, outcome_report
 from tests.api._data import AWS_TEST_ENV, settings_for
-from tests.followup._three_days import CLASS, D1, D2, D3, write_three_days
+from tests.api._three_days import CLASS, D1, D2, D3, write_three_days
 
 
 @pytest.mark.parametrize("seed", [3, 11])
