@@ -84,6 +84,8 @@ class ModelCard:
     groups: group_metrics.GroupReport | None = None
     groups_source: str = ""
     limits: list[str] = field(default_factory=list)
+    outcomes: list[str] = field(default_factory=list)
+    """Per finished semester trained on, what its outcome report of teachers' actions says."""
 
     def markdown(self) -> str:
         lines = [
@@ -123,6 +125,8 @@ class ModelCard:
             "## By student group",
         ]
         lines += self._group_markdown()
+        lines += ["", "## Teachers' actions and outcomes"]
+        lines += [f"- {text}" for text in self.outcomes] or ["- No outcome report was made."]
         lines += ["", "## Known limits", *[f"- {text}" for text in self.limits]]
         return "\n".join(lines) + "\n"
 
@@ -398,6 +402,7 @@ def log_evaluation(
     run_id: str,
     student_groups: groups.StudentGroups | None,
     seed: int = 0,
+    outcomes: Sequence[str] = (),
 ) -> str:
     """Per-group metrics on every candidate's run and the version's, then the model card on
     the version's run; returns the card's artifact URI."""
@@ -447,14 +452,15 @@ def log_evaluation(
         points=point_figures(rows=rows, risk=risk, threshold=final.threshold, seed=seed),
         calibration=calibration_bins(rows=rows, risk=risk) if len(rows) else [],
         selection=(
-            f"highest grouped-CV {lof_model.SELECTION_METRIC} (mean risk ROC-AUC at 25% and "
-            f"50%), ties to the lowest {lof_model.TIE_METRIC}"
+            f"highest grouped-CV {lof_model.SELECTION_METRIC} (mean risk ROC-AUC at 10%, 25% "
+            f"and 50%), ties to the lowest {lof_model.TIE_METRIC}"
         ),
         groups=report,
         groups_source=Path(student_groups.source).name if student_groups else "",
         limits=known_limits(
             kind=run.kind, holdout_classes=len(held_out_class_ids(rows)), report=report
         ),
+        outcomes=list(outcomes),
     )
     with tempfile.TemporaryDirectory(prefix="lof-card-") as tmp:
         (Path(tmp) / CARD_HTML).write_text(card.html(), encoding="utf-8")

@@ -171,7 +171,8 @@ def _train_and_register(
         log_feedback_metrics(settings=settings)  # teachers' verdicts on the models in use
         from lof.training.outcomes import log_outcome_reports
 
-        log_outcome_reports(settings=settings, training=training)  # did acting on warnings help
+        # did acting on warnings help
+        outcome_reports = log_outcome_reports(settings=settings, training=training)
         registration.log_inputs(run=run)
         results = selection.compare_candidates(
             train=train,
@@ -203,6 +204,7 @@ def _train_and_register(
         card = _evaluate_by_group(
             run=run, results=results, chosen=chosen, final=final, version=version,
             run_id=parent.info.run_id, groups=groups, seed=seed,
+            outcomes=[f"Semester {r.semester}: {r.message}" for r in outcome_reports],
         )  # fmt: skip
     result = _result(
         run=run,

@@ -77,18 +77,29 @@ def test_contracts_keep_the_design_numbers(number: str) -> None:
 
 
 def test_design_references_in_the_code_point_at_a_section() -> None:
-    """A "DESIGN x.y" in the code names a section docs/ holds."""
-    documents = "\n".join(p.read_text(encoding="utf-8") for p in DOCS.glob("*.md"))
-    cited: dict[str, list[str]] = {}
+    """A "docs/domain.md §2.3" in the code names a section that document holds, and no comment
+    cites a design document the repository does not have."""
+    cited: dict[tuple[str, str], list[str]] = {}
+    foreign: list[str] = []
     for folder in ("lof", "flows"):
         for path in (reference.ROOT / folder).rglob("*.py"):
-            for number in re.findall(r"DESIGN (\d\.\d)", path.read_text(encoding="utf-8")):
-                cited.setdefault(number, []).append(str(path.relative_to(reference.ROOT)))
+            text = path.read_text(encoding="utf-8")
+            where = str(path.relative_to(reference.ROOT))
+            for document, number in re.findall(r"docs/(\w+\.md) §(\d\.\d)", text):
+                cited.setdefault((document, number), []).append(where)
+            if re.search(r"DESIGN \d\.\d", text):
+                foreign.append(where)
     assert cited
+    assert not foreign, f"cite docs/domain.md or docs/contracts.md instead of DESIGN: {foreign}"
     absent = {
-        n: files
-        for n, files in cited.items()
-        if not re.search(rf"^#+ {re.escape(n)} ", documents, flags=re.MULTILINE)
+        f"{document} §{number}": files
+        for (document, number), files in cited.items()
+        if not (DOCS / document).is_file()
+        or not re.search(
+            rf"^#+ {re.escape(number)} ",
+            (DOCS / document).read_text(encoding="utf-8"),
+            flags=re.MULTILINE,
+        )
     }
     assert not absent, f"sections cited in the code but not in docs/: {absent}"
 

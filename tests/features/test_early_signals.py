@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from lof.features import definitions as feat
 from lof.features import signals
-from lof.stores import compact
+from lof.features import state as state_update
 from tests.features.test_signals import D, at, day_of, fixture_frames, page_load
 
 
@@ -136,10 +136,10 @@ def test_day_by_day_state_equals_the_whole_period(stream, scored):
         ]
         increment = day_of(events, first + timedelta(days=offset))
         state = feat.accumulate(previous=state, increment=increment)
-        store_state = compact.accumulate(
-            store_state, compact.split_frame(increment, what="the increment")
+        store_state = state_update.accumulate(
+            store_state, state_update.split_frame(increment, what="the increment")
         )
-    stored = compact.to_frame(store_state)
+    stored = state_update.to_frame(store_state)
     pd.testing.assert_frame_equal(
         stored.drop(columns=list(feat.SET_COLUMNS)).reset_index(drop=True),
         state.drop(columns=list(feat.SET_COLUMNS)).reset_index(drop=True),

@@ -127,6 +127,7 @@ def test_the_versions_model_card_is_on_its_run_and_found_by_lof_card(
         assert f"version {result.version}" in text and "Known limits" in text
         assert "Held out (time)" in text and "lead time" in text
         assert "second-round" in text and "fewer than 30 students" in text
+        assert "Teachers' actions and outcomes" in text and "Semester " in text
     assert "<svg" in html and "observed share below" in html
     for user in range(synth.FIRST_USER_ID, synth.FIRST_USER_ID + 300):
         assert str(user) not in html  # aggregates only

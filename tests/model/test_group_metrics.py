@@ -189,8 +189,10 @@ def test_small_groups_are_reported_as_too_small_not_as_numbers() -> None:
         selection="rule",
         groups=report,
         groups_source="groups.csv",
+        outcomes=["Semester 1/2024: Too few interventions to compare"],
     )
     for text in (card.markdown(), card.html()):
+        assert "Semester 1/2024: Too few interventions to compare" in text
         assert "Too small to report: tiny-group" in text
         assert "fewer than 3 students" in text
         assert "| 50% | tiny-group" not in text and "<td>tiny-group</td>" not in text
