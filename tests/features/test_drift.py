@@ -58,7 +58,9 @@ def test_a_shifted_day_warns_and_leaves_an_artifact(
 
     settings = registry_settings
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    with mlflow.start_run() as run:
+    # An experiment of this store: the process may still hold another store's active one.
+    experiment = mlflow.set_experiment("drift-reference")
+    with mlflow.start_run(experiment_id=experiment.experiment_id) as run:
         drift.log_reference(examples=examples(3000, seed=5))
     client = mlflow.MlflowClient(settings.mlflow_tracking_uri, settings.mlflow_tracking_uri)
     client.create_registered_model(settings.model_name)
