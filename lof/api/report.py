@@ -18,6 +18,7 @@ from typing import Any
 from markupsafe import Markup, escape
 
 from lof.core.calendar import format_day
+from lof.core.templates import template_environment
 from lof.features.definitions import FEATURES
 from lof.interventions import ACTION_LABELS, InterventionRecord
 
@@ -373,18 +374,8 @@ def _version_key(version: str) -> tuple[int, str]:
 
 @lru_cache(maxsize=1)
 def environment() -> Any:
-    """The Jinja2 environment over the package's templates (autoescaped)."""
-    from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
-
-    env = Environment(
-        loader=PackageLoader("lof", "templates"),
-        autoescape=select_autoescape(["html"]),
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.globals.update(iso=iso, feature_labels=FEATURE_LABELS)
-    return env
+    """The class page's Jinja2 environment (autoescaped), with its helpers."""
+    return template_environment(iso=iso, feature_labels=FEATURE_LABELS)
 
 
 def render(template: str, **context: Any) -> str:

@@ -685,8 +685,8 @@ def _early_warning_behaviours(
 # --- student groups (evaluation only) ---------------------------------------------------------
 
 SECOND_ROUND_SHARE = 0.3
-LATE_START_P = {"second-round": 0.6, "first-round": 0.05}
-LATE_START_FROM = (0.2, 0.4)
+LATE_START_P = {"second-round": 0.9, "first-round": 0.02}
+LATE_START_FROM = (0.3, 0.5)
 LATE_START_RATE = 0.15
 GROUP_COLUMNS = ("user_id", "intake", "campus")
 
@@ -695,7 +695,7 @@ def group_traits(seed: int, students: int) -> tuple[np.ndarray, np.ndarray, np.n
     """(intake, campus, late_start) per student, from streams of their own.
 
     ``intake`` matters: "second-round" students (~30%) start a class late far more often
-    (60% against 5%): they hand in nothing and only look in on the pages until 20-40% of the
+    (90% against 2%): they hand in nothing and only look in on the pages until 30-50% of the
     course. ``campus`` ("north-campus"/"south-campus", a coin toss) does not matter at all.
     ``late_start`` is the share of each class a student waits (0: starts on time); it acts
     only with ``synthesize(late_starters=True)``.

@@ -173,21 +173,17 @@ class ModelCard:
         return lines
 
     def html(self) -> str:
-        from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+        from lof.core.templates import template_environment
 
-        # Its own environment: the card is an MLflow artifact, not a page of the API.
-        env = Environment(
-            loader=PackageLoader("lof", "templates"),
-            autoescape=select_autoescape(["html"]),
-            undefined=StrictUndefined,
-            trim_blocks=True,
-            lstrip_blocks=True,
-        )
-        return env.get_template("model_card.html").render(
-            card=self,
-            f=_f,
-            pc=_pc,
-            calibration_svg=calibration_svg(self.calibration),
+        return (
+            template_environment()
+            .get_template("model_card.html")
+            .render(
+                card=self,
+                f=_f,
+                pc=_pc,
+                calibration_svg=calibration_svg(self.calibration),
+            )
         )
 
 

@@ -133,7 +133,9 @@ def test_the_report_is_built_from_the_stores_and_logged_at_retrain(
 
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     training = SimpleNamespace(examples=examples, classes=classes, semesters=["2/2023"])
-    with mlflow.start_run() as run:
+    # An experiment of this store: the process may still hold another store's active one.
+    experiment = mlflow.set_experiment("outcomes")
+    with mlflow.start_run(experiment_id=experiment.experiment_id) as run:
         (report,) = log_outcome_reports(settings=settings, training=training)
     assert (report.flagged, report.treated, report.untreated) == (3, 1, 2)
     assert not report.enough
