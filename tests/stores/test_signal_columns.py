@@ -17,7 +17,8 @@ import pytest
 import sqlalchemy as sa
 
 from lof.features import definitions as feat
-from lof.features import signals, state
+from lof.features import signals
+from lof.features import state as state_update
 from lof.features.definitions import COUNT_COLUMNS
 from lof.features.signals import EVENT_STATE_COLUMNS
 from lof.stores import compact, open_feature_store, open_prediction_store
@@ -59,7 +60,7 @@ def _counts_only_blob(blob: bytes) -> bytes:
     ]
     for lengths, values in zip(rows.lengths, rows.values, strict=True):
         parts.append(lengths.astype("<u4").tobytes())
-        parts.append(state.segment_diff(values, lengths).astype("<i8").tobytes())
+        parts.append(state_update.segment_diff(values, lengths).astype("<i8").tobytes())
     flags = bytes([compact.FULL if rows.full else 0])
     return compact.MAGIC_COUNTS_ONLY + flags + zlib.compress(b"".join(parts), 1)
 
@@ -155,22 +156,24 @@ def test_a_state_from_before_the_early_inputs_reads_and_keeps_accumulating() -> 
     window's second week, first day, active days and longest gap at 0, and the next day's
     increment joins it: first day taken as its last known day, active days counted on."""
     days = stamped_history(days=3)
-    state = compact.split_frame(days[-1][2], what="state")
+    state = state_update.split_frame(days[-1][2], what="state")
     old_width = len(COUNT_COLUMNS) + 1 + 7
     older = {
         c: compact.decode(
             compact.encode(
-                compact.ClassRows(r.users, r.counts[:, :old_width].copy(), r.lengths, r.values)
+                state_update.ClassRows(r.users, r.counts[:, :old_width].copy(), r.lengths, r.values)
             )
         )
         for c, r in state.items()
     }
-    frame = compact.to_frame(older)
+    frame = state_update.to_frame(older)
     assert (frame[["first_event_day", "active_days", "longest_gap", "recent_13"]] == 0).all().all()
     last_known = frame["last_event_day"].to_numpy()
     next_day = days[-1][0] + timedelta(days=2)
     increment = signals.stamp_increment(days[0][1], day=next_day)
-    after = compact.to_frame(compact.accumulate(older, compact.split_frame(increment, what="i")))
+    after = state_update.to_frame(
+        state_update.accumulate(older, state_update.split_frame(increment, what="i"))
+    )
     joined = after.merge(
         frame[["class_id", "user_id", "last_event_day"]],
         on=["class_id", "user_id"],
