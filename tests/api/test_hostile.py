@@ -226,6 +226,12 @@ def test_chunked_body_is_stopped_at_the_limit(server: Server) -> None:
         ("POST", "/feedback", {"headers": AUTH, "json": {"class_id": 12, "user_id": HUGE}}),
         ("GET", "/predictions?predicted_dt=20230325&class_id=12345678901234567", {"headers": AUTH}),
         ("GET", "/predictions?predicted_dt=00010101&class_id=12", {"headers": AUTH}),
+        ("GET", f"/classes/{HUGE}/changes", {"headers": AUTH}),
+        ("GET", "/classes/12/changes?since=00010101", {"headers": AUTH}),
+        ("GET", "/classes/12/changes?since=2023032%0A", {"headers": AUTH}),
+        ("GET", f"/interventions?class_id={HUGE}", {"headers": AUTH}),
+        ("POST", "/interventions", {"headers": AUTH, "json": {"class_id": 12, "user_id": HUGE}}),
+        ("POST", "/interventions", {"headers": AUTH, "json": [[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]}),
     ],
 )
 def test_oversized_ids_and_days_are_refused(
@@ -233,6 +239,14 @@ def test_oversized_ids_and_days_are_refused(
 ) -> None:
     response = httpx.request(method, f"{server.url}{path}", timeout=10, **kwargs)
     assert response.status_code in (414, 422), response.text[:300]
+
+
+def test_an_oversized_intervention_is_413_while_healthz_answers(server: Server) -> None:
+    body = {"class_id": 12, "user_id": 1, "action": "x" * 100_000}
+    response = httpx.post(f"{server.url}/interventions", headers=AUTH, json=body, timeout=10)
+    assert response.status_code == 413, response.text[:300]
+    assert "send at most" in response.json()["detail"]
+    assert httpx.get(f"{server.url}/healthz", timeout=10).elapsed.total_seconds() < 0.5
 
 
 def test_oversized_id_in_the_form_is_a_page(server: Server) -> None:
