@@ -1,6 +1,8 @@
-"""The 13 features of docs/domain.md §2.3: daily increments, cumulative state, within-class scaling.
+"""The 13 features of docs/domain.md §2.3: daily increments, the features of a cumulative state,
+within-class scaling.
 
-Pure functions on pandas frames: no I/O, no Prefect. Training and scoring share them.
+Pure functions on pandas frames: no I/O, no Prefect. Training and scoring share them. The one
+state update (yesterday's state plus today's increment) is ``lof.features.state.accumulate``.
 
 Frames used across lof (column order as listed):
 
@@ -28,7 +30,6 @@ from lof.features.signals import (
     EVENT_STATE_COLUMNS,
     SCALED_SIGNALS,
     as_datetimes,
-    merge_event_state,
 )
 
 COUNT_COLUMNS: tuple[str, ...] = (
@@ -256,21 +257,6 @@ def sorted_ids(value: Any) -> tuple[int, ...]:
     return tuple(sorted(_ids(value)))
 
 
-def _union(previous: Any, today: Any) -> tuple[int, ...]:
-    """Yesterday's ids plus today's. A student with nothing new today keeps yesterday's tuple
-    untouched, so quiet students cost nothing however long the history."""
-    if not isinstance(today, tuple | list | set | frozenset | str) or not today:
-        return previous if isinstance(previous, tuple) else sorted_ids(previous)
-    if not isinstance(previous, tuple | list | set | frozenset | str) or not previous:
-        return sorted_ids(today)
-    before = sorted_ids(previous)
-    new = sorted_ids(today)
-    if new[0] > before[-1]:
-        # Ids that only grow (session ids are start times): appending keeps it sorted.
-        return before + new
-    return tuple(sorted(set(before).union(new)))
-
-
 def _count(value: Any) -> int:
     return len(value) if isinstance(value, tuple) else len(_ids(value))
 
@@ -288,65 +274,6 @@ def _normalized(frame: pd.DataFrame | None) -> pd.DataFrame:
             f"expected {', '.join(ENGAGEMENT_COLUMNS)}"
         )
     return frame.loc[:, list(ENGAGEMENT_COLUMNS)]
-
-
-def accumulate(
-    *,
-    previous: pd.DataFrame | None,
-    increment: pd.DataFrame | None,
-) -> pd.DataFrame:
-    """Yesterday's cumulative state + today's increment -> today's state.
-
-    Counts add up; the id sets are unioned, so distinct counts over the whole period come out
-    exactly as if computed at once (docs/domain.md §2.3), whatever the split into days
-    (``lof.features.state.accumulate`` does the same on the store's arrays).
-    """
-    prev = _normalized(previous)
-    inc = _normalized(increment)
-    if len(inc) == 0:
-        merged_only = prev
-    elif len(prev) == 0:
-        merged_only = inc
-    else:
-        merged_only = None
-    if merged_only is not None:
-        out = merged_only.copy()
-        for column in ("class_id", "user_id", *STATE_INT_COLUMNS):
-            out[column] = out[column].astype(np.int64)
-        for column in SET_COLUMNS:
-            out[column] = _object_series([_union(v, ()) for v in out[column]])
-        return out.sort_values(KEYS, kind="stable").reset_index(drop=True)
-
-    merged = prev.merge(inc, on=KEYS, how="outer", suffixes=("_p", "_i"), sort=True, indicator=True)
-    data: dict[str, Any] = {
-        "class_id": merged["class_id"].astype(np.int64).to_numpy(),
-        "user_id": merged["user_id"].astype(np.int64).to_numpy(),
-    }
-    for column in COUNT_COLUMNS:
-        data[column] = (
-            merged[f"{column}_p"].fillna(0).astype(np.int64).to_numpy()
-            + merged[f"{column}_i"].fillna(0).astype(np.int64).to_numpy()
-        )
-    # Only the students with an increment today need a union; the others keep their tuples.
-    touched = np.flatnonzero((merged["_merge"] != "left_only").to_numpy()).tolist()
-    for column in SET_COLUMNS:
-        cells = merged[f"{column}_p"].tolist()
-        today = merged[f"{column}_i"].tolist()
-        for i, cell in enumerate(cells):
-            if not isinstance(cell, tuple):
-                cells[i] = _union(cell, ())
-        for i in touched:
-            cells[i] = _union(cells[i], today[i])
-        data[column] = _object_series(cells)
-
-    def ints(columns: Iterable[str], suffix: str) -> np.ndarray:
-        names = [f"{c}{suffix}" for c in columns]
-        return merged[names].fillna(0).astype(np.int64).to_numpy()
-
-    state = merge_event_state(ints(EVENT_STATE_COLUMNS, "_p"), ints(EVENT_STATE_COLUMNS, "_i"))
-    for k, column in enumerate(EVENT_STATE_COLUMNS):
-        data[column] = state[:, k]
-    return pd.DataFrame(data, columns=list(ENGAGEMENT_COLUMNS))
 
 
 def engagement_features(*, states: pd.DataFrame | None) -> pd.DataFrame:

@@ -3,11 +3,11 @@
 A class's engagement rows are kept as arrays (``ClassRows``: users sorted, the integer columns,
 the id sets as lengths and values), so the daily run never turns the state's ids into
 per-student tuples and back, and its cost follows the day's ids rather than the semester's.
-``accumulate`` is ``lof.features.definitions.accumulate`` on these arrays (counts add up, the
-event states merge, the id sets are unioned); ``summary_frame`` is what the features and
-signals read of a state. The features store keeps ``ClassRows`` as they are
-(``lof.stores.compact``). Pure functions: no I/O. May import ``lof.core`` and the rest of
-``lof.features``.
+``accumulate`` is lof's one state update (counts add up, the event states merge, the id sets
+are unioned), for the daily run and the training set alike (``accumulate_frames`` takes and
+gives engagement frames); ``summary_frame`` is what the features and signals read of a state.
+The features store keeps ``ClassRows`` as they are (``lof.stores.compact``). Pure functions: no
+I/O. May import ``lof.core`` and the rest of ``lof.features``.
 """
 
 from __future__ import annotations
@@ -244,13 +244,14 @@ def to_frame(classes: Mapping[int, ClassRows]) -> pd.DataFrame:
 def accumulate(
     previous: Mapping[int, ClassRows], increment: Mapping[int, ClassRows]
 ) -> dict[int, ClassRows]:
-    """``lof.features.definitions.accumulate`` on arrays: yesterday's state plus today's increment,
-    per class.
+    """Yesterday's cumulative state plus today's increment -> today's state, per class.
 
-    Why: the daily run then never turns the state's ids into per-student tuples (and back), so
-    its cost follows the day's ids rather than the semester's. Counts add up, the event states
-    merge as ``lof.features.signals.merge_event_state`` does, the id sets are unioned by one
-    merge of two sorted arrays per set column.
+    Distinct counts over the whole period come out exactly as if computed at once
+    (docs/domain.md §2.3), whatever the split into days. Why arrays: the daily run never turns
+    the state's ids into per-student tuples (and back), so its cost follows the day's ids
+    rather than the semester's. Counts add up, the event states merge as
+    ``lof.features.signals.merge_event_state`` does, the id sets are unioned by one merge of
+    two sorted arrays per set column.
     """
     out: dict[int, ClassRows] = {}
     for class_id in sorted(set(previous) | set(increment)):
@@ -261,6 +262,15 @@ def accumulate(
             continue
         out[class_id] = _accumulate_class(before if before is not None else _no_rows(), today)
     return out
+
+
+def accumulate_frames(
+    *, previous: pd.DataFrame | None, increment: pd.DataFrame | None
+) -> pd.DataFrame:
+    """``accumulate`` on engagement frames (sorted by class_id, user_id; sets as sorted tuples)."""
+    before = split_frame(previous, what="the previous state") if previous is not None else {}
+    today = split_frame(increment, what="the increment") if increment is not None else {}
+    return to_frame(accumulate(before, today))
 
 
 def _unchanged(before: ClassRows) -> ClassRows:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
@@ -33,7 +33,7 @@ from lof.core.config import Settings
 from lof.core.errors import DataError
 from lof.core.progress import count_bar
 from lof.features import definitions as feat
-from lof.features import signals
+from lof.features import signals, state
 from lof.features.definitions import FEATURES, LEVELS
 from lof.features.signals import SIGNALS
 from lof.governance import optout
@@ -245,7 +245,7 @@ def build_examples(
         "examples_reconstructed": 0,
     }
     cutoff = _as_of_cutoff(as_of)
-    states = feat.empty_engagement()
+    states: dict[int, state.ClassRows] = {}
     snapshots: list[pd.DataFrame] = []
     stored_days: dict[int, set[date]] = {}
     for n, day in enumerate(days):
@@ -255,7 +255,9 @@ def build_examples(
         )
         counts["days_from_store" if stored else "days_from_amplitude"] += 1
         increment = signals.stamp_increment(increment[increment["class_id"].isin(active)], day=day)
-        states = feat.accumulate(previous=states, increment=increment)
+        states = state.accumulate(
+            states, state.split_frame(increment, what=f"the increment of {day}")
+        )
         if day in by_day:
             served = stored_snapshots(
                 prediction_store=prediction_store,
@@ -275,7 +277,7 @@ def build_examples(
                 snapshots.append(part)
         finished = [c for c in active if window[c][1] == day]
         if finished:
-            states = states[~states["class_id"].isin(finished)].reset_index(drop=True)
+            states = {c: rows for c, rows in states.items() if c not in finished}
         if progress is not None:
             progress(n + 1, len(days))
     if not snapshots:
@@ -295,7 +297,7 @@ def _days(first: date, last: date) -> list[date]:
 def _snapshot(
     *,
     engine: Engine,
-    states: pd.DataFrame,
+    states: Mapping[int, state.ClassRows],
     day: date,
     due: list[tuple[int, float]],
     served: dict[int, pd.DataFrame] | None = None,
@@ -316,7 +318,7 @@ def _snapshot(
     )
     computed = scoring.raw_features(
         engine=engine,
-        states=states[states["class_id"].isin(class_ids)],
+        states=state.to_frame({c: states[c] for c in class_ids if c in states}),
         records=records,
         class_ids=class_ids,
         day=day,

@@ -6,7 +6,7 @@ Run: ``.venv/bin/python tests/benchmarks/bench_stores.py [--part all|growth|back
 [--history-enrolments 3000] [--backends sqlite,postgresql,dynamodb]``.
 
 The growth part writes a semester day by day through the SQLite features store (increments made
-directly, states accumulated with ``lof.features.definitions.accumulate``) and prints the store's
+directly, states accumulated with ``lof.features.state.accumulate_frames``) and prints the store's
 size after 5, 30 and 60 days (bars: size(60) <= 400 MB, size(60)/size(30) <= 2.2).
 
 Baselines measured in the same run: a bare bulk insert of the same prediction rows into a
@@ -403,6 +403,7 @@ def sqlite_size(url: str) -> tuple[float, float]:
 def bench_growth(args: argparse.Namespace) -> None:
     """Store size after 5, 30 and 60 days of a semester at ``--enrolments`` (SQLite)."""
     from lof.features import definitions as feat
+    from lof.features.state import accumulate_frames
 
     marks = sorted({5, 30, args.growth_days})
     print(
@@ -422,7 +423,7 @@ def bench_growth(args: argparse.Namespace) -> None:
                 rng=rng, day=n, enrolments=args.enrolments, classes=args.classes,
                 active=args.active,
             )  # fmt: skip
-            state = feat.accumulate(previous=state, increment=increment)
+            state = accumulate_frames(previous=state, increment=increment)
             day = DAY0 + timedelta(days=n - 1)
             start = time.perf_counter()
             store.write_day(day=day, increments=increment, states=state)

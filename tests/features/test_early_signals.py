@@ -135,7 +135,7 @@ def test_day_by_day_state_equals_the_whole_period(stream, scored):
             for k in range(count)
         ]
         increment = day_of(events, first + timedelta(days=offset))
-        state = feat.accumulate(previous=state, increment=increment)
+        state = state_update.accumulate_frames(previous=state, increment=increment)
         store_state = state_update.accumulate(
             store_state, state_update.split_frame(increment, what="the increment")
         )

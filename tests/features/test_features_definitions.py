@@ -10,6 +10,7 @@ import pytest
 
 from lof.core.errors import DataError
 from lof.features import definitions as feat
+from lof.features import state as feature_state
 
 BASE = "https://leb2.example.ac.th"
 
@@ -134,7 +135,7 @@ def test_accumulate_adds_counts_and_unions_sets():
             page_load("e", f"{BASE}/class/3", user="9", session=3),
         ]
     )
-    state = feat.accumulate(previous=day1, increment=day2)
+    state = feature_state.accumulate_frames(previous=day1, increment=day2)
     assert list(zip(state["class_id"], state["user_id"], strict=True)) == [(1, 7), (2, 8), (3, 9)]
     assert row(state, 1, 7)["class_view_count"] == 3
     assert row(state, 1, 7)["activity_ids"] == (5, 6)
@@ -143,14 +144,16 @@ def test_accumulate_adds_counts_and_unions_sets():
     assert state["class_view_count"].dtype == np.int64
     # previous as stored (comma-joined text) and an empty increment
     stored = day1.assign(activity_ids=["5", "9"], session_ids=["1", "4"])
-    again = feat.accumulate(previous=stored, increment=None)
+    again = feature_state.accumulate_frames(previous=stored, increment=None)
     assert row(again, 1, 7)["activity_ids"] == (5,)
-    assert feat.accumulate(previous=None, increment=None).empty
+    assert feature_state.accumulate_frames(previous=None, increment=None).empty
 
 
 def test_accumulate_rejects_a_frame_without_the_columns():
     with pytest.raises(DataError, match="activity_ids"):
-        feat.accumulate(previous=pd.DataFrame({"class_id": [1], "user_id": [2]}), increment=None)
+        feature_state.accumulate_frames(
+            previous=pd.DataFrame({"class_id": [1], "user_id": [2]}), increment=None
+        )
 
 
 def records_frame(rows: list[dict]) -> pd.DataFrame:

@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lof.features import definitions as feat
+from lof.features import state as feature_state
 
 URL_PARTS = st.sampled_from(
     [
@@ -57,7 +58,7 @@ def test_incremental_equals_whole_period(stream, cuts):
     state = None
     for day_events in days:
         increment = feat.day_increment(events=day_events, class_ids=class_ids)
-        state = feat.accumulate(previous=state, increment=increment)
+        state = feature_state.accumulate_frames(previous=state, increment=increment)
     incremental = feat.features_at(states=state, records=None, class_ids=class_ids)
 
     whole_state = feat.day_increment(events=stream, class_ids=class_ids)

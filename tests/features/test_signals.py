@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from lof.features import definitions as feat
 from lof.features import signals
+from lof.features import state as feature_state
 
 BASE = "https://leb2.example.ac.th"
 D = date(2023, 3, 10)
@@ -82,7 +83,7 @@ def fixture_frames(until: date = D):
         (date(2023, 3, 9), [page_load(f"c{i}", 1, 7) for i in range(2)]),
     ):
         if day <= until:  # the state as of the day scored
-            state = feat.accumulate(previous=state, increment=day_of(events, day))
+            state = feature_state.accumulate_frames(previous=state, increment=day_of(events, day))
     raw = pd.DataFrame({"class_id": [1, 1, 1], "user_id": [7, 8, 9]})
     return raw, state, records, activities, submissions
 
@@ -182,7 +183,7 @@ def test_stored_frames_without_event_state_still_accumulate():
         columns=list(signals.EVENT_STATE_COLUMNS)
     )
     new = day_of([page_load("y", 1, 7)], D)
-    state = feat.accumulate(previous=old, increment=new)
+    state = feature_state.accumulate_frames(previous=old, increment=new)
     got = at(state, 1, 7)
     assert got["class_view_count"] == 2
     assert got["last_event_day"] == D.toordinal()
@@ -221,7 +222,7 @@ def test_event_signals_incremental_equal_whole_period(stream, scored):
     state = None
     for offset in range(scored + 1):  # every day, quiet ones too, as the daily flow does
         increment = day_of(days.get(offset, []), first + timedelta(days=offset))
-        state = feat.accumulate(previous=state, increment=increment)
+        state = feature_state.accumulate_frames(previous=state, increment=increment)
     got = signals.event_signals(states=state, day=day)
 
     counts: dict[date, dict[tuple[int, int], int]] = {}
@@ -245,10 +246,10 @@ def test_event_signals_incremental_equal_whole_period(stream, scored):
     for offset in range(scored + 1):
         inc = day_of(days.get(offset, []), first + timedelta(days=offset))
         if offset <= half:
-            left = feat.accumulate(previous=left, increment=inc)
+            left = feature_state.accumulate_frames(previous=left, increment=inc)
         else:
-            right = feat.accumulate(previous=right, increment=inc)
-    both = feat.accumulate(previous=left, increment=right)
+            right = feature_state.accumulate_frames(previous=right, increment=inc)
+    both = feature_state.accumulate_frames(previous=left, increment=right)
     pd.testing.assert_frame_equal(
         both.reset_index(drop=True), state.reset_index(drop=True), check_dtype=False
     )

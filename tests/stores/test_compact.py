@@ -1,6 +1,6 @@
 """The compact features store on every backend: checkpoints, reruns, crashes, migration.
 
-States are built the way the daily flow builds them (``lof.features.definitions.accumulate`` over
+States are built the way the daily flow builds them (``lof.features.state.accumulate_frames`` over
 daily increments from Amplitude-shaped events), so what is checked is what the flows rely on: any
 day reads back exactly as it was written, however it is stored.
 """
@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from lof.core.errors import StoreError
 from lof.features import definitions as feat
+from lof.features import state as feature_state
 from lof.stores import base, open_feature_store
 from lof.stores.compact import CHECKPOINT_EVERY, CHECKPOINTS_KEPT
 from tests.stores._crash import SimulatedCrash, crash_after_rows
@@ -63,7 +64,7 @@ def history(*, days: int = N_DAYS, seed: int = 5) -> list[tuple[date, pd.DataFra
             for _ in range(rng.randint(20, 60))
         ]
         increment = feat.day_increment(events=events)
-        state = feat.accumulate(previous=state, increment=increment)
+        state = feature_state.accumulate_frames(previous=state, increment=increment)
         out.append((DAY0 + timedelta(days=n), increment, state))
     return out
 

@@ -17,6 +17,7 @@ import orjson
 import pandas as pd
 
 from lof.features import definitions as feat
+from lof.features import state as feature_state
 from lof.feedback import FeedbackRecord
 from lof.interventions import InterventionRecord
 from lof.stores import compact, open_feature_store, open_prediction_store
@@ -50,7 +51,7 @@ def feature_days() -> list[tuple[date, pd.DataFrame, pd.DataFrame]]:
                 counts = rng.integers(0, 4, 5).tolist()
                 rows.append((class_id, user, *counts, (next_id,), (7 + n, next_id + 1)))
         increment = engagement(rows)
-        state = feat.accumulate(previous=state, increment=increment)
+        state = feature_state.accumulate_frames(previous=state, increment=increment)
         out.append((day, increment, state))
     return out
 

@@ -37,7 +37,7 @@ def stamped_history(days: int = 10) -> list[tuple[date, pd.DataFrame, pd.DataFra
     out = []
     for day, increment, _ in test_compact.history(days=days):
         increment = signals.stamp_increment(increment, day=day)
-        state = feat.accumulate(previous=state, increment=increment)
+        state = state_update.accumulate_frames(previous=state, increment=increment)
         out.append((day, increment, state))
     return out
 

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from lof.features import definitions as feat
 from lof.features import state as feature_state
 from lof.stores import compact, open_feature_store
 
@@ -63,7 +62,7 @@ def test_a_day_written_again_elsewhere_is_read_from_the_store(tmp_path: Path) ->
     elsewhere = open_feature_store(url)  # another machine: no state file of its own
     day = DAY0 + timedelta(days=2)
     rewritten = increment_of(random.Random(9), 2, id_scale=10**12)
-    state = feat.accumulate(
+    state = feature_state.accumulate_frames(
         previous=elsewhere.read_states(day=day - timedelta(days=1)), increment=rewritten
     )
     elsewhere.write_day(day=day, increments=rewritten, states=state)
