@@ -17,10 +17,11 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any, Protocol
+from typing import Protocol
 
 import sqlalchemy as sa
 
+from lof.stores.dynamo_items import Item, put
 from lof.stores.small_tables import DynamoTable, SqlTables
 from lof.stores.sql import insert_rows
 
@@ -164,9 +165,9 @@ class DynamoAccessLog(DynamoTable):
         super().__init__(url)
         self.retention_days = retention_days
 
-    def _item(self, entry: AccessEntry) -> dict[str, Any]:
+    def _item(self, entry: AccessEntry) -> Item:
         at = entry.at.astimezone(UTC)
-        item: dict[str, Any] = {
+        item: Item = {
             "pk": {"S": "LOG"},
             "sk": {"S": f"{at.isoformat(timespec='microseconds')}#{secrets.token_hex(4)}"},
             "route": {"S": entry.route[:80]},
@@ -184,11 +185,11 @@ class DynamoAccessLog(DynamoTable):
         return item
 
     def append(self, entries: list[AccessEntry]) -> None:
-        requests = [{"PutRequest": {"Item": self._item(e)}} for e in entries]
+        requests = [put(self._item(e)) for e in entries]
         self.guard(lambda: self.batch(requests, what="writing the access log"), what="writing")
 
     @staticmethod
-    def _entry(item: dict[str, Any]) -> AccessEntry:
+    def _entry(item: Item) -> AccessEntry:
         return AccessEntry(
             at=datetime.fromisoformat(item["sk"]["S"].split("#", 1)[0]),
             route=item["route"]["S"],
@@ -197,7 +198,7 @@ class DynamoAccessLog(DynamoTable):
             **{name: item[name]["S"] for name in _OPTIONAL if name in item},
         )
 
-    def _since(self, moment: datetime, *, before: bool) -> Iterable[dict[str, Any]]:
+    def _since(self, moment: datetime, *, before: bool) -> Iterable[Item]:
         condition = "sk < :at" if before else "sk >= :at"
         return self.query("LOG", condition=condition, at=moment.isoformat(timespec="microseconds"))
 

@@ -41,7 +41,7 @@ import uuid
 from collections.abc import Callable, Collection, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime
-from typing import Any, TypeVar
+from typing import Any, NotRequired, TypedDict, TypeVar
 from urllib.parse import parse_qs, urlparse
 
 import boto3
@@ -60,6 +60,15 @@ from lof.core.collector import no_cycle_collection
 from lof.core.errors import StoreError
 from lof.core.retry import call_with_retries
 from lof.stores import base, compact
+from lof.stores.dynamo_items import (
+    GetItemOutput,
+    Item,
+    WriteRequest,
+    delete,
+    dynamo_key,
+    key_of,
+    put,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -248,9 +257,7 @@ def _until_processed(fn: Callable[[], None], *, what: str) -> None:
     )
 
 
-def write_chunk(
-    client: Any, table: str, chunk: list[dict[str, Any]], *, what: str, url: str
-) -> None:
+def write_chunk(client: Any, table: str, chunk: list[WriteRequest], *, what: str, url: str) -> None:
     """One BatchWriteItem (at most 25 requests), its unprocessed part sent again with backoff."""
     pending = chunk
 
@@ -269,6 +276,15 @@ def write_chunk(
             f"{UNPROCESSED_ATTEMPTS} attempts on LOF_STORE_URL={url!r} (throttled); "
             "rerun later or raise the table's capacity"
         ) from None
+
+
+class Manifest(TypedDict):
+    """A day's manifest as read: the generation readers use, its classes, and the generation it
+    replaced with that one's classes (``prev``) while it is kept for readers in flight."""
+
+    gen: str
+    classes: tuple[int, ...]
+    prev: NotRequired[tuple[str, tuple[int, ...]]]
 
 
 class _DynamoBase:
@@ -310,17 +326,15 @@ class _DynamoBase:
     def close(self) -> None:
         self.client.close()
 
-    def _get(self, pk: str, sk: str) -> dict[str, Any] | None:
-        response = self.client.get_item(
-            TableName=self.table,
-            Key={"pk": {"S": pk}, "sk": {"S": sk}},
-            ConsistentRead=True,
+    def _get(self, pk: str, sk: str) -> Item | None:
+        response: GetItemOutput = self.client.get_item(
+            TableName=self.table, Key=dynamo_key(pk, sk), ConsistentRead=True
         )
         return response.get("Item")
 
-    def _query(self, pk: str, *, keys_only: bool = False, **extra: Any) -> list[dict[str, Any]]:
+    def _query(self, pk: str, *, keys_only: bool = False, **extra: object) -> list[Item]:
         """Every item of one partition (following pagination)."""
-        request: dict[str, Any] = {
+        request: dict[str, object] = {
             "TableName": self.table,
             "KeyConditionExpression": "pk = :pk",
             "ExpressionAttributeValues": {":pk": {"S": pk}},
@@ -329,7 +343,7 @@ class _DynamoBase:
         }
         if keys_only:
             request["ProjectionExpression"] = "pk, sk"
-        items: list[dict[str, Any]] = []
+        items: list[Item] = []
         while True:
             response = self.client.query(**request)
             items.extend(response.get("Items", []))
@@ -338,7 +352,7 @@ class _DynamoBase:
                 return items
             request["ExclusiveStartKey"] = last
 
-    def _batch_write(self, requests: list[dict[str, Any]], *, what: str) -> None:
+    def _batch_write(self, requests: list[WriteRequest], *, what: str) -> None:
         chunks = [
             requests[i : i + BATCH_WRITE_MAX] for i in range(0, len(requests), BATCH_WRITE_MAX)
         ]
@@ -350,15 +364,13 @@ class _DynamoBase:
             for future in [pool.submit(self._write_chunk, c, what=what) for c in chunks]:
                 future.result()
 
-    def _write_chunk(self, chunk: list[dict[str, Any]], *, what: str) -> None:
+    def _write_chunk(self, chunk: list[WriteRequest], *, what: str) -> None:
         write_chunk(self.client, self.table, chunk, what=what, url=self.url)
 
-    def _batch_get(self, keys: list[tuple[str, str]]) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
+    def _batch_get(self, keys: list[tuple[str, str]]) -> list[Item]:
+        items: list[Item] = []
         for i in range(0, len(keys), BATCH_GET_MAX):
-            pending: list[dict[str, Any]] = [
-                {"pk": {"S": pk}, "sk": {"S": sk}} for pk, sk in keys[i : i + BATCH_GET_MAX]
-            ]
+            pending = [dynamo_key(pk, sk) for pk, sk in keys[i : i + BATCH_GET_MAX]]
 
             def read() -> None:
                 nonlocal pending
@@ -381,7 +393,7 @@ class _DynamoBase:
 
     # --- day manifests and generations --------------------------------------------------------
 
-    def _day_items(self, kind: str, *, before: date | None = None) -> list[dict[str, Any]]:
+    def _day_items(self, kind: str, *, before: date | None = None) -> list[Item]:
         """The day items of partition ``kind`` (manifests, pending writes): all of them, or
         those of the days before ``before``."""
         if before is None:
@@ -395,11 +407,11 @@ class _DynamoBase:
             },
         )
 
-    def _manifest(self, day: date) -> dict[str, Any] | None:
+    def _manifest(self, day: date) -> Manifest | None:
         item = self._get("DAY", base.day_key(day))
         if item is None:
             return None
-        manifest = {"gen": item["gen"]["S"], "classes": _ids(item["classes"]["S"])}
+        manifest: Manifest = {"gen": item["gen"]["S"], "classes": _ids(item["classes"]["S"])}
         if "prev_gen" in item:
             manifest["prev"] = (item["prev_gen"]["S"], _ids(item["prev_classes"]["S"]))
         return manifest
@@ -420,14 +432,12 @@ class _DynamoBase:
         with ThreadPoolExecutor(max_workers=READ_WORKERS) as pool:
             for items in pool.map(lambda pk: self._query(pk, keys_only=True), pks):
                 keys.extend((i["pk"]["S"], i["sk"]["S"]) for i in items)
-        requests = [
-            {"DeleteRequest": {"Key": {"pk": {"S": pk}, "sk": {"S": sk}}}} for pk, sk in keys
-        ]
+        requests = [delete(dynamo_key(pk, sk)) for pk, sk in keys]
         self._batch_write(requests, what=f"deleting generation {gen} of {base.day_key(day)}")
 
-    def _clear_leftovers(self, *, day: date, key: str, current: dict[str, Any] | None) -> None:
+    def _clear_leftovers(self, *, day: date, day_key: str, current: Manifest | None) -> None:
         """Delete generations of ``day`` no reader can still need, before writing a new one."""
-        pending = self._get("PENDING", key)
+        pending = self._get("PENDING", day_key)
         if pending is not None and (current is None or pending["gen"]["S"] != current["gen"]):
             # Leftovers of a write of this day that crashed before its flip.
             self._delete_generation(day, pending["gen"]["S"], _ids(pending["classes"]["S"]))
@@ -442,36 +452,31 @@ class _DynamoBase:
         gen: str,
         classes: list[int],
         items: dict[int, dict[str, list[tuple[int, str]]]],
-    ) -> list[dict[str, Any]]:
+    ) -> list[WriteRequest]:
         """The put requests of generation ``gen``: its data rows, then its extra keys."""
         requests = [
-            {
-                "PutRequest": {
-                    "Item": {
-                        "pk": {"S": self._data_pk(part, class_id, day, gen)},
-                        "sk": {"S": str(user_id)},
-                        "data": {"S": data},
-                    }
+            put(
+                {
+                    "pk": {"S": self._data_pk(part, class_id, day, gen)},
+                    "sk": {"S": str(user_id)},
+                    "data": {"S": data},
                 }
-            }
+            )
             for class_id in classes
             for part, rows in items[class_id].items()
             for user_id, data in rows
         ]
-        requests += [
-            {"PutRequest": {"Item": {"pk": {"S": pk}, "sk": {"S": sk}}}}
-            for pk, sk in self._extra_keys(day, gen, classes)
-        ]
+        requests += [put(dynamo_key(pk, sk)) for pk, sk in self._extra_keys(day, gen, classes)]
         return requests
 
     @staticmethod
     def _manifest_item(
-        *, key: str, gen: str, classes: list[int], rows: int, current: dict[str, Any] | None
-    ) -> dict[str, Any]:
+        *, day_key: str, gen: str, classes: list[int], rows: int, current: Manifest | None
+    ) -> Item:
         """The day's manifest pointing to ``gen``, keeping the generation it replaces."""
-        manifest = {
+        manifest: Item = {
             "pk": {"S": "DAY"},
-            "sk": {"S": key},
+            "sk": {"S": day_key},
             "gen": {"S": gen},
             "classes": {"S": base.encode_ids(classes)},
             "rows": {"N": str(rows)},
@@ -501,7 +506,7 @@ class _DynamoBase:
         *,
         day: date,
         items: dict[int, dict[str, list[tuple[int, str]]]],
-        before_flip: Callable[[dict[str, Any] | None], None] | None = None,
+        before_flip: Callable[[Manifest | None], None] | None = None,
         after_flip: Callable[[], None] | None = None,
     ) -> None:
         """Write day ``day`` as a new generation and flip the manifest to it (module docstring)."""
@@ -511,7 +516,7 @@ class _DynamoBase:
 
         def run() -> None:
             current = self._manifest(day)
-            self._clear_leftovers(day=day, key=key, current=current)
+            self._clear_leftovers(day=day, day_key=key, current=current)
             gen = new_generation()
             self.client.put_item(
                 TableName=self.table,
@@ -526,7 +531,7 @@ class _DynamoBase:
             self._batch_write(requests, what=what)
             rows = sum(len(r) for parts in items.values() for r in parts.values())
             manifest = self._manifest_item(
-                key=key, gen=gen, classes=classes, rows=rows, current=current
+                day_key=key, gen=gen, classes=classes, rows=rows, current=current
             )
             if before_flip is not None:
                 before_flip(current)
@@ -620,7 +625,7 @@ class DynamoFeatureStore(compact.CompactFeatures, _DynamoBase):
 
     def _blob_items(
         self, part: str, day: date, gen: str, class_ids: Collection[int] | None
-    ) -> list[dict[str, Any]]:
+    ) -> list[Item]:
         pk = f"F#{part}#{base.day_key(day)}#{gen}"
         if class_ids is None:
             return self._query(pk)
@@ -652,7 +657,7 @@ class DynamoFeatureStore(compact.CompactFeatures, _DynamoBase):
         keys = []
         for part in parts:
             for item in self._query(f"F#{part}#{base.day_key(day)}#{gen}", keys_only=True):
-                keys.append({"DeleteRequest": {"Key": {"pk": item["pk"], "sk": item["sk"]}}})
+                keys.append(delete(key_of(item)))
         self._batch_write(keys, what=f"deleting generation {gen} of {base.day_key(day)}")
 
     def _commit(
@@ -663,7 +668,7 @@ class DynamoFeatureStore(compact.CompactFeatures, _DynamoBase):
     ) -> dict[date, str]:
         stamps: dict[date, str] = {}
         manifests = []
-        requests: list[dict[str, Any]] = []
+        requests: list[WriteRequest] = []
         for write in writes:
             key = base.day_key(write.day)
             current = self._get("FDAY", key)
@@ -684,13 +689,13 @@ class DynamoFeatureStore(compact.CompactFeatures, _DynamoBase):
             )
             for (part, class_id), data in sorted(write.blobs.items()):
                 for n, start in enumerate(range(0, max(len(data), 1), BLOB_CHUNK)):
-                    item = {
+                    item: Item = {
                         "pk": {"S": f"F#{part}#{key}#{gen}"},
                         "sk": {"S": f"{class_id:012d}#{n:03d}"},
                         "b": {"B": data[start : start + BLOB_CHUNK]},
                     }
-                    requests.append({"PutRequest": {"Item": item}})
-            manifest = {
+                    requests.append(put(item))
+            manifest: Item = {
                 "pk": {"S": "FDAY"},
                 "sk": {"S": key},
                 "gen": {"S": gen},
@@ -794,27 +799,16 @@ class DynamoPredictionStore(_DynamoBase):
             del rows
         key = base.day_key(day)
 
-        def drop_old_bodies(current: dict[str, Any] | None) -> None:
+        def drop_old_bodies(current: Manifest | None) -> None:
             # Before the flip: until the new bodies are in, readers fall back to the store.
             if current is None:
                 return
-            requests = [
-                {"DeleteRequest": {"Key": {"pk": {"S": f"BODY#{c}"}, "sk": {"S": key}}}}
-                for c in current["classes"]
-            ]
+            requests = [delete(body_key(c, key)) for c in current["classes"]]
             self._batch_write(requests, what=f"replacing the bodies of {key}")
 
         def put_bodies() -> None:
             requests = [
-                {
-                    "PutRequest": {
-                        "Item": {
-                            "pk": {"S": f"BODY#{class_id}"},
-                            "sk": {"S": key},
-                            **_body_item(body),
-                        }
-                    }
-                }
+                put({**body_key(class_id, key), **_body_item(body)})
                 for class_id, body in bodies.items()
             ]
             self._batch_write(requests, what=f"writing the bodies of {key}")
@@ -910,7 +904,7 @@ class DynamoPredictionStore(_DynamoBase):
         with ThreadPoolExecutor(max_workers=READ_WORKERS) as pool:
             return [g for found in pool.map(listed, sorted(classes)) for g in found]
 
-    def _items_of(self, user_ids: Collection[int]) -> list[dict[str, Any]]:
+    def _items_of(self, user_ids: Collection[int]) -> list[Item]:
         keys = [
             (self._data_pk("P", class_id, day, gen), str(int(user)))
             for class_id, day, gen in self._generations()
@@ -941,16 +935,14 @@ class DynamoPredictionStore(_DynamoBase):
             now = datetime.now(UTC).replace(microsecond=0)
             for pk in sorted({item["pk"]["S"] for item in items}):
                 _, class_id, day, _ = pk.split("#")
-                key = {"pk": {"S": f"BODY#{class_id}"}, "sk": {"S": day}}
+                key = body_key(int(class_id), day)
                 body = self.read_class_body(day=base.parse_day_key(day), class_id=int(class_id))
                 rebuilt = None if body is None else base.body_without(body, ids, written_at=now)
                 if rebuilt is None and body is not None:
                     self.client.delete_item(TableName=self.table, Key=key)
                 elif rebuilt is not None and rebuilt is not body:
                     self.client.put_item(TableName=self.table, Item={**key, **_body_item(rebuilt)})
-            requests = [
-                {"DeleteRequest": {"Key": {"pk": item["pk"], "sk": item["sk"]}}} for item in items
-            ]
+            requests = [delete(key_of(item)) for item in items]
             self._batch_write(requests, what="erasing students' predictions")
             return len(items)
 
@@ -971,10 +963,7 @@ class DynamoPredictionStore(_DynamoBase):
             for item in days:
                 key = item["sk"]["S"]
                 day, classes = base.parse_day_key(key), _ids(item["classes"]["S"])
-                bodies = [
-                    {"DeleteRequest": {"Key": {"pk": {"S": f"BODY#{c}"}, "sk": {"S": key}}}}
-                    for c in classes
-                ]
+                bodies = [delete(body_key(c, key)) for c in classes]
                 self._batch_write(bodies, what=f"purging the bodies of {key}")
                 self._delete_generation(day, item["gen"]["S"], classes)
                 if "prev_gen" in item:
@@ -989,7 +978,12 @@ class DynamoPredictionStore(_DynamoBase):
         return self._guard(purge, what="purging predictions")
 
 
-def _body_item(body: base.StoredBody) -> dict[str, Any]:
+def body_key(class_id: int, day_key: str) -> Item:
+    """The key of a class-day's stored body."""
+    return dynamo_key(f"BODY#{class_id}", day_key)
+
+
+def _body_item(body: base.StoredBody) -> Item:
     """A body's attributes as the predictions table keeps them."""
     return {
         "etag": {"S": body.etag},
@@ -999,7 +993,7 @@ def _body_item(body: base.StoredBody) -> dict[str, Any]:
     }
 
 
-def _record(class_id: int, day: date, item: dict[str, Any]) -> base.PredictionRecord:
+def _record(class_id: int, day: date, item: Item) -> base.PredictionRecord:
     row = base.loads(item["data"]["S"])
     row["class_id"] = class_id
     row["user_id"] = int(item["sk"]["S"])

@@ -12,19 +12,16 @@ different note replaces the stored one.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from datetime import date
-from typing import Any, Protocol, TypeVar
+from typing import Protocol
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
 
-from lof.core.calendar import format_day
 from lof.core.errors import StoreError
 from lof.interventions import InterventionRecord
-from lof.stores.guards import run_dynamo, run_sql
-
-T = TypeVar("T")
+from lof.stores.dynamo_items import Item, dynamo_key
+from lof.stores.small_tables import DynamoRecordTable, SqlRecordTable
 
 METADATA = sa.MetaData()
 INTERVENTIONS = sa.Table(
@@ -40,6 +37,7 @@ INTERVENTIONS = sa.Table(
     sa.Column("updated_at", sa.String(20), nullable=False),
     sa.Index("lof_interventions_class_day", "class_id", "day"),
 )
+_CONTENT = ("note",)
 
 
 class InterventionStore(Protocol):
@@ -61,203 +59,45 @@ class InterventionStore(Protocol):
     def close(self) -> None: ...
 
 
-def _day(text: str) -> date:
-    return date(int(text[:4]), int(text[4:6]), int(text[6:8]))
-
-
-def _order(record: InterventionRecord) -> tuple[Any, ...]:
+def _order(record: InterventionRecord) -> tuple[int, str, int, str, str]:
     return (record.class_id, record.action_dt, record.user_id, record.teacher_id, record.action)
 
 
-class SqlInterventionStore:
+class SqlInterventionStore(SqlRecordTable[InterventionRecord]):
     """Actions in the predictions' SQL database."""
 
-    def __init__(self, url: str) -> None:
-        from lof.core.config import redact_url
-        from lof.stores.sql import create_store_engine
-
-        self.url = redact_url(url)
-        self.engine = create_store_engine(url)
-        self._run(lambda: METADATA.create_all(self.engine, checkfirst=True), what="creating")
-
-    def _run(self, fn: Callable[[], T], *, what: str) -> T:
-        return run_sql(fn, url=self.url, what=f"{what} interventions")
-
-    @staticmethod
-    def _record(row: Any) -> InterventionRecord:
-        day = row.day if isinstance(row.day, date) else date.fromisoformat(str(row.day)[:10])
-        return InterventionRecord(
-            class_id=int(row.class_id),
-            user_id=int(row.user_id),
-            teacher_id=row.teacher_id,
-            action_dt=format_day(day),
-            action=row.action,
-            note=row.note,
-            source=row.source,
-            updated_at=row.updated_at,
-        )
-
-    def put(self, record: InterventionRecord) -> InterventionRecord:
-        key = {
-            "class_id": record.class_id,
-            "user_id": record.user_id,
-            "teacher_id": record.teacher_id,
-            "day": _day(record.action_dt),
-            "action": record.action,
-        }
-        where = sa.and_(*(INTERVENTIONS.c[name] == value for name, value in key.items()))
-        values = {"note": record.note, "source": record.source, "updated_at": record.updated_at}
-
-        def transaction() -> InterventionRecord:
-            with self.engine.begin() as conn:
-                found = conn.execute(sa.select(INTERVENTIONS).where(where)).first()
-                if found is not None:
-                    stored = self._record(found)
-                    if stored.note == record.note:
-                        return stored
-                    conn.execute(sa.update(INTERVENTIONS).where(where).values(**values))
-                else:
-                    conn.execute(INTERVENTIONS.insert(), {**key, **values})
-            return record
-
-        def attempt() -> InterventionRecord:
-            try:
-                return transaction()
-            except IntegrityError:  # a concurrent first write of the same key: read it again
-                return transaction()
-
-        return self._run(attempt, what="writing")
+    what = "interventions"
+    table = INTERVENTIONS
+    record_type = InterventionRecord
+    content = _CONTENT
+    day_field = "action_dt"
 
     def read_class(self, *, class_id: int) -> list[InterventionRecord]:
-        return self._select(sa.select(INTERVENTIONS).where(INTERVENTIONS.c.class_id == class_id))
+        query = sa.select(INTERVENTIONS).where(INTERVENTIONS.c.class_id == class_id)
+        return sorted(self.select(query), key=_order)
 
     def read_all(self) -> list[InterventionRecord]:
-        return self._select(sa.select(INTERVENTIONS))
-
-    def erase_users(self, user_ids: Collection[int]) -> int:
-        ids = sorted({int(u) for u in user_ids})
-        return self._delete(INTERVENTIONS.c.user_id.in_(ids), what="erasing")
-
-    def purge_before(self, cut: date) -> int:
-        return self._delete(INTERVENTIONS.c.day < cut, what="purging")
-
-    def _delete(self, where: sa.ColumnElement[bool], *, what: str) -> int:
-        def transaction() -> int:
-            with self.engine.begin() as conn:
-                return int(conn.execute(sa.delete(INTERVENTIONS).where(where)).rowcount or 0)
-
-        return self._run(transaction, what=what)
-
-    def _select(self, query: sa.Select) -> list[InterventionRecord]:
-        def read() -> list[InterventionRecord]:
-            with self.engine.connect() as conn:
-                return sorted((self._record(row) for row in conn.execute(query)), key=_order)
-
-        return self._run(read, what="reading")
-
-    def close(self) -> None:
-        self.engine.dispose()
+        return sorted(self.select(sa.select(INTERVENTIONS)), key=_order)
 
 
-class DynamoInterventionStore:
+class DynamoInterventionStore(DynamoRecordTable[InterventionRecord]):
     """Actions in a DynamoDB table next to the predictions table."""
 
-    def __init__(self, url: str) -> None:
-        from lof.stores.dynamodb import new_client, parse_url
+    kind = "interventions"
+    record_type = InterventionRecord
+    content = _CONTENT
 
-        options = parse_url(url)
-        self.url = url
-        self.table = f"{options['prefix']}interventions"
-        self.create_table = bool(options["create"])
-        self.client = new_client(endpoint=options["endpoint"], region=options["region"])
-        self._guard(self._ensure_table, what="opening the interventions table")
+    def item_key(self, record: InterventionRecord) -> Item:
+        return dynamo_key(
+            f"IV#{record.class_id}",
+            f"{record.action_dt}#{record.user_id}#{record.teacher_id}#{record.action}",
+        )
 
-    def _guard(self, fn: Callable[[], T], *, what: str) -> T:
-        return run_dynamo(fn, url=self.url, table=self.table, what=what)
-
-    def _ensure_table(self) -> None:
-        from lof.stores.dynamodb import ensure_table
-
-        ensure_table(self.client, table=self.table, create=self.create_table)
-
-    @staticmethod
-    def _key(record: InterventionRecord) -> dict[str, dict[str, str]]:
-        return {
-            "pk": {"S": f"IV#{record.class_id}"},
-            "sk": {"S": f"{record.action_dt}#{record.user_id}#{record.teacher_id}#{record.action}"},
-        }
-
-    @staticmethod
-    def _from_item(item: dict[str, Any]) -> InterventionRecord:
-        return InterventionRecord.model_validate_json(item["data"]["S"])
-
-    def put(self, record: InterventionRecord) -> InterventionRecord:
-        key = self._key(record)
-
-        def write() -> InterventionRecord:
-            found = self.client.get_item(TableName=self.table, Key=key, ConsistentRead=True)
-            if "Item" in found:
-                stored = self._from_item(found["Item"])
-                if stored.note == record.note:
-                    return stored
-            self.client.put_item(
-                TableName=self.table, Item={**key, "data": {"S": record.model_dump_json()}}
-            )
-            return record
-
-        return self._guard(write, what="writing interventions")
+    def sort_key(self, record: InterventionRecord) -> tuple[int, str, int, str, str]:
+        return _order(record)
 
     def read_class(self, *, class_id: int) -> list[InterventionRecord]:
-        request: dict[str, Any] = {
-            "TableName": self.table,
-            "KeyConditionExpression": "pk = :pk",
-            "ExpressionAttributeValues": {":pk": {"S": f"IV#{class_id}"}},
-            "ConsistentRead": True,
-        }
-        return self._guard(lambda: self._pages("query", request), what="reading interventions")
-
-    def read_all(self) -> list[InterventionRecord]:
-        request = {"TableName": self.table, "ConsistentRead": True}
-        return self._guard(lambda: self._pages("scan", request), what="reading interventions")
-
-    def erase_users(self, user_ids: Collection[int]) -> int:
-        ids = {str(int(u)) for u in user_ids}
-        return self._delete_where(lambda sk: sk.split("#")[1] in ids, what="erasing interventions")
-
-    def purge_before(self, cut: date) -> int:
-        key = format_day(cut)
-        return self._delete_where(lambda sk: sk[:8] < key, what="purging interventions")
-
-    def _delete_where(self, chosen: Callable[[str], bool], *, what: str) -> int:
-        from lof.stores.small_tables import batch_write, delete_requests
-
-        def run() -> int:
-            request: dict[str, Any] = {"TableName": self.table, "ProjectionExpression": "pk, sk"}
-            found: list[dict[str, Any]] = []
-            while True:
-                response = self.client.scan(**request)
-                found.extend(i for i in response.get("Items", []) if chosen(i["sk"]["S"]))
-                if not response.get("LastEvaluatedKey"):
-                    break
-                request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
-            batch_write(self.client, self.table, delete_requests(found), what=what, url=self.url)
-            return len(found)
-
-        return self._guard(run, what=what)
-
-    def _pages(self, operation: str, request: dict[str, Any]) -> list[InterventionRecord]:
-        records: list[InterventionRecord] = []
-        call = getattr(self.client, operation)
-        while True:
-            response = call(**request)
-            records.extend(self._from_item(item) for item in response.get("Items", []))
-            last = response.get("LastEvaluatedKey")
-            if not last:
-                return sorted(records, key=_order)
-            request = {**request, "ExclusiveStartKey": last}
-
-    def close(self) -> None:
-        self.client.close()
+        return self.read(lambda: self.query(f"IV#{class_id}"))
 
 
 def open_intervention_store(url: str) -> InterventionStore:

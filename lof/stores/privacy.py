@@ -23,7 +23,7 @@ import hashlib
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 import orjson
 import sqlalchemy as sa
@@ -31,6 +31,7 @@ import sqlalchemy as sa
 from lof.core.calendar import format_day
 from lof.core.errors import ConfigError
 from lof.stores.base import parse_day_key
+from lof.stores.dynamo_items import Item, dynamo_key, put
 from lof.stores.small_tables import DynamoTable, SqlTables
 from lof.stores.sql import LONG_TEXT
 
@@ -142,14 +143,23 @@ class PrivacyStore(Protocol):
     def close(self) -> None: ...
 
 
-def _entry(values: Mapping[str, Any]) -> ErasureEntry:
+def _entry(
+    *,
+    id: str,
+    started_at: str,
+    ids: int | str,
+    hashes: str,
+    finished_at: str | None = None,
+    removed: str | None = None,
+) -> ErasureEntry:
+    """An erasure entry from its stored columns (``hashes`` comma-joined, ``removed`` JSON)."""
     return ErasureEntry(
-        id=values["id"],
-        started_at=values["started_at"],
-        finished_at=values.get("finished_at"),
-        ids=int(values["ids"]),
-        hashes=tuple(h for h in str(values["hashes"]).split(",") if h),
-        removed=orjson.loads(values["removed"]) if values.get("removed") else {},
+        id=id,
+        started_at=started_at,
+        finished_at=finished_at,
+        ids=int(ids),
+        hashes=tuple(h for h in hashes.split(",") if h),
+        removed=orjson.loads(removed) if removed else {},
     )
 
 
@@ -211,7 +221,7 @@ class SqlPrivacyStore(SqlTables):
             with self.engine.begin() as conn:
                 found = conn.execute(sa.select(ERASURES).where(ERASURES.c.id == entry.id)).first()
                 if found is not None:
-                    return _entry(found._asdict())
+                    return _entry(**found._asdict())
                 conn.execute(
                     ERASURES.insert(),
                     {
@@ -242,7 +252,7 @@ class SqlPrivacyStore(SqlTables):
         def read() -> list[ErasureEntry]:
             with self.engine.connect() as conn:
                 rows = conn.execute(sa.select(ERASURES).order_by(ERASURES.c.started_at))
-                return [_entry(row._asdict()) for row in rows]
+                return [_entry(**row._asdict()) for row in rows]
 
         return self.run(read, what="reading")
 
@@ -340,15 +350,15 @@ class DynamoPrivacyStore(DynamoTable):
 
     kind = "privacy"
 
-    def _item(self, pk: str, sk: str, **values: str | int) -> dict[str, Any]:
-        item: dict[str, Any] = {"pk": {"S": pk}, "sk": {"S": sk}}
+    def _item(self, pk: str, sk: str, **values: str | int) -> Item:
+        item = dynamo_key(pk, sk)
         for name, value in values.items():
             item[name] = {"N": str(value)} if isinstance(value, int) else {"S": value}
         return item
 
     def check_secret(self, fingerprint: str, *, record: bool) -> None:
         def check() -> None:
-            key = {"pk": {"S": "META"}, "sk": {"S": "secret"}}
+            key = dynamo_key("META", "secret")
             found = self.client.get_item(TableName=self.table, Key=key, ConsistentRead=True)
             if "Item" not in found:
                 if record:
@@ -366,10 +376,7 @@ class DynamoPrivacyStore(DynamoTable):
             new = sorted(set(hashes) - self._opted_out())
             since = now_text()
             self.batch(
-                [
-                    {"PutRequest": {"Item": self._item("OPTOUT", h, reason=reason, since=since)}}
-                    for h in new
-                ],
+                [put(self._item("OPTOUT", h, reason=reason, since=since)) for h in new],
                 what="recording opt-outs",
             )
             return len(new)
@@ -379,9 +386,7 @@ class DynamoPrivacyStore(DynamoTable):
     def opt_in(self, hashes: Collection[str]) -> int:
         def write() -> int:
             listed = self._opted_out()
-            present = [
-                {"pk": {"S": "OPTOUT"}, "sk": {"S": h}} for h in sorted(set(hashes) & listed)
-            ]
+            present = [dynamo_key("OPTOUT", h) for h in sorted(set(hashes) & listed)]
             return self.delete_keys(present, what="removing opt-outs")
 
         return self.guard(write, what="removing opt-outs")
@@ -393,13 +398,19 @@ class DynamoPrivacyStore(DynamoTable):
         return self.guard(self._opted_out, what="reading the opt-out list")
 
     @staticmethod
-    def _entry(item: dict[str, Any]) -> ErasureEntry:
-        values = {name: next(iter(value.values())) for name, value in item.items()}
-        return _entry({**values, "id": values["sk"]})
+    def _entry(item: Item) -> ErasureEntry:
+        return _entry(
+            id=item["sk"]["S"],
+            started_at=item["started_at"]["S"],
+            ids=item["ids"]["N"],
+            hashes=item["hashes"]["S"],
+            finished_at=item["finished_at"]["S"] if "finished_at" in item else None,
+            removed=item["removed"]["S"] if "removed" in item else None,
+        )
 
     def start_erasure(self, entry: ErasureEntry) -> ErasureEntry:
         def write() -> ErasureEntry:
-            key = {"pk": {"S": "ERASURE"}, "sk": {"S": entry.id}}
+            key = dynamo_key("ERASURE", entry.id)
             found = self.client.get_item(TableName=self.table, Key=key, ConsistentRead=True)
             if "Item" in found:
                 return self._entry(found["Item"])
@@ -417,13 +428,13 @@ class DynamoPrivacyStore(DynamoTable):
 
     def record_erasure(self, entry_id: str, *, removed: Mapping[str, int], finished: bool) -> None:
         update = "SET removed = :removed" + (", finished_at = :at" if finished else "")
-        values = {":removed": {"S": orjson.dumps(dict(removed)).decode()}}
+        values: Item = {":removed": {"S": orjson.dumps(dict(removed)).decode()}}
         if finished:
             values[":at"] = {"S": now_text()}
         self.guard(
             lambda: self.client.update_item(
                 TableName=self.table,
-                Key={"pk": {"S": "ERASURE"}, "sk": {"S": entry_id}},
+                Key=dynamo_key("ERASURE", entry_id),
                 UpdateExpression=update,
                 ExpressionAttributeValues=values,
             ),
@@ -439,12 +450,12 @@ class DynamoPrivacyStore(DynamoTable):
 
     def add_hidden(self, rows: Iterable[tuple[int, date, str]]) -> None:
         requests = [
-            {"PutRequest": {"Item": self._item(f"HIDDEN#{int(c)}", f"{format_day(d)}#{h}")}}
+            put(self._item(f"HIDDEN#{int(c)}", f"{format_day(d)}#{h}"))
             for c, d, h in sorted({(int(c), d, h) for c, d, h in rows})
         ]
         self.guard(lambda: self.batch(requests, what="recording hidden"), what="recording hidden")
 
-    def _day_items(self, class_id: int, day: date) -> list[dict[str, Any]]:
+    def _day_items(self, class_id: int, day: date) -> list[Item]:
         return list(
             self.query(f"HIDDEN#{class_id}", condition="begins_with(sk, :d)", d=format_day(day))
         )
