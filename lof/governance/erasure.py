@@ -21,7 +21,7 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
 from lof.core.config import Settings
 from lof.core.errors import DataError
@@ -38,7 +38,7 @@ MAX_ID = 2**63 - 1
 Progress = Callable[[str, int], None]
 
 
-def check_user_ids(values: Sequence[Any], *, option: str = "--user-id") -> list[int]:
+def check_user_ids(values: Sequence[object], *, option: str = "--user-id") -> list[int]:
     """The distinct positive integer ids of ``values`` (at most ``MAX_IDS``), or a DataError
     naming the first bad one."""
     if not values:
@@ -89,7 +89,7 @@ def erase_predictions(
         getattr(store, "close", lambda: None)()
 
 
-def erase_feedback(settings: Settings, user_ids: Collection[int], *_: Any) -> int:
+def erase_feedback(settings: Settings, user_ids: Collection[int], *_: object) -> int:
     store = open_feedback_store(settings.store_url)
     try:
         return store.erase_users(user_ids)
@@ -97,7 +97,7 @@ def erase_feedback(settings: Settings, user_ids: Collection[int], *_: Any) -> in
         store.close()
 
 
-def erase_interventions(settings: Settings, user_ids: Collection[int], *_: Any) -> int:
+def erase_interventions(settings: Settings, user_ids: Collection[int], *_: object) -> int:
     store = open_intervention_store(settings.store_url)
     try:
         return store.erase_users(user_ids)
@@ -105,7 +105,7 @@ def erase_interventions(settings: Settings, user_ids: Collection[int], *_: Any) 
         store.close()
 
 
-def erase_features(settings: Settings, user_ids: Collection[int], *_: Any) -> int:
+def erase_features(settings: Settings, user_ids: Collection[int], *_: object) -> int:
     store = open_feature_store(settings.store_url)
     try:
         return int(store.erase_users(user_ids))
@@ -113,7 +113,7 @@ def erase_features(settings: Settings, user_ids: Collection[int], *_: Any) -> in
         getattr(store, "close", lambda: None)()
 
 
-def erase_local_files(settings: Settings, *_: Any) -> int:
+def erase_local_files(settings: Settings, *_: object) -> int:
     """lof's per-student files under LOF_HOME/cache: the last written features state and the
     LEB2 assessed-records caches (the next run reads the store and LEB2 in full once)."""
     state = Path(settings.home) / "cache" / compact.STATE_FILE_NAME
@@ -267,12 +267,16 @@ def retention_cut(settings: Settings, day: date) -> date | None:
     return day - timedelta(days=settings.retention_days)
 
 
+class _Purgeable(Protocol):
+    def purge_before(self, cut: date) -> int: ...
+
+
 def purge(settings: Settings, before: date, *, progress: Progress | None = None) -> Removed:
     """Remove the days before ``before`` from every store; the features store keeps the first
     day after as a full state (``CompactFeatures.purge_before``), and its latest day always."""
     url = settings.store_url
     removed = Removed()
-    openers: tuple[tuple[str, Callable[[], Any]], ...] = (
+    openers: tuple[tuple[str, Callable[[], _Purgeable]], ...] = (
         ("prediction days", lambda: open_prediction_store(url)),
         ("feedback", lambda: open_feedback_store(url)),
         ("interventions", lambda: open_intervention_store(url)),

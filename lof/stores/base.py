@@ -21,7 +21,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from types import ModuleType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, SupportsFloat, TypeGuard
 
 import numpy as np
 import orjson
@@ -32,6 +32,9 @@ from lof.core.errors import DataError
 from lof.features.definitions import ENGAGEMENT_COLUMNS, SET_COLUMNS, STATE_INT_COLUMNS, sorted_ids
 from lof.features.signals import EVENT_STATE_COLUMNS
 from lof.stores.records import PREDICTION_OUTPUT, PlainFloats, Reasons
+
+if TYPE_CHECKING:
+    from lof.features.state import ClassRows
 
 PredictionRecord = dict[str, Any]
 """One stored prediction as the API returns it: ``predicted_dt`` (YYYYMMDD str), ``class_id``,
@@ -68,8 +71,8 @@ class FeatureStore(Protocol):
         self,
         *,
         day: date,
-        increments: pd.DataFrame | Mapping[int, Any],
-        states: pd.DataFrame | Mapping[int, Any],
+        increments: pd.DataFrame | Mapping[int, ClassRows],
+        states: pd.DataFrame | Mapping[int, ClassRows],
     ) -> None:
         """Replace day ``day`` with these engagement frames (or per-class arrays,
         ``lof.features.state.ClassRows``) and mark it complete, atomically."""
@@ -79,7 +82,7 @@ class FeatureStore(Protocol):
 
     def read_state_rows(
         self, *, day: date, class_ids: Collection[int] | None = None
-    ) -> dict[int, Any]:
+    ) -> dict[int, ClassRows]:
         """``read_states`` as per-class arrays (``lof.features.state.ClassRows``)."""
 
     def read_increments(
@@ -155,7 +158,7 @@ class StoredBody:
 BODY_MAX_BYTES = 380_000  # gzip; larger bodies are not stored (DynamoDB items stop at 400 KB)
 
 
-def model_versions(records: Iterable[Mapping[str, Any]]) -> str:
+def model_versions(records: Iterable[Mapping[str, object]]) -> str:
     """The model version(s) of a class-day's records, comma-joined (normally one)."""
     return ",".join(sorted({str(r.get("model_version", "")) for r in records}))
 
@@ -232,7 +235,7 @@ def parse_day_key(text: str) -> date:
     return datetime.strptime(text, "%Y%m%d").date()
 
 
-def as_date(value: Any) -> date:
+def as_date(value: object) -> date:
     """SQL drivers return DATE as date, datetime or ISO string depending on the dialect."""
     if isinstance(value, datetime):
         return value.date()
@@ -254,7 +257,7 @@ def decode_ids(text: str | None) -> tuple[int, ...]:
     return tuple(map(int, text.split(",")))
 
 
-def _id_tuple(value: Any, *, column: str, what: str) -> tuple[int, ...]:
+def _id_tuple(value: object, *, column: str, what: str) -> tuple[int, ...]:
     try:
         return sorted_ids(value)
     except (TypeError, ValueError):
@@ -312,15 +315,16 @@ def engagement_rows(frame: pd.DataFrame, *, what: str) -> list[dict[str, Any]]:
 # --- predictions ------------------------------------------------------------------------------
 
 
-def _float_map(value: Any, *, column: str, what: str, row: int) -> dict[str, float]:
+def _float_map(value: object, *, column: str, what: str, row: int) -> dict[str, float]:
     if type(value) is PlainFloats:
         return value
     if isinstance(value, str):
+        text = value
         try:
-            value = orjson.loads(value)
+            value = orjson.loads(text)
         except orjson.JSONDecodeError:
             raise DataError(
-                f"{what}: row {row} column {column} is {value[:60]!r}, expected a dict"
+                f"{what}: row {row} column {column} is {text[:60]!r}, expected a dict"
             ) from None
     if type(value) is not dict and not isinstance(value, Mapping):  # dict: skip the ABC check
         raise DataError(f"{what}: row {row} column {column} is {value!r}, expected a dict")
@@ -332,7 +336,7 @@ def _float_map(value: Any, *, column: str, what: str, row: int) -> dict[str, flo
         ) from None
 
 
-def _reasons(value: Any, *, what: str, row: int) -> list[dict[str, Any]]:
+def _reasons(value: object, *, what: str, row: int) -> list[Mapping[str, object]]:
     """A reasons cell as plain dicts (``REASON_KEYS``); None/NaN = no reasons."""
     if type(value) is Reasons:
         return value
@@ -342,7 +346,7 @@ def _reasons(value: Any, *, what: str, row: int) -> list[dict[str, Any]]:
         value = orjson.loads(value) if value else []
     if not isinstance(value, list | tuple):
         raise DataError(f"{what}: row {row} column reasons is {value!r}, expected a list")
-    out = []
+    out: list[Mapping[str, object]] = []
     for reason in value:
         if _plain_reason(reason):  # as lof.reasons.explain builds them: stored as they are
             out.append(reason)
@@ -370,7 +374,7 @@ def _reasons(value: Any, *, what: str, row: int) -> list[dict[str, Any]]:
     return out
 
 
-def _plain_reason(reason: Any) -> bool:
+def _plain_reason(reason: object) -> TypeGuard[dict[str, object]]:
     return (
         type(reason) is dict
         and tuple(reason) == REASON_KEYS
@@ -458,11 +462,11 @@ def prediction_record(row: Mapping[str, Any], *, day: date) -> PredictionRecord:
     return record
 
 
-def _as_map(value: Any) -> Mapping[str, Any]:
+def _as_map(value: str | Mapping[str, float | None]) -> Mapping[str, float | None]:
     return orjson.loads(value) if isinstance(value, str) else value
 
 
-def dumps(value: Any) -> str:
+def dumps(value: object) -> str:
     """Compact JSON; floats in shortest round-trip form, so they read back bit for bit
     (NaN is written as null and read back as NaN)."""
     return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY, default=_json_default).decode()
@@ -472,7 +476,7 @@ def loads(text: str) -> Any:
     return orjson.loads(text)
 
 
-def _json_default(value: Any) -> Any:
+def _json_default(value: object) -> object:
     if isinstance(value, np.integer):
         return int(value)
     if isinstance(value, np.floating):
@@ -482,7 +486,7 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot store {type(value).__name__}")
 
 
-def _float(value: Any) -> float:
+def _float(value: SupportsFloat | str | None) -> float:
     return math.nan if value is None else float(value)
 
 

@@ -18,12 +18,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from contextlib import suppress
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from lof.core.errors import StoreError
+from lof.stores.dynamo_items import GetItemOutput
 from lof.stores.guards import run_dynamo, run_sql
 
 T = TypeVar("T")
@@ -146,7 +147,7 @@ class DynamoDeliveryStore:
 
     def seen(self, delivery_id: str, *, now: float | None = None) -> bool:
         key = self._key(delivery_id)
-        found: dict[str, Any] = self._guard(
+        found: GetItemOutput = self._guard(
             lambda: self.client.get_item(TableName=self.table, Key=key, ConsistentRead=True),
             what="reading webhook deliveries",
         )

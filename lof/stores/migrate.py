@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import sqlalchemy as sa
@@ -23,6 +23,7 @@ from lof.core.calendar import format_day
 from lof.features import state as feature_state
 from lof.features.definitions import COUNT_COLUMNS
 from lof.stores import base
+from lof.stores.dynamo_items import Item
 
 if TYPE_CHECKING:  # boto3 is imported only when a DynamoDB store is migrated
     from lof.stores.dynamodb import DynamoFeatureStore
@@ -146,7 +147,7 @@ def _migrate_dynamodb(url: str, progress: Callable[[date], None] | None) -> Migr
     return store._guard(run, what=f"migrating {store.table}")
 
 
-def _prev_classes(item: dict[str, Any]) -> tuple[int, ...]:
+def _prev_classes(item: Item) -> tuple[int, ...]:
     return base.decode_ids(item["prev_classes"]["S"]) if "prev_classes" in item else ()
 
 
@@ -158,7 +159,10 @@ def _dynamo_rows(
     for class_id in classes:
         for item in store._query(f"{part}#{class_id}#{format_day(day)}#{gen}"):
             values = base.loads(item["data"]["S"])
-            row: dict[str, Any] = {"class_id": class_id, "user_id": int(item["sk"]["S"])}
+            row: dict[str, int | tuple[int, ...]] = {
+                "class_id": class_id,
+                "user_id": int(item["sk"]["S"]),
+            }
             row.update(zip(COUNT_COLUMNS, values[:n], strict=True))
             row["activity_ids"] = tuple(values[n])
             row["session_ids"] = tuple(values[n + 1])

@@ -7,7 +7,7 @@ so the stores keep them as they are instead of checking each entry again.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
 
 PREDICTION_OUTPUT: tuple[str, ...] = (
     "class_id",
@@ -26,7 +26,8 @@ class PlainFloats(dict[str, float]):
     of checking each entry again."""
 
 
-class Reasons(list[dict[str, Any]]):
+class Reasons(list[Mapping[str, object]]):
     """One student's reasons as ``lof.model.reasons.explain`` builds them: dicts of ``feature``,
     ``text``, ``direction`` (str) and ``value``, ``class_median``, ``effect`` (float), in that
-    order. The stores keep such a list as it is instead of checking each reason again."""
+    order. The stores keep such a list as it is instead of checking each reason again (and only
+    pass its values on, to JSON)."""

@@ -26,17 +26,19 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.pool import ConnectionPoolEntry
 
 from lof.core.collector import no_cycle_collection
 from lof.core.config import redact_url
@@ -143,7 +145,7 @@ def new_generation() -> str:
     return uuid.uuid4().hex
 
 
-def _enable_sqlite_wal(dbapi_connection: Any, _record: Any) -> None:
+def _enable_sqlite_wal(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
     # WAL lets the API read while the daily flow writes; busy_timeout waits out a writer's lock.
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -219,7 +221,7 @@ def _reason(exc: SQLAlchemyError) -> str:
     return f"{type(orig).__name__}: {text[:200]}"
 
 
-def insert_rows(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+def insert_rows(conn: Connection, table: sa.Table, rows: Sequence[Mapping[str, object]]) -> None:
     """Insert ``rows`` (dicts holding every column of ``table``).
 
     On SQLite, one executemany of positional tuples converted column by column (each column's
@@ -273,7 +275,7 @@ class _SqlBase:
         self,
         *,
         day: date,
-        tables: list[tuple[sa.Table, list[dict[str, Any]]]],
+        tables: list[tuple[sa.Table, Sequence[Mapping[str, object]]]],
         days_table: sa.Table,
         what: str,
     ) -> None:
@@ -517,7 +519,7 @@ class SqlPredictionStore(_SqlBase):
         def read() -> base.StoredBody | None:
             with self._read() as conn:
                 row = conn.execute(query).first()
-            return None if row is None else _stored_body(row)
+            return None if row is None else _stored_body(row._mapping)
 
         return self._run(read, what=f"reading the body of class {class_id}")
 
@@ -581,7 +583,7 @@ class SqlPredictionStore(_SqlBase):
                     row = conn.execute(sa.select(bodies).where(where)).first()
                     if row is None:
                         continue
-                    body = _stored_body(row)
+                    body = _stored_body(row._mapping)
                     rebuilt = base.body_without(body, ids, written_at=now)
                     if rebuilt is None:
                         conn.execute(sa.delete(bodies).where(where))
@@ -624,13 +626,13 @@ class SqlPredictionStore(_SqlBase):
         return self._is_complete(PREDICTION_DAYS, day)
 
 
-def _stored_body(row: Any) -> base.StoredBody:
-    written = row.written_at
+def _stored_body(row: sa.RowMapping) -> base.StoredBody:
+    written = row["written_at"]
     if isinstance(written, str):
         written = datetime.fromisoformat(written)
     return base.StoredBody(
-        gzip=bytes(row.body),
-        etag=row.etag,
+        gzip=bytes(row["body"]),
+        etag=row["etag"],
         written_at=written.replace(tzinfo=UTC),
-        model_version=row.model_version or "",
+        model_version=row["model_version"] or "",
     )
