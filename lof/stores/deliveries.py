@@ -23,9 +23,9 @@ from typing import Protocol, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from lof.core.errors import StoreError
 from lof.stores.dynamo_items import GetItemOutput
 from lof.stores.guards import run_dynamo, run_sql
+from lof.stores.small_tables import is_dynamodb
 
 T = TypeVar("T")
 MAX_ID_CHARS = 160
@@ -167,9 +167,7 @@ class DynamoDeliveryStore:
 
 def open_delivery_store(url: str) -> DeliveryStore:
     """The deliveries store of LOF_STORE_URL (a missing table created where the URL allows)."""
-    if not url:
-        raise StoreError("LOF_STORE_URL is empty; set it to the predictions store's URL")
-    if url.startswith("dynamodb:"):
+    if is_dynamodb(url):
         return DynamoDeliveryStore(url)
     return SqlDeliveryStore(url)
 

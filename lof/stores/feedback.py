@@ -18,11 +18,8 @@ from typing import Protocol
 
 import sqlalchemy as sa
 
-from lof.core.calendar import format_day
-from lof.core.errors import StoreError
 from lof.feedback import FeedbackRecord
-from lof.stores.dynamo_items import Item, dynamo_key
-from lof.stores.small_tables import DynamoRecordTable, SqlRecordTable
+from lof.stores.small_tables import DynamoRecordTable, SqlRecordTable, is_dynamodb
 
 METADATA = sa.MetaData()
 FEEDBACK = sa.Table(
@@ -39,6 +36,7 @@ FEEDBACK = sa.Table(
     sa.Column("source", sa.String(8), nullable=False),
     sa.Column("updated_at", sa.String(20), nullable=False),
 )
+_KEY = ("predicted_dt", "user_id", "teacher_id")
 _CONTENT = ("verdict", "note", "model_version", "at_risk")
 
 
@@ -84,30 +82,18 @@ class DynamoFeedbackStore(DynamoRecordTable[FeedbackRecord]):
     """Feedback in a DynamoDB table next to the predictions table."""
 
     kind = "feedback"
+    partition = "FB"
     record_type = FeedbackRecord
+    key_fields = _KEY
     content = _CONTENT
 
-    def item_key(self, record: FeedbackRecord) -> Item:
-        return dynamo_key(
-            f"FB#{record.class_id}", f"{record.predicted_dt}#{record.user_id}#{record.teacher_id}"
-        )
-
-    def sort_key(self, record: FeedbackRecord) -> tuple[int, str, int, str]:
-        return (record.class_id, record.predicted_dt, record.user_id, record.teacher_id)
-
     def read_class(self, *, class_id: int, day: date | None = None) -> list[FeedbackRecord]:
-        pk = f"FB#{class_id}"
-        if day is None:
-            return self.read(lambda: self.query(pk))
-        prefix = format_day(day) + "#"
-        return self.read(lambda: self.query(pk, condition="begins_with(sk, :day)", day=prefix))
+        return self.read_partition(class_id, day=day)
 
 
 def open_feedback_store(url: str) -> FeedbackStore:
     """The feedback store of LOF_STORE_URL (a missing table created where the URL allows)."""
-    if not url:
-        raise StoreError("LOF_STORE_URL is empty; set it to the predictions store's URL")
-    if url.startswith("dynamodb:"):
+    if is_dynamodb(url):
         return DynamoFeedbackStore(url)
     return SqlFeedbackStore(url)
 

@@ -18,10 +18,8 @@ from typing import Protocol
 
 import sqlalchemy as sa
 
-from lof.core.errors import StoreError
 from lof.interventions import InterventionRecord
-from lof.stores.dynamo_items import Item, dynamo_key
-from lof.stores.small_tables import DynamoRecordTable, SqlRecordTable
+from lof.stores.small_tables import DynamoRecordTable, SqlRecordTable, is_dynamodb
 
 METADATA = sa.MetaData()
 INTERVENTIONS = sa.Table(
@@ -37,6 +35,7 @@ INTERVENTIONS = sa.Table(
     sa.Column("updated_at", sa.String(20), nullable=False),
     sa.Index("lof_interventions_class_day", "class_id", "day"),
 )
+_KEY = ("action_dt", "user_id", "teacher_id", "action")
 _CONTENT = ("note",)
 
 
@@ -59,52 +58,40 @@ class InterventionStore(Protocol):
     def close(self) -> None: ...
 
 
-def _order(record: InterventionRecord) -> tuple[int, str, int, str, str]:
-    return (record.class_id, record.action_dt, record.user_id, record.teacher_id, record.action)
-
-
 class SqlInterventionStore(SqlRecordTable[InterventionRecord]):
     """Actions in the predictions' SQL database."""
 
     what = "interventions"
     table = INTERVENTIONS
     record_type = InterventionRecord
+    key_fields = _KEY
     content = _CONTENT
     day_field = "action_dt"
 
     def read_class(self, *, class_id: int) -> list[InterventionRecord]:
         query = sa.select(INTERVENTIONS).where(INTERVENTIONS.c.class_id == class_id)
-        return sorted(self.select(query), key=_order)
+        return sorted(self.select(query), key=self.order)
 
     def read_all(self) -> list[InterventionRecord]:
-        return sorted(self.select(sa.select(INTERVENTIONS)), key=_order)
+        return sorted(self.select(sa.select(INTERVENTIONS)), key=self.order)
 
 
 class DynamoInterventionStore(DynamoRecordTable[InterventionRecord]):
     """Actions in a DynamoDB table next to the predictions table."""
 
     kind = "interventions"
+    partition = "IV"
     record_type = InterventionRecord
+    key_fields = _KEY
     content = _CONTENT
 
-    def item_key(self, record: InterventionRecord) -> Item:
-        return dynamo_key(
-            f"IV#{record.class_id}",
-            f"{record.action_dt}#{record.user_id}#{record.teacher_id}#{record.action}",
-        )
-
-    def sort_key(self, record: InterventionRecord) -> tuple[int, str, int, str, str]:
-        return _order(record)
-
     def read_class(self, *, class_id: int) -> list[InterventionRecord]:
-        return self.read(lambda: self.query(f"IV#{class_id}"))
+        return self.read_partition(class_id)
 
 
 def open_intervention_store(url: str) -> InterventionStore:
     """The interventions store of LOF_STORE_URL (a missing table created where the URL allows)."""
-    if not url:
-        raise StoreError("LOF_STORE_URL is empty; set it to the predictions store's URL")
-    if url.startswith("dynamodb:"):
+    if is_dynamodb(url):
         return DynamoInterventionStore(url)
     return SqlInterventionStore(url)
 

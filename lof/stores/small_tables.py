@@ -17,8 +17,9 @@ from pydantic import BaseModel
 from sqlalchemy.exc import IntegrityError
 
 from lof.core.calendar import format_day
+from lof.core.errors import StoreError
 from lof.stores.base import as_date
-from lof.stores.dynamo_items import GetItemOutput, Item, WriteRequest, delete, key_of
+from lof.stores.dynamo_items import GetItemOutput, Item, WriteRequest, delete, dynamo_key, key_of
 from lof.stores.guards import run_dynamo, run_sql
 
 T = TypeVar("T")
@@ -142,15 +143,28 @@ def record_day(text: str) -> date:
     return date(int(text[:4]), int(text[4:6]), int(text[6:8]))
 
 
+def is_dynamodb(url: str) -> bool:
+    """Whether LOF_STORE_URL names DynamoDB (else a SQL database); StoreError when empty."""
+    if not url:
+        raise StoreError("LOF_STORE_URL is empty; set it to the predictions store's URL")
+    return url.startswith("dynamodb:")
+
+
 class RecordKind(Generic[Record]):
-    """What both backends know of one kind of teacher record: its type, and the fields whose
-    change replaces a stored record (``put`` is idempotent per key otherwise)."""
+    """What both backends know of one kind of teacher record: its type, its key after the
+    class (``key_fields``, also its order after the class) and the fields whose change
+    replaces a stored record (``put`` is idempotent per key otherwise)."""
 
     record_type: type[Record]
+    key_fields: tuple[str, ...] = ()
     content: tuple[str, ...] = ()
 
     def same(self, stored: Record, new: Record) -> bool:
         return all(getattr(stored, name) == getattr(new, name) for name in self.content)
+
+    def order(self, record: Record) -> tuple[object, ...]:
+        """The sort key of the stores' reads: class, then ``key_fields``."""
+        return tuple(getattr(record, name) for name in ("class_id", *self.key_fields))
 
 
 class SqlRecordTable(SqlTables, RecordKind[Record]):
@@ -220,19 +234,27 @@ class SqlRecordTable(SqlTables, RecordKind[Record]):
 
 
 class DynamoRecordTable(DynamoTable, RecordKind[Record]):
-    """One kind of record in table ``<prefix><kind>``: partition ``<prefix>#<class>`` per
-    class, a sort key that starts with the record's ``<YYYYMMDD>#<user>``, the record as JSON in
-    attribute ``data``. Erasure and the retention purge are a keys-only Scan of this small
-    table."""
+    """One kind of record in table ``<prefix><kind>``: partition ``<partition>#<class>`` per
+    class, sort key ``key_fields`` joined by ``#`` (the record's day and user first), the
+    record as JSON in attribute ``data``. Erasure and the retention purge are a keys-only Scan
+    of this small table."""
+
+    partition = ""
 
     def opening(self) -> str:
         return f"opening the {self.kind} table"
 
     def item_key(self, record: Record) -> Item:
-        raise NotImplementedError
+        class_id, *key = self.order(record)
+        return dynamo_key(f"{self.partition}#{class_id}", "#".join(map(str, key)))
 
-    def sort_key(self, record: Record) -> tuple[object, ...]:
-        raise NotImplementedError
+    def read_partition(self, class_id: int, *, day: date | None = None) -> list[Record]:
+        """The class's records (of one day, or all)."""
+        pk = f"{self.partition}#{class_id}"
+        if day is None:
+            return self.read(lambda: self.query(pk))
+        prefix = format_day(day) + "#"
+        return self.read(lambda: self.query(pk, condition="begins_with(sk, :day)", day=prefix))
 
     def _from_item(self, item: Item) -> Record:
         return self.record_type.model_validate_json(item["data"]["S"])
@@ -256,9 +278,9 @@ class DynamoRecordTable(DynamoTable, RecordKind[Record]):
         return self.guard(write, what=f"writing {self.kind}")
 
     def read(self, items: Callable[[], Iterable[Item]]) -> list[Record]:
-        """The records of ``items`` (a query or scan of this table), in ``sort_key`` order."""
+        """The records of ``items`` (a query or scan of this table), in ``order``."""
         return self.guard(
-            lambda: sorted(map(self._from_item, items()), key=self.sort_key),
+            lambda: sorted(map(self._from_item, items()), key=self.order),
             what=f"reading {self.kind}",
         )
 
@@ -291,5 +313,6 @@ __all__ = [
     "SqlTables",
     "batch_write",
     "delete_requests",
+    "is_dynamodb",
     "record_day",
 ]
