@@ -17,7 +17,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import math
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from types import ModuleType
@@ -285,7 +285,11 @@ def _require_unique(frame: pd.DataFrame, keys: list[str], *, what: str) -> None:
         )
 
 
-def engagement_rows(frame: pd.DataFrame, *, what: str) -> list[dict[str, Any]]:
+EngagementRow = dict[str, int | tuple[int, ...]]
+"""One student's engagement row: ids and counts (int), the set columns (sorted id tuples)."""
+
+
+def engagement_rows(frame: pd.DataFrame, *, what: str) -> list[EngagementRow]:
     """Validated plain rows (ints, sorted id tuples) of an engagement frame."""
     # Frames built before the signals' event state lack it: no dated events.
     _require_columns(
@@ -293,11 +297,11 @@ def engagement_rows(frame: pd.DataFrame, *, what: str) -> list[dict[str, Any]]:
     )
     frame = frame.assign(**{c: 0 for c in EVENT_STATE_COLUMNS if c not in frame.columns})
     _require_unique(frame, ["class_id", "user_id"], what=what)
-    rows: list[dict[str, Any]] = []
+    rows: list[EngagementRow] = []
     columns = {c: frame[c].tolist() for c in ENGAGEMENT_COLUMNS}
     for i in range(len(frame)):
         try:
-            row: dict[str, Any] = {
+            row: EngagementRow = {
                 "class_id": int(columns["class_id"][i]),
                 "user_id": int(columns["user_id"][i]),
             }
@@ -408,7 +412,7 @@ def prediction_rows(frame: pd.DataFrame, *, what: str = "predictions") -> list[d
     _require_unique(frame, ["class_id", "user_id"], what=what)
     n = len(frame)
     try:
-        plain: dict[str, list[Any]] = {
+        plain: dict[str, Sequence[object]] = {
             "class_id": _ints(frame["class_id"]),
             "user_id": _ints(frame["user_id"]),
             "predicted_label": _ints(frame["predicted_label"]),
