@@ -10,7 +10,8 @@ SQL tables are created on first use. Anything unusable (unknown scheme, unreacha
 rights) raises one StoreError line naming LOF_STORE_URL, password redacted.
 
 Persistence only: the features and predictions stores (``base``, ``sql``, ``dynamodb``,
-``compact``, ``migrate``), the record shapes they keep (``records``) and the small stores beside
+``compact``, ``migrate``), the record shapes they keep (``records``; DynamoDB items:
+``dynamo_items``) and the small stores beside
 them (``feedback``, ``interventions``, ``privacy``, ``access_log``, ``deliveries``, with
 ``small_tables`` and ``guards``). May import ``lof.core``, ``lof.features`` (the engagement
 frames and the daily state the features store keeps), ``lof.feedback`` and ``lof.interventions``
