@@ -98,7 +98,7 @@ def model_inputs(*, model: Classifier, raw: pd.DataFrame, scaled: pd.DataFrame) 
 # --- the wrapped former model -----------------------------------------------------------------
 
 
-def _former_input_names(estimator: Any) -> list[str] | None:
+def _former_input_names(estimator: object) -> list[str] | None:
     names = getattr(estimator, "feature_names_in_", None)
     return None if names is None else [str(n) for n in names]
 
@@ -119,7 +119,7 @@ class LegacyModel(ClassifierMixin, BaseEstimator):
             self.feature_names_in_ = np.asarray(FEATURES, dtype=object)
             self.n_features_in_ = len(FEATURES)
 
-    def former_inputs(self, features: pd.DataFrame | np.ndarray) -> Any:
+    def former_inputs(self, features: pd.DataFrame | np.ndarray) -> pd.DataFrame | np.ndarray:
         """The 13 inputs in the former order, named as the former model was fitted (if it was)."""
         frame = (
             features

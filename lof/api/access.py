@@ -20,7 +20,6 @@ import re
 import threading
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
 from urllib.parse import parse_qs, unquote_plus
 
 import orjson
@@ -186,8 +185,11 @@ class AccessLogMiddleware:
                 return None
         else:
             try:
+                token = given.get("token")
                 claims = links.verify(
-                    given.get("token"), secret=self.secret, class_id=class_id or 0
+                    token if isinstance(token, str) else None,
+                    secret=self.secret,
+                    class_id=class_id or 0,
                 )
             except (links.LinkRefused, ConfigError):
                 return None
@@ -208,10 +210,10 @@ class AccessLogMiddleware:
 _QUERY_NAMES = frozenset({"class_id", "predicted_dt", "date", "token"})
 
 
-def _query(raw: bytes) -> dict[str, Any]:
+def _query(raw: bytes) -> dict[str, object]:
     """The query values the log reads (the first of each name); cheaper than ``parse_qs`` of
     the whole query on every request."""
-    out: dict[str, Any] = {}
+    out: dict[str, object] = {}
     for part in raw.decode("latin-1").split("&"):
         name, _, value = part.partition("=")
         if name in _QUERY_NAMES and name not in out:
@@ -227,7 +229,7 @@ def _header(scope: Scope, name: str) -> str | None:
     return None
 
 
-def _body_fields(scope: Scope, body: bytearray) -> Mapping[str, Any]:
+def _body_fields(scope: Scope, body: bytearray) -> Mapping[str, object]:
     """The fields of a JSON object or form body (nothing if it is neither)."""
     if "json" in (_header(scope, "content-type") or ""):
         try:
@@ -239,13 +241,13 @@ def _body_fields(scope: Scope, body: bytearray) -> Mapping[str, Any]:
     return {k: v[0] for k, v in parse_qs(text, keep_blank_values=True).items()}
 
 
-def _id(value: Any) -> int | None:
+def _id(value: object) -> int | None:
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
     return id_from_text(value) if isinstance(value, str) else None
 
 
-def _day(value: Any) -> str | None:
+def _day(value: object) -> str | None:
     """The YYYYMMDD a request named (quotes tolerated), unchecked beyond its form: the route
     itself answers a day that does not exist with 422, and the log keeps what was asked."""
     if not isinstance(value, str):

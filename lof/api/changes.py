@@ -18,10 +18,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from lof.core.calendar import format_day
 from lof.core.errors import DataError
+from lof.stores.base import PredictionRecord, PredictionStore
+
+if TYPE_CHECKING:
+    from lof.api.report import ClassReport
 
 ChangeKind = Literal["new", "recovered", "risen"]
 KINDS: tuple[ChangeKind, ...] = ("new", "recovered", "risen")
@@ -61,9 +65,9 @@ class ClassChanges:
     def by_user(self) -> dict[int, Change]:
         return {c.user_id: c for c in self.changes}
 
-    def as_json(self) -> dict[str, Any]:
+    def as_json(self) -> dict[str, object]:
         """The body of ``GET /classes/{class_id}/changes``."""
-        out: dict[str, Any] = {
+        out: dict[str, object] = {
             "class_id": self.class_id,
             "since": format_day(self.since_day) if self.since_day else None,
             "until": format_day(self.until_day),
@@ -75,7 +79,7 @@ class ClassChanges:
         return out
 
 
-def reason_texts(record: Mapping[str, Any], *, limit: int = 3) -> list[str]:
+def reason_texts(record: PredictionRecord, *, limit: int = 3) -> list[str]:
     """The record's reasons in words (``lof.report.format_reason``), at most ``limit``."""
     from lof.api.report import format_reason
 
@@ -84,7 +88,7 @@ def reason_texts(record: Mapping[str, Any], *, limit: int = 3) -> list[str]:
 
 
 def compare_days(
-    then: Sequence[Mapping[str, Any]], now: Sequence[Mapping[str, Any]], *, rise: float
+    then: Sequence[PredictionRecord], now: Sequence[PredictionRecord], *, rise: float
 ) -> list[Change]:
     """The changes from the records ``then`` to ``now`` (one class), by kind then risk now."""
     before = {int(r["user_id"]): r for r in then}
@@ -147,7 +151,7 @@ def pick_days(
 
 
 def class_changes(
-    store: Any,
+    store: PredictionStore,
     *,
     class_id: int,
     since: date | None = None,
@@ -188,7 +192,7 @@ def describe(changes: ClassChanges) -> list[str]:
 
 
 def mark_changes(
-    built: Any, *, history: Mapping[date, Sequence[Mapping[str, Any]]], rise: float
+    built: ClassReport, *, history: Mapping[date, Sequence[PredictionRecord]], rise: float
 ) -> None:
     """Mark the class page's rows (``lof.report.ClassReport``) with their change since the
     scored day before the page's day (none on the first scored day)."""

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING
 
 from markupsafe import Markup, escape
 
@@ -21,6 +21,10 @@ from lof.core.calendar import format_day
 from lof.core.templates import template_environment
 from lof.features.definitions import FEATURES
 from lof.interventions import ACTION_LABELS, InterventionRecord
+from lof.stores.base import PredictionRecord
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
 
 TOP_REASONS = 3
 PROTECTIVE_REASONS = 2
@@ -114,7 +118,7 @@ def format_value(name: str, value: float) -> str:
     return f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"
 
 
-def class_medians(records: Sequence[Mapping[str, Any]]) -> dict[str, tuple[float, float]]:
+def class_medians(records: Sequence[PredictionRecord]) -> dict[str, tuple[float, float]]:
     """Per feature: the class median and a robust spread (MAD, else mean absolute deviation)."""
     out: dict[str, tuple[float, float]] = {}
     for name in FEATURES:
@@ -133,7 +137,7 @@ def class_medians(records: Sequence[Mapping[str, Any]]) -> dict[str, tuple[float
 
 
 def unusual_features(
-    record: Mapping[str, Any], medians: Mapping[str, tuple[float, float]], *, k: int = TOP_REASONS
+    record: PredictionRecord, medians: Mapping[str, tuple[float, float]], *, k: int = TOP_REASONS
 ) -> list[str]:
     """The ``k`` raw features furthest from the class median, in words (stand-in for reasons)."""
     scored: list[tuple[float, str, str]] = []
@@ -154,7 +158,7 @@ def unusual_features(
     return [text for _, _, text in scored[:k]]
 
 
-def format_reason(item: Any) -> str:
+def format_reason(item: object) -> str:
     """One entry of a record's ``reasons``: text as is, or a mapping with text/feature."""
     if isinstance(item, Mapping):
         if item.get("text"):
@@ -172,19 +176,19 @@ def format_reason(item: Any) -> str:
     return str(item)
 
 
-def _given_reasons(record: Mapping[str, Any]) -> list[Any]:
+def _given_reasons(record: PredictionRecord) -> list[object]:
     given = record.get("reasons")
     if isinstance(given, Sequence) and not isinstance(given, str):
         return list(given)
     return []
 
 
-def _lowers(item: Any) -> bool:
+def _lowers(item: object) -> bool:
     return isinstance(item, Mapping) and item.get("direction") == LOWERS
 
 
 def reasons_for(
-    record: Mapping[str, Any], medians: Mapping[str, tuple[float, float]], *, k: int = TOP_REASONS
+    record: PredictionRecord, medians: Mapping[str, tuple[float, float]], *, k: int = TOP_REASONS
 ) -> tuple[list[str], str]:
     """The model's reasons if the record has them (those that raise risk, or of no stated
     direction: ``protective_reasons`` has the others), else the most unusual raw features."""
@@ -194,7 +198,7 @@ def reasons_for(
     return unusual_features(record, medians, k=k), "unusual"
 
 
-def protective_reasons(record: Mapping[str, Any], *, k: int = PROTECTIVE_REASONS) -> list[str]:
+def protective_reasons(record: PredictionRecord, *, k: int = PROTECTIVE_REASONS) -> list[str]:
     """The model's reasons that lower the student's risk, shown apart from the warning's."""
     return [format_reason(item) for item in _given_reasons(record) if _lowers(item)][:k]
 
@@ -305,8 +309,8 @@ def build_report(
     *,
     class_id: int,
     day: date,
-    day_records: Sequence[Mapping[str, Any]],
-    history: Mapping[date, Sequence[Mapping[str, Any]]],
+    day_records: Sequence[PredictionRecord],
+    history: Mapping[date, Sequence[PredictionRecord]],
     threshold: float,
     feedback: Mapping[int, str] | None = None,
 ) -> ClassReport:
@@ -373,19 +377,19 @@ def _version_key(version: str) -> tuple[int, str]:
 
 
 @lru_cache(maxsize=1)
-def environment() -> Any:
+def environment() -> Environment:
     """The class page's Jinja2 environment (autoescaped), with its helpers."""
     return template_environment(iso=iso, feature_labels=FEATURE_LABELS)
 
 
-def render(template: str, **context: Any) -> str:
+def render(template: str, **context: object) -> str:
     return environment().get_template(template).render(**context)
 
 
 def mark_actions(
-    built: Any,
+    built: ClassReport,
     *,
-    history: Mapping[date, Sequence[Mapping[str, Any]]],
+    history: Mapping[date, Sequence[PredictionRecord]],
     records: Iterable[InterventionRecord],
 ) -> None:
     """List each student's recorded actions (up to the page's day) on the class page

@@ -3,10 +3,13 @@ the class page and the model card."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
 
 
-def template_environment(**globals_: Any) -> Any:
+def template_environment(**globals_: object) -> Environment:
     """A new environment over ``lof/templates`` with ``globals_`` available to every template."""
     from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 

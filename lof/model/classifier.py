@@ -10,9 +10,10 @@ fitted on the 13 ``FEATURES``).
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
+import pandas as pd
 
 
 class Classifier(Protocol):
@@ -20,7 +21,7 @@ class Classifier(Protocol):
 
     classes_: np.ndarray
 
-    def predict_proba(self, features: Any) -> np.ndarray:
+    def predict_proba(self, features: pd.DataFrame | np.ndarray) -> np.ndarray:
         """One row per input row, one column per level of ``classes_``."""
         ...
 

@@ -24,12 +24,16 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from lof.model import outcome as lof_model
 from lof.model.classifier import Classifier
+
+if TYPE_CHECKING:
+    from sklearn.calibration import _CalibratedClassifier
+    from sklearn.ensemble import HistGradientBoostingClassifier
 
 MAX_SPLITS = 8
 """Splits per tree that fit a one-byte decision code (``max_leaf_nodes`` up to 9)."""
@@ -60,7 +64,9 @@ class _Ensemble:
     columns: list[_Column | None]
 
 
-_compiled: weakref.WeakKeyDictionary[Any, _Ensemble | None] = weakref.WeakKeyDictionary()
+_compiled: weakref.WeakKeyDictionary[HistGradientBoostingClassifier, _Ensemble | None] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def supported(model: Classifier) -> _Linear | _Boosting | None:
@@ -120,8 +126,8 @@ class _Linear:
 
 @dataclass(frozen=True)
 class _Boosting:
-    boosting: Any
-    calibrated: Any
+    boosting: HistGradientBoostingClassifier
+    calibrated: _CalibratedClassifier | None
     ensemble: _Ensemble
 
     def columns(self) -> int:
@@ -150,7 +156,7 @@ def _tree_table(nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return nodes["feature_idx"][internal], nodes["num_threshold"][internal], nodes["value"][node]
 
 
-def _compile(boosting: Any) -> _Ensemble | None:
+def _compile(boosting: HistGradientBoostingClassifier) -> _Ensemble | None:
     n_columns = int(boosting.n_features_in_)
     trees = [(k, p.nodes) for stage in boosting._predictors for k, p in enumerate(stage)]
     splits = [int((n["is_leaf"] == 0).sum()) for _, n in trees]
@@ -207,7 +213,7 @@ def _compile(boosting: Any) -> _Ensemble | None:
     )
 
 
-def _ensemble(boosting: Any) -> _Ensemble | None:
+def _ensemble(boosting: HistGradientBoostingClassifier) -> _Ensemble | None:
     """Compiled once per fitted model (~30 ms for 400 trees)."""
     if boosting not in _compiled:
         _compiled[boosting] = _compile(boosting)
@@ -247,7 +253,11 @@ def _raw_scores(ensemble: _Ensemble, base: np.ndarray, medians: np.ndarray) -> n
     return raw.transpose(2, 0, 1)
 
 
-def _probabilities(boosting: Any, calibrated: Any, raw: np.ndarray) -> np.ndarray:
+def _probabilities(
+    boosting: HistGradientBoostingClassifier,
+    calibrated: _CalibratedClassifier | None,
+    raw: np.ndarray,
+) -> np.ndarray:
     """The model's class probabilities from raw scores (n, classes), as its predict_proba."""
     if calibrated is None:
         return np.asarray(boosting._loss.predict_proba(raw))

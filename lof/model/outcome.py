@@ -33,7 +33,8 @@ import functools
 import sys
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -43,6 +44,11 @@ from lof.core.errors import DataError, ModelError
 from lof.features.definitions import FEATURES, LEVELS
 from lof.features.signals import EARLY_SIGNALS, SIGNALS
 from lof.model.classifier import Classifier
+
+if TYPE_CHECKING:
+    from sklearn.base import BaseEstimator
+    from sklearn.pipeline import Pipeline
+    from threadpoolctl import ThreadpoolController
 from lof.model.leadtime import lead_time_of_examples
 from lof.stores.records import PREDICTION_OUTPUT, PlainFloats
 
@@ -80,7 +86,7 @@ FIT_THREADS = 1
 
 def make_candidates(
     *, seed: int = 0, mlp_max_iter: int = 200, names: Sequence[str] | None = None
-) -> dict[str, Any]:
+) -> dict[str, BaseEstimator]:
     """Unfitted candidate pipelines by name, in ``CANDIDATE_ORDER``.
 
     ``mlp_baseline`` is the former system's model (MLPClassifier on the 13 scaled features);
@@ -127,7 +133,7 @@ def make_candidates(
     }
 
 
-def fit(*, estimator: Any, examples: pd.DataFrame) -> Classifier:
+def fit(*, estimator: BaseEstimator, examples: pd.DataFrame) -> Classifier:
     """Fit on the scaled FEATURES (as a frame, so the model records their names) and ``label``."""
     from sklearn.base import clone
 
@@ -170,14 +176,14 @@ def input_features(model: Classifier) -> list[str]:
     return [str(n) for n in names] if names is not None else list(FEATURES)
 
 
-def limit_threads() -> Any:
+def limit_threads() -> AbstractContextManager[object]:
     """One OpenMP/BLAS thread per fit: on shared hosts more threads than free cores make
     histogram boosting several times slower, and candidates and folds already run in turn."""
     return _thread_controller(len(sys.modules)).limit(limits=FIT_THREADS)
 
 
 @functools.lru_cache(maxsize=1)
-def _thread_controller(_modules_loaded: int) -> Any:
+def _thread_controller(_modules_loaded: int) -> ThreadpoolController:
     """threadpoolctl's view of the loaded thread pools. Building it scans the process's
     libraries (~5 ms); it is rebuilt only when modules were imported since (a new pool)."""
     from threadpoolctl import ThreadpoolController
@@ -185,7 +191,7 @@ def _thread_controller(_modules_loaded: int) -> Any:
     return ThreadpoolController()
 
 
-def _uncalibrated(pipeline: Any) -> Any:
+def _uncalibrated(pipeline: Pipeline) -> Pipeline:
     from sklearn.base import clone
     from sklearn.pipeline import Pipeline
 
@@ -264,7 +270,7 @@ class RiskModel:
 
     def __init__(
         self,
-        estimator: Any,
+        estimator: BaseEstimator,
         *,
         coef: float = 1.0,
         intercept: float = 0.0,
@@ -282,10 +288,10 @@ class RiskModel:
             self.feature_names_in_ = np.asarray(names, dtype=object)
         self.n_features_in_ = int(getattr(estimator, "n_features_in_", len(FEATURES)))
 
-    def predict_proba(self, features: Any) -> np.ndarray:
+    def predict_proba(self, features: pd.DataFrame | np.ndarray) -> np.ndarray:
         return self.estimator.predict_proba(features)
 
-    def predict(self, features: Any) -> np.ndarray:
+    def predict(self, features: pd.DataFrame | np.ndarray) -> np.ndarray:
         return self.estimator.predict(features)
 
     def risk(self, proba: np.ndarray, required: np.ndarray) -> np.ndarray:
@@ -410,7 +416,7 @@ def _required_by_class(required_levels: Mapping[int, int] | pd.DataFrame) -> dic
                 f"required levels frame lacks column(s) {', '.join(missing)}; "
                 "expected class_id, required_level"
             )
-        pairs: Iterable[tuple[Any, Any]] = zip(
+        pairs: Iterable[tuple[float, float]] = zip(
             required_levels["class_id"], required_levels["required_level"], strict=True
         )
     else:
@@ -725,7 +731,7 @@ def _require_example_columns(examples: pd.DataFrame, *, what: str) -> None:
 
 def grouped_cv_probabilities(
     *,
-    estimator: Any,
+    estimator: BaseEstimator,
     examples: pd.DataFrame,
     n_splits: int = 5,
     extra: pd.DataFrame | None = None,

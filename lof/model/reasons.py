@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -318,11 +317,11 @@ def _pick(
     limit: int,
     min_effect: float,
     texts: _Texts,
-) -> dict[int, list[dict[str, Any]]]:
+) -> dict[int, Reasons]:
     """Per row (index into ``rows``, which hold row numbers of the cohort), up to ``limit``
     reasons whose log-odds effect has ``sign`` and at least ``min_effect`` in size, largest
     first; effects that are NaN were not measured."""
-    out: dict[int, list[dict[str, Any]]] = {}
+    out: dict[int, Reasons] = {}
     if limit <= 0 or len(rows) == 0:
         return out
     score = np.nan_to_num(sign * logit_effects, nan=0.0)
@@ -333,7 +332,7 @@ def _pick(
     direction = RAISES if sign > 0 else LOWERS
     for r in np.flatnonzero(valid.any(axis=1)).tolist():
         i = int(rows[r])
-        mine: list[dict[str, Any]] = []
+        mine = Reasons()
         for j in order[r][valid[r]].tolist():
             value = float(raw_values[i, j])
             median = float(raw_medians[i, j])
@@ -487,12 +486,12 @@ def _raising_against(
     required: np.ndarray,
     columns: list[str],
     known: np.ndarray,
-    figures: tuple[Any, Any],
+    figures: tuple[float, float] | tuple[str, str],
     kind: str,
     top: int,
     min_effect: float,
     texts: _Texts,
-) -> dict[int, list[dict[str, Any]]]:
+) -> dict[int, Reasons]:
     """Reasons that raise risk for ``rows``, each input measured against whichever of the two
     class ``figures`` (quantiles, or "min"/"max") gives the lower risk."""
     part = base[rows]

@@ -19,7 +19,7 @@ import logging
 import os
 import tempfile
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,6 +37,7 @@ from lof.model.classifier import Classifier
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
+    from mlflow.models.model import ModelInfo
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ NOT_PROMOTED = "Not promoted: the upload event, `lof promote` or the alias runs 
 """The end of a new version's description, replaced by how and why it was promoted."""
 
 
-def encode_class_ids(ids: Any) -> str:
+def encode_class_ids(ids: Iterable[int]) -> str:
     """Sorted ids as compact ranges (``3-7,9``): tags stay short for thousands of classes."""
     values = sorted({int(v) for v in ids})
     parts: list[str] = []
@@ -479,7 +480,9 @@ def untrusted_types(model: Classifier) -> list[str]:
     return list(skops.io.get_untrusted_types(data=skops.io.dumps(model)))
 
 
-def log_model(*, model: Classifier, input_example: pd.DataFrame, name: str = MODEL_ARTIFACT) -> Any:
+def log_model(
+    *, model: Classifier, input_example: pd.DataFrame, name: str = MODEL_ARTIFACT
+) -> ModelInfo:
     """Log a fitted model in the active run (skops format, signature, input example).
 
     The scikit-learn flavor is what lof loads; the pyfunc serves ``risk_prob`` and the level
@@ -532,7 +535,7 @@ def register_version(
     settings: Settings,
     model_uri: str,
     run_id: str,
-    tags: Mapping[str, Any],
+    tags: Mapping[str, object],
     model_id: str | None = None,
     description: str | None = None,
 ) -> str:

@@ -38,7 +38,7 @@ import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import unquote_plus
 
 import pandas as pd
@@ -49,6 +49,9 @@ from lof.core.errors import ModelError
 from lof.model import outcome as lof_model
 from lof.model.classifier import Classifier
 from lof.registry import client as registry
+
+if TYPE_CHECKING:
+    from mlflow.entities.model_registry import ModelVersion
 
 log = logging.getLogger(__name__)
 
@@ -186,7 +189,7 @@ def parse_artifact_key(*, bucket: str, key: str) -> ArtifactKey | None:
     return None
 
 
-def _belongs_to(version: Any, ref: ArtifactKey) -> bool:
+def _belongs_to(version: ModelVersion, ref: ArtifactKey) -> bool:
     source = str(version.source or "")
     if ref.model_id:
         return (
@@ -580,7 +583,7 @@ def run_gate(
 
 
 def fairness_refusal(
-    *, settings: Settings, rows: pd.DataFrame, candidate_fit: Any, production_fit: Any
+    *, settings: Settings, rows: pd.DataFrame, candidate_fit: Classifier, production_fit: Classifier
 ) -> str:
     """Why the candidate's largest group ROC-AUC gap at 25%/50% is larger than Production's by
     more than LOF_PROMOTE_MAX_GAP_INCREASE on the same held-out rows ("" when it is not).

@@ -16,7 +16,8 @@ the stored model is one of lof's classes (``RiskModel``, ``LegacyModel``).
 from __future__ import annotations
 
 import os
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -24,6 +25,10 @@ import pandas as pd
 from lof.core.errors import DataError
 from lof.features.definitions import LEVELS
 from lof.model import outcome as lof_model
+from lof.model.classifier import Classifier
+
+if TYPE_CHECKING:
+    from mlflow.models import Model
 
 REQUIRED_LEVEL = "required_level"
 RISK = "risk_prob"
@@ -33,12 +38,12 @@ MAX_ROWS = 1_000_000
 """The most rows one ``predict`` call scores (a class-wide day is a few thousand)."""
 
 
-def input_columns(model: Any) -> list[str]:
+def input_columns(model: Classifier) -> list[str]:
     """The columns ``predict`` takes: the model's features, then ``required_level``."""
     return [*lof_model.input_features(model), REQUIRED_LEVEL]
 
 
-def served_frame(*, model: Any, data: pd.DataFrame) -> pd.DataFrame:
+def served_frame(*, model: Classifier, data: pd.DataFrame) -> pd.DataFrame:
     """``risk_prob`` and the level probabilities per row of ``data`` (see the module docstring):
     the same ``level_probabilities`` and ``model_risk`` as ``lof.model.predict_frame``."""
     if len(data) > MAX_ROWS:
@@ -72,13 +77,13 @@ def served_frame(*, model: Any, data: pd.DataFrame) -> pd.DataFrame:
 class ServedModel:
     """The pyfunc implementation MLflow wraps: ``predict`` is ``served_frame``."""
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Classifier) -> None:
         self.model = model
 
-    def get_raw_model(self) -> Any:
+    def get_raw_model(self) -> Classifier:
         return self.model
 
-    def predict(self, data: Any, params: dict[str, Any] | None = None) -> pd.DataFrame:
+    def predict(self, data: object, params: Mapping[str, object] | None = None) -> pd.DataFrame:
         return served_frame(model=self.model, data=pd.DataFrame(data))
 
 
@@ -91,7 +96,7 @@ def _load_pyfunc(path: str) -> ServedModel:
     return ServedModel(mlflow.sklearn.load_model(directory))
 
 
-def save_model(*, sk_model: Any, path: str, mlflow_model: Any, **kwargs: Any) -> None:
+def save_model(*, sk_model: Classifier, path: str, mlflow_model: Model, **kwargs: object) -> None:
     """MLflow's flavor hook (``Model.log(flavor=lof.pyfunc, ...)``): the scikit-learn flavor as
     ``mlflow.sklearn`` saves it, then its ``python_function`` flavor loaded by this module."""
     import mlflow.sklearn

@@ -20,7 +20,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -31,6 +31,11 @@ from lof.governance import groups
 from lof.model import group_metrics
 from lof.model import outcome as lof_model
 from lof.registry import client as registry
+from lof.training.selection import CandidateResult
+
+if TYPE_CHECKING:
+    from lof.core.config import Settings
+    from lof.training.registration import RetrainRun
 
 log = logging.getLogger(__name__)
 
@@ -187,14 +192,14 @@ class ModelCard:
         )
 
 
-def _f(value: Any) -> str:
+def _f(value: float | None) -> str:
     if value is None:
         return "n/a"
     value = float(value)
     return "n/a" if math.isnan(value) else f"{value:.3f}"
 
 
-def _pc(value: Any) -> str:
+def _pc(value: float | None) -> str:
     if value is None:
         return "n/a"
     value = float(value)
@@ -252,7 +257,7 @@ def truth_of(rows: pd.DataFrame) -> np.ndarray:
     return rows["label"].to_numpy(dtype=int) < rows["required_level"].to_numpy(dtype=int)
 
 
-def held_out_risk(*, rows: pd.DataFrame, result: dict[str, Any]) -> np.ndarray:
+def held_out_risk(*, rows: pd.DataFrame, result: CandidateResult) -> np.ndarray:
     """A candidate's calibrated risk on the evaluated rows: the holdout-blind fit's (time
     holdout), else its out-of-fold risk under the calibration fitted on it."""
     if result.get("holdout_risk") is not None:
@@ -333,7 +338,7 @@ def calibration_bins(
     ]
 
 
-def threshold_rule(settings: Any) -> str:
+def threshold_rule(settings: Settings) -> str:
     target = settings.risk_target_recall
     chosen = (
         f"the highest threshold still flagging {target:.0%} of the students who ended below "
@@ -347,7 +352,9 @@ def threshold_rule(settings: Any) -> str:
     )
 
 
-def known_limits(*, kind: str, holdout_classes: int, report: Any) -> list[str]:
+def known_limits(
+    *, kind: str, holdout_classes: int, report: group_metrics.GroupReport | None
+) -> list[str]:
     limits = [
         "Evaluated on past classes; a new course, teacher or grading practice may behave "
         "differently (watch the drift warnings of the daily run).",
@@ -390,8 +397,8 @@ def log_metrics_to(run_id: str, metrics: dict[str, float]) -> None:
 
 def log_evaluation(
     *,
-    run: Any,
-    results: dict[str, dict[str, Any]],
+    run: RetrainRun,
+    results: dict[str, CandidateResult],
     chosen: str,
     final: lof_model.RiskModel,
     version: str,
@@ -481,7 +488,7 @@ def card_uri(run_id: str) -> str:
     return f"runs:/{run_id}/{CARD_HTML}"
 
 
-def where(*, settings: Any, version: str) -> tuple[str, str]:
+def where(*, settings: Settings, version: str) -> tuple[str, str]:
     """(runs:/ URI, artifact store location) of a version's model card; ModelError when the
     version has none."""
     from lof.core.errors import ModelError

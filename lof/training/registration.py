@@ -11,9 +11,10 @@ import logging
 import math
 import tempfile
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -27,6 +28,10 @@ from lof.registry import client as registry
 from lof.registry import tracking
 from lof.training import plots, selection
 from lof.training.examples import HOLDOUT_COLUMNS, LEGACY_CLASS_ID, TrainingSet
+from lof.training.selection import CandidateResult
+
+if TYPE_CHECKING:
+    from sklearn.base import BaseEstimator
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +93,7 @@ def _prefixed(prefix: str, metrics: dict[str, float]) -> dict[str, float]:
     return {f"{prefix}{k}": float(v) for k, v in metrics.items() if not math.isnan(float(v))}
 
 
-def _candidate_params(estimator: Any) -> dict[str, Any]:
+def _candidate_params(estimator: BaseEstimator) -> dict[str, object]:
     return {
         f"model.{k}": v
         for k, v in estimator.steps[-1][1].get_params(deep=False).items()
@@ -96,7 +101,7 @@ def _candidate_params(estimator: Any) -> dict[str, Any]:
     }
 
 
-def log_setup(*, run: RetrainRun, candidates: dict[str, Any], n_splits: int) -> None:
+def log_setup(*, run: RetrainRun, candidates: dict[str, BaseEstimator], n_splits: int) -> None:
     """Tags and parameters of the parent run: data, settings and the selection rule."""
     import mlflow
 
@@ -185,8 +190,8 @@ def _log_plots(
 def log_candidates(
     *,
     run: RetrainRun,
-    results: dict[str, dict[str, Any]],
-    candidates: dict[str, Any],
+    results: dict[str, CandidateResult],
+    candidates: dict[str, BaseEstimator],
     experiment_id: str,
 ) -> None:
     """One nested run per candidate: its parameters, CV and holdout metrics, and plots.
@@ -212,7 +217,7 @@ def log_candidates(
             )
 
 
-def log_choice(*, comparison: pd.DataFrame, chosen: str, best: dict[str, Any]) -> None:
+def log_choice(*, comparison: pd.DataFrame, chosen: str, best: CandidateResult) -> None:
     """The chosen candidate's holdout metrics and the comparison table on the parent run."""
     import mlflow
 
@@ -227,7 +232,7 @@ def log_choice(*, comparison: pd.DataFrame, chosen: str, best: dict[str, Any]) -
 
 
 def log_fits(
-    *, run: RetrainRun, final: lof_model.RiskModel, chosen: str, best: dict[str, Any]
+    *, run: RetrainRun, final: lof_model.RiskModel, chosen: str, best: CandidateResult
 ) -> LoggedFits:
     """Log the registered fit, the holdout-blind fit (time evaluation), the drift reference
     and the evaluated rows; nothing is registered yet."""
@@ -272,11 +277,11 @@ def log_fits(
 def version_tags(
     *,
     run: RetrainRun,
-    results: dict[str, dict[str, Any]],
+    results: dict[str, CandidateResult],
     chosen: str,
     final: lof_model.RiskModel,
     fits: LoggedFits,
-) -> dict[str, Any]:
+) -> dict[str, str | float]:
     """The registered version's tags: data, selection figures, classes, threshold."""
     held = results[chosen]["holdout"]
     evaluation_uri = fits.evaluation_uri
@@ -291,9 +296,9 @@ def version_tags(
         "macro_f1": held["macro_f1"],
         "candidate": chosen,
         "holdout_kind": run.kind,
-        "baseline_" + lof_model.SELECTION_METRIC: results.get(lof_model.BASELINE, {})
-        .get("holdout", {})
-        .get(lof_model.SELECTION_METRIC, float("nan")),
+        "baseline_" + lof_model.SELECTION_METRIC: _baseline_holdout(results).get(
+            lof_model.SELECTION_METRIC, float("nan")
+        ),
         "as_of": format_day(run.training.as_of),
         "label_rule": run.settings.label_rule,
         "candidate_run_id": results[chosen]["run_id"],
@@ -310,18 +315,24 @@ def version_tags(
     }
 
 
-def _figure(value: Any) -> str:
+def _baseline_holdout(results: Mapping[str, CandidateResult]) -> dict[str, float]:
+    """The former model's held-out metrics, when it was a candidate."""
+    baseline = results.get(lof_model.BASELINE)
+    return baseline.get("holdout", {}) if baseline is not None else {}
+
+
+def _figure(value: float | None) -> str:
     return "n/a" if value is None or math.isnan(float(value)) else f"{float(value):.3f}"
 
 
 def version_description(
-    *, run: RetrainRun, results: dict[str, dict[str, Any]], chosen: str, final: lof_model.RiskModel
+    *, run: RetrainRun, results: dict[str, CandidateResult], chosen: str, final: lof_model.RiskModel
 ) -> str:
     """What the version is, what it was trained on, how it did on held-out data: the short
     text the MLflow UI shows with the version (promotion adds how and why it was promoted)."""
     held = results[chosen]["holdout"]
     metric = lof_model.SELECTION_METRIC
-    baseline = results.get(lof_model.BASELINE, {}).get("holdout", {}).get(metric)
+    baseline = _baseline_holdout(results).get(metric)
     return (
         f"Semesters {', '.join(run.training.semesters)}: {chosen} trained on "
         f"{len(run.all_ids)} classes ({len(run.examples)} examples, as of "
@@ -334,7 +345,7 @@ def version_description(
 
 
 def register(
-    *, run: RetrainRun, fits: LoggedFits, run_id: str, tags: dict[str, Any], description: str
+    *, run: RetrainRun, fits: LoggedFits, run_id: str, tags: Mapping[str, object], description: str
 ) -> str:
     """Register the logged fit as a new version (the retrain's very last step)."""
     import mlflow

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -25,6 +25,11 @@ from lof.registry import client as registry
 from lof.registry import tracking
 from lof.training import registration, selection
 from lof.training.examples import LEGACY_CLASS_ID, TrainingSet, build_training_set
+
+if TYPE_CHECKING:
+    from sklearn.base import BaseEstimator
+
+    from lof.governance.groups import StudentGroups
 
 RETRAIN_EXPERIMENT = "lof-retrain"
 log = logging.getLogger(__name__)
@@ -222,22 +227,47 @@ def _train_and_register(
     return result
 
 
-def _evaluate_by_group(*, groups: Any, **kwargs: Any) -> str:
+def _evaluate_by_group(
+    *,
+    run: registration.RetrainRun,
+    results: dict[str, selection.CandidateResult],
+    chosen: str,
+    final: lof_model.RiskModel,
+    version: str,
+    run_id: str,
+    groups: StudentGroups | None,
+    seed: int,
+    outcomes: Sequence[str],
+) -> str:
     """The per-group metrics and the model card, after registration: the version stands even
     if they cannot be written (the warning says so)."""
     from lof.training import model_card
 
     try:
-        return model_card.log_evaluation(student_groups=groups, **kwargs)
+        return model_card.log_evaluation(
+            run=run,
+            results=results,
+            chosen=chosen,
+            final=final,
+            version=version,
+            run_id=run_id,
+            student_groups=groups,
+            seed=seed,
+            outcomes=outcomes,
+        )
     except Exception as exc:
         if isinstance(exc, LofError) or mlflow_unavailable(exc):
-            log.warning("version %s registered without its model card: %s", kwargs["version"], exc)
+            log.warning("version %s registered without its model card: %s", version, exc)
             return ""
         raise
 
 
 def _refit(
-    *, run: registration.RetrainRun, estimator: Any, best: dict[str, Any], n_splits: int
+    *,
+    run: registration.RetrainRun,
+    estimator: BaseEstimator,
+    best: selection.CandidateResult,
+    n_splits: int,
 ) -> lof_model.RiskModel:
     """The registered fit: the chosen candidate on every example, holdout included (its
     out-of-fold predictions reused when there is no holdout)."""

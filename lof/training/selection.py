@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, NotRequired, TypedDict
 
 import numpy as np
 import pandas as pd
@@ -24,6 +24,11 @@ from lof.model import outcome as lof_model
 from lof.model.leadtime import METRIC_NAMES as LEAD_TIME_METRICS
 from lof.model.leadtime import lead_time_of_examples
 from lof.training.examples import LEGACY_CLASS_ID
+
+if TYPE_CHECKING:
+    from sklearn.base import BaseEstimator
+
+    from lof.model.classifier import Classifier
 
 KIND_TIME = "time"
 KIND_LOCO = "leave-one-class-out"
@@ -117,6 +122,21 @@ class Calibration:
         return lof_model.calibrate(raw, coef=self.coef, intercept=self.intercept)
 
 
+class CandidateResult(TypedDict):
+    """One candidate's comparison: out-of-fold metrics, probabilities and calibration, then
+    the held-out metrics (``holdout``) with the fit they come from (``model``: None when the
+    out-of-fold predictions stand for the holdout) and, once logged, its nested ``run_id``."""
+
+    cv: dict[str, float]
+    oof_proba: np.ndarray
+    calibration: Calibration
+    holdout: NotRequired[dict[str, float]]
+    model: NotRequired[Classifier | None]
+    holdout_proba: NotRequired[np.ndarray]
+    holdout_risk: NotRequired[np.ndarray | None]
+    run_id: NotRequired[str]
+
+
 def fit_calibration(
     *, examples: pd.DataFrame, proba: np.ndarray, settings: Settings
 ) -> Calibration:
@@ -159,24 +179,24 @@ def compare_candidates(
     *,
     train: pd.DataFrame,
     holdout: pd.DataFrame,
-    candidates: dict[str, Any],
+    candidates: dict[str, BaseEstimator],
     settings: Settings,
     n_splits: int = 5,
     seed: int = 0,
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, CandidateResult]:
     """Per candidate: grouped out-of-fold metrics on ``train`` (what selection reads) and, with
     a time holdout, the metrics on it of a fit on ``train`` (calibrated on train's
     out-of-fold predictions); without one, the out-of-fold metrics stand for both."""
     scored = train[train["class_id"] != LEGACY_CLASS_ID].reset_index(drop=True)
     extra = train[train["class_id"] == LEGACY_CLASS_ID]
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, CandidateResult] = {}
     for name, estimator in candidates.items():
         proba = lof_model.grouped_cv_probabilities(
             estimator=estimator, examples=scored, n_splits=n_splits, extra=extra
         )
         cv = out_of_fold_metrics(examples=scored, proba=proba, settings=settings, seed=seed)
         calibration = fit_calibration(examples=scored, proba=proba, settings=settings)
-        result: dict[str, Any] = {
+        result: CandidateResult = {
             "cv": cv,
             "oof_proba": proba,
             "calibration": calibration,
@@ -190,13 +210,17 @@ def compare_candidates(
             )
             low, high = lof_model.bootstrap_interval(examples=holdout, risk=risk, seed=seed)
             held["ci_low"], held["ci_high"] = low, high
-            result.update(holdout=held, model=fitted, holdout_proba=held_proba, holdout_risk=risk)
+            result.update(
+                {
+                    "holdout": held,
+                    "model": fitted,
+                    "holdout_proba": held_proba,
+                    "holdout_risk": risk,
+                }
+            )
         else:
             result.update(
-                holdout=cv,
-                model=None,
-                holdout_proba=proba,
-                holdout_risk=None,
+                {"holdout": cv, "model": None, "holdout_proba": proba, "holdout_risk": None}
             )
         out[name] = result
     return out
@@ -204,7 +228,7 @@ def compare_candidates(
 
 def refit_on_everything(
     *,
-    estimator: Any,
+    estimator: BaseEstimator,
     examples: pd.DataFrame,
     settings: Settings,
     n_splits: int,
@@ -234,12 +258,12 @@ def refit_on_everything(
 COMPARISON_METRICS = lof_model.METRICS[: lof_model.METRICS.index("macro_f1") + 1]
 
 
-def comparison(results: dict[str, dict[str, Any]]) -> pd.DataFrame:
+def comparison(results: dict[str, CandidateResult]) -> pd.DataFrame:
     """One row per candidate: its CV selection figures and holdout metrics by progress point."""
     rows = []
     for name, result in results.items():
         cv, held = result["cv"], result["holdout"]
-        row: dict[str, Any] = {
+        row: dict[str, str | float] = {
             "candidate": name,
             f"cv_{_SEL}": cv.get(_SEL, np.nan),
             f"cv_{lof_model.TIE_METRIC}": cv.get(lof_model.TIE_METRIC, np.nan),

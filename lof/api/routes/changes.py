@@ -6,7 +6,7 @@ page shows the same changes (``lof.api.changes`` computes them).
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
@@ -71,7 +71,7 @@ async def class_changes(
     A day without predictions stands for the latest scored day before it.
     """
 
-    def read() -> dict[str, Any]:
+    def read() -> dict[str, object]:
         found = guard_store(
             lambda: ch.class_changes(
                 store,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import date
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, FastAPI, Query, Request
@@ -30,6 +30,9 @@ from lof.core.config import Settings
 from lof.core.errors import ConfigError, StoreError
 from lof.stores.base import PredictionStore
 
+if TYPE_CHECKING:
+    from lof.stores.interventions import InterventionStore
+
 log = logging.getLogger("lof.pages")
 
 router = APIRouter()
@@ -40,10 +43,10 @@ class _InterventionHolder:
 
     def __init__(self, url: str) -> None:
         self._url = url
-        self._store: Any = None
+        self._store: InterventionStore | None = None
         self._lock = threading.Lock()
 
-    def get(self) -> Any:
+    def get(self) -> InterventionStore:
         with self._lock:
             if self._store is None:
                 from lof.stores.interventions import open_intervention_store
@@ -57,8 +60,9 @@ class _InterventionHolder:
             self._store = None
 
 
-def intervention_store(request: Request) -> Any:
-    return request.app.state.intervention_holder.get()
+def intervention_store(request: Request) -> InterventionStore:
+    holder: _InterventionHolder = request.app.state.intervention_holder
+    return holder.get()
 
 
 def _today(settings: Settings) -> date:
@@ -66,7 +70,7 @@ def _today(settings: Settings) -> date:
 
 
 def save_intervention(
-    *, store: PredictionStore, istore: Any, entry: iv.InterventionIn, source: str
+    *, store: PredictionStore, istore: InterventionStore, entry: iv.InterventionIn, source: str
 ) -> iv.InterventionRecord:
     """Store ``entry`` once the student is known to the class (a prediction on some day)."""
     history = guard_store(
@@ -102,7 +106,7 @@ _FORM_BODY = {
 }
 _HTML = {"content": {"text/html": {"schema": {"type": "string"}}}}
 _NOT_RECORDED = "Action not recorded"
-_JSON_ERRORS: dict[int | str, dict[str, Any]] = {
+_JSON_ERRORS: dict[int | str, dict[str, object]] = {
     401: {"model": Problem, "description": "missing or invalid x-api-key"},
     422: {"model": Problem, "description": "invalid request, with the reason"},
     503: {"model": Problem, "description": "store unavailable"},

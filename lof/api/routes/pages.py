@@ -20,7 +20,7 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from functools import partial
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 from urllib.parse import parse_qs, urlencode
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
@@ -46,6 +46,9 @@ from lof.interventions import ACTION_LABELS
 from lof.model.outcome import DEFAULT_THRESHOLD
 from lof.stores.base import PredictionRecord, PredictionStore
 from lof.stores.feedback import FeedbackStore
+
+if TYPE_CHECKING:
+    from lof.stores.interventions import InterventionStore
 
 log = logging.getLogger("lof.pages")
 
@@ -209,7 +212,7 @@ def page_problem(settings: Settings, path: str, status_code: int, detail: str) -
 
 def read_class_history(
     store: PredictionStore, *, class_id: int, days: list[date]
-) -> dict[date, list[dict[str, Any]]]:
+) -> dict[date, list[PredictionRecord]]:
     """Each day's records of the class, read in parallel (one query per day)."""
     if not days:
         return {}
@@ -228,7 +231,7 @@ def build_page(
     class_id: int,
     day: date | None,
     claims: links.LinkClaims,
-    istore: Any = None,
+    istore: InterventionStore | None = None,
 ) -> tuple[report.ClassReport | None, list[date], date | None]:
     """The report for ``day`` (default: the latest scored day), the class's days, the day."""
     all_days = guard_store(lambda: store.list_days(class_id=class_id))

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
@@ -22,13 +21,13 @@ from lof.stores.base import PredictionRecord, PredictionStore, model_versions
 PREDICTED_DT_HEADER = "x-lof-predicted-dt"
 MODEL_VERSION_HEADER = "x-lof-model-version"
 
-DATA_ERRORS: dict[int | str, dict[str, Any]] = {
+DATA_ERRORS: dict[int | str, dict[str, object]] = {
     401: {"model": Problem, "description": "missing or invalid x-api-key"},
     422: {"model": Problem, "description": "malformed parameter"},
     500: {"model": Problem, "description": "unexpected failure (logged; no internals)"},
     503: {"model": Problem, "description": "predictions store unavailable"},
 }
-_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+_NOT_FOUND: dict[int | str, dict[str, object]] = {
     404: {"model": Problem, "description": "no predictions"}
 }
 
@@ -111,7 +110,7 @@ async def predictions(
     return await _body_response(request, body, day=predicted_dt)
 
 
-def _record_point(record: PredictionRecord) -> dict[str, Any]:
+def _record_point(record: PredictionRecord) -> dict[str, object]:
     return {name: record[name] for name in HistoryPoint.model_fields}
 
 
@@ -126,7 +125,7 @@ def student_history(
     store: StoreDep,
     class_id: ClassIdPath,
     user_id: UserIdPath,
-) -> dict[str, Any]:
+) -> dict[str, object]:
     """The student's daily risk and level probabilities over the class so far."""
     response.headers.update(PRIVATE_HEADERS)
     records = guard_store(lambda: store.read_student_history(class_id=class_id, user_id=user_id))

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from datetime import date
-from typing import Any
+from typing import ParamSpec, TypeVar
 
 from fastapi import APIRouter, FastAPI, Request
 from pydantic import BaseModel, Field
@@ -32,6 +33,9 @@ from lof.governance import erasure as governance
 from lof.stores.access_log import open_access_log
 from lof.stores.privacy import PrivacyStore, open_privacy_store
 
+P = ParamSpec("P")
+T = TypeVar("T")
+
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["privacy"])
 
@@ -46,10 +50,10 @@ class OptOut(BaseModel):
     )
 
 
-def _call(fn: Any, *args: Any) -> Any:
+def _call(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     """Run a governance call; a missing or changed LOF_PSEUDONYM_SECRET is a 503 saying so."""
     try:
-        return guard_store(lambda: fn(*args))
+        return guard_store(lambda: fn(*args, **kwargs))
     except ConfigError as exc:
         raise ApiProblem(503, str(exc)) from None
 

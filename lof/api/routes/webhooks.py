@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar, Literal, TypeVar
+from typing import Annotated, ClassVar, Literal, NotRequired, TypedDict, TypeVar
 
 import orjson
 from fastapi import APIRouter, FastAPI, Request
@@ -145,7 +145,7 @@ class MlflowEvent(_Shape):
 
     entity: Short
     action: Short
-    data: dict[str, Any]
+    data: dict[str, object]
 
 
 class MlflowAlias(_Shape):
@@ -158,6 +158,16 @@ class MlflowAlias(_Shape):
     name: Name
     alias: Name
     version: Annotated[str, StringConstraints(pattern=r"^[0-9]{1,10}$")]
+
+
+class PlannedUpload(TypedDict):
+    """An upload that starts a promotion, as the answer lists it."""
+
+    bucket: str
+    key: str
+    version: str | None
+    event_id: str
+    prefect_event_id: NotRequired[str]
 
 
 @dataclass(frozen=True)
@@ -178,7 +188,7 @@ def s3_event_id(*, bucket: str, key: str, etag: str, sequencer: str, time_: str)
     return f"s3:{digest[:32]}"
 
 
-def parse_json(body: bytes) -> Any:
+def parse_json(body: bytes) -> object:
     """JSON of at most 1,024 levels (orjson's own bound: no recursion past it)."""
     if not body.strip():
         raise ApiProblem(400, "empty body; expected an S3 event notification as JSON")
@@ -188,7 +198,7 @@ def parse_json(body: bytes) -> Any:
         raise ApiProblem(400, f"body is not valid JSON ({exc}); nothing was done") from None
 
 
-def shaped(model: type[M], data: Any, *, where: str = "") -> M:
+def shaped(model: type[M], data: object, *, where: str = "") -> M:
     """``data`` as ``model``, or the 400 naming the first field that is not as expected."""
     try:
         return model.model_validate(data)
@@ -214,7 +224,7 @@ def _upload(bucket: str, obj: S3Object, *, time_: str) -> S3Upload:
     return S3Upload(bucket=bucket, key=key, event_id=event_id)
 
 
-def _records(body: dict[str, Any]) -> tuple[list[S3Upload], list[str]]:
+def _records(body: Mapping[str, object]) -> tuple[list[S3Upload], list[str]]:
     uploads: list[S3Upload] = []
     skipped: list[str] = []
     for record in shaped(S3Notification, body).Records:
@@ -227,7 +237,7 @@ def _records(body: dict[str, Any]) -> tuple[list[S3Upload], list[str]]:
     return uploads, skipped
 
 
-def _eventbridge(body: dict[str, Any]) -> tuple[list[S3Upload], list[str]]:
+def _eventbridge(body: Mapping[str, object]) -> tuple[list[S3Upload], list[str]]:
     event = shaped(EventBridgeEvent, body)
     upload = _upload(event.detail.bucket.name, event.detail.object, time_=event.time)
     if event.detail_type != "Object Created":
@@ -235,7 +245,7 @@ def _eventbridge(body: dict[str, Any]) -> tuple[list[S3Upload], list[str]]:
     return [upload], []
 
 
-def parse_s3_notification(body: Any, *, depth: int = 0) -> tuple[list[S3Upload], list[str]]:
+def parse_s3_notification(body: object, *, depth: int = 0) -> tuple[list[S3Upload], list[str]]:
     """The created objects of a notification, and why anything else in it was skipped."""
     if not isinstance(body, dict):
         raise ApiProblem(400, "body is JSON but not an object; expected an S3 notification")
@@ -401,12 +411,12 @@ def _registry_down(exc: Exception) -> ApiProblem:
 
 def plan_uploads(
     *, settings: Settings, uploads: list[S3Upload]
-) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+) -> tuple[list[PlannedUpload], list[dict[str, str]]]:
     """Which uploads start a promotion (with their version when already registered).
 
     Raises a 404 for a model-artifact key MLflow does not know, before anything is emitted.
     """
-    accepted: list[dict[str, Any]] = []
+    accepted: list[PlannedUpload] = []
     ignored: list[dict[str, str]] = []
     for upload in uploads:
         where = f"s3://{upload.bucket}/{upload.key}"
@@ -516,7 +526,7 @@ def _memory_down(exc: StoreError) -> ApiProblem:
 
 # --- routes -------------------------------------------------------------------------------------
 
-_ANSWERS: dict[int | str, dict[str, Any]] = {
+_ANSWERS: dict[int | str, dict[str, object]] = {
     200: {
         "description": "nothing to promote, or already handled: nothing emitted",
         "content": {"application/json": {"schema": {"type": "object"}}},
@@ -582,17 +592,17 @@ async def s3_webhook(request: Request) -> JSONResponse:
         ignored += planned_out
         for item in ignored:
             log.info("webhook ignored %s: %s", item["object"] or "an event", item["reason"])
-        for item in accepted:
-            item["prefect_event_id"] = await run_in_threadpool(
+        for planned in accepted:
+            planned["prefect_event_id"] = await run_in_threadpool(
                 emit_promotion_event,
                 settings=settings,
-                version=item["version"],
-                event_id=item["event_id"],
+                version=planned["version"],
+                event_id=planned["event_id"],
                 reason="s3-upload",
-                bucket=item["bucket"],
-                key=item["key"],
+                bucket=planned["bucket"],
+                key=planned["key"],
             )
-            await _remember(request, settings, item["event_id"])
+            await _remember(request, settings, planned["event_id"])
     except ApiProblem as exc:
         return _rejected(exc, request)
     status = "accepted" if accepted else "ignored"
