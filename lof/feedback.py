@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -66,7 +66,7 @@ class FeedbackRecord(FeedbackIn):
     source: Literal["page", "api"] = "api"
 
 
-def _text(data: Mapping[str, Any], name: str) -> str | None:
+def _text(data: Mapping[str, object], name: str) -> str | None:
     value = data.get(name)
     if value is None:
         return None
@@ -75,7 +75,7 @@ def _text(data: Mapping[str, Any], name: str) -> str | None:
     return str(value).strip()
 
 
-def positive_id(data: Mapping[str, Any], name: str) -> int:
+def positive_id(data: Mapping[str, object], name: str) -> int:
     """The id ``name`` of ``data`` (``lof.core.inputs``: at most 2^53 - 1, its length checked
     first)."""
     text = _text(data, name)
@@ -88,7 +88,7 @@ def positive_id(data: Mapping[str, Any], name: str) -> int:
 
 
 def parse_feedback(
-    data: Mapping[str, Any], *, teacher_id: str | None = None, class_id: int | None = None
+    data: Mapping[str, object], *, teacher_id: str | None = None, class_id: int | None = None
 ) -> FeedbackIn:
     """Check one submission (JSON body or form fields); FeedbackInvalid names the first problem.
 
@@ -128,7 +128,7 @@ def parse_feedback(
 
 
 def make_record(
-    entry: FeedbackIn, *, prediction: Mapping[str, Any], source: Literal["page", "api"]
+    entry: FeedbackIn, *, prediction: Mapping[str, object], source: Literal["page", "api"]
 ) -> FeedbackRecord:
     """The stored form of ``entry`` about ``prediction`` (a store record of that student-day)."""
     return FeedbackRecord(
@@ -140,7 +140,7 @@ def make_record(
     )
 
 
-def summarize(records: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
+def summarize(records: Iterable[Mapping[str, object]]) -> dict[str, dict[str, float]]:
     """Per model version: verdict counts and the share of useful warnings.
 
     ``useful_share`` is over feedback on warnings (``at_risk``) only: a verdict on a student the

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -73,7 +73,7 @@ class InterventionRecord(InterventionIn):
 
 
 def parse_intervention(
-    data: Mapping[str, Any],
+    data: Mapping[str, object],
     *,
     teacher_id: str | None = None,
     class_id: int | None = None,

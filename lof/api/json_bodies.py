@@ -4,7 +4,6 @@ a JSON object or a 422 with an example, and their OpenAPI description."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import orjson
 from fastapi import Request
@@ -16,14 +15,14 @@ from lof.api.problems import ApiProblem, Problem
 JSON_BODY_MAX_BYTES = 16_384
 
 
-JSON_ERRORS: dict[int | str, dict[str, Any]] = {
+JSON_ERRORS: dict[int | str, dict[str, object]] = {
     401: {"model": Problem, "description": "missing or invalid x-api-key"},
     422: {"model": Problem, "description": "invalid request, with the reason"},
     503: {"model": Problem, "description": "store unavailable or link secret not set"},
 }
 
 
-async def json_object(request: Request) -> Mapping[str, Any]:
+async def json_object(request: Request) -> Mapping[str, object]:
     body = await read_body(request, JSON_BODY_MAX_BYTES)
     try:
         data = orjson.loads(body) if body else None
@@ -48,7 +47,7 @@ def _example(request: Request) -> str:
     )
 
 
-def json_body(model: type[BaseModel]) -> dict[str, Any]:
+def json_body(model: type[BaseModel]) -> dict[str, object]:
     return {
         "requestBody": {
             "required": True,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
@@ -57,7 +57,7 @@ def redact_url(url: str) -> str:
     return f"{head[:start]}{user}:***@{host}"
 
 
-def _under_home(data: dict[str, Any], name: str) -> Path:
+def _under_home(data: Mapping[str, object], name: str) -> Path:
     """A default file under LOF_HOME (already resolved by its validator)."""
     home = data.get("home")
     return (home if isinstance(home, Path) else Path(".lof").resolve()) / name
@@ -172,7 +172,7 @@ class Settings(BaseSettings):
 
     @field_validator("stale_after_days", mode="before")
     @classmethod
-    def _staleness_off(cls, value: Any) -> Any:
+    def _staleness_off(cls, value: object) -> object:
         """An empty value (or "off") means predictions are never considered stale."""
         if isinstance(value, str) and value.strip().lower() in ("", "off", "none"):
             return None
@@ -196,7 +196,7 @@ class Settings(BaseSettings):
 
     @field_validator("student_groups", "promote_max_gap_increase", mode="before")
     @classmethod
-    def _groups_off(cls, value: Any) -> Any:
+    def _groups_off(cls, value: object) -> object:
         """An empty value means no groups (or no fairness rule)."""
         if isinstance(value, str) and value.strip().lower() in ("", "off", "none"):
             return None
@@ -216,7 +216,7 @@ class Settings(BaseSettings):
 
     @field_validator("retention_days", mode="before")
     @classmethod
-    def _retention_off(cls, value: Any) -> Any:
+    def _retention_off(cls, value: object) -> object:
         """An empty value (or "off") keeps everything."""
         if isinstance(value, str) and value.strip().lower() in ("", "off", "none"):
             return None
@@ -292,7 +292,7 @@ class Settings(BaseSettings):
     def redacted(self, url: str) -> str:
         return redact_url(url)
 
-    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+    def __repr_args__(self) -> Iterator[tuple[str | None, object]]:
         # URLs may carry passwords: a repr (in a log, a traceback, a Prefect task) shows none.
         for name, value in super().__repr_args__():
             yield name, (redact_url(value) if name in _URL_FIELDS and value else value)

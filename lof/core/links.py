@@ -15,13 +15,16 @@ import hmac
 import re
 import time
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlencode, urlparse
 
 import orjson
 from pydantic import SecretStr
 
 from lof.core.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from typing_extensions import TypeIs
 
 _PREFIX = b"lof-class-link-v1."
 # \A and \Z: "$" would also match before a final newline ("t-1\n" is not "t-1")
@@ -50,7 +53,7 @@ class LinkClaims:
     teacher_id: str | None = None
 
 
-def valid_teacher_id(value: object) -> bool:
+def valid_teacher_id(value: object) -> TypeIs[str]:
     """Whether ``value`` is a teacher id: ``TEACHER_ID_FORM``, nothing before or after."""
     return isinstance(value, str) and TEACHER_ID.fullmatch(value) is not None
 

@@ -32,7 +32,7 @@ import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import NotRequired, TypedDict
 
 import numpy as np
 import pandas as pd
@@ -58,12 +58,36 @@ QUANTILES = tuple(q / 10 for q in range(1, 10))
 _FLOOR = 1e-4  # an empty bin counts as this share, so ln(a / e) stays finite
 
 
-def build_reference(
-    *, examples: pd.DataFrame, features: Sequence[str] = FEATURES
-) -> dict[str, Any]:
+class FeatureSummary(TypedDict):
+    """One feature's bins: their edges, each bin's share, the smoothing width."""
+
+    edges: list[float]
+    width: NotRequired[float]
+    shares: list[float]
+
+
+class Band(TypedDict):
+    """The summaries of the examples whose progress is in [low, high)."""
+
+    low: float
+    high: float
+    n: int
+    features: dict[str, FeatureSummary]
+
+
+class Reference(TypedDict):
+    """The drift reference stored with a registered model (``REFERENCE_ARTIFACT``)."""
+
+    format: int
+    n: int
+    features: dict[str, FeatureSummary]
+    bands: NotRequired[list[Band]]
+
+
+def build_reference(*, examples: pd.DataFrame, features: Sequence[str] = FEATURES) -> Reference:
     """Per feature: bin edges (deciles, repeated values merged) and each bin's share, over all
     examples and, when they carry ``progress``, per progress band."""
-    reference: dict[str, Any] = {
+    reference: Reference = {
         "format": REFERENCE_FORMAT,
         "n": len(examples),
         "features": _summary(examples, features),
@@ -102,8 +126,8 @@ def _in_band(stage: np.ndarray, low: float, high: float) -> np.ndarray:
     return (stage >= low) & ((stage < high) | ((high >= 1.0) & (stage >= 1.0)))
 
 
-def _summary(examples: pd.DataFrame, features: Sequence[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+def _summary(examples: pd.DataFrame, features: Sequence[str]) -> dict[str, FeatureSummary]:
+    out: dict[str, FeatureSummary] = {}
     for name in features:
         if name not in examples.columns:
             continue
@@ -144,7 +168,7 @@ def psi(*, expected: Sequence[float], actual: Sequence[float]) -> float:
     return total
 
 
-def day_psi(*, reference: Mapping[str, Any], features: pd.DataFrame) -> dict[str, float]:
+def day_psi(*, reference: Reference, features: pd.DataFrame) -> dict[str, float]:
     """PSI of each referenced feature of the day's (scaled) features; {} on an empty day, or
     when no stage band has ``MIN_BAND_ROWS`` rows that day (see the module docstring)."""
     if features.empty:
@@ -169,7 +193,7 @@ def day_psi(*, reference: Mapping[str, Any], features: pd.DataFrame) -> dict[str
     return {name: totals[name] / weights[name] for name in totals}
 
 
-def _psi_of(summaries: Mapping[str, Any], features: pd.DataFrame) -> dict[str, float]:
+def _psi_of(summaries: Mapping[str, FeatureSummary], features: pd.DataFrame) -> dict[str, float]:
     out: dict[str, float] = {}
     for name, ref in summaries.items():
         if name not in features.columns:
@@ -220,10 +244,10 @@ def log_reference(*, examples: pd.DataFrame) -> None:
     """Store the training examples' reference in the active MLflow run (the registered one)."""
     import mlflow
 
-    mlflow.log_dict(build_reference(examples=examples), REFERENCE_ARTIFACT)
+    mlflow.log_dict(dict(build_reference(examples=examples)), REFERENCE_ARTIFACT)
 
 
-def load_reference(*, tracking_uri: str, run_id: str) -> dict[str, Any] | None:
+def load_reference(*, tracking_uri: str, run_id: str) -> Reference | None:
     """The reference stored with ``run_id``, or None if that model predates references."""
     import mlflow
     from mlflow.exceptions import MlflowException

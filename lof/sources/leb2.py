@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -42,6 +42,7 @@ from sqlalchemy.exc import (
     NoSuchModuleError,
     SQLAlchemyError,
 )
+from sqlalchemy.sql.elements import ColumnElement, Label
 
 from lof.core.calendar import end_of_day
 from lof.core.config import (
@@ -189,7 +190,7 @@ def _engine_url(engine: Engine) -> str:
     return engine.url.render_as_string(hide_password=True)
 
 
-def _run(engine: Engine, what: str, fn: Callable[[Any], T]) -> T:
+def _run(engine: Engine, what: str, fn: Callable[[Connection], T]) -> T:
     """Run ``fn(connection)`` with retries on transient errors; others become one SourceError."""
 
     def attempt() -> T:
@@ -259,7 +260,7 @@ def connect(url: str) -> Engine:
     return engine
 
 
-def _with_connection(engine: Engine, fn: Callable[[Any], T]) -> T:
+def _with_connection(engine: Engine, fn: Callable[[Connection], T]) -> T:
     with engine.connect() as conn:
         return fn(conn)
 
@@ -286,7 +287,7 @@ def _frame(rows: list[tuple], columns: Sequence[str]) -> pd.DataFrame:
     return pd.DataFrame.from_records(rows, columns=list(columns))
 
 
-def _as_text(column: Any) -> Any:
+def _as_text(column: ColumnElement[datetime]) -> Label[str]:
     """A DATETIME column read without SQLAlchemy's per-value conversion (SQLite keeps text;
     pymysql still returns datetimes): ``_datetimes`` converts the whole column at once."""
     return type_coerce(column, String).label(column.name)
@@ -311,7 +312,7 @@ def parse_spent_time(values: pd.Series) -> pd.Series:
     return (hours * 3600 + minutes * 60 + seconds).astype("float64").rename(values.name)
 
 
-def _live(*tables: Table, deleted_before: datetime | None = None) -> list[Any]:
+def _live(*tables: Table, deleted_before: datetime | None = None) -> list[ColumnElement[bool]]:
     """Rows not deleted; with ``deleted_before``, rows deleted at or after it count as live
     (the LMS as it stood then: a retrain as of D sees what was there on D)."""
     if deleted_before is None:
@@ -331,7 +332,7 @@ def _month_back(moment: datetime, months: int) -> datetime:
     return moment.replace(year=year, month=month, day=min(moment.day, last_day))
 
 
-def _ulti_outcome_join(class_col: Any) -> Any:
+def _ulti_outcome_join(class_col: ColumnElement[int]) -> ColumnElement[bool]:
     return and_(
         outcomes_t.c.class_id == class_col,
         outcomes_t.c.type == ULTI,
@@ -383,7 +384,11 @@ def required_levels(
 
 
 def _first_starts(
-    engine: Engine, *, extra: Sequence[Any], what: str, deleted_before: datetime | None = None
+    engine: Engine,
+    *,
+    extra: Sequence[ColumnElement[bool]],
+    what: str,
+    deleted_before: datetime | None = None,
 ) -> pd.DataFrame:
     """Live OBEM classes with a live ulti outcome: code, slug, first activity start, stats."""
     has_ulti = select(outcomes_t.c.id).where(_ulti_outcome_join(classes_t.c.id)).exists()
@@ -492,7 +497,7 @@ def finished_classes(
 
     ``point_in_time``: classes and activities deleted on or after ``as_of`` count as live.
     """
-    extra: list[Any] = []
+    extra: list[ColumnElement[bool]] = []
     if semesters is not None:
         known = set(_semester_slugs(engine))
         unknown = [s for s in semesters if s not in known]
@@ -748,7 +753,7 @@ def finish_records(
     return records[list(RECORD_COLUMNS)].reset_index(drop=True)
 
 
-def _checksum_text(value: Any) -> str:
+def _checksum_text(value: object) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     if isinstance(value, float) and value.is_integer():
@@ -1042,7 +1047,7 @@ def latest_submissions(
     else:
         chunks = [(activities_t.c.class_id, chunk) for chunk in _chunks(ids)]
     begun = activities_t.c.start_date < cutoff
-    extra: list[Any] = []
+    extra: list[ColumnElement[bool]] = []
     if started is True:
         extra = [begun]
     elif started is False:

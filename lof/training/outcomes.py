@@ -27,12 +27,18 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from lof.core.calendar import format_day
+
+if TYPE_CHECKING:
+    from lof.core.config import Settings
+    from lof.interventions import InterventionRecord
+    from lof.stores.base import PredictionRecord, PredictionStore
+    from lof.training.examples import TrainingSet
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +121,7 @@ class OutcomeReport:
             )
         return {f"outcomes.{key}.{name}": value for name, value in out.items()}
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, object]:
         return {**asdict(self), "message": self.message}
 
     def markdown(self) -> str:
@@ -202,10 +208,10 @@ def outcome_report(
 
 
 def flag_table(
-    history: Mapping[int, Mapping[date, Sequence[Mapping[str, Any]]]],
+    history: Mapping[int, Mapping[date, Sequence[PredictionRecord]]],
     *,
     windows: Mapping[int, tuple[date, date]],
-    actions: Iterable[Any],
+    actions: Iterable[InterventionRecord],
     outcomes: Outcomes,
 ) -> pd.DataFrame:
     """One row per flagged student of each class (``FLAG_COLUMNS``).
@@ -246,9 +252,11 @@ def flag_table(
     return pd.DataFrame(rows, columns=list(FLAG_COLUMNS))
 
 
-def read_history(store: Any, class_ids: Iterable[int]) -> dict[int, dict[date, list[Any]]]:
+def read_history(
+    store: PredictionStore, class_ids: Iterable[int]
+) -> dict[int, dict[date, list[PredictionRecord]]]:
     """Every scored day's records of these classes (one read per class-day)."""
-    out: dict[int, dict[date, list[Any]]] = {}
+    out: dict[int, dict[date, list[PredictionRecord]]] = {}
     for class_id in class_ids:
         days = store.list_days(class_id=int(class_id))
         if days:
@@ -260,7 +268,7 @@ def read_history(store: Any, class_ids: Iterable[int]) -> dict[int, dict[date, l
 
 def report_from_stores(
     *,
-    settings: Any,
+    settings: Settings,
     semester: str,
     classes: pd.DataFrame,
     outcomes: Outcomes,
@@ -289,7 +297,7 @@ def report_from_stores(
     return report
 
 
-def semester_outcomes(settings: Any, semester: str) -> OutcomeReport:
+def semester_outcomes(settings: Settings, semester: str) -> OutcomeReport:
     """``lof outcomes --semester S``: the semester's finished classes and final levels from
     LEB2 (as at the end of today), flags and actions from the stores."""
     from lof.core.calendar import today_local
@@ -346,7 +354,7 @@ class Outcomes:
         return cls(levels=known, required=required, default_level=default_level)
 
 
-def log_outcome_reports(*, settings: Any, training: Any) -> list[OutcomeReport]:
+def log_outcome_reports(*, settings: Settings, training: TrainingSet) -> list[OutcomeReport]:
     """At retrain: the report of each finished semester trained on, logged to the active MLflow
     run (``outcomes/<semester>.md`` and ``.json``, metrics ``outcomes.<semester>.*``, the
     semester's "/" written "_").
