@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Annotated, ParamSpec, TypeVar
 
 import typer
 
@@ -25,7 +25,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def _quiet_prefect() -> None:
@@ -45,11 +46,11 @@ def _quiet_prefect() -> None:
         os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 
 
-def clear_failures(command: F) -> F:
+def clear_failures(command: Callable[P, R]) -> Callable[P, R]:
     """Print a LofError as one line and exit 1; keep tracebacks for real bugs."""
 
     @wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         _quiet_prefect()
         try:
             return command(*args, **kwargs)
@@ -60,7 +61,7 @@ def clear_failures(command: F) -> F:
             console.print("interrupted")
             raise typer.Exit(130) from None
 
-    return cast(F, wrapper)
+    return wrapper
 
 
 def _settings() -> Settings:

@@ -11,17 +11,31 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, TypedDict
 
-from lof.api.changes import class_changes, describe
+from lof.api.changes import ClassChanges, class_changes, describe
 from lof.synthetic.interventions import record_interventions, simulate_outcomes
 from lof.training.outcomes import OutcomeReport, Outcomes, flag_table, outcome_report, read_history
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from lof.core.config import Settings
+    from lof.stores.base import PredictionStore
+    from lof.stores.interventions import InterventionStore
+
+
+class Followup(TypedDict):
+    """What the end of the demo printed: the outcome report and the first class's changes."""
+
+    report: OutcomeReport
+    changes: ClassChanges | None
 
 
 def synthetic_outcome_report(
     *,
-    store: Any,
-    actions: Any,
+    store: PredictionStore,
+    actions: InterventionStore,
     class_ids: Sequence[int],
     first_day: date,
     last_day: date,
@@ -47,14 +61,14 @@ def synthetic_outcome_report(
 
 def print_followup(
     *,
-    settings: Any,
-    out: Any,
+    settings: Settings,
+    out: Console,
     class_ids: Sequence[int],
     first_day: date,
     last_day: date,
     semester: str,
     seed: int,
-) -> dict[str, Any]:
+) -> Followup:
     """Print the synthetic outcome report, then the last day's changes of the first class."""
     from lof.stores import open_prediction_store
     from lof.stores.interventions import open_intervention_store

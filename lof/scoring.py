@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -40,7 +39,7 @@ class DayFeatures:
     states: dict[int, state.ClassRows]
     raw: pd.DataFrame
     scaled: pd.DataFrame
-    amplitude: dict[str, Any] = field(default_factory=dict)
+    amplitude: dict[str, str | int | float] = field(default_factory=dict)
     hidden: Found = field(default_factory=dict)
     """Per class, the pseudonyms of the opted-out students left out of the day."""
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, TypeVar
 
 from fastapi import Path, Query
 from pydantic import BeforeValidator, StringConstraints
@@ -52,8 +52,8 @@ def parse_date(value: str) -> date:
         raise ApiProblem(422, exc.detail.replace("predicted_dt", "date", 1)) from None
 
 
-def _validator(parse: Callable[[str], T | None], form: str) -> Callable[[Any], T]:
-    def validate(value: Any) -> T:
+def _validator(parse: Callable[[str], T | None], form: str) -> Callable[[object], T]:
+    def validate(value: object) -> T:
         parsed = parse(value) if isinstance(value, str) else None
         if parsed is None:  # lof.api.problems words it with the parameter's name and the value
             raise PydanticCustomError(PARAM_ERROR, "must be {form}", {"form": form})

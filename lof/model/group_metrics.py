@@ -34,7 +34,6 @@ import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -466,6 +465,6 @@ def gap_increases(
     return out
 
 
-def suppressed_summary(report: GroupReport) -> dict[str, Any]:
+def suppressed_summary(report: GroupReport) -> dict[str, list[str]]:
     """Per attribute: the values reported too small (names only, never a count)."""
     return {a.attribute: list(a.too_small) for a in report.attributes}

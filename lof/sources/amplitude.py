@@ -19,7 +19,7 @@ import tempfile
 import time
 import zipfile
 import zlib
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -27,7 +27,7 @@ from datetime import time as dtime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from types import ModuleType
-from typing import IO, Any
+from typing import IO
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -497,7 +497,7 @@ def read_archive(
         ) from None
 
 
-def _member_order(name: str) -> tuple[Any, ...]:
+def _member_order(name: str) -> tuple[int | str, ...]:
     match = FILE_RE.match(name.rsplit("/", 1)[-1])
     if match is None:
         return (1, name)
@@ -509,7 +509,9 @@ def _member_order(name: str) -> tuple[Any, ...]:
 
 
 @contextmanager
-def _progress_bar(enabled: bool, *, total: int | None, what: str) -> Iterator[Any]:
+def _progress_bar(
+    enabled: bool, *, total: int | None, what: str
+) -> Iterator[Callable[[int], object]]:
     """A rich byte progress bar when enabled; a no-op callable otherwise."""
     if not enabled:
         yield lambda n: None

@@ -12,12 +12,15 @@ risk), and a student finishes below the required level with probability ``risk``
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import pandas as pd
 
 from lof.core.calendar import format_day
+
+if TYPE_CHECKING:
+    from lof.interventions import InterventionRecord
 
 DEFAULT_SHARE = 0.3
 DEFAULT_EFFECT = 0.15
@@ -64,7 +67,13 @@ def simulate_flags(
     return simulate_outcomes(flags, share=share, effect=effect, seed=seed + 1)
 
 
-def record_interventions(store: Any, flags: pd.DataFrame, *, delay_days: int = 2) -> int:
+class ActionStore(Protocol):
+    """Where teachers' actions are kept (``lof.stores.interventions``)."""
+
+    def put(self, record: InterventionRecord) -> object: ...
+
+
+def record_interventions(store: ActionStore, flags: pd.DataFrame, *, delay_days: int = 2) -> int:
     """Store a ``contacted`` action ``delay_days`` after the flag day for each student of
     ``flags`` with ``intervened`` (the demo's class pages then show them); returns how many."""
     from lof.interventions import InterventionRecord

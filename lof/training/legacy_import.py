@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -120,13 +119,13 @@ def _score_on_lof_examples(
     )
 
 
-def _estimator_name(estimator: Any) -> str:
+def _estimator_name(estimator: object) -> str:
     return f"{type(estimator).__module__}.{type(estimator).__name__}"
 
 
 def _run_params(
     *, settings: Settings, loaded: LoadedClassifier, model: LegacyModel, scored: _Scored
-) -> dict[str, Any]:
+) -> dict[str, str | float | None]:
     """The import run's parameters: where the model came from and what it was scored on."""
     return {
         "source_file": loaded.path.name,
@@ -144,7 +143,7 @@ def _run_params(
 
 def _version_tags(
     *, settings: Settings, loaded: LoadedClassifier, model: LegacyModel, scored: _Scored
-) -> dict[str, Any]:
+) -> dict[str, str | float]:
     """The registered version's tags, with the holdout figures a retrained version carries."""
     return {
         "imported": "true",

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from lof.features.definitions import LEVELS
 from lof.model.outcome import PROGRESS_POINTS, risk_probabilities
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
-def _figure(width: float = 5.0, height: float = 4.0) -> Any:
+
+def _figure(width: float = 5.0, height: float = 4.0) -> Figure:
     # Figure + Agg canvas directly: no pyplot global state, no backend selection.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
