@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
 from lof.api.factory import create_app
 
+if TYPE_CHECKING:
+    from mangum import Mangum
+    from mangum.types import LambdaContext, LambdaEvent
+
 log = logging.getLogger(__name__)
 
 _app: FastAPI | None = None
-_handler: Callable[[dict[str, Any], Any], dict[str, Any]] | None = None
+_handler: Mangum | None = None
 _build_lock = threading.Lock()
 
 
@@ -31,7 +34,7 @@ def get_app() -> FastAPI:
         return _app
 
 
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+def handler(event: LambdaEvent, context: LambdaContext) -> dict[str, object]:
     """AWS Lambda entry point (API Gateway REST v1 / HTTP v2 events) for the same app."""
     global _handler
     if _handler is None:
@@ -45,7 +48,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         get_app().state.access_recorder.flush()
 
 
-def _without_accept_encoding(event: dict[str, Any]) -> dict[str, Any]:
+def _without_accept_encoding(event: LambdaEvent) -> LambdaEvent:
     """Behind API Gateway the app never gzips: Mangum would return the gzip bytes base64-encoded,
     which a REST API without binary media types hands to the client as text. API Gateway's own
     compression (minimumCompressionSize) does that job there."""

@@ -44,13 +44,13 @@ from lof.core.errors import DataError, ModelError
 from lof.features.definitions import FEATURES, LEVELS
 from lof.features.signals import EARLY_SIGNALS, SIGNALS
 from lof.model.classifier import Classifier
+from lof.model.leadtime import lead_time_of_examples
+from lof.stores.records import PREDICTION_OUTPUT, PlainFloats
 
 if TYPE_CHECKING:
     from sklearn.base import BaseEstimator
     from sklearn.pipeline import Pipeline
     from threadpoolctl import ThreadpoolController
-from lof.model.leadtime import lead_time_of_examples
-from lof.stores.records import PREDICTION_OUTPUT, PlainFloats
 
 PROGRESS_POINTS: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 1.0)
 REPORT_POINTS: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75)

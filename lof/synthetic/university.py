@@ -23,10 +23,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
+import numpy.typing as npt
 from sqlalchemy import Engine, create_engine, func, inspect, select
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
@@ -127,7 +127,7 @@ class _ClassPlan:
         return days
 
 
-def _sigmoid(x: Any) -> Any:
+def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
@@ -152,12 +152,12 @@ class _Writer:
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
-        self.buffers: dict[str, list[dict[str, Any]]] = {name: [] for name in TABLE_NAMES}
+        self.buffers: dict[str, list[dict[str, object]]] = {name: [] for name in TABLE_NAMES}
         self.counts: dict[str, int] = dict.fromkeys(TABLE_NAMES, 0)
         self.deleted: dict[str, int] = dict.fromkeys(TABLE_NAMES, 0)
         self.next_id: dict[str, int] = dict.fromkeys(TABLE_NAMES, 1)
 
-    def add(self, table: str, **row: Any) -> int:
+    def add(self, table: str, **row: object) -> int:
         row_id = self.next_id[table]
         self.next_id[table] += 1
         row["id"] = row_id
@@ -811,7 +811,14 @@ class _DayEvents:
     kind: list[np.ndarray] = field(default_factory=list)  # index into event types
     url: list[list[str]] = field(default_factory=list)
 
-    def add(self, user: Any, session: Any, time_us: Any, kind: Any, url: list[str]) -> None:
+    def add(
+        self,
+        user: npt.ArrayLike,
+        session: npt.ArrayLike,
+        time_us: npt.ArrayLike,
+        kind: npt.ArrayLike,
+        url: list[str],
+    ) -> None:
         self.user.append(np.asarray(user, dtype=np.int64))
         self.session.append(np.asarray(session, dtype=np.int64))
         self.time_us.append(np.asarray(time_us, dtype=np.int64))
