@@ -9,12 +9,15 @@ leaves one copy of each.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 from uuid import UUID
 
 import yaml
 
 from lof.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from prefect.events.schemas.automations import AutomationCore
 
 BLOCK_PLACEHOLDER = "{{ notify_block_id }}"
 DAILY_DEPLOYMENT = "daily-scoring"
@@ -33,7 +36,7 @@ def daily_schedule_hour(prefect_yaml: Path) -> int:
 
 def load_automations(
     path: Path, *, notify_block_id: UUID, deadline_hour: int | None, schedule_hour: int
-) -> list[Any]:
+) -> list[AutomationCore]:
     """The file's automations, completed and validated (``AutomationCore`` models).
 
     ``deadline_hour`` (local) sets the proactive trigger's window: from the scheduled start to

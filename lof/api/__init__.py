@@ -21,13 +21,16 @@ features, feedback, sources, stores, model, governance, registry); never ``lof.t
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from lof.api.entry import get_app, handler, serve
 from lof.api.factory import create_app
 
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
-def __getattr__(name: str) -> Any:
+
+def __getattr__(name: str) -> FastAPI:
     # `uvicorn lof.api:app` and Mangum-style imports find `app` without building it at import
     if name == "app":
         return get_app()
