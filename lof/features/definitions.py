@@ -19,8 +19,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Collection, Iterable, Mapping
-from typing import Any
+from collections.abc import Collection, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -81,7 +80,11 @@ PAGE_LOAD = "Page Load"
 URL_CACHE_MAX = 500_000
 
 
-def parse_page_url(url: str) -> tuple[int, int, int, int, int, tuple[int, ...]] | None:
+PageUrl = tuple[int, int, int, int, int, tuple[int, ...]]
+"""A counted page's class id, its four page-kind flags (0/1) and the activity ids it names."""
+
+
+def parse_page_url(url: str) -> PageUrl | None:
     """What a Page Load URL contributes: (class id, the 4 URL flags, activity ids), or None.
 
     The flags are activity page view (path ends with ``/activity``), material view, act/quiz
@@ -102,6 +105,20 @@ def parse_page_url(url: str) -> tuple[int, int, int, int, int, tuple[int, ...]] 
         int("submission" in url),
         activity_ids,
     )
+
+
+_USER_ID_TYPES = (str, int, float)  # what int() takes of a JSON user_id
+
+
+class _Tally:
+    """One student's counts in one class on one day (``COUNT_COLUMNS``) and the ids seen."""
+
+    __slots__ = ("activity_ids", "counts", "session_ids")
+
+    def __init__(self) -> None:
+        self.counts = [0, 0, 0, 0, 0]
+        self.activity_ids: set[int] = set()
+        self.session_ids: set[int] = set()
 
 
 class EngagementAggregator:
@@ -136,14 +153,14 @@ class EngagementAggregator:
         self.class_ids: frozenset[int] | None = (
             None if class_ids is None else frozenset(int(c) for c in class_ids)
         )
-        self._state: dict[tuple[int, int], list[Any]] = {}
+        self._state: dict[tuple[int, int], _Tally] = {}
         self._seen: set[str] = set() if seen is None else seen
-        self._urls: dict[str, Any] = {}
+        self._urls: dict[str, PageUrl | tuple[()]] = {}
         self.counted = 0
         self.duplicates = 0
         self.unattributed = 0
 
-    def add(self, event: Mapping[str, Any]) -> bool:
+    def add(self, event: Mapping[str, object]) -> bool:
         """Count one parsed event if it is a Page Load of a wanted class; True if counted."""
         if event.get("event_type") != PAGE_LOAD:
             return False
@@ -153,42 +170,47 @@ class EngagementAggregator:
         url = props.get("CURRENT_URL")
         if type(url) is not str:
             return False
-        parsed = self._urls.get(url, False)
-        if parsed is False:
-            parsed = parse_page_url(url)
+        parsed = self._urls.get(url)
+        if parsed is None:
+            parsed = parse_page_url(url) or ()  # () remembers a URL that is not a class page
             if len(self._urls) < URL_CACHE_MAX:
                 self._urls[url] = parsed
-        if parsed is None:
+        if not parsed:
             return False
         class_id, activity_page, material, act_quiz, submission, activity_ids = parsed
         if self.class_ids is not None and class_id not in self.class_ids:
             return False
         uuid = event.get("uuid")
         if uuid is not None:
+            uuid = uuid if type(uuid) is str else str(uuid)
             if uuid in self._seen:
                 self.duplicates += 1
                 return False
             self._seen.add(uuid)
+        raw_user = event.get("user_id")
         try:
-            user_id = int(event.get("user_id"))  # type: ignore[arg-type]
-        except (TypeError, ValueError):
+            user_id = int(raw_user) if isinstance(raw_user, _USER_ID_TYPES) else None
+        except ValueError:
+            user_id = None
+        if user_id is None:
             self.unattributed += 1
             return False
         key = (class_id, user_id)
-        state = self._state.get(key)
-        if state is None:
-            state = [0, 0, 0, 0, 0, set(), set()]
-            self._state[key] = state
-        state[0] += 1
-        state[1] += activity_page
-        state[2] += material
-        state[3] += act_quiz
-        state[4] += submission
+        tally = self._state.get(key)
+        if tally is None:
+            tally = _Tally()
+            self._state[key] = tally
+        counts = tally.counts
+        counts[0] += 1
+        counts[1] += activity_page
+        counts[2] += material
+        counts[3] += act_quiz
+        counts[4] += submission
         if activity_ids:
-            state[5].update(activity_ids)
+            tally.activity_ids.update(activity_ids)
         session = event.get("session_id")
         if type(session) is int and session >= 0:
-            state[6].add(session)
+            tally.session_ids.add(session)
         self.counted += 1
         return True
 
@@ -199,21 +221,23 @@ class EngagementAggregator:
     def frame(self) -> pd.DataFrame:
         """The increment as an engagement frame (sorted by class_id, user_id)."""
         keys = sorted(self._state)
-        data: dict[str, Any] = {
+        data: dict[str, np.ndarray | pd.Series] = {
             "class_id": np.fromiter((k[0] for k in keys), dtype=np.int64, count=len(keys)),
             "user_id": np.fromiter((k[1] for k in keys), dtype=np.int64, count=len(keys)),
         }
-        states = [self._state[k] for k in keys]
+        tallies = [self._state[k] for k in keys]
         for i, column in enumerate(COUNT_COLUMNS):
-            data[column] = np.fromiter((s[i] for s in states), dtype=np.int64, count=len(keys))
-        for i, column in enumerate(SET_COLUMNS, start=len(COUNT_COLUMNS)):
-            data[column] = _object_series([tuple(sorted(s[i])) for s in states])
+            data[column] = np.fromiter(
+                (t.counts[i] for t in tallies), dtype=np.int64, count=len(keys)
+            )
+        data["activity_ids"] = _object_series([tuple(sorted(t.activity_ids)) for t in tallies])
+        data["session_ids"] = _object_series([tuple(sorted(t.session_ids)) for t in tallies])
         for column in EVENT_STATE_COLUMNS:  # set by lof.signals.stamp_increment, once dated
             data[column] = np.zeros(len(keys), dtype=np.int64)
         return pd.DataFrame(data, columns=list(ENGAGEMENT_COLUMNS))
 
 
-def _object_series(values: list[Any]) -> pd.Series:
+def _object_series(values: Sequence[object]) -> pd.Series:
     # Element by element: numpy would turn equal-length tuples into a 2-D array.
     array = np.empty(len(values), dtype=object)
     for i, value in enumerate(values):
@@ -227,7 +251,7 @@ def empty_engagement() -> pd.DataFrame:
 
 
 def day_increment(
-    *, events: Iterable[Mapping[str, Any]], class_ids: Collection[int] | None = None
+    *, events: Iterable[Mapping[str, object]], class_ids: Collection[int] | None = None
 ) -> pd.DataFrame:
     """One day's engagement increment from parsed Amplitude events (deduplicated by uuid)."""
     aggregator = EngagementAggregator(class_ids=class_ids)
@@ -236,16 +260,18 @@ def day_increment(
     return aggregator.frame()
 
 
-def _ids(value: Any) -> frozenset[int]:
+def _ids(value: object) -> frozenset[int]:
     """A set column's value as a set: tuples/lists/sets, comma-joined text, or None/NaN."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return frozenset()
     if isinstance(value, str):
         return frozenset(map(int, filter(None, value.split(","))))
+    if not isinstance(value, Iterable):
+        raise TypeError(f"expected ids, got {type(value).__name__}")
     return frozenset(map(int, value))
 
 
-def sorted_ids(value: Any) -> tuple[int, ...]:
+def sorted_ids(value: object) -> tuple[int, ...]:
     """A set column's value as a sorted tuple of distinct ints (the stores' and frames' form).
 
     lof's own frames already hold such tuples; they are passed through after a C-speed check.
@@ -257,7 +283,7 @@ def sorted_ids(value: Any) -> tuple[int, ...]:
     return tuple(sorted(_ids(value)))
 
 
-def _count(value: Any) -> int:
+def _count(value: object) -> int:
     return len(value) if isinstance(value, tuple) else len(_ids(value))
 
 

@@ -16,7 +16,6 @@ import itertools
 import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -35,16 +34,22 @@ _NCOUNTS = len(STATE_INT_COLUMNS)
 _EVENT = [STATE_INT_COLUMNS.index(c) for c in EVENT_STATE_COLUMNS]
 
 
-def engagement_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+def engagement_frame(rows: Iterable[Mapping[str, int | Iterable[int]]]) -> pd.DataFrame:
     """The engagement frame of ``lof.features.definitions`` (sorted by class_id, user_id) from
     plain rows (a store's, or none)."""
     rows = sorted(rows, key=lambda r: (r["class_id"], r["user_id"]))
-    data: dict[str, Any] = {}
+    data: dict[str, pd.Series] = {}
     for c in ("class_id", "user_id", *STATE_INT_COLUMNS):
         data[c] = pd.Series([r.get(c, 0) for r in rows], dtype="int64")
     for c in SET_COLUMNS:
-        data[c] = pd.Series([tuple(r[c]) for r in rows], dtype=object)
+        data[c] = pd.Series([_id_tuple(r[c], column=c) for r in rows], dtype=object)
     return pd.DataFrame(data, columns=list(ENGAGEMENT_COLUMNS))
+
+
+def _id_tuple(value: int | Iterable[int], *, column: str) -> tuple[int, ...]:
+    if isinstance(value, int):
+        raise DataError(f"column {column} holds the number {value}; expected a tuple of ids")
+    return tuple(value)
 
 
 def segment_diff(values: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -205,11 +210,11 @@ def _checked(rows: ClassRows, *, what: str) -> ClassRows:
     return rows if rows.full else as_full(rows)
 
 
-def _integer_columns(classes: Mapping[int, ClassRows]) -> dict[str, Any]:
+def _integer_columns(classes: Mapping[int, ClassRows]) -> dict[str, np.ndarray | pd.Series]:
     """class_id, user_id and the ``STATE_INT_COLUMNS`` of all classes, sorted by class."""
     ids = sorted(classes)
     chosen = [classes[c] for c in ids]
-    data: dict[str, Any] = {
+    data: dict[str, np.ndarray | pd.Series] = {
         "class_id": np.concatenate(
             [np.zeros(0, np.int64)]
             + [np.full(r.n, c, np.int64) for c, r in zip(ids, chosen, strict=True)]
