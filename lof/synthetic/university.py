@@ -83,6 +83,8 @@ class SynthSummary:
     amplitude_files: int = 0
     semester_ranges: list[SemesterRange] = field(default_factory=list)
     deleted_rows: dict[str, int] = field(default_factory=dict)
+    traits: list[HiddenTraits] | None = None
+    """Each live class's enrolments' hidden traits (``synthesize(keep_traits=True)``)."""
 
     @property
     def classes(self) -> int:
@@ -95,6 +97,20 @@ class SynthSummary:
     @property
     def finished(self) -> list[SemesterRange]:
         return [s for s in self.semester_ranges if not s.ongoing]
+
+
+@dataclass
+class HiddenTraits:
+    """What the generator knows of one class's students and no data shows directly: their
+    ability and engagement in the class, the day they stop (mostly) and the day they begin
+    (ordinals). Benchmarks fit on them to measure what the data allows at a point."""
+
+    class_id: int
+    users: np.ndarray
+    ability: np.ndarray
+    engagement: np.ndarray
+    stop_day: np.ndarray
+    begin_day: np.ndarray
 
 
 @dataclass
@@ -249,6 +265,7 @@ def synthesize(
     timezone_name: str = "Asia/Bangkok",
     late_starters: bool = False,
     early_cases: bool = False,
+    keep_traits: bool = False,
 ) -> SynthSummary:
     """Write a synthetic LEB2 database at ``leb2_url`` and Amplitude exports in ``amplitude_dir``.
 
@@ -258,6 +275,7 @@ def synthesize(
     ``late_starters`` makes some students start each class late (see ``student_groups``: the
     second-round intake does so more often); without it the data is exactly as before.
     ``early_cases`` adds the early-warning cases of ``_early_cases`` (same seed, same rest).
+    ``keep_traits`` returns the students' hidden traits in ``SynthSummary.traits``.
     """
     if students < 1 or classes < 1 or days < 1 or events_per_student_day < 0:
         raise DataError(
@@ -268,7 +286,7 @@ def synthesize(
     today = today or datetime.now(tz).date()
     engine = _prepare_database(leb2_url, replace=replace)
     folder = _prepare_amplitude_dir(Path(amplitude_dir), project_id, replace=replace)
-    summary = SynthSummary(students=students)
+    summary = SynthSummary(students=students, traits=[] if keep_traits else None)
     try:
         with engine.begin() as conn:
             writer = _Writer(conn)
@@ -529,6 +547,18 @@ def _write_class(
     stop_day = np.minimum(stop_day, cases.stop_day)
     if not deleted:
         summary.enrolments += n
+        if summary.traits is not None:
+            begins = cases.active_from if begin_day is None else begin_day
+            summary.traits.append(
+                HiddenTraits(
+                    class_id=class_id,
+                    users=users,
+                    ability=a_cls,
+                    engagement=e_cls,
+                    stop_day=np.minimum(stop_day, submit_stop_day),
+                    begin_day=np.maximum(begins, cases.active_from),
+                )
+            )
 
     plan = _ClassPlan(
         class_id=class_id,

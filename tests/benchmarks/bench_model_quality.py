@@ -14,7 +14,11 @@ builds the retrain's examples (every cohort member, ``attainment`` labels) and e
 * by class: grouped cross-validation over every class, each class's calibration and threshold
   fitted on the other classes only (what retrain reports without a time holdout).
 
-Lead time (``lof.model.leadtime``) of each candidate held out by time follows.
+Lead time (``lof.model.leadtime``) of each candidate held out by time follows, then the
+information ceiling held out by time: per point, the risk ROC-AUC of a logistic regression
+fitted on what no data shows directly, the generator's hidden traits of each enrolment (ability
+and engagement in the class, stopped or not yet begun by then) and the class's required level.
+A candidate near it has found what the data holds at that point.
 
 Rows: every candidate, and ``legacy_mlp``: the former system as it was (MLPClassifier on the
 features of the whole class period, target = highest level reached, only assessed students,
@@ -59,6 +63,58 @@ def legacy_metrics(*, engine, train, test, settings, lof_model, leb2, seed: int)
         fitted = lof_model.fit(estimator=estimator, examples=rows)
     proba = lof_model.level_probabilities(model=fitted, features=test)
     return lof_model.score_examples(examples=test, proba=proba, threshold=0.5)
+
+
+def ceiling_auc(*, traits, classes, train, holdout) -> dict[float, float]:
+    """Risk ROC-AUC per progress point of a logistic regression on the hidden traits."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+
+    from lof.model import outcome as lof_model
+    from lof.training.examples import snapshot_days
+
+    known = pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "class_id": t.class_id,
+                    "user_id": t.users,
+                    "ability": t.ability,
+                    "engagement": t.engagement,
+                    "stop_day": t.stop_day,
+                    "begin_day": t.begin_day,
+                }
+            )
+            for t in traits
+        ],
+        ignore_index=True,
+    )
+    snapshot = {
+        (int(row.class_id), point): day.toordinal()
+        for row in classes.itertuples()
+        for point, day in snapshot_days(first_day=row.first_day, last_day=row.last_day).items()
+    }
+
+    def inputs(examples: pd.DataFrame) -> pd.DataFrame:
+        rows = examples.merge(known, on=["class_id", "user_id"], how="inner")
+        day = [snapshot[(c, p)] for c, p in zip(rows["class_id"], rows["progress"], strict=True)]
+        return rows.assign(
+            stopped=(rows["stop_day"] <= day).astype(float),
+            not_begun=(rows["begin_day"] > day).astype(float),
+        )
+
+    columns = ["ability", "engagement", "stopped", "not_begun", "required_level"]
+    fit_on, scored = inputs(train), inputs(holdout)
+    out = {}
+    for point in lof_model.REPORT_POINTS:
+        a = fit_on[np.isclose(fit_on["progress"], point)]
+        b = scored[np.isclose(scored["progress"], point)]
+        truth_a, truth_b = a["label"] < a["required_level"], b["label"] < b["required_level"]
+        if truth_b.nunique() < 2 or truth_a.nunique() < 2:
+            continue
+        model = LogisticRegression(max_iter=2000).fit(a[columns], truth_a)
+        out[point] = float(roc_auc_score(truth_b, model.predict_proba(b[columns])[:, 1]))
+    return out
 
 
 def table(title: str, results: dict[str, dict]) -> str:
@@ -111,7 +167,7 @@ def main() -> None:
         from lof.training import selection
 
         began = time.perf_counter()
-        synth.synthesize(
+        synthesized = synth.synthesize(
             leb2_url=os.environ["LOF_LEB2_URL"],
             amplitude_dir=root / "amplitude",
             seed=args.seed,
@@ -119,6 +175,7 @@ def main() -> None:
             students=args.students,
             classes=args.classes,
             early_cases=not args.plain,
+            keep_traits=True,
         )
         settings = get_settings()
         built = training.build_training_set(settings=settings, semesters=None, as_of=TODAY)
@@ -185,6 +242,16 @@ def main() -> None:
         print(table(f"Held out by class ({args.folds}-fold grouped CV)", class_results))
         print()
         print(lead_table("Lead time, held out by time (threshold chosen out of fold)", time_leads))
+        ceiling = ceiling_auc(
+            traits=synthesized.traits or [], classes=built.classes, train=train, holdout=holdout
+        )
+        print("\n### Information ceiling, held out by time (hidden traits, logistic regression)\n")
+        print("| point | ceiling AUC | " + " | ".join(f"{n} AUC" for n in time_results) + " |")
+        print("|" + "---|" * (len(time_results) + 2))
+        for point, auc in ceiling.items():
+            key = f"risk_roc_auc_{lof_model.point_suffix(point)}"
+            cells = [f"{r.get(key, float('nan')):.3f}" for r in time_results.values()]
+            print(f"| {round(point * 100)}% | {auc:.3f} | " + " | ".join(cells) + " |")
         chosen = lof_model.select_candidate({n: r["cv"] for n, r in by_time.items()})
         print(
             f"\nselected by time (on grouped CV of the earlier semester): {chosen}; "

@@ -341,3 +341,24 @@ def test_refuses_existing_data_unless_replace(tmp_path: Path) -> None:
     assert len(files) == first.amplitude_files
     counts = Counter(n.split("_")[1] for n in files)
     assert counts
+
+
+def test_hidden_traits_cover_every_enrolment_and_change_no_data(tmp_path: Path) -> None:
+    def run(name: str, keep: bool):
+        summary = synthesize(
+            leb2_url=f"sqlite:///{tmp_path / name / 'leb2.db'}",
+            amplitude_dir=tmp_path / name / "amplitude",
+            today=TODAY,
+            amplitude_days=4,
+            keep_traits=keep,
+            **SMALL,
+        )
+        return summary, _dump(tmp_path / name)
+
+    (kept, kept_data), (plain, plain_data) = run("kept", True), run("plain", False)
+    assert plain.traits is None and kept.traits
+    assert kept_data == plain_data
+    assert sum(len(t.users) for t in kept.traits) == kept.enrolments
+    for t in kept.traits:
+        assert len(t.users) == len(t.ability) == len(t.engagement) == len(t.stop_day)
+        assert len(t.begin_day) == len(t.users)
