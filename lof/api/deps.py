@@ -9,7 +9,7 @@ from __future__ import annotations
 import hmac
 import threading
 from collections.abc import Callable
-from typing import Annotated, TypeVar
+from typing import Annotated, Generic, Protocol, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader
@@ -23,6 +23,13 @@ from lof.stores.base import PredictionStore
 from lof.stores.feedback import FeedbackStore
 
 T = TypeVar("T")
+
+
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+S = TypeVar("S", bound=_Closable)
 API_KEY_HEADER = "x-api-key"
 
 
@@ -162,20 +169,20 @@ __all__ = [
 ]
 
 
-class FeedbackHolder:
-    """The feedback store, opened on first use (like the predictions store)."""
+class LazyStore(Generic[S]):
+    """A small store next to the predictions (feedback, interventions), opened on first use
+    from LOF_STORE_URL (like the predictions store) and closed with the app."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, opener: Callable[[str], S]) -> None:
         self._url = url
-        self._store: FeedbackStore | None = None
+        self._opener = opener
+        self._store: S | None = None
         self._lock = threading.Lock()
 
-    def get(self) -> FeedbackStore:
+    def get(self) -> S:
         with self._lock:
             if self._store is None:
-                from lof.stores.feedback import open_feedback_store
-
-                self._store = guard_store(lambda: open_feedback_store(self._url))
+                self._store = guard_store(lambda: self._opener(self._url))
             return self._store
 
     def close(self) -> None:

@@ -8,10 +8,8 @@
 from __future__ import annotations
 
 import logging
-import threading
 from datetime import date
-from typing import TYPE_CHECKING, Annotated
-from urllib.parse import parse_qs
+from typing import Annotated
 
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -20,48 +18,23 @@ from starlette.concurrency import run_in_threadpool
 from lof import interventions as iv
 from lof.api import json_bodies
 from lof.api.cache import PRIVATE_HEADERS
-from lof.api.deps import ApiKeyDep, SettingsDep, StoreDep, guard_store
-from lof.api.limits import read_body
+from lof.api.deps import ApiKeyDep, LazyStore, SettingsDep, StoreDep, guard_store
 from lof.api.params import parse_id
-from lof.api.problems import ApiProblem, Problem
-from lof.core import links
+from lof.api.problems import ApiProblem
+from lof.api.routes import pages
 from lof.core.calendar import today_local
 from lof.core.config import Settings
-from lof.core.errors import ConfigError, StoreError
+from lof.core.errors import StoreError
 from lof.stores.base import PredictionStore
-
-if TYPE_CHECKING:
-    from lof.stores.interventions import InterventionStore
+from lof.stores.interventions import InterventionStore, open_intervention_store
 
 log = logging.getLogger("lof.pages")
 
 router = APIRouter()
 
 
-class _InterventionHolder:
-    """The interventions store, opened on first use (like the feedback store)."""
-
-    def __init__(self, url: str) -> None:
-        self._url = url
-        self._store: InterventionStore | None = None
-        self._lock = threading.Lock()
-
-    def get(self) -> InterventionStore:
-        with self._lock:
-            if self._store is None:
-                from lof.stores.interventions import open_intervention_store
-
-                self._store = guard_store(lambda: open_intervention_store(self._url))
-            return self._store
-
-    def close(self) -> None:
-        if self._store is not None:
-            self._store.close()
-            self._store = None
-
-
 def intervention_store(request: Request) -> InterventionStore:
-    holder: _InterventionHolder = request.app.state.intervention_holder
+    holder: LazyStore[InterventionStore] = request.app.state.intervention_holder
     return holder.get()
 
 
@@ -106,11 +79,6 @@ _FORM_BODY = {
 }
 _HTML = {"content": {"text/html": {"schema": {"type": "string"}}}}
 _NOT_RECORDED = "Action not recorded"
-_JSON_ERRORS: dict[int | str, dict[str, object]] = {
-    401: {"model": Problem, "description": "missing or invalid x-api-key"},
-    422: {"model": Problem, "description": "invalid request, with the reason"},
-    503: {"model": Problem, "description": "store unavailable"},
-}
 
 
 @router.post(
@@ -131,50 +99,31 @@ _JSON_ERRORS: dict[int | str, dict[str, object]] = {
     tags=["class page"],
 )
 async def class_intervention_form(
-    request: Request, settings: SettingsDep, class_id: str
+    request: Request,
+    settings: SettingsDep,
+    check_link: pages.LinkCheckDep,
+    class_id: pages.ClassIdPath,
 ) -> Response:
     """The page's action form (works without JavaScript): record, then back to the page.
 
     The action is the link's teacher's: a link that names no teacher cannot record one.
     """
-    from lof.api.routes import pages
-
-    body = await read_body(request, pages.FORM_MAX_BYTES)
-    fields = {
-        k: v[0]
-        for k, v in parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True).items()
-    }
-    try:
-        cid = parse_id(class_id, name="class_id")
-    except ApiProblem as exc:
-        return pages.message_page(
-            settings,
-            status_code=422,
-            title=_NOT_RECORDED,
-            message=exc.detail,
-            advice="open the class page again from LEB2.",
-        )
-    token = fields.get("token")
-    try:
-        claims = links.verify(token, secret=settings.link_secret, class_id=cid)
-    except ConfigError:
-        return pages._not_enabled(settings)
-    except links.LinkRefused as exc:
-        return pages._refused(settings, exc)
-    assert token is not None
-    if claims.teacher_id is None:
-        return pages.message_page(
-            settings,
-            status_code=403,
-            title=_NOT_RECORDED,
-            message="This link does not name a teacher, so actions cannot be recorded with it.",
-            advice="open the class page from your own LEB2 course page: that link names you.",
-        )
+    form = await pages.read_teacher_form(
+        request,
+        settings,
+        check_link,
+        class_id,
+        title=_NOT_RECORDED,
+        cannot="actions cannot be recorded",
+    )
+    if isinstance(form, Response):
+        return form
+    cid, token = form.class_id, form.token
     root = pages.base_path(request)
     back = pages._report_url(cid, root=root, token=token)
     try:
         entry = iv.parse_intervention(
-            fields, teacher_id=claims.teacher_id, class_id=cid, today=_today(settings)
+            form.fields, teacher_id=form.teacher_id, class_id=cid, today=_today(settings)
         )
         store = await pages._prediction_store(request)
         istore = await run_in_threadpool(intervention_store, request)
@@ -200,13 +149,8 @@ async def class_intervention_form(
 @router.post(
     "/interventions",
     response_model=iv.InterventionRecord,
-    responses=_JSON_ERRORS,
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": iv.InterventionIn.model_json_schema()}},
-        }
-    },
+    responses=json_bodies.JSON_ERRORS,
+    openapi_extra=json_bodies.json_body(iv.InterventionIn),
     tags=["interventions"],
 )
 async def post_intervention(
@@ -230,7 +174,7 @@ async def post_intervention(
 @router.get(
     "/interventions",
     response_model=list[iv.InterventionRecord],
-    responses=_JSON_ERRORS,
+    responses=json_bodies.JSON_ERRORS,
     tags=["interventions"],
 )
 async def export_interventions(
@@ -247,7 +191,7 @@ async def export_interventions(
 
 def include_interventions(app: FastAPI, settings: Settings) -> None:
     """Mount the action routes on the API app (called with the class page's)."""
-    app.state.intervention_holder = _InterventionHolder(settings.store_url or "")
+    app.state.intervention_holder = LazyStore(settings.store_url or "", open_intervention_store)
     app.include_router(router)
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import re
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import date
 from functools import partial
 from typing import TYPE_CHECKING, Annotated
@@ -30,7 +31,7 @@ from starlette.concurrency import run_in_threadpool
 
 from lof import feedback as fb
 from lof.api import report
-from lof.api.deps import FeedbackHolder, SettingsDep, feedback_store, guard_store, store_dep
+from lof.api.deps import LazyStore, SettingsDep, feedback_store, guard_store, store_dep
 from lof.api.limits import read_body
 from lof.api.params import parse_date, parse_id, parse_predicted_dt
 from lof.api.problems import ApiProblem
@@ -45,7 +46,7 @@ from lof.core.inputs import id_from_text
 from lof.interventions import ACTION_LABELS
 from lof.model.outcome import DEFAULT_THRESHOLD
 from lof.stores.base import PredictionRecord, PredictionStore
-from lof.stores.feedback import FeedbackStore
+from lof.stores.feedback import FeedbackStore, open_feedback_store
 
 if TYPE_CHECKING:
     from lof.stores.interventions import InterventionStore
@@ -298,8 +299,10 @@ TokenQuery = Annotated[str | None, Query(description="the signed link's token")]
     response_class=HTMLResponse,
     responses={
         200: _HTML,
+        400: {**_HTML, "description": "more query parameters than LOF_MAX_QUERY_PARAMS"},
         403: {**_HTML, "description": "missing, expired, tampered or other-class link"},
         404: {**_HTML, "description": "no predictions for the class (on that day)"},
+        414: {**_HTML, "description": "address longer than LOF_MAX_URL_BYTES"},
         422: {**_HTML, "description": "malformed class id or date"},
         503: {**_HTML, "description": "link secret not set or store unavailable"},
     },
@@ -466,6 +469,56 @@ _FORM_BODY = {
 }
 
 
+@dataclass(frozen=True)
+class TeacherForm:
+    """A class page form that may be acted on: its fields, the class, the link's token and the
+    teacher the link names."""
+
+    class_id: int
+    token: str
+    teacher_id: str
+    fields: dict[str, str]
+
+
+async def read_teacher_form(
+    request: Request,
+    settings: Settings,
+    check_link: LinkCheck,
+    class_id: str,
+    *,
+    title: str,
+    cannot: str,
+) -> TeacherForm | Response:
+    """A page form (feedback, an action) with its class and a link that names a teacher, or the
+    page a teacher sees instead: 422 for a malformed class id, the link's refusal, 403 for a
+    link that names no teacher (``cannot`` says what it cannot do). The body is read first,
+    under the form limit: the token, the credential, is in it."""
+    body = await read_body(request, FORM_MAX_BYTES)
+    fields = {
+        k: v[0]
+        for k, v in parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True).items()
+    }
+    try:
+        cid = parse_id(class_id, name="class_id")
+    except ApiProblem as exc:
+        return message_page(
+            settings, status_code=422, title=title, message=exc.detail, advice=_ADDRESS
+        )
+    token = fields.get("token")
+    claims = check_link(token, class_id=cid)
+    if isinstance(claims, Response):
+        return claims
+    if token is None or claims.teacher_id is None:
+        return message_page(
+            settings,
+            status_code=403,
+            title=title,
+            message=f"This link does not name a teacher, so {cannot} with it.",
+            advice="open the class page from your own LEB2 course page: that link names you.",
+        )
+    return TeacherForm(class_id=cid, token=token, teacher_id=claims.teacher_id, fields=fields)
+
+
 @router.post(
     "/classes/{class_id}/feedback",
     response_class=HTMLResponse,
@@ -487,38 +540,21 @@ async def class_feedback_form(
 
     The verdict is the link's teacher's: a link that names no teacher cannot give feedback.
     """
-    body = await read_body(request, FORM_MAX_BYTES)  # the token, the credential, is in it
-    fields = {
-        k: v[0]
-        for k, v in parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True).items()
-    }
-    try:
-        cid = parse_id(class_id, name="class_id")
-    except ApiProblem as exc:
-        return message_page(
-            settings,
-            status_code=422,
-            title="Feedback not saved",
-            message=exc.detail,
-            advice="open the class page again from LEB2.",
-        )
-    token = fields.get("token")
-    claims = check_link(token, class_id=cid)
-    if isinstance(claims, Response):
-        return claims
-    assert token is not None
-    if claims.teacher_id is None:
-        return message_page(
-            settings,
-            status_code=403,
-            title="Feedback not saved",
-            message="This link does not name a teacher, so feedback cannot be given with it.",
-            advice="open the class page from your own LEB2 course page: that link names you.",
-        )
+    form = await read_teacher_form(
+        request,
+        settings,
+        check_link,
+        class_id,
+        title="Feedback not saved",
+        cannot="feedback cannot be given",
+    )
+    if isinstance(form, Response):
+        return form
+    cid, token = form.class_id, form.token
     root = base_path(request)
     back = _report_url(cid, root=root, token=token)
     try:
-        entry = fb.parse_feedback(fields, teacher_id=claims.teacher_id, class_id=cid)
+        entry = fb.parse_feedback(form.fields, teacher_id=form.teacher_id, class_id=cid)
         store = await _prediction_store(request)
         fstore = await run_in_threadpool(feedback_store, request)
         saved = await run_in_threadpool(
@@ -564,7 +600,7 @@ class RedactTokens(logging.Filter):
 
 def include_pages(app: FastAPI, settings: Settings) -> None:
     """Mount the class page, links and feedback routes on the API app."""
-    app.state.feedback_holder = FeedbackHolder(settings.store_url or "")
+    app.state.feedback_holder = LazyStore(settings.store_url or "", open_feedback_store)
     app.state.page_problem = partial(page_problem, settings)
     app.include_router(router)
     app.include_router(links_routes.router)
