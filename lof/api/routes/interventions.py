@@ -58,25 +58,14 @@ def save_intervention(
     return guard_store(lambda: istore.put(record))
 
 
-_FORM_BODY = {
-    "requestBody": {
-        "content": {
-            "application/x-www-form-urlencoded": {
-                "schema": {
-                    "type": "object",
-                    "properties": {
-                        "token": {"type": "string"},
-                        "user_id": {"type": "string", "example": "4501"},
-                        "action_dt": {"type": "string", "example": "20230327"},
-                        "action": {"type": "string", "enum": list(iv.ACTIONS)},
-                        "note": {"type": "string", "maxLength": iv.NOTE_MAX_CHARS},
-                    },
-                    "required": ["token", "user_id", "action_dt", "action"],
-                }
-            }
-        }
+_FORM_BODY = pages.form_body(
+    {
+        "user_id": {"type": "string", "example": "4501"},
+        "action_dt": {"type": "string", "example": "20230327"},
+        "action": {"type": "string", "enum": list(iv.ACTIONS)},
+        "note": {"type": "string", "maxLength": iv.NOTE_MAX_CHARS},
     }
-}
+)
 _HTML = {"content": {"text/html": {"schema": {"type": "string"}}}}
 _NOT_RECORDED = "Action not recorded"
 

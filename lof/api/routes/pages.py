@@ -448,25 +448,33 @@ async def _prediction_store(request: Request) -> PredictionStore:
     return await store_dep(request)
 
 
-_FORM_BODY = {
-    "requestBody": {
-        "content": {
-            "application/x-www-form-urlencoded": {
-                "schema": {
-                    "type": "object",
-                    "properties": {
-                        "token": {"type": "string"},
-                        "predicted_dt": {"type": "string", "example": "20230325"},
-                        "user_id": {"type": "string", "example": "4501"},
-                        "verdict": {"type": "string", "enum": list(fb.VERDICTS)},
-                        "note": {"type": "string", "maxLength": fb.NOTE_MAX_CHARS},
-                    },
-                    "required": ["token", "predicted_dt", "user_id", "verdict"],
+def form_body(properties: dict[str, dict[str, object]]) -> dict[str, object]:
+    """The OpenAPI request body of a class page form: the link's token and ``properties``, all
+    required but the note."""
+    fields = {"token": {"type": "string"}, **properties}
+    return {
+        "requestBody": {
+            "content": {
+                "application/x-www-form-urlencoded": {
+                    "schema": {
+                        "type": "object",
+                        "properties": fields,
+                        "required": [name for name in fields if name != "note"],
+                    }
                 }
             }
         }
     }
-}
+
+
+_FORM_BODY = form_body(
+    {
+        "predicted_dt": {"type": "string", "example": "20230325"},
+        "user_id": {"type": "string", "example": "4501"},
+        "verdict": {"type": "string", "enum": list(fb.VERDICTS)},
+        "note": {"type": "string", "maxLength": fb.NOTE_MAX_CHARS},
+    }
+)
 
 
 @dataclass(frozen=True)
